@@ -1,0 +1,127 @@
+"""A small synchronous client over the generated stubs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+
+import grpc
+from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def make_tick(
+    instrument: str,
+    timestamp_ns: int,
+    bids: Sequence[tuple[float, float]],
+    asks: Sequence[tuple[float, float]],
+    last_price: float = 0.0,
+    last_size: float = 0.0,
+    sequence: int | None = None,
+) -> pb.Tick:
+    """A Tick from (price, size) levels, best first."""
+    tick = pb.Tick(
+        instrument=instrument,
+        timestamp_ns=timestamp_ns,
+        last_price=last_price,
+        last_size=last_size,
+        bid_price=[p for p, _ in bids],
+        bid_size=[s for _, s in bids],
+        ask_price=[p for p, _ in asks],
+        ask_size=[s for _, s in asks],
+    )
+    if sequence is not None:
+        tick.sequence = sequence
+    return tick
+
+
+def _chunks(ticks: Iterable[pb.Tick], size: int) -> Iterator[list[pb.Tick]]:
+    it = iter(ticks)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+class TickserveClient:
+    def __init__(self, target: str, *, channel: grpc.Channel | None = None, timeout: float | None = None) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = channel or grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self.stub = pb_grpc.SignalServiceStub(self._channel)
+
+    def __enter__(self) -> "TickserveClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the channel connects (raises grpc.FutureTimeoutError)."""
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+    def stream_signals(
+        self,
+        ticks: Iterable[pb.Tick],
+        *,
+        model: str = "",
+        version: str = "",
+        return_features: bool = False,
+        batch_size: int = 1,
+    ) -> Iterator[pb.TickResult]:
+        """One TickResult per tick, in order. batch_size > 1 sends ticks in TickBatch messages."""
+
+        def requests() -> Iterator[pb.StreamSignalsRequest]:
+            yield pb.StreamSignalsRequest(
+                config=pb.StreamConfig(model=model, version=version, return_features=return_features)
+            )
+            if batch_size <= 1:
+                for tick in ticks:
+                    yield pb.StreamSignalsRequest(tick=tick)
+            else:
+                for chunk in _chunks(ticks, batch_size):
+                    yield pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=chunk))
+
+        for response in self.stub.StreamSignals(requests(), timeout=self.timeout):
+            yield from response.results
+
+    def predict(
+        self, ticks: Sequence[pb.Tick], *, model: str = "", version: str = "", return_features: bool = False
+    ) -> list[pb.Signal]:
+        request = pb.PredictRequest(model=model, version=version, ticks=ticks, return_features=return_features)
+        return list(self.stub.Predict(request, timeout=self.timeout).signals)
+
+    def evaluate(
+        self,
+        ticks: Iterable[pb.Tick],
+        *,
+        model: str = "",
+        version: str = "",
+        progress_every: int = 0,
+        batch_size: int = 1000,
+    ) -> Iterator[pb.EvaluateResponse]:
+        """Progress messages, then the final report (the last message)."""
+
+        def requests() -> Iterator[pb.EvaluateRequest]:
+            yield pb.EvaluateRequest(
+                config=pb.EvaluateConfig(model=model, version=version, progress_every=progress_every)
+            )
+            for chunk in _chunks(ticks, batch_size):
+                yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=chunk))
+
+        yield from self.stub.Evaluate(requests(), timeout=self.timeout)
+
+    def list_models(self) -> pb.ListModelsResponse:
+        return self.stub.ListModels(pb.ListModelsRequest(), timeout=self.timeout)
+
+    def get_model(self, model: str = "", version: str = "") -> pb.ModelInfo:
+        return self.stub.GetModel(pb.GetModelRequest(model=model, version=version), timeout=self.timeout)
