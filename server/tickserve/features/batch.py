@@ -1,0 +1,162 @@
+"""Batch feature path: whole arrays with numpy, for training and offline scoring.
+
+Mirrors `streaming.py` operation for operation (same formulas, same order of
+summation: newest tick to oldest, absent values added as +0.0, which leaves a
+sum unchanged), so both paths give bit-identical features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ticks import TickFrame
+from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
+from .config import FeatureConfig
+from .spec import FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK
+
+_MINUTE = float(MINUTE_NS)
+
+
+def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
+    """The feature matrix (len(frame), len(FEATURE_NAMES)), rows in frame order."""
+    n = len(frame)
+    out = np.empty((n, len(FEATURE_NAMES)))
+    if n == 0:
+        return out
+    names, codes = np.unique(frame.instrument.astype(str), return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    group_start = np.searchsorted(sorted_codes, sorted_codes, side="left")
+    index = np.arange(n)
+    pos = index - group_start  # ticks of the same instrument before this one
+
+    T = np.array([config.tick_size(str(name)) for name in names])[sorted_codes]
+    bid_price = frame.bid_price[order]
+    bid_size = frame.bid_size[order]
+    ask_price = frame.ask_price[order]
+    ask_size = frame.ask_size[order]
+    last_price = frame.last_price[order]
+    last_size = frame.last_size[order]
+    ts = frame.timestamp_ns[order]
+
+    cols: list[np.ndarray] = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b1, a1, bs1, as1 = bid_price[:, 0], ask_price[:, 0], bid_size[:, 0], ask_size[:, 0]
+        mid = (a1 + b1) * 0.5
+        spread = a1 - b1
+        spread_ticks = spread / T
+        d1 = bs1 + as1
+        imb1 = np.where(d1 > 0, (bs1 - as1) / d1, 0.0)
+        imb5, imb10 = _depth_imbalance(bid_size, ask_size)
+        micro = np.where(d1 > 0, (b1 * as1 + a1 * bs1) / d1, mid)
+        last = np.where(last_price > 0, last_price, mid)
+        session, since_open, to_close = _time_features(ts, config)
+        cols += [
+            spread,
+            spread / mid,
+            spread_ticks,
+            imb1,
+            imb5,
+            imb10,
+            micro,
+            (micro - mid) / T,
+            (micro - last) / T,
+            session,
+            since_open,
+            to_close,
+        ]
+
+        mid_prev = _shift(mid, 1, np.nan)
+        ret = np.where(pos > 0, mid / mid_prev - 1.0, 0.0)
+        pv = last * last_size
+
+        zeros = lambda: np.zeros(n)  # noqa: E731
+        s_sum, s_sq, i_sum, pv_sum, v_sum, r_sum, r_sq = (zeros() for _ in range(7))
+        s_min = np.full(n, np.inf)
+        s_max = np.full(n, -np.inf)
+        m_min = np.full(n, np.inf)
+        m_max = np.full(n, -np.inf)
+        for k in range(MAX_LOOKBACK):
+            have = pos >= k
+            st = np.where(have, _shift(spread_ticks, k, 0.0), 0.0)
+            r = np.where(have, _shift(ret, k, 0.0), 0.0)
+            m = _shift(mid, k, np.nan)
+            s_sum += st
+            s_sq += st * st
+            s_min = np.where(have, np.minimum(s_min, st), s_min)
+            s_max = np.where(have, np.maximum(s_max, st), s_max)
+            i_sum += np.where(have, _shift(imb1, k, 0.0), 0.0)
+            pv_sum += np.where(have, _shift(pv, k, 0.0), 0.0)
+            v_sum += np.where(have, _shift(last_size, k, 0.0), 0.0)
+            m_min = np.where(have, np.minimum(m_min, m), m_min)
+            m_max = np.where(have, np.maximum(m_max, m), m_max)
+            r_sum += r
+            r_sq += r * r
+            lookback = k + 1
+            if lookback not in LOOKBACKS:
+                continue
+            c = np.minimum(pos + 1, lookback).astype(np.float64)
+            s_mean = s_sum / c
+            s_var = s_sq / c - s_mean * s_mean
+            r_mean = r_sum / c
+            r_var = r_sq / c - r_mean * r_mean
+            vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
+            back = mid[index - np.minimum(lookback, pos)]
+            cols += [
+                s_mean,
+                np.where(s_var > 0, np.sqrt(np.maximum(s_var, 0.0)), 0.0),
+                np.where(s_max > s_min, (spread_ticks - s_min) / (s_max - s_min), 0.5),
+                imb1 - i_sum / c,
+                vwap,
+                (last - vwap) / T,
+                mid / back - 1.0,
+                np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
+                np.where(m_max > m_min, (mid - m_min) / (m_max - m_min), 0.5),
+            ]
+
+    out[order] = np.column_stack(cols)
+    return out
+
+
+def _shift(x: np.ndarray, k: int, fill: float) -> np.ndarray:
+    """x moved k rows down (row i gets x[i - k]); the first k rows get `fill`."""
+    if k == 0:
+        return x
+    y = np.empty_like(x)
+    y[:k] = fill
+    y[k:] = x[:-k]
+    return y
+
+
+def _depth_imbalance(bid_size: np.ndarray, ask_size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    bids = np.where(np.isnan(bid_size), 0.0, bid_size)
+    asks = np.where(np.isnan(ask_size), 0.0, ask_size)
+    sb = np.zeros(len(bids))
+    sa = np.zeros(len(asks))
+    for level in range(5):
+        sb += bids[:, level]
+        sa += asks[:, level]
+    d5 = sb + sa
+    imb5 = np.where(d5 > 0, (sb - sa) / d5, 0.0)
+    for level in range(5, min(10, bids.shape[1])):
+        sb += bids[:, level]
+        sa += asks[:, level]
+    d10 = sb + sa
+    return imb5, np.where(d10 > 0, (sb - sa) / d10, 0.0)
+
+
+def _time_features(ts: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    calendar = config.calendar
+    hours, inverse = np.unique(ts // HOUR_NS, return_inverse=True)
+    offsets = np.array([calendar.utc_offset_ns(int(h)) for h in hours], dtype=np.int64)[inverse]
+    local = ts + offsets
+    day = local // DAY_NS
+    in_day = local - day * DAY_NS
+    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
+    open_ns, close_ns = calendar.open_ns, calendar.close_ns
+    in_session = np.isin(weekday, calendar.weekdays) & (in_day >= open_ns) & (in_day < close_ns)
+    return (
+        np.where(in_session, 1.0, 0.0),
+        (in_day - open_ns) / _MINUTE,
+        (close_ns - in_day) / _MINUTE,
+    )

@@ -1,0 +1,188 @@
+"""Streaming feature path: per-instrument state updated one tick at a time.
+
+Memory per instrument is bounded (a few deques of MAX_LOOKBACK floats). The
+arithmetic mirrors `batch.py` operation for operation; see `spec.py` for the
+definitions and the warm-up rule. Plain float arithmetic on purpose: for a
+few dozen values per tick it is much cheaper than numpy temporaries.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from math import sqrt
+
+from ..ticks import Tick
+from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
+from .config import FeatureConfig
+from .spec import LOOKBACKS, MAX_LOOKBACK
+
+_MINUTE = float(MINUTE_NS)
+
+
+class InstrumentState:
+    """Rolling history of one instrument, newest value first in every deque."""
+
+    __slots__ = ("tick_size", "count", "spread_ticks", "imbalance", "pv", "volume", "mid", "ret")
+
+    def __init__(self, tick_size: float) -> None:
+        self.tick_size = tick_size
+        self.count = 0
+        self.spread_ticks: deque[float] = deque(maxlen=MAX_LOOKBACK)
+        self.imbalance: deque[float] = deque(maxlen=MAX_LOOKBACK)
+        self.pv: deque[float] = deque(maxlen=MAX_LOOKBACK)
+        self.volume: deque[float] = deque(maxlen=MAX_LOOKBACK)
+        # one more mid than the longest lookback: return_50 needs mid 50 ticks ago
+        self.mid: deque[float] = deque(maxlen=MAX_LOOKBACK + 1)
+        self.ret: deque[float] = deque(maxlen=MAX_LOOKBACK)
+
+
+class StreamingFeatures:
+    """Feature state for one stream: `update(tick)` returns the full feature vector."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self._states: dict[str, InstrumentState] = {}
+        calendar = config.calendar
+        self._open_ns = calendar.open_ns
+        self._close_ns = calendar.close_ns
+        self._weekdays = frozenset(calendar.weekdays)
+        self._calendar = calendar
+        self._hour = None
+        self._offset = 0
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def count(self, instrument: str) -> int:
+        state = self._states.get(instrument)
+        return state.count if state else 0
+
+    def drop(self, instrument: str) -> None:
+        self._states.pop(instrument, None)
+
+    def update(self, tick: Tick) -> list[float]:
+        state = self._states.get(tick.instrument)
+        if state is None:
+            state = self._states[tick.instrument] = InstrumentState(self.config.tick_size(tick.instrument))
+        T = state.tick_size
+
+        b1 = tick.bid_price[0]
+        a1 = tick.ask_price[0]
+        bs1 = tick.bid_size[0]
+        as1 = tick.ask_size[0]
+        mid = (a1 + b1) * 0.5
+        spread = a1 - b1
+        spread_ticks = spread / T
+        d1 = bs1 + as1
+        imb1 = (bs1 - as1) / d1 if d1 > 0 else 0.0
+        imb5, imb10 = _depth_imbalance(tick.bid_size, tick.ask_size)
+        micro = (b1 * as1 + a1 * bs1) / d1 if d1 > 0 else mid
+        last = tick.last_price if tick.last_price > 0 else mid
+        session, since_open, to_close = self._time_features(tick.timestamp_ns)
+
+        mids = state.mid
+        ret1 = mid / mids[0] - 1.0 if state.count else 0.0
+        state.count += 1
+        state.spread_ticks.appendleft(spread_ticks)
+        state.imbalance.appendleft(imb1)
+        state.pv.appendleft(last * tick.last_size)
+        state.volume.appendleft(tick.last_size)
+        mids.appendleft(mid)
+        state.ret.appendleft(ret1)
+
+        out = [
+            spread,
+            spread / mid,
+            spread_ticks,
+            imb1,
+            imb5,
+            imb10,
+            micro,
+            (micro - mid) / T,
+            (micro - last) / T,
+            session,
+            since_open,
+            to_close,
+        ]
+
+        # One pass from the newest tick to the oldest, recording each lookback
+        # when its window is complete (or the history runs out).
+        n = len(state.spread_ticks)
+        s_sum = s_sq = i_sum = pv_sum = v_sum = r_sum = r_sq = 0.0
+        s_min = s_max = spread_ticks
+        m_min = m_max = mid
+        k = 0
+        lookbacks = iter(LOOKBACKS)
+        target = next(lookbacks)
+        for st, im, pv, vol, m, r in zip(state.spread_ticks, state.imbalance, state.pv, state.volume, mids, state.ret):
+            s_sum += st
+            s_sq += st * st
+            if st < s_min:
+                s_min = st
+            elif st > s_max:
+                s_max = st
+            i_sum += im
+            pv_sum += pv
+            v_sum += vol
+            if m < m_min:
+                m_min = m
+            elif m > m_max:
+                m_max = m
+            r_sum += r
+            r_sq += r * r
+            k += 1
+            while k == target or (k == n and target is not None):
+                c = k
+                s_mean = s_sum / c
+                s_var = s_sq / c - s_mean * s_mean
+                r_mean = r_sum / c
+                r_var = r_sq / c - r_mean * r_mean
+                vwap = pv_sum / v_sum if v_sum > 0 else mid
+                back = mids[target if target < len(mids) else len(mids) - 1]
+                out += (
+                    s_mean,
+                    sqrt(s_var) if s_var > 0 else 0.0,
+                    (spread_ticks - s_min) / (s_max - s_min) if s_max > s_min else 0.5,
+                    imb1 - i_sum / c,
+                    vwap,
+                    (last - vwap) / T,
+                    mid / back - 1.0,
+                    sqrt(r_var) if r_var > 0 else 0.0,
+                    (mid - m_min) / (m_max - m_min) if m_max > m_min else 0.5,
+                )
+                target = next(lookbacks, None)
+                if target is None:
+                    break
+            if target is None:
+                break
+        return out
+
+    def _time_features(self, ts: int) -> tuple[float, float, float]:
+        hour = ts // HOUR_NS
+        if hour != self._hour:
+            self._hour = hour
+            self._offset = self._calendar.utc_offset_ns(hour)
+        local = ts + self._offset
+        day = local // DAY_NS
+        in_day = local - day * DAY_NS
+        weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
+        session = 1.0 if weekday in self._weekdays and self._open_ns <= in_day < self._close_ns else 0.0
+        return session, (in_day - self._open_ns) / _MINUTE, (self._close_ns - in_day) / _MINUTE
+
+
+def _depth_imbalance(bid_size, ask_size) -> tuple[float, float]:
+    """Imbalance over the first 5 and the first 10 levels, summed level by level."""
+    nb, na = len(bid_size), len(ask_size)
+    sb = sa = 0.0
+    for level in range(min(nb, 5)):
+        sb += bid_size[level]
+    for level in range(min(na, 5)):
+        sa += ask_size[level]
+    d5 = sb + sa
+    imb5 = (sb - sa) / d5 if d5 > 0 else 0.0
+    for level in range(5, min(nb, 10)):
+        sb += bid_size[level]
+    for level in range(5, min(na, 10)):
+        sa += ask_size[level]
+    d10 = sb + sa
+    return imb5, ((sb - sa) / d10 if d10 > 0 else 0.0)

@@ -1,0 +1,79 @@
+"""Classification metrics, accumulated incrementally so Evaluate can stream any number of ticks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import log
+
+import numpy as np
+
+from .labels import CLASSES
+
+_EPS = 1e-15
+
+
+@dataclass
+class ClassificationMetrics:
+    n_classes: int = len(CLASSES)
+    confusion: np.ndarray = field(default=None)  # rows = true class, columns = predicted
+    log_loss_sum: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.confusion is None:
+            self.confusion = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
+
+    def add(self, true: int, predicted: int, probs) -> None:
+        self.confusion[true, predicted] += 1
+        self.log_loss_sum -= log(min(max(probs[true], _EPS), 1.0))
+
+    def add_batch(self, true: np.ndarray, predicted: np.ndarray, probs: np.ndarray) -> None:
+        np.add.at(self.confusion, (true, predicted), 1)
+        p = np.clip(probs[np.arange(len(true)), true], _EPS, 1.0)
+        self.log_loss_sum -= float(np.log(p).sum())
+
+    @property
+    def count(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        n = self.count
+        return float(np.trace(self.confusion)) / n if n else 0.0
+
+    @property
+    def log_loss(self) -> float:
+        n = self.count
+        return self.log_loss_sum / n if n else 0.0
+
+    def per_class(self) -> list[dict]:
+        out = []
+        for k in range(self.n_classes):
+            tp = float(self.confusion[k, k])
+            predicted = float(self.confusion[:, k].sum())
+            support = int(self.confusion[k, :].sum())
+            precision = tp / predicted if predicted else 0.0
+            recall = tp / support if support else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            out.append({"label": CLASSES[k], "precision": precision, "recall": recall, "f1": f1, "support": support})
+        return out
+
+    @property
+    def macro_f1(self) -> float:
+        return float(np.mean([c["f1"] for c in self.per_class()]))
+
+    def majority_baseline(self) -> tuple[str, float]:
+        """The most frequent true class and the accuracy of always predicting it."""
+        support = self.confusion.sum(axis=1)
+        k = int(support.argmax())
+        n = self.count
+        return CLASSES[k], (float(support[k]) / n if n else 0.0)
+
+    def summary(self) -> dict[str, float]:
+        cls, base = self.majority_baseline()
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "log_loss": self.log_loss,
+            "majority_baseline_accuracy": base,
+            "count": float(self.count),
+        }
