@@ -1,0 +1,111 @@
+"""The model manifest: `models/<name>/<version>/manifest.json`.
+
+JSON, never pickle: it records everything needed to serve the model exactly
+as it was trained (adapter, feature names and stage version, feature config,
+label config, signal-rule thresholds) and how it was trained (parameters,
+metrics, data fingerprint).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidArgument, ModelLoadError
+from .features.config import FeatureConfig
+from .labels import CLASSES, LabelConfig
+from .signals import SignalRules
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Model names and versions are path components: letters, digits and `._-` only."""
+    if not _NAME.match(value) or ".." in value:
+        raise InvalidArgument(f"{kind}: {value!r} is not a valid name (letters, digits and ._- only)", field=kind)
+    return value
+
+
+@dataclass
+class ModelManifest:
+    name: str
+    version: str
+    adapter: str
+    model_file: str
+    feature_names: list[str]
+    feature_stage_version: str
+    feature_config: FeatureConfig = field(default_factory=FeatureConfig)
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    label_config: LabelConfig = field(default_factory=LabelConfig)
+    signal_rules: SignalRules = field(default_factory=SignalRules)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    created_at: str = ""
+    tickserve_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "adapter": self.adapter,
+            "model_file": self.model_file,
+            "feature_names": list(self.feature_names),
+            "feature_stage_version": self.feature_stage_version,
+            "feature_config": self.feature_config.to_dict(),
+            "classes": list(self.classes),
+            "label_config": self.label_config.to_dict(),
+            "signal_rules": self.signal_rules.to_dict(),
+            "parameters": self.parameters,
+            "metrics": self.metrics,
+            "data_fingerprint": self.data_fingerprint,
+            "created_at": self.created_at,
+            "tickserve_version": self.tickserve_version,
+        }
+
+    def save(self, model_dir: Path) -> Path:
+        path = model_dir / MANIFEST_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        return path
+
+    @staticmethod
+    def load(model_dir: Path) -> "ModelManifest":
+        path = model_dir / MANIFEST_FILE
+        try:
+            d = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelLoadError(f"{path}: no manifest") from None
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{path}: unreadable manifest: {exc}") from None
+        try:
+            if d.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"format {d.get('format')!r} is not {MANIFEST_FORMAT}")
+            model_file = str(d["model_file"])
+            if Path(model_file).name != model_file:
+                raise ValueError(f"model_file {model_file!r} must be a plain file name")
+            return ModelManifest(
+                name=str(d["name"]),
+                version=str(d["version"]),
+                adapter=str(d["adapter"]),
+                model_file=model_file,
+                feature_names=[str(x) for x in d["feature_names"]],
+                feature_stage_version=str(d["feature_stage_version"]),
+                feature_config=FeatureConfig.from_dict(d.get("feature_config", {})),
+                classes=[str(x) for x in d.get("classes", CLASSES)],
+                label_config=LabelConfig.from_dict(d.get("label_config", LabelConfig().to_dict())),
+                signal_rules=SignalRules.from_dict(d.get("signal_rules", {})),
+                parameters=dict(d.get("parameters", {})),
+                metrics={str(k): float(v) for k, v in d.get("metrics", {}).items()},
+                data_fingerprint=str(d.get("data_fingerprint", "")),
+                created_at=str(d.get("created_at", "")),
+                tickserve_version=str(d.get("tickserve_version", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ModelLoadError(f"{path}: invalid manifest: {detail}") from None

@@ -1,0 +1,109 @@
+"""The plugin author's API: everything a model adapter imports from tickserve.
+
+    from tickserve.plugin import ModelAdapter, TrainingData, hookimpl
+
+    class MyAdapter(ModelAdapter):
+        name = "mymodel"
+        ...
+
+    @hookimpl
+    def tickserve_adapters():
+        return [MyAdapter]
+
+Register the module under the entry-point group "tickserve.plugins" in your
+distribution's pyproject.toml and `pip install` it; the server finds it.
+This module is stable: names here keep their meaning across minor versions.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pluggy
+
+from .features.calendar import SessionCalendar
+
+if TYPE_CHECKING:
+    from .manifest import ModelManifest
+
+PROJECT_NAME = "tickserve"
+ENTRY_POINT_GROUP = "tickserve.plugins"
+
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin function as an implementation of a tickserve hook."""
+
+
+@dataclass
+class TrainingData:
+    """A time-ordered split handed to `ModelAdapter.train`. Labels index `classes`."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    feature_names: list[str]
+    classes: list[str]
+
+
+@dataclass
+class TrainingResult:
+    """What `ModelAdapter.train` wrote: the artifact's file name (inside the
+    model directory), the parameters used, and anything worth recording."""
+
+    model_file: str
+    parameters: dict[str, Any]
+    info: dict[str, float] = field(default_factory=dict)
+
+
+Progress = Callable[[int, int, str], None]
+"""progress(done, total, message): report training progress."""
+
+
+class ModelAdapter(ABC):
+    """Serves one kind of model file. One instance per loaded model version.
+
+    The server calls `load` once, then `predict_proba` from worker threads
+    (never concurrently for the same stream, but possibly concurrently across
+    streams: keep it thread-safe, which native boosters are).
+    """
+
+    #: The adapter's name, as written in a model manifest's "adapter" field.
+    name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def load(cls, model_dir: Path, manifest: ModelManifest) -> ModelAdapter:
+        """Load the model stored in `model_dir` (its files, per `manifest.model_file`)."""
+
+    @abstractmethod
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, len(classes)) for a float64 batch (n, len(feature_names))."""
+
+    def feature_importance(self) -> dict[str, float]:
+        """Importance per feature name (larger = more important); empty if unknown."""
+        return {}
+
+    def metadata(self) -> dict[str, str]:
+        """Extra facts about the loaded model (library version, trees...), shown by GetModel."""
+        return {}
+
+    @classmethod
+    def train(cls, data: TrainingData, params: dict[str, Any], out_dir: Path, progress: Progress) -> TrainingResult:
+        """Fit a model on `data`, write its files into `out_dir`. Optional."""
+        raise NotImplementedError(f"adapter {cls.name!r} does not support training")
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ModelAdapter",
+    "Progress",
+    "SessionCalendar",
+    "TrainingData",
+    "TrainingResult",
+    "hookimpl",
+]

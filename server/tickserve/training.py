@@ -1,0 +1,146 @@
+"""Training: ticks -> batch features and labels -> a time-ordered split -> an adapter -> a model directory.
+
+The split is by time, never shuffled, and purged: a training row is kept only
+if the tick that defines its label (horizon ticks later) comes before the
+validation span starts, and likewise for validation against the test span, so
+no label looks into a later split.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .features import DEFAULT_MODEL_FEATURES, FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
+from .features.spec import missing_features
+from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels
+from .manifest import ModelManifest, check_name
+from .metrics import ClassificationMetrics
+from .plugin import ModelAdapter, Progress, TrainingData
+from .repository import version_key
+from .signals import SignalRules, predicted_class
+from .ticks import TickFrame
+
+
+@dataclass
+class Split:
+    train: np.ndarray  # row indices
+    valid: np.ndarray
+    test: np.ndarray
+
+
+def time_split(frame: TickFrame, future: np.ndarray, valid_fraction: float, test_fraction: float) -> Split:
+    """Row indices of the purged train / validation / test spans (see the module doc)."""
+    if not (0 < valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise ValueError("need 0 < valid_fraction, 0 <= test_fraction, valid + test < 1")
+    ts = frame.timestamp_ns
+    labeled = future >= 0
+    label_ts = np.where(labeled, ts[np.maximum(future, 0)], np.iinfo(np.int64).max)
+    sorted_ts = np.sort(ts)
+    n = len(ts)
+    t_valid = sorted_ts[int(n * (1 - valid_fraction - test_fraction))]
+    t_test = sorted_ts[min(n - 1, int(n * (1 - test_fraction)))] if test_fraction > 0 else np.iinfo(np.int64).max
+    train = np.flatnonzero(labeled & (label_ts < t_valid))
+    valid = np.flatnonzero(labeled & (ts >= t_valid) & (label_ts < t_test))
+    test = np.flatnonzero(labeled & (ts >= t_test))
+    return Split(train, valid, test)
+
+
+def next_version(models_dir: Path, name: str) -> str:
+    existing = [p.name for p in (models_dir / name).glob("*") if p.is_dir() and p.name.isdigit()]
+    return str(max((int(v) for v in existing), default=0) + 1)
+
+
+def train_model(
+    frame: TickFrame,
+    *,
+    adapter: type[ModelAdapter],
+    models_dir: Path,
+    name: str,
+    version: str | None = None,
+    feature_config: FeatureConfig | None = None,
+    label_config: LabelConfig | None = None,
+    signal_rules: SignalRules | None = None,
+    feature_names: tuple[str, ...] = DEFAULT_MODEL_FEATURES,
+    params: dict[str, Any] | None = None,
+    valid_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    progress: Progress | None = None,
+) -> tuple[Path, ModelManifest]:
+    """Train and write `models_dir/<name>/<version>/` atomically; returns its path and manifest."""
+    check_name("model", name)
+    feature_config = feature_config or FeatureConfig()
+    label_config = label_config or LabelConfig()
+    missing = missing_features(feature_names)
+    if missing:
+        raise ValueError(f"unknown feature(s): {', '.join(missing)}")
+    models_dir = Path(models_dir)
+    version = check_name("version", version or next_version(models_dir, name))
+    target = models_dir / name / version
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+
+    x_all = batch_features(frame, feature_config)[:, [FEATURE_INDEX[f] for f in feature_names]]
+    y, future = make_labels(frame, label_config, feature_config)
+    split = time_split(frame, future, valid_fraction, test_fraction)
+    if len(split.train) == 0 or len(split.valid) == 0:
+        raise ValueError(f"too few ticks to train: {len(frame)} ticks gave {len(split.train)} training rows")
+    data = TrainingData(
+        x_train=x_all[split.train],
+        y_train=y[split.train],
+        x_valid=x_all[split.valid],
+        y_valid=y[split.valid],
+        feature_names=list(feature_names),
+        classes=list(CLASSES),
+    )
+    (target.parent).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=target.parent))
+    try:
+        result = adapter.train(data, dict(params or {}), staging, progress or (lambda *a: None))
+        manifest = ModelManifest(
+            name=name,
+            version=version,
+            adapter=adapter.name,
+            model_file=result.model_file,
+            feature_names=list(feature_names),
+            feature_stage_version=FEATURE_STAGE_VERSION,
+            feature_config=feature_config,
+            label_config=label_config,
+            signal_rules=signal_rules or SignalRules(),
+            parameters=result.parameters,
+            data_fingerprint=frame.fingerprint(),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            tickserve_version=__version__,
+        )
+        model = adapter.load(staging, manifest)
+        metrics = dict(result.info)
+        metrics.update({"train_rows": float(len(split.train)), "ticks": float(len(frame))})
+        for span, rows in (("valid", split.valid), ("test", split.test)):
+            if len(rows) == 0:
+                continue
+            probs = model.predict_proba(x_all[rows])
+            m = ClassificationMetrics()
+            m.add_batch(y[rows], predicted_class(probs), probs)
+            metrics.update({f"{span}_{k}": v for k, v in m.summary().items()})
+        manifest.metrics = metrics
+        manifest.save(staging)
+        os.replace(staging, target)  # readers never see a half-written model
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target, manifest
+
+
+def label_counts(y: np.ndarray) -> dict[str, int]:
+    return {CLASSES[k]: int((y == k).sum()) for k in range(len(CLASSES))} | {"unlabeled": int((y == NO_LABEL).sum())}
+
+
+__all__ = ["Split", "label_counts", "next_version", "time_split", "train_model", "version_key"]
