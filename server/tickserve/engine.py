@@ -1,0 +1,113 @@
+"""The transport-free serving core: ticks in, signals (or per-tick rejections) out.
+
+A `SignalSession` holds one stream's state: the model it serves and the
+per-instrument feature state. The gRPC servicer, and any other front end,
+only converts messages at the edge and calls `process`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidArgument, ResourceExhausted, Status, TickserveError
+from .features import FEATURE_INDEX, MAX_LOOKBACK, StreamingFeatures
+from .repository import LoadedModel
+from .signals import SignalValues, decide
+from .ticks import Tick
+from .validation import validate_tick
+
+_SPREAD_TICKS = FEATURE_INDEX["spread_ticks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one tick got no signal; the stream goes on."""
+
+    status: Status
+    message: str
+    field: str
+
+
+@dataclass(slots=True)
+class Scored:
+    tick: Tick
+    signal: SignalValues
+    warmed_up: bool
+    features: list[float] | None  # the model's input vector, when asked for
+
+
+Result = Scored | Rejection
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_instruments: int = 10_000
+
+
+class SignalSession:
+    def __init__(self, model: LoadedModel, *, return_features: bool = False, limits: SessionLimits = SessionLimits()):
+        self.model = model
+        self.return_features = return_features
+        self.limits = limits
+        self.features = StreamingFeatures(model.manifest.feature_config)
+        self._last_ts: dict[str, int] = {}
+
+    def admit(self, tick: Tick) -> Rejection | None:
+        """Check one tick against the rules and this stream's state (time order, limits)."""
+        try:
+            validate_tick(tick)
+        except TickserveError as exc:
+            return Rejection(exc.status, exc.message, exc.field)
+        previous = self._last_ts.get(tick.instrument)
+        if previous is None:
+            if len(self._last_ts) >= self.limits.max_instruments:
+                raise ResourceExhausted(
+                    f"instrument: {tick.instrument!r} would exceed this stream's limit of "
+                    f"{self.limits.max_instruments} instruments",
+                    field="instrument",
+                )
+        elif tick.timestamp_ns < previous:
+            return Rejection(
+                Status.INVALID_ARGUMENT,
+                f"timestamp_ns: {tick.timestamp_ns} is before this instrument's previous tick ({previous})",
+                "timestamp_ns",
+            )
+        return None
+
+    def process(self, ticks: list[Tick]) -> list[Result]:
+        """One result per tick, in order. Rejected ticks leave the feature state untouched."""
+        results: list[Result | None] = []
+        rows: list[list[float]] = []
+        scored_at: list[int] = []
+        for tick in ticks:
+            rejection = self.admit(tick)
+            if rejection is not None:
+                results.append(rejection)
+                continue
+            self._last_ts[tick.instrument] = tick.timestamp_ns
+            rows.append(self.features.update(tick))
+            scored_at.append(len(results))
+            results.append(None)
+        if rows:
+            full = np.array(rows)
+            x = full[:, self.model.feature_index]
+            probs = self.model.adapter.predict_proba(x)
+            rules = self.model.manifest.signal_rules
+            for j, i in enumerate(scored_at):
+                tick = ticks[i]
+                p_sell, p_hold, p_buy = (float(v) for v in probs[j])
+                signal = decide(p_sell, p_hold, p_buy, rows[j][_SPREAD_TICKS], rules)
+                warmed = self.features.count(tick.instrument) >= MAX_LOOKBACK
+                results[i] = Scored(tick, signal, warmed, x[j].tolist() if self.return_features else None)
+        return results  # type: ignore[return-value]
+
+
+def require_valid(ticks: list[Tick], path: str = "ticks") -> None:
+    """For calls where any bad tick fails the whole call: INVALID_ARGUMENT naming ticks[i].field."""
+    for i, tick in enumerate(ticks):
+        try:
+            validate_tick(tick)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{path}[{i}].{exc.message}", field=f"{path}[{i}].{exc.field}") from None

@@ -1,0 +1,147 @@
+"""protobuf <-> the project's own types. Nothing past this module sees protobuf."""
+
+from __future__ import annotations
+
+import json
+
+from tickserve_proto.v1 import tickserve_pb2 as pb
+
+from ..engine import Rejection, Result, Scored
+from ..repository import ModelEntry
+from ..signals import SignalValues
+from ..ticks import Tick, TickFrame
+
+ACTION = {name: pb.Action.Value(f"ACTION_{name}") for name in ("BUY", "HOLD", "SELL")}
+STRENGTH = {name: pb.Strength.Value(f"STRENGTH_{name}") for name in ("WEAK", "MEDIUM", "STRONG")}
+URGENCY = {name: pb.Urgency.Value(f"URGENCY_{name}") for name in ("PASSIVE", "AGGRESSIVE")}
+RISK = {name: pb.Risk.Value(f"RISK_{name}") for name in ("LOW", "MEDIUM", "HIGH")}
+MODEL_STATE = {name: pb.ModelState.Value(f"MODEL_STATE_{name}") for name in ("LOADING", "READY", "FAILED", "UNLOADED")}
+
+
+# --- in ------------------------------------------------------------------------------
+
+
+def tick_from_proto(msg: pb.Tick) -> Tick:
+    return Tick(
+        instrument=msg.instrument,
+        timestamp_ns=msg.timestamp_ns,
+        last_price=msg.last_price,
+        last_size=msg.last_size,
+        bid_price=tuple(msg.bid_price),
+        bid_size=tuple(msg.bid_size),
+        ask_price=tuple(msg.ask_price),
+        ask_size=tuple(msg.ask_size),
+        sequence=msg.sequence if msg.HasField("sequence") else None,
+    )
+
+
+# --- out -----------------------------------------------------------------------------
+
+
+def signal_to_proto(scored: Scored, model: str, version: str) -> pb.Signal:
+    s: SignalValues = scored.signal
+    tick = scored.tick
+    msg = pb.Signal(
+        action=ACTION[s.action],
+        p_buy=s.p_buy,
+        p_hold=s.p_hold,
+        p_sell=s.p_sell,
+        confidence=s.confidence,
+        edge_score=s.edge_score,
+        strength=STRENGTH[s.strength],
+        urgency=URGENCY[s.urgency],
+        risk=RISK[s.risk],
+        model=model,
+        model_version=version,
+        instrument=tick.instrument,
+        timestamp_ns=tick.timestamp_ns,
+        warmed_up=scored.warmed_up,
+        features=scored.features or (),
+    )
+    if tick.sequence is not None:
+        msg.sequence = tick.sequence
+    return msg
+
+
+def result_to_proto(result: Result, tick: Tick, model: str, version: str) -> pb.TickResult:
+    if isinstance(result, Rejection):
+        error = pb.TickError(
+            code=result.status.value,
+            message=result.message,
+            field=result.field,
+            instrument=tick.instrument,
+            timestamp_ns=tick.timestamp_ns,
+        )
+        if tick.sequence is not None:
+            error.sequence = tick.sequence
+        return pb.TickResult(error=error)
+    return pb.TickResult(signal=signal_to_proto(result, model, version))
+
+
+def model_info(entry: ModelEntry) -> pb.ModelInfo:
+    info = pb.ModelInfo(
+        name=entry.name,
+        version=entry.version,
+        state=MODEL_STATE[entry.state.value],
+        state_reason=entry.reason,
+    )
+    m = entry.manifest
+    if m is not None:
+        info.adapter = m.adapter
+        info.feature_names.extend(m.feature_names)
+        info.classes.extend(m.classes)
+        info.label_config.horizon_ticks = m.label_config.horizon_ticks
+        info.label_config.threshold_ticks = m.label_config.threshold_ticks
+        info.feature_stage_version = m.feature_stage_version
+        info.parameters.update({k: json.dumps(v) for k, v in m.parameters.items()})
+        info.metrics.update(m.metrics)
+        info.signal_rules.update(m.signal_rules.to_dict())
+        info.data_fingerprint = m.data_fingerprint
+    return info
+
+
+def report_to_proto(report: dict) -> pb.EvaluationReport:
+    msg = pb.EvaluationReport(
+        model=report["model"],
+        model_version=report["model_version"],
+        ticks=report["ticks"],
+        labeled=report["labeled"],
+        accuracy=report["accuracy"],
+        macro_f1=report["macro_f1"],
+        log_loss=report["log_loss"],
+        majority_baseline_accuracy=report["majority_baseline_accuracy"],
+        majority_class=report["majority_class"],
+        classes=report["classes"],
+        confusion_matrix=report["confusion_matrix"],
+    )
+    for c in report["per_class"]:
+        msg.per_class.add(**c)
+    msg.action_counts.update(report["action_counts"])
+    msg.strength_counts.update(report["strength_counts"])
+    msg.risk_counts.update(report["risk_counts"])
+    for name, value in report["feature_importance"]:
+        msg.feature_importance.add(feature=name, importance=value)
+    return msg
+
+
+# --- for clients: the canonical tick file -> messages ------------------------------------
+
+
+def tick_to_proto(tick: Tick) -> pb.Tick:
+    msg = pb.Tick(
+        instrument=tick.instrument,
+        timestamp_ns=tick.timestamp_ns,
+        last_price=tick.last_price,
+        last_size=tick.last_size,
+        bid_price=tick.bid_price,
+        bid_size=tick.bid_size,
+        ask_price=tick.ask_price,
+        ask_size=tick.ask_size,
+    )
+    if tick.sequence is not None:
+        msg.sequence = tick.sequence
+    return msg
+
+
+def frame_to_protos(frame: TickFrame) -> list[pb.Tick]:
+    return [tick_to_proto(t) for t in frame.ticks()]
