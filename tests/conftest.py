@@ -1,0 +1,89 @@
+"""Shared fixtures: a small trained model repository and a real gRPC server on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tickserve.plugin_manager import Plugins, load_plugins
+from tickserve.repository import ModelRepository
+from tickserve.serving.app import TickServer, create_server
+from tickserve.simulate import simulate
+from tickserve.training import train_model
+from tickserve_client import TickserveClient
+
+MODEL = "signal-lgbm"
+# Few rounds keep the suite fast; the model still has real trees and real probabilities.
+FAST_PARAMS = {"num_boost_round": 40, "early_stopping_rounds": 10}
+
+
+@pytest.fixture(scope="session")
+def plugins() -> Plugins:
+    return load_plugins()
+
+
+@pytest.fixture(scope="session")
+def model_repo(tmp_path_factory, plugins) -> Path:
+    """models/signal-lgbm/{1,2} trained on simulated ticks, plus a corrupt models/broken/1."""
+    root = tmp_path_factory.mktemp("models")
+    adapter = plugins.adapters["lightgbm"]
+    train_model(simulate(20_000, seed=11), adapter=adapter, models_dir=root, name=MODEL, params=FAST_PARAMS)
+    train_model(simulate(20_000, seed=12), adapter=adapter, models_dir=root, name=MODEL, params=FAST_PARAMS)
+    broken = root / "broken" / "1"
+    shutil.copytree(root / MODEL / "1", broken)
+    manifest = (broken / "manifest.json").read_text().replace(f'"name": "{MODEL}"', '"name": "broken"')
+    (broken / "manifest.json").write_text(manifest)
+    (broken / "model.txt").write_text("this is not a LightGBM model\n")
+    return root
+
+
+@dataclass
+class RunningServer:
+    address: str
+    port: int
+    repository: ModelRepository
+
+
+class _LoopThread:
+    """An asyncio loop in a background thread, so sync tests can use real blocking channels."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def server(model_repo, plugins):
+    repository = ModelRepository(model_repo, plugins.adapters, default_model=MODEL)
+    repository.load_all()
+    runner = _LoopThread()
+    tick_server: TickServer = runner.run(create_server("127.0.0.1:0", repository))
+    yield RunningServer(f"127.0.0.1:{tick_server.port}", tick_server.port, repository)
+    runner.run(tick_server.stop(1.0))
+    runner.close()
+
+
+@pytest.fixture
+def client(server):
+    with TickserveClient(server.address, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def channel(server):
+    with grpc.insecure_channel(server.address) as ch:
+        yield ch
