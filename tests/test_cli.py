@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,8 +53,9 @@ def test_serve_stream_evaluate_models_then_sigterm(served, tmp_path):
     assert run("simulate", "--ticks", "600", "--seed", "3", "--out", str(ticks)).returncode == 0
     stream = run("stream", "--server", address, "--file", str(ticks), "--limit", "120")
     assert stream.returncode == 0, stream.stderr
-    lines = [ln for ln in stream.stdout.splitlines() if ln[:2].isdigit()]
+    lines = [ln for ln in stream.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d\.\d{3} ", ln)]
     assert len(lines) == 120
+    assert "120 ticks answered" in stream.stdout
     assert any(" BUY " in ln for ln in lines) and any(" SELL " in ln for ln in lines)
 
     evaluate = run("evaluate", "--server", address, "--file", str(ticks))

@@ -252,8 +252,11 @@ def cmd_stream(args) -> int:
 
     from .output import format_error, format_signal, signal_header
 
+    import time
+
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
     counts: dict[str, int] = {}
+    started = time.perf_counter()
     with TickserveClient(args.server) as client:
         print(signal_header())
         for i, result in enumerate(
@@ -268,7 +271,12 @@ def cmd_stream(args) -> int:
             counts[name] = counts.get(name, 0) + 1
             if i % max(1, args.every) == 0:
                 print(format_signal(result.signal), flush=True)
-    print("signals: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    elapsed = time.perf_counter() - started
+    total = sum(counts.values())
+    print(
+        f"{total} ticks answered in {elapsed:.2f} s ({total / elapsed:.0f} ticks/s, batch {args.batch}); "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     return 0
 
 

@@ -47,8 +47,11 @@ def run_demo(models: Path, train_samples: int, holdout_samples: int, show: int) 
             port = _wait_for_port(server, ready)
             address = f"127.0.0.1:{port}"
             _run(["models", "--server", address])
-            print(f"\n== streaming {show} held-out ticks one by one through StreamSignals")
-            _run(["stream", "--server", address, "--file", str(holdout), "--limit", str(show)])
+            every = 100
+            print(f"\n== streaming {show * every} held-out ticks one by one through StreamSignals"
+                  f" (printing every {every}th signal)")
+            _run(["stream", "--server", address, "--file", str(holdout), "--limit", str(show * every),
+                  "--every", str(every)])
             print(f"\n== evaluating on {holdout_samples} held-out ticks (seed {HOLDOUT_SEED}) over Evaluate")
             _run(["evaluate", "--server", address, "--file", str(holdout)])
         finally:
