@@ -63,6 +63,10 @@ def make_labels(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) 
     h = labels.horizon_ticks
     for name in np.unique(frame.instrument.astype(str)):
         rows = np.flatnonzero(frame.instrument == name)
+        backwards = np.flatnonzero(np.diff(frame.timestamp_ns[rows]) < 0)
+        if len(backwards):
+            row = int(rows[backwards[0] + 1])
+            raise ValueError(f"ticks of {name!r} are not in time order: row {row} is earlier than the tick before it")
         if len(rows) <= h:
             continue
         now, later = rows[:-h], rows[h:]

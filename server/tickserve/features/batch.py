@@ -44,7 +44,7 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
         b1, a1, bs1, as1 = bid_price[:, 0], ask_price[:, 0], bid_size[:, 0], ask_size[:, 0]
         mid = (a1 + b1) * 0.5
         spread = a1 - b1
-        spread_ticks = spread / T
+        spread_ticks = np.floor(spread / T * 1e6 + 0.5) / 1e6  # snapped to 1e-6 tick, as streaming
         d1 = bs1 + as1
         imb1 = np.where(d1 > 0, (bs1 - as1) / d1, 0.0)
         imb5, imb10 = _depth_imbalance(bid_size, ask_size)
@@ -82,7 +82,8 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
             r = np.where(have, _shift(ret, k, 0.0), 0.0)
             m = _shift(mid, k, np.nan)
             s_sum += st
-            s_sq += st * st
+            ds = np.where(have, st - spread_ticks, 0.0)
+            s_sq += ds * ds
             s_min = np.where(have, np.minimum(s_min, st), s_min)
             s_max = np.where(have, np.maximum(s_max, st), s_max)
             i_sum += np.where(have, _shift(imb1, k, 0.0), 0.0)
@@ -90,16 +91,18 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
             v_sum += np.where(have, _shift(last_size, k, 0.0), 0.0)
             m_min = np.where(have, np.minimum(m_min, m), m_min)
             m_max = np.where(have, np.maximum(m_max, m), m_max)
-            r_sum += r
-            r_sq += r * r
+            dr = np.where(have, r - ret, 0.0)
+            r_sum += dr
+            r_sq += dr * dr
             lookback = k + 1
             if lookback not in LOOKBACKS:
                 continue
             c = np.minimum(pos + 1, lookback).astype(np.float64)
             s_mean = s_sum / c
-            s_var = s_sq / c - s_mean * s_mean
-            r_mean = r_sum / c
-            r_var = r_sq / c - r_mean * r_mean
+            s_shift = s_mean - spread_ticks
+            s_var = s_sq / c - s_shift * s_shift
+            r_shift = r_sum / c
+            r_var = r_sq / c - r_shift * r_shift
             vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
             back = mid[index - np.minimum(lookback, pos)]
             cols += [

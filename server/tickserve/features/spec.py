@@ -7,6 +7,8 @@ Definitions (T = the instrument's tick size, mid = (ask_1 + bid_1) / 2,
 last = last_price, or mid when last_price is 0):
 
 - spread = ask_1 - bid_1; spread_pct = spread / mid; spread_ticks = spread / T
+  snapped to the nearest 1e-6 tick (floor(x * 1e6 + 0.5) / 1e6), so that
+  float noise in prices such as 100.02 - 100.01 still counts as one tick
 - imbalance_lN = (sum bid sizes - sum ask sizes) / (their total) over the
   first N levels (fewer if fewer given); 0 when both are empty
 - microprice = (bid_1 * ask_size_1 + ask_1 * bid_size_1) / (bid_size_1 + ask_size_1)
@@ -14,7 +16,8 @@ last = last_price, or mid when last_price is 0):
 - session_open (1/0), minutes_since_open, minutes_to_close: in the calendar's
   time zone, against today's open and close (negative outside the session)
 - per lookback L in 5, 10, 20, 50 ticks of the same instrument:
-  spread_ticks_mean_L, spread_ticks_std_L (population std),
+  spread_ticks_mean_L, spread_ticks_std_L (population std, computed on
+  values shifted by the newest one: a flat window gives exactly 0),
   spread_range_pos_L = (spread_ticks - min) / (max - min) (0.5 when flat),
   imbalance_momentum_L = imbalance_l1 - mean(imbalance_l1),
   vwap_L = sum(last * last_size) / sum(last_size) (mid when no volume),

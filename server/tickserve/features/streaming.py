@@ -9,7 +9,7 @@ few dozen values per tick it is much cheaper than numpy temporaries.
 from __future__ import annotations
 
 from collections import deque
-from math import sqrt
+from math import floor, sqrt
 
 from ..ticks import Tick
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
@@ -72,7 +72,8 @@ class StreamingFeatures:
         as1 = tick.ask_size[0]
         mid = (a1 + b1) * 0.5
         spread = a1 - b1
-        spread_ticks = spread / T
+        # snapped to 1e-6 tick: 100.02 - 100.01 is 0.00999..., which must count as exactly one tick
+        spread_ticks = floor(spread / T * 1e6 + 0.5) / 1e6
         d1 = bs1 + as1
         imb1 = (bs1 - as1) / d1 if d1 > 0 else 0.0
         imb5, imb10 = _depth_imbalance(tick.bid_size, tick.ask_size)
@@ -106,9 +107,13 @@ class StreamingFeatures:
         ]
 
         # One pass from the newest tick to the oldest, recording each lookback
-        # when its window is complete (or the history runs out).
+        # when its window is complete (or the history runs out). Variances are
+        # taken of values shifted by the newest one, so a flat window gives
+        # exactly 0 and there is no cancellation when values sit far from 0.
         n = len(state.spread_ticks)
         s_sum = s_sq = i_sum = pv_sum = v_sum = r_sum = r_sq = 0.0
+        s_ref = spread_ticks
+        r_ref = ret1
         s_min = s_max = spread_ticks
         m_min = m_max = mid
         k = 0
@@ -116,7 +121,8 @@ class StreamingFeatures:
         target = next(lookbacks)
         for st, im, pv, vol, m, r in zip(state.spread_ticks, state.imbalance, state.pv, state.volume, mids, state.ret):
             s_sum += st
-            s_sq += st * st
+            ds = st - s_ref
+            s_sq += ds * ds
             if st < s_min:
                 s_min = st
             elif st > s_max:
@@ -128,15 +134,17 @@ class StreamingFeatures:
                 m_min = m
             elif m > m_max:
                 m_max = m
-            r_sum += r
-            r_sq += r * r
+            dr = r - r_ref
+            r_sum += dr
+            r_sq += dr * dr
             k += 1
             while k == target or (k == n and target is not None):
                 c = k
                 s_mean = s_sum / c
-                s_var = s_sq / c - s_mean * s_mean
-                r_mean = r_sum / c
-                r_var = r_sq / c - r_mean * r_mean
+                s_shift = s_mean - s_ref
+                s_var = s_sq / c - s_shift * s_shift
+                r_shift = r_sum / c
+                r_var = r_sq / c - r_shift * r_shift
                 vwap = pv_sum / v_sum if v_sum > 0 else mid
                 back = mids[target if target < len(mids) else len(mids) - 1]
                 out += (
