@@ -1,0 +1,206 @@
+"""The purged time split used by training, and the model manifest it writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tickserve.errors import InvalidArgument, ModelLoadError
+from tickserve.features import ALWAYS_OPEN, DEFAULT_MODEL_FEATURES, FEATURE_STAGE_VERSION, FeatureConfig
+from tickserve.labels import LabelConfig, make_labels
+from tickserve.manifest import MANIFEST_FILE, ModelManifest, check_name
+from tickserve.signals import SignalRules
+from tickserve.simulate import InstrumentSpec, simulate
+from tickserve.ticks import Tick, TickFrame
+from tickserve.training import time_split
+
+
+@pytest.fixture(scope="module")
+def labeled():
+    frame = simulate(9_000, seed=31)
+    y, future = make_labels(frame, LabelConfig(horizon_ticks=50), FeatureConfig())
+    return frame, y, future
+
+
+@pytest.mark.parametrize("valid_fraction, test_fraction", [(0.15, 0.15), (0.2, 0.1), (0.3, 0.0)])
+def test_split_is_disjoint_time_ordered_and_purged(labeled, valid_fraction, test_fraction):
+    frame, y, future = labeled
+    ts = frame.timestamp_ns
+    split = time_split(frame, future, valid_fraction, test_fraction)
+    train, valid, test = split.train, split.valid, split.test
+
+    for part in (train, valid, test):
+        assert part.dtype.kind == "i"
+        assert (np.diff(part) > 0).all(), "indices sorted, no repeats"
+        assert (future[part] >= 0).all(), "only labeled rows"
+        assert (y[part] >= 0).all()
+    assert not set(train) & set(valid)
+    assert not set(train) & set(test)
+    assert not set(valid) & set(test)
+    assert len(train) and len(valid)
+
+    # time order: every train tick before every validation tick before every test tick
+    assert ts[train].max() < ts[valid].min()
+    # purged: the tick that defines a training label comes before the validation span starts
+    assert ts[future[train]].max() < ts[valid].min()
+    n = len(frame)
+    t_valid = np.sort(ts)[int(n * (1 - valid_fraction - test_fraction))]
+    assert ts[future[train]].max() < t_valid <= ts[valid].min()
+
+    if test_fraction > 0:
+        assert len(test)
+        assert ts[valid].max() < ts[test].min()
+        assert ts[future[valid]].max() < ts[test].min()
+        t_test = np.sort(ts)[int(n * (1 - test_fraction))]
+        assert ts[future[valid]].max() < t_test <= ts[test].min()
+        # the test span is everything labeled from its start on: it is not purged against anything
+        assert set(test) == set(np.flatnonzero((ts >= t_test) & (future >= 0)))
+        assert len(test) == pytest.approx(n * test_fraction - 3 * 50, abs=5)
+    else:
+        assert len(test) == 0
+        # without a test span the validation span runs to the end of the labeled data
+        assert set(valid) == set(np.flatnonzero((ts >= t_valid) & (future >= 0)))
+
+    # the purge really removed rows: labeled ticks just before a boundary whose label crosses it
+    gap = np.flatnonzero((future >= 0) & (ts < t_valid) & (ts[np.maximum(future, 0)] >= t_valid))
+    assert len(gap) > 0
+    assert not set(gap) & (set(train) | set(valid) | set(test))
+    # ... and nothing else: every labeled row is in a span or purged
+    kept = len(train) + len(valid) + len(test)
+    assert kept > 0.9 * (future >= 0).sum()
+
+
+def test_split_by_hand():
+    """One instrument, timestamps 1..20, horizon 2, 25 % validation, 25 % test."""
+    ticks = [Tick("A", t, 0.0, 0.0, (100.0,), (1.0,), (100.01,), (1.0,)) for t in range(1, 21)]
+    frame = TickFrame.from_ticks(ticks)
+    _, future = make_labels(frame, LabelConfig(horizon_ticks=2, threshold_ticks=1.0), FeatureConfig())
+    split = time_split(frame, future, 0.25, 0.25)
+    # validation starts at t=11 (row 10): training labels must land before it -> rows 0..7
+    assert split.train.tolist() == list(range(0, 8))
+    # test starts at t=16 (row 15): validation labels must land before it -> rows 10..12
+    assert split.valid.tolist() == [10, 11, 12]
+    # rows 18, 19 have no label
+    assert split.test.tolist() == [15, 16, 17]
+
+
+def test_split_uses_time_not_row_order():
+    """Rows out of time order across instruments (time order per instrument, as TickFrame requires)."""
+    a = simulate(2_000, seed=1, start_ns=1_704_205_800 * 10**9)
+    late = (InstrumentSpec("LATE1", 10.0), InstrumentSpec("LATE2", 20.0))
+    b = simulate(2_000, seed=2, start_ns=1_704_205_800 * 10**9 + 3_600 * 10**9, instruments=late)
+    frame = TickFrame.concat([b, a])  # the later instruments' rows first
+    _, future = make_labels(frame, LabelConfig(horizon_ticks=20), FeatureConfig())
+    split = time_split(frame, future, 0.25, 0.25)
+    ts = frame.timestamp_ns
+    assert ts[split.train].max() < ts[split.valid].min() <= ts[split.valid].max() < ts[split.test].min()
+    assert ts[future[split.train]].max() < ts[split.valid].min()
+    assert (split.train >= 2_000).all(), "the early ticks (rows 2000..) make up the training span"
+
+
+@pytest.mark.parametrize("valid_fraction, test_fraction", [(0.0, 0.1), (1.0, 0.0), (0.5, 0.5), (0.2, -0.1), (0.2, 1.0)])
+def test_split_rejects_bad_fractions(labeled, valid_fraction, test_fraction):
+    frame, _, future = labeled
+    with pytest.raises(ValueError):
+        time_split(frame, future, valid_fraction, test_fraction)
+
+
+# --- manifest -------------------------------------------------------------------------
+
+
+def _manifest(**changes) -> ModelManifest:
+    fields = dict(
+        name="signal-lgbm",
+        version="3",
+        adapter="lightgbm",
+        model_file="model.txt",
+        feature_names=list(DEFAULT_MODEL_FEATURES[:5]),
+        feature_stage_version=FEATURE_STAGE_VERSION,
+        feature_config=FeatureConfig(default_tick_size=0.05, tick_sizes=(("X", 0.5), ("Y", 0.25)), calendar=ALWAYS_OPEN),
+        label_config=LabelConfig(horizon_ticks=20, threshold_ticks=1.5),
+        signal_rules=SignalRules(strong_edge=0.35, low_risk_confidence=0.85),
+        parameters={"num_boost_round": 40, "nested": {"a": [1, 2]}, "name": "x"},
+        metrics={"valid_accuracy": 0.61, "ticks": 9000.0},
+        data_fingerprint="ab" * 32,
+        created_at="2024-01-02T14:30:00+00:00",
+        tickserve_version="0.1.0",
+    )
+    fields.update(changes)
+    return ModelManifest(**fields)
+
+
+def test_manifest_round_trip(tmp_path):
+    manifest = _manifest()
+    path = manifest.save(tmp_path)
+    assert path == tmp_path / MANIFEST_FILE
+    loaded = ModelManifest.load(tmp_path)
+    assert loaded == manifest
+    assert loaded.feature_config.tick_size("X") == 0.5
+    assert loaded.feature_config.calendar == ALWAYS_OPEN
+    assert loaded.signal_rules.strong_edge == 0.35
+    # plain JSON on disk, never pickle
+    on_disk = json.loads(path.read_text())
+    assert on_disk["format"] == 1 and on_disk["name"] == "signal-lgbm"
+    # a second save/load is a fixed point
+    again = tmp_path / "again"
+    again.mkdir()
+    loaded.save(again)
+    assert (again / MANIFEST_FILE).read_text() == path.read_text()
+
+
+def test_manifest_defaults_round_trip(tmp_path):
+    manifest = ModelManifest("m", "1", "lightgbm", "model.txt", ["spread"], FEATURE_STAGE_VERSION)
+    manifest.save(tmp_path)
+    assert ModelManifest.load(tmp_path) == manifest
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d.pop("feature_names"),
+        lambda d: d.update(format=2),
+        lambda d: d.update(model_file="../outside.txt"),
+        lambda d: d.update(model_file="sub/model.txt"),
+        lambda d: d.update(signal_rules={"unknown_rule": 1.0}),
+        lambda d: d.update(label_config={"horizon_ticks": 0, "threshold_ticks": 2.0}),
+    ],
+)
+def test_manifest_load_rejects_bad_files(tmp_path, edit):
+    d = _manifest().to_dict()
+    edit(d)
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(d))
+    with pytest.raises(ModelLoadError):
+        ModelManifest.load(tmp_path)
+
+
+def test_manifest_load_missing_or_unreadable(tmp_path):
+    with pytest.raises(ModelLoadError, match="no manifest"):
+        ModelManifest.load(tmp_path)
+    (tmp_path / MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(ModelLoadError):
+        ModelManifest.load(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["signal-lgbm", "1", "v1.2_rc-3", "A", "x" * 128])
+def test_check_name_accepts(name):
+    assert check_name("model", name) == name
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", "..", ".hidden", "a..b", "a\\b", "a b", "-x", "x" * 129, "a/../b"])
+def test_check_name_rejects(name):
+    with pytest.raises(InvalidArgument) as info:
+        check_name("version", name)
+    assert info.value.field == "version"
+    assert repr(name) in info.value.message
+
+
+def test_labels_refuse_ticks_out_of_time_order():
+    """Labels look `horizon` rows ahead: rows out of time order would make them look backwards."""
+    from tickserve.simulate import simulate
+
+    frame = simulate(600, seed=3)
+    later_first = TickFrame.concat([frame.take(slice(300, 600)), frame.take(slice(0, 300))])
+    with pytest.raises(ValueError, match="not in time order"):
+        make_labels(later_first, LabelConfig(), FeatureConfig())
