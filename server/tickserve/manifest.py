@@ -48,6 +48,12 @@ class ModelManifest:
     data_fingerprint: str = ""
     created_at: str = ""
     tickserve_version: str = ""
+    # Adapter-specific settings the adapter reads at load time (e.g. ONNX output names).
+    options: dict[str, Any] = field(default_factory=dict)
+    # Probability calibration applied after the adapter: {} or {"method": "temperature", "temperature": T}.
+    calibration: dict[str, Any] = field(default_factory=dict)
+    # Ensemble members: [{"model": name, "version": version, "weight": w}, ...]; empty otherwise.
+    members: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +73,9 @@ class ModelManifest:
             "data_fingerprint": self.data_fingerprint,
             "created_at": self.created_at,
             "tickserve_version": self.tickserve_version,
+            "options": self.options,
+            "calibration": self.calibration,
+            "members": self.members,
         }
 
     def save(self, model_dir: Path) -> Path:
@@ -105,6 +114,9 @@ class ModelManifest:
                 data_fingerprint=str(d.get("data_fingerprint", "")),
                 created_at=str(d.get("created_at", "")),
                 tickserve_version=str(d.get("tickserve_version", "")),
+                options=dict(d.get("options", {})),
+                calibration=dict(d.get("calibration", {})),
+                members=[dict(m) for m in d.get("members", [])],
             )
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)

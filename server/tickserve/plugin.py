@@ -58,6 +58,8 @@ class TrainingResult:
     model_file: str
     parameters: dict[str, Any]
     info: dict[str, float] = field(default_factory=dict)
+    #: adapter-specific settings to store in the manifest's "options" (read back at load time)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 Progress = Callable[[int, int, str], None]

@@ -116,6 +116,7 @@ def train_model(
             label_config=label_config,
             signal_rules=signal_rules or SignalRules(),
             parameters=result.parameters,
+            options=result.options,
             data_fingerprint=frame.fingerprint(),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             tickserve_version=__version__,
