@@ -23,11 +23,11 @@ ACTION_NAME = {pb.ACTION_BUY: "BUY", pb.ACTION_HOLD: "HOLD", pb.ACTION_SELL: "SE
 
 
 def offline(server, frame, version=""):
-    """What the served model must answer: batch features -> the adapter -> the signal rules."""
+    """What the served model must answer: batch features -> the adapter -> calibration -> the signal rules."""
     model = server.repository.get(MODEL, version)
     full = batch_features(frame, model.manifest.feature_config)
     x = full[:, model.feature_index]
-    probs = model.adapter.predict_proba(x)
+    _, probs = model.predict(x)
     rules = model.manifest.signal_rules
     spread = full[:, FEATURE_INDEX["spread_ticks"]]
     signals = [decide(*map(float, probs[i]), float(spread[i]), rules) for i in range(len(frame))]
@@ -122,6 +122,17 @@ def test_evaluate_streams_progress_then_a_report_matching_offline(server, client
     assert sum(report.strength_counts.values()) == sum(report.risk_counts.values()) == 3_000
     majority = expected.confusion.sum(axis=1).max() / expected.count
     assert report.majority_baseline_accuracy == pytest.approx(majority)
+    from tickserve.calibration import brier_score, expected_calibration_error
+
+    raw = model.adapter.predict_proba(x_model := batch_features(frame, model.manifest.feature_config)[:, model.feature_index])
+    assert x_model.shape[0] == 3_000
+    assert report.calibration_temperature == model.manifest.calibration["temperature"] != 1.0
+    assert report.brier_score == pytest.approx(brier_score(probs[labeled], y[labeled]), rel=1e-9)
+    assert report.brier_score_uncalibrated == pytest.approx(brier_score(raw[labeled], y[labeled]), rel=1e-9)
+    assert report.expected_calibration_error == pytest.approx(expected_calibration_error(probs[labeled], y[labeled]), rel=1e-9)
+    assert report.expected_calibration_error_uncalibrated == pytest.approx(
+        expected_calibration_error(raw[labeled], y[labeled]), rel=1e-9
+    )
     importance = [f.importance for f in report.feature_importance]
     assert len(importance) == len(model.manifest.feature_names) and importance == sorted(importance, reverse=True)
 

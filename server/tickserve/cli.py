@@ -213,8 +213,11 @@ def cmd_train(args) -> int:
         if f"{span}_accuracy" in m:
             print(
                 f"  {span:5s}: accuracy {m[f'{span}_accuracy']:.4f}  macro-F1 {m[f'{span}_macro_f1']:.4f}  "
-                f"log loss {m[f'{span}_log_loss']:.4f}  majority baseline {m[f'{span}_majority_baseline_accuracy']:.4f}"
+                f"log loss {m[f'{span}_log_loss']:.4f}  majority baseline {m[f'{span}_majority_baseline_accuracy']:.4f}  "
+                f"Brier {m[f'{span}_brier_uncalibrated']:.4f} -> {m[f'{span}_brier']:.4f} calibrated"
             )
+    if manifest.calibration:
+        print(f"  calibration: temperature {manifest.calibration['temperature']:.3f} (fitted on the validation span)")
     return 0
 
 

@@ -36,6 +36,7 @@ class Scored:
     signal: SignalValues
     warmed_up: bool
     features: list[float] | None  # the model's input vector, when asked for
+    raw: tuple[float, float, float]  # the adapter's probabilities before calibration
 
 
 Result = Scored | Rejection
@@ -93,14 +94,16 @@ class SignalSession:
         if rows:
             full = np.array(rows)
             x = full[:, self.model.feature_index]
-            probs = self.model.adapter.predict_proba(x)
+            raw, probs = self.model.predict(x)
+            raw_rows = raw.tolist()
             rules = self.model.manifest.signal_rules
             for j, i in enumerate(scored_at):
                 tick = ticks[i]
-                p_sell, p_hold, p_buy = (float(v) for v in probs[j])
+                p_sell, p_hold, p_buy = probs[j].tolist()
                 signal = decide(p_sell, p_hold, p_buy, rows[j][_SPREAD_TICKS], rules)
                 warmed = self.features.count(tick.instrument) >= MAX_LOOKBACK
-                results[i] = Scored(tick, signal, warmed, x[j].tolist() if self.return_features else None)
+                features = x[j].tolist() if self.return_features else None
+                results[i] = Scored(tick, signal, warmed, features, tuple(raw_rows[j]))
         return results  # type: ignore[return-value]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import CLASSES, label_move
-from .metrics import ClassificationMetrics
+from .metrics import CalibrationMetrics, ClassificationMetrics
 from .repository import LoadedModel
 from .signals import SignalValues
 
@@ -28,9 +28,11 @@ class Evaluation:
     actions: Counter = field(default_factory=Counter)
     strengths: Counter = field(default_factory=Counter)
     risks: Counter = field(default_factory=Counter)
+    calibrated: CalibrationMetrics = field(default_factory=CalibrationMetrics)
+    uncalibrated: CalibrationMetrics = field(default_factory=CalibrationMetrics)
     _pending: dict = field(default_factory=dict)
 
-    def add(self, instrument: str, mid: float, signal: SignalValues) -> None:
+    def add(self, instrument: str, mid: float, signal: SignalValues, raw: tuple[float, float, float]) -> None:
         self.ticks += 1
         self.actions[signal.action] += 1
         self.strengths[signal.strength] += 1
@@ -39,12 +41,14 @@ class Evaluation:
         queue = self._pending.get(instrument)
         if queue is None:
             queue = self._pending[instrument] = deque()
-        queue.append((mid, _CLASS_ID[signal.action], (signal.p_sell, signal.p_hold, signal.p_buy)))
+        queue.append((mid, _CLASS_ID[signal.action], (signal.p_sell, signal.p_hold, signal.p_buy), raw))
         if len(queue) > labels.horizon_ticks:
-            then_mid, predicted, probs = queue.popleft()
+            then_mid, predicted, probs, then_raw = queue.popleft()
             tick_size = self.model.manifest.feature_config.tick_size(instrument)
             true = label_move((mid - then_mid) / tick_size, labels.threshold_ticks)
             self.metrics.add(true, predicted, probs)
+            self.calibrated.add(true, probs)
+            self.uncalibrated.add(true, then_raw)
 
     @property
     def labeled(self) -> int:
@@ -70,4 +74,9 @@ class Evaluation:
             "strength_counts": dict(self.strengths),
             "risk_counts": dict(self.risks),
             "feature_importance": list(self.model.importance),
+            "brier_score": self.calibrated.brier,
+            "brier_score_uncalibrated": self.uncalibrated.brier,
+            "expected_calibration_error": self.calibrated.ece,
+            "expected_calibration_error_uncalibrated": self.uncalibrated.ece,
+            "calibration_temperature": self.model.calibrator.temperature,
         }

@@ -77,3 +77,37 @@ class ClassificationMetrics:
             "majority_baseline_accuracy": base,
             "count": float(self.count),
         }
+
+
+class CalibrationMetrics:
+    """Brier score and top-label expected calibration error (10 bins), accumulated row by row."""
+
+    BINS = 10
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.brier_sum = 0.0
+        self.bin_count = [0] * self.BINS
+        self.bin_confidence = [0.0] * self.BINS
+        self.bin_correct = [0] * self.BINS
+
+    def add(self, true: int, probs) -> None:
+        self.count += 1
+        self.brier_sum += sum((p - (1.0 if k == true else 0.0)) ** 2 for k, p in enumerate(probs))
+        confidence = max(probs)
+        k = min(int(confidence * self.BINS), self.BINS - 1)
+        self.bin_count[k] += 1
+        self.bin_confidence[k] += confidence
+        self.bin_correct[k] += int(probs.index(confidence) == true)
+
+    @property
+    def brier(self) -> float:
+        return self.brier_sum / self.count if self.count else 0.0
+
+    @property
+    def ece(self) -> float:
+        if not self.count:
+            return 0.0
+        return sum(
+            abs(self.bin_correct[k] - self.bin_confidence[k]) / self.count for k in range(self.BINS) if self.bin_count[k]
+        )

@@ -51,6 +51,10 @@ def format_report(r: pb.EvaluationReport) -> str:
         lines.append(f"  {'':41s}{cls:>6s} " + " ".join(f"{v:6d}" for v in row))
     for title, counts in (("actions", r.action_counts), ("strength", r.strength_counts), ("risk", r.risk_counts)):
         lines.append(f"  {title:9s}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines.append(
+        f"  calibration (temperature {r.calibration_temperature:.3f}): Brier {r.brier_score_uncalibrated:.4f} -> "
+        f"{r.brier_score:.4f}, ECE {r.expected_calibration_error_uncalibrated:.4f} -> {r.expected_calibration_error:.4f}"
+    )
     top = ", ".join(f"{f.feature} {f.importance:.0f}" for f in list(r.feature_importance)[:5])
     lines.append(f"  top features (gain): {top}")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import Calibrator
 from .errors import FailedPrecondition, ModelLoadError, NotFound
 from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
 from .labels import CLASSES
@@ -39,6 +40,12 @@ class LoadedModel:
     adapter: ModelAdapter
     feature_index: np.ndarray  # positions of the model's features in the stage's vector
     importance: list[tuple[str, float]]  # largest first
+    calibrator: Calibrator
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, calibrated) class probabilities for the model's own feature columns."""
+        raw = self.adapter.predict_proba(x)
+        return raw, self.calibrator(raw)
 
     @property
     def name(self) -> str:
@@ -125,9 +132,13 @@ class ModelRepository:
             adapter = adapter_cls.load(path, manifest)
         except Exception as exc:
             raise ModelLoadError(f"{manifest.adapter} adapter could not load {manifest.model_file}: {exc}") from exc
+        try:
+            calibrator = Calibrator(manifest.calibration)
+        except (KeyError, ValueError) as exc:
+            raise ModelLoadError(f"invalid calibration in the manifest: {exc}") from None
         importance = sorted(adapter.feature_importance().items(), key=lambda kv: -kv[1])
         index = np.array([FEATURE_INDEX[n] for n in manifest.feature_names], dtype=np.intp)
-        return LoadedModel(manifest, adapter, index, importance)
+        return LoadedModel(manifest, adapter, index, importance, calibrator)
 
     # --- queries ------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .calibration import Calibrator, brier_score, expected_calibration_error, fit_temperature
 from .features import DEFAULT_MODEL_FEATURES, FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
 from .features.spec import missing_features
 from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels
@@ -74,6 +75,7 @@ def train_model(
     valid_fraction: float = 0.15,
     test_fraction: float = 0.15,
     progress: Progress | None = None,
+    calibrate: bool = True,
 ) -> tuple[Path, ModelManifest]:
     """Train and write `models_dir/<name>/<version>/` atomically; returns its path and manifest."""
     check_name("model", name)
@@ -122,15 +124,24 @@ def train_model(
             tickserve_version=__version__,
         )
         model = adapter.load(staging, manifest)
+        if calibrate:
+            temperature = fit_temperature(model.predict_proba(data.x_valid), data.y_valid)
+            manifest.calibration = {"method": "temperature", "temperature": temperature, "fitted_on": "valid"}
+        calibrator = Calibrator(manifest.calibration)
         metrics = dict(result.info)
         metrics.update({"train_rows": float(len(split.train)), "ticks": float(len(frame))})
         for span, rows in (("valid", split.valid), ("test", split.test)):
             if len(rows) == 0:
                 continue
-            probs = model.predict_proba(x_all[rows])
+            raw = model.predict_proba(x_all[rows])
+            probs = calibrator(raw)
             m = ClassificationMetrics()
             m.add_batch(y[rows], predicted_class(probs), probs)
             metrics.update({f"{span}_{k}": v for k, v in m.summary().items()})
+            metrics[f"{span}_brier_uncalibrated"] = brier_score(raw, y[rows])
+            metrics[f"{span}_brier"] = brier_score(probs, y[rows])
+            metrics[f"{span}_ece_uncalibrated"] = expected_calibration_error(raw, y[rows])
+            metrics[f"{span}_ece"] = expected_calibration_error(probs, y[rows])
         manifest.metrics = metrics
         manifest.save(staging)
         os.replace(staging, target)  # readers never see a half-written model

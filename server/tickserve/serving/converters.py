@@ -113,6 +113,11 @@ def report_to_proto(report: dict) -> pb.EvaluationReport:
         majority_class=report["majority_class"],
         classes=report["classes"],
         confusion_matrix=report["confusion_matrix"],
+        brier_score=report["brier_score"],
+        brier_score_uncalibrated=report["brier_score_uncalibrated"],
+        expected_calibration_error=report["expected_calibration_error"],
+        expected_calibration_error_uncalibrated=report["expected_calibration_error_uncalibrated"],
+        calibration_temperature=report["calibration_temperature"],
     )
     for c in report["per_class"]:
         msg.per_class.add(**c)

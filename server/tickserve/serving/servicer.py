@@ -189,4 +189,4 @@ def _evaluate(session: SignalSession, evaluation: Evaluation, ticks: Iterable[pb
     for i, (r, tick) in enumerate(zip(results, own)):
         if not isinstance(r, Scored):
             raise InvalidArgument(f"ticks[{offset + i}].{r.message}", field=f"ticks[{offset + i}].{r.field}")
-        evaluation.add(tick.instrument, (tick.ask_price[0] + tick.bid_price[0]) * 0.5, r.signal)
+        evaluation.add(tick.instrument, (tick.ask_price[0] + tick.bid_price[0]) * 0.5, r.signal, r.raw)
