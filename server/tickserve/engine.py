@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidArgument, ResourceExhausted, Status, TickserveError
+from .errors import InvalidArgument, Status, TickserveError
 from .features import FEATURE_INDEX, MAX_LOOKBACK, StreamingFeatures
 from .repository import LoadedModel
 from .signals import SignalValues, decide
@@ -64,10 +64,11 @@ class SignalSession:
         previous = self._last_ts.get(tick.instrument)
         if previous is None:
             if len(self._last_ts) >= self.limits.max_instruments:
-                raise ResourceExhausted(
+                return Rejection(
+                    Status.RESOURCE_EXHAUSTED,
                     f"instrument: {tick.instrument!r} would exceed this stream's limit of "
                     f"{self.limits.max_instruments} instruments",
-                    field="instrument",
+                    "instrument",
                 )
         elif tick.timestamp_ns < previous:
             return Rejection(
@@ -82,6 +83,7 @@ class SignalSession:
         results: list[Result | None] = []
         rows: list[list[float]] = []
         scored_at: list[int] = []
+        warmed: list[bool] = []  # per tick, as of that tick (not the end of the message)
         for tick in ticks:
             rejection = self.admit(tick)
             if rejection is not None:
@@ -89,6 +91,7 @@ class SignalSession:
                 continue
             self._last_ts[tick.instrument] = tick.timestamp_ns
             rows.append(self.features.update(tick))
+            warmed.append(self.features.count(tick.instrument) >= MAX_LOOKBACK)
             scored_at.append(len(results))
             results.append(None)
         if rows:
@@ -101,15 +104,14 @@ class SignalSession:
                 tick = ticks[i]
                 p_sell, p_hold, p_buy = probs[j].tolist()
                 signal = decide(p_sell, p_hold, p_buy, rows[j][_SPREAD_TICKS], rules)
-                warmed = self.features.count(tick.instrument) >= MAX_LOOKBACK
                 features = x[j].tolist() if self.return_features else None
-                results[i] = Scored(tick, signal, warmed, features, tuple(raw_rows[j]))
+                results[i] = Scored(tick, signal, warmed[j], features, tuple(raw_rows[j]))
         return results  # type: ignore[return-value]
 
 
-def require_valid(ticks: list[Tick], path: str = "ticks") -> None:
-    """For calls where any bad tick fails the whole call: INVALID_ARGUMENT naming ticks[i].field."""
-    for i, tick in enumerate(ticks):
+def require_valid(ticks: list[Tick], path: str = "ticks", start: int = 0) -> None:
+    """For calls where any bad tick fails the whole call: INVALID_ARGUMENT naming ticks[start + i].field."""
+    for i, tick in enumerate(ticks, start):
         try:
             validate_tick(tick)
         except InvalidArgument as exc:

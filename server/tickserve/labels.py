@@ -61,7 +61,7 @@ def make_labels(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) 
     future = np.full(n, -1, dtype=np.int64)
     mid = mid_prices(frame)
     h = labels.horizon_ticks
-    for name in np.unique(frame.instrument.astype(str)):
+    for name in np.unique(frame.instrument):
         rows = np.flatnonzero(frame.instrument == name)
         backwards = np.flatnonzero(np.diff(frame.timestamp_ns[rows]) < 0)
         if len(backwards):

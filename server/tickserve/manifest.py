@@ -26,7 +26,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 def check_name(kind: str, value: str) -> str:
     """Model names and versions are path components: letters, digits and `._-` only."""
-    if not _NAME.match(value) or ".." in value:
+    if not _NAME.fullmatch(value) or ".." in value:
         raise InvalidArgument(f"{kind}: {value!r} is not a valid name (letters, digits and ._- only)", field=kind)
     return value
 
@@ -89,9 +89,9 @@ class ModelManifest:
         try:
             d = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ModelLoadError(f"{path}: no manifest") from None
+            raise ModelLoadError(f"no {MANIFEST_FILE}") from None
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{path}: unreadable manifest: {exc}") from None
+            raise ModelLoadError(f"unreadable {MANIFEST_FILE}: {type(exc).__name__}") from None
         try:
             if d.get("format") != MANIFEST_FORMAT:
                 raise ValueError(f"format {d.get('format')!r} is not {MANIFEST_FORMAT}")
@@ -120,4 +120,4 @@ class ModelManifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise ModelLoadError(f"{path}: invalid manifest: {detail}") from None
+            raise ModelLoadError(f"invalid {MANIFEST_FILE}: {detail}") from None

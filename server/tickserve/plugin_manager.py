@@ -3,6 +3,11 @@
 Nothing happens at import time; call `load_plugins()`. A plugin that fails to
 import or breaks the hook contract is reported by name and skipped, so the
 server still starts with the others.
+
+Precedence: the built-ins are registered first, then the entry-point plugins
+in the order of their entry-point names; where two plugins answer the same
+adapter or calendar name, the one registered later wins (pluggy calls later
+plugins first), and the shadowed one is logged and noted in `tickserve plugins`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from .plugin import ENTRY_POINT_GROUP, PROJECT_NAME, ModelAdapter
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PLUGINS = ("tickserve.builtin_calendars",)
+BUILTIN_PLUGINS = ("tickserve.builtin_calendars", "tickserve.ensemble")
 
 
 @dataclass
@@ -41,10 +46,20 @@ class Plugins:
     adapters: dict[str, type[ModelAdapter]]
 
     def calendar(self, name: str) -> SessionCalendar:
-        found = self.manager.hook.tickserve_session_calendar(name=name)
-        if found is None:
-            raise InvalidArgument(f"calendar: no plugin defines a session calendar named {name!r}", field="calendar")
-        return found
+        """The calendar called `name`; a plugin whose hook fails or returns junk is reported and passed over."""
+        infos = {i.name: i for i in self.infos}
+        for impl in reversed(self.manager.hook.tickserve_session_calendar.get_hookimpls()):
+            try:
+                found = impl.function(name=name)
+                if found is not None and not isinstance(found, SessionCalendar):
+                    raise TypeError(f"returned {type(found).__name__}, not a SessionCalendar")
+            except Exception as exc:
+                if impl.plugin_name in infos:
+                    _fail(infos[impl.plugin_name], f"tickserve_session_calendar hook failed: {type(exc).__name__}: {exc}")
+                continue
+            if found is not None:
+                return found
+        raise InvalidArgument(f"calendar: no plugin defines a session calendar named {name!r}", field="calendar")
 
 
 def load_plugins(*, allow: set[str] | None = None, deny: set[str] | None = None) -> Plugins:
@@ -101,10 +116,16 @@ def _collect_adapters(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) ->
             pm.unregister(name=impl.plugin_name)
             continue
         for cls in provided:
-            if cls.name not in adapters:
-                adapters[cls.name] = cls
+            if cls.name in adapters:
+                winner = adapters[cls.name]
+                log.warning("adapter %r of plugin %r is shadowed by %s.%s", cls.name, impl.plugin_name,
+                            winner.__module__, winner.__qualname__)
                 if info:
-                    info.adapters.append(cls.name)
+                    info.reason = f"adapter {cls.name!r} shadowed by a later plugin ({winner.__module__})"
+                continue
+            adapters[cls.name] = cls
+            if info:
+                info.adapters.append(cls.name)
     return adapters
 
 

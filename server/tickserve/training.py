@@ -56,7 +56,7 @@ def time_split(frame: TickFrame, future: np.ndarray, valid_fraction: float, test
 
 
 def next_version(models_dir: Path, name: str) -> str:
-    existing = [p.name for p in (models_dir / name).glob("*") if p.is_dir() and p.name.isdigit()]
+    existing = [p.name for p in (models_dir / name).glob("*") if p.is_dir() and p.name.isascii() and p.name.isdecimal()]
     return str(max((int(v) for v in existing), default=0) + 1)
 
 

@@ -1,7 +1,9 @@
 """Tick validation: every rule a tick must meet before it may touch feature state.
 
 Each failure names the field (relative to the tick) and the offending value.
-Rules: instrument present; timestamp > 0; last price and size finite and >= 0;
+Rules: instrument present, at most 128 characters, no control characters;
+0 < timestamp < 2200-01-01; last price and size finite, >= 0 and below the
+bounds below (so no feature overflows to inf);
 1 to MAX_LEVELS levels per side with as many sizes as prices; prices finite
 and > 0, sizes finite and >= 0; bids strictly descending, asks strictly
 ascending; the book not crossed (best bid > best ask). A locked book
@@ -16,6 +18,9 @@ from .errors import InvalidArgument
 from .ticks import MAX_LEVELS, Tick
 
 MAX_INSTRUMENT_LENGTH = 128
+MAX_PRICE = 1e12
+MAX_SIZE = 1e15
+MAX_TIMESTAMP_NS = 7_258_118_400 * 1_000_000_000  # 2200-01-01: keeps local-time arithmetic in int64
 
 
 def validate_tick(tick: Tick) -> None:
@@ -25,14 +30,17 @@ def validate_tick(tick: Tick) -> None:
         raise InvalidArgument(
             f"instrument: at most {MAX_INSTRUMENT_LENGTH} characters, got {len(tick.instrument)}", field="instrument"
         )
-    if tick.timestamp_ns <= 0:
+    if not tick.instrument.isprintable():
+        raise InvalidArgument(f"instrument: control characters are not allowed, got {tick.instrument!r}", field="instrument")
+    if not 0 < tick.timestamp_ns < MAX_TIMESTAMP_NS:
         raise InvalidArgument(
-            f"timestamp_ns: must be > 0 (ns since the Unix epoch), got {tick.timestamp_ns}", field="timestamp_ns"
+            f"timestamp_ns: must be ns since the Unix epoch, > 0 and before 2200, got {tick.timestamp_ns}",
+            field="timestamp_ns",
         )
-    if not (isfinite(tick.last_price) and tick.last_price >= 0):
-        raise InvalidArgument(f"last_price: must be finite and >= 0, got {tick.last_price!r}", field="last_price")
-    if not (isfinite(tick.last_size) and tick.last_size >= 0):
-        raise InvalidArgument(f"last_size: must be finite and >= 0, got {tick.last_size!r}", field="last_size")
+    if not (isfinite(tick.last_price) and 0 <= tick.last_price < MAX_PRICE):
+        raise InvalidArgument(f"last_price: must be >= 0 and < {MAX_PRICE:g}, got {tick.last_price!r}", field="last_price")
+    if not (isfinite(tick.last_size) and 0 <= tick.last_size < MAX_SIZE):
+        raise InvalidArgument(f"last_size: must be >= 0 and < {MAX_SIZE:g}, got {tick.last_size!r}", field="last_size")
     _side(tick.bid_price, tick.bid_size, "bid", descending=True)
     _side(tick.ask_price, tick.ask_size, "ask", descending=False)
     if tick.bid_price[0] > tick.ask_price[0]:
@@ -52,10 +60,10 @@ def _side(prices, sizes, side: str, *, descending: bool) -> None:
         raise InvalidArgument(f"{s}: has {len(sizes)} values but {p} has {len(prices)}", field=s)
     previous = None
     for i, (price, size) in enumerate(zip(prices, sizes)):
-        if not (isfinite(price) and price > 0):
-            raise InvalidArgument(f"{p}[{i}]: must be a finite price > 0, got {price!r}", field=f"{p}[{i}]")
-        if not (isfinite(size) and size >= 0):
-            raise InvalidArgument(f"{s}[{i}]: must be a finite size >= 0, got {size!r}", field=f"{s}[{i}]")
+        if not (isfinite(price) and 0 < price < MAX_PRICE):
+            raise InvalidArgument(f"{p}[{i}]: must be a price > 0 and < {MAX_PRICE:g}, got {price!r}", field=f"{p}[{i}]")
+        if not (isfinite(size) and 0 <= size < MAX_SIZE):
+            raise InvalidArgument(f"{s}[{i}]: must be a size >= 0 and < {MAX_SIZE:g}, got {size!r}", field=f"{s}[{i}]")
         if previous is not None and (price >= previous if descending else price <= previous):
             order = "below" if descending else "above"
             raise InvalidArgument(

@@ -23,7 +23,7 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
     out = np.empty((n, len(FEATURE_NAMES)))
     if n == 0:
         return out
-    names, codes = np.unique(frame.instrument.astype(str), return_inverse=True)
+    names, codes = np.unique(frame.instrument, return_inverse=True)  # object array: no str truncation
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     group_start = np.searchsorted(sorted_codes, sorted_codes, side="left")

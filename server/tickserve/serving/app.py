@@ -20,11 +20,13 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from ..repository import ModelRepository
+from .repository_servicer import ModelRepositoryServicer
 from .servicer import ServerLimits, SignalServicer
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SignalService"].full_name
+REPOSITORY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelRepositoryService"].full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
@@ -60,10 +62,11 @@ async def create_server(
         ]
     )
     pb_grpc.add_SignalServiceServicer_to_server(SignalServicer(repository, executor, limits), server)
+    pb_grpc.add_ModelRepositoryServiceServicer_to_server(ModelRepositoryServicer(repository, executor), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, REPOSITORY_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     port = server.add_insecure_port(address)
     if port == 0:
@@ -72,6 +75,7 @@ async def create_server(
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
+    await health_servicer.set(REPOSITORY_SERVICE_NAME, serving)
     return TickServer(server, port, health_servicer, executor)
 
 
@@ -84,15 +88,15 @@ async def serve(
     ready_file: Path | None = None,
     limits: ServerLimits = ServerLimits(),
 ) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before announcing readiness: a SIGTERM right after is graceful
+        loop.add_signal_handler(sig, stop.set)
     tick_server = await create_server(f"{host}:{port}", repository, limits=limits)
     log.info("tickserve serving %d model version(s) on %s:%d", len(repository.entries()), host, tick_server.port)
     print(f"tickserve serving on {host}:{tick_server.port}", flush=True)
     if ready_file is not None:
         ready_file.write_text(f"{tick_server.port}\n")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down: %.1f s grace for in-flight calls", grace)
     print("tickserve stopping", flush=True)

@@ -23,8 +23,8 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..engine import Scored, SessionLimits, SignalSession, require_valid
-from ..errors import InvalidArgument, ResourceExhausted
+from ..engine import Rejection, Scored, SessionLimits, SignalSession, require_valid
+from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
 from . import converters
@@ -141,7 +141,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                         ticks=evaluation.ticks, labeled=evaluation.labeled, accuracy=evaluation.metrics.accuracy
                     )
                 )
-        if evaluation is None:
+        if evaluation is None or evaluation.ticks == 0:
             raise InvalidArgument("Evaluate: the stream ended before any tick was sent")
         yield pb.EvaluateResponse(report=converters.report_to_proto(evaluation.report()))
 
@@ -162,6 +162,13 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
 # --- worker-thread functions (no asyncio in here) ----------------------------------------
 
 
+def _call_error(rejection: Rejection, where: str) -> TickserveError:
+    """A per-tick rejection as the error of a whole call, with its status, naming the tick."""
+    error = TickserveError(f"{where}.{rejection.message}", field=f"{where}.{rejection.field}")
+    error.status = rejection.status
+    return error
+
+
 def _answer(session: SignalSession, ticks: Iterable[pb.Tick]) -> pb.StreamSignalsResponse:
     own = [converters.tick_from_proto(t) for t in ticks]
     results = session.process(own)
@@ -177,16 +184,16 @@ def _predict(session: SignalSession, ticks: Iterable[pb.Tick]) -> pb.PredictResp
     results = session.process(own)
     for i, r in enumerate(results):
         if not isinstance(r, Scored):  # e.g. time going backwards within the batch
-            raise InvalidArgument(f"ticks[{i}].{r.message}", field=f"ticks[{i}].{r.field}")
+            raise _call_error(r, f"ticks[{i}]")
     name, version = session.model.name, session.model.version
     return pb.PredictResponse(signals=[converters.signal_to_proto(r, name, version) for r in results])
 
 
 def _evaluate(session: SignalSession, evaluation: Evaluation, ticks: Iterable[pb.Tick], offset: int) -> None:
     own = [converters.tick_from_proto(t) for t in ticks]
-    require_valid(own, path="ticks")
+    require_valid(own, path="ticks", start=offset)
     results = session.process(own)
     for i, (r, tick) in enumerate(zip(results, own)):
         if not isinstance(r, Scored):
-            raise InvalidArgument(f"ticks[{offset + i}].{r.message}", field=f"ticks[{offset + i}].{r.field}")
+            raise _call_error(r, f"ticks[{offset + i}]")
         evaluation.add(tick.instrument, (tick.ask_price[0] + tick.bid_price[0]) * 0.5, r.signal, r.raw)

@@ -46,6 +46,8 @@ class LightGBMAdapter(ModelAdapter):
         booster = lgb.Booster(model_file=str(model_dir / manifest.model_file))
         if booster.num_feature() != len(manifest.feature_names):
             raise ValueError(f"booster has {booster.num_feature()} features, manifest lists {len(manifest.feature_names)}")
+        if booster.num_model_per_iteration() != len(manifest.classes):
+            raise ValueError(f"booster predicts {booster.num_model_per_iteration()} classes, manifest lists {len(manifest.classes)}")
         return cls(booster, list(manifest.feature_names))
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
