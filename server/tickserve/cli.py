@@ -99,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--every", type=int, default=1, help="print every N-th signal")
         c.set_defaults(func=func)
 
+    e = sub.add_parser("ensemble", help="write an ensemble manifest from models in the repository")
+    e.add_argument("--models", type=Path, default=Path("models"))
+    e.add_argument("--name", required=True)
+    e.add_argument("--version", default=None, help="default: the next integer")
+    e.add_argument("--member", action="append", required=True, metavar="MODEL[:VERSION][=WEIGHT]",
+                   help="a member (default version: the newest on disk; default weight 1)")
+    e.set_defaults(func=cmd_ensemble)
+
+    r = sub.add_parser("repository", help="index, load, reload or unload models on a running server")
+    r.add_argument("action", choices=["index", "load", "reload", "unload"])
+    r.add_argument("model", nargs="?", default="")
+    r.add_argument("--version", default="")
+    r.add_argument("--server", default=DEFAULT_SERVER)
+    r.set_defaults(func=cmd_repository)
+
     m = sub.add_parser("models", help="list the models a server serves")
     m.add_argument("--server", default=DEFAULT_SERVER)
     m.set_defaults(func=cmd_models)
@@ -315,15 +330,60 @@ def cmd_evaluate(args) -> int:
 
 def cmd_models(args) -> int:
     from tickserve_client import TickserveClient
-    from tickserve_proto.v1 import tickserve_pb2 as pb
 
     with TickserveClient(args.server) as client:
         response = client.list_models()
+    _print_models(response.models, response.default_model)
+    return 0
+
+
+def _print_models(models, default_model: str = "") -> None:
+    from tickserve_proto.v1 import tickserve_pb2 as pb
+
     print(f"{'MODEL':24s} {'VERSION':8s} {'ADAPTER':10s} {'STATE':8s} {'FEATURES':8s} NOTE")
-    for m in response.models:
+    for m in models:
         state = pb.ModelState.Name(m.state).removeprefix("MODEL_STATE_")
-        note = m.state_reason or ("default" if m.name == response.default_model else "")
+        note = m.state_reason or ("default" if m.name == default_model else "")
         print(f"{m.name:24s} {m.version:8s} {m.adapter:10s} {state:8s} {len(m.feature_names):<8d} {note}")
+
+
+def cmd_repository(args) -> int:
+    from tickserve_client import TickserveClient
+
+    if args.action != "index" and not args.model:
+        raise ValueError(f"repository {args.action}: name the model")
+    with TickserveClient(args.server) as client:
+        if args.action == "index":
+            models = client.repository_index()
+        else:
+            models = getattr(client, f"{args.action}_model")(args.model, args.version)
+    _print_models(models)
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from .ensemble import ensemble_manifest
+    from .manifest import ModelManifest
+    from .repository import version_key
+    from .training import next_version
+
+    members = []
+    for spec in args.member:
+        ref, _, weight = spec.partition("=")
+        name, _, version = ref.partition(":")
+        if not version:
+            versions = [p.name for p in (args.models / name).iterdir() if p.is_dir()] if (args.models / name).is_dir() else []
+            if not versions:
+                raise ValueError(f"--member {spec}: no model {name!r} in {args.models}")
+            version = max(versions, key=version_key)
+        members.append((ModelManifest.load(args.models / name / version), float(weight or 1.0)))
+    version = args.version or next_version(args.models, args.name)
+    target = args.models / args.name / version
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    target.mkdir(parents=True)
+    ensemble_manifest(args.name, version, members).save(target)
+    print(f"wrote {target} (members: {', '.join(f'{m.name}/{m.version}={w:g}' for m, w in members)})")
     return 0
 
 

@@ -4,13 +4,21 @@ Every version is loaded at start-up. One that fails (bad manifest, unknown
 adapter, corrupt file, features the stage cannot produce) is FAILED with a
 reason and every other model still serves. A request that names no version
 gets the newest READY one (versions compare as integers when they are).
+
+Models can be loaded, reloaded and unloaded while serving. A new model is
+loaded completely before it replaces the old entry in one dict assignment,
+so a request sees the old model or the new one, never a half-loaded one; a
+stream holds the `LoadedModel` it opened with until it ends. A reload that
+fails leaves the version already serving in place. Ensembles (manifests
+with members) are loaded after the models they are built from.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +50,6 @@ class LoadedModel:
     importance: list[tuple[str, float]]  # largest first
     calibrator: Calibrator
 
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(raw, calibrated) class probabilities for the model's own feature columns."""
-        raw = self.adapter.predict_proba(x)
-        return raw, self.calibrator(raw)
-
     @property
     def name(self) -> str:
         return self.manifest.name
@@ -55,8 +58,13 @@ class LoadedModel:
     def version(self) -> str:
         return self.manifest.version
 
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, calibrated) class probabilities for the model's own feature columns."""
+        raw = self.adapter.predict_proba(x)
+        return raw, self.calibrator(raw)
 
-@dataclass
+
+@dataclass(frozen=True)
 class ModelEntry:
     name: str
     version: str
@@ -68,7 +76,25 @@ class ModelEntry:
 
 
 def version_key(version: str) -> tuple:
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+    numeric = version.isascii() and version.isdecimal()  # "²".isdigit() is true, int("²") fails
+    return (0, int(version), "") if numeric else (1, 0, version)
+
+
+def _smoke_test(adapter: ModelAdapter, n_features: int) -> None:
+    """Catch a model that loads but cannot answer (wrong class count...) before it is READY."""
+    out = np.asarray(adapter.predict_proba(np.zeros((2, n_features))))
+    if out.shape != (2, len(CLASSES)) or not np.isfinite(out).all():
+        raise ModelLoadError(
+            f"predicts shape {out.shape} (finite: {bool(np.isfinite(out).all())}) for 2 rows, "
+            f"expected (2, {len(CLASSES)}) finite probabilities for {', '.join(CLASSES)}"
+        )
+
+
+def _is_ensemble(path: Path) -> bool:
+    try:
+        return bool(ModelManifest.load(path).members)
+    except ModelLoadError:
+        return False
 
 
 class ModelRepository:
@@ -77,39 +103,64 @@ class ModelRepository:
         self.adapters = adapters
         self._configured_default = default_model
         self._entries: dict[tuple[str, str], ModelEntry] = {}
+        self._changes = threading.Lock()  # one load/unload at a time; readers never wait
 
-    def load_all(self) -> None:
+    # --- discovery ------------------------------------------------------------------
+
+    def _on_disk(self, name: str | None = None) -> list[tuple[str, str, Path]]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"model repository {self.root} does not exist")
+        found = []
         for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if name is not None and model_dir.name != name:
+                continue
             for version_dir in sorted(
                 (p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
                 key=lambda p: version_key(p.name),
             ):
-                entry = self._load(model_dir.name, version_dir.name, version_dir)
-                self._entries[(entry.name, entry.version)] = entry
+                found.append((model_dir.name, version_dir.name, version_dir))
+        return found
+
+    def load_all(self) -> None:
+        self._load_many(self._on_disk())
+
+    def _load_many(self, targets: list[tuple[str, str, Path]], *, keep_serving: bool = False) -> list[ModelEntry]:
+        # plain models first: an ensemble needs its members READY
+        ordered = sorted(targets, key=lambda t: _is_ensemble(t[2]))
+        with self._changes:
+            return [self._install(self._load(name, version, path), keep_serving) for name, version, path in ordered]
+
+    def _install(self, entry: ModelEntry, keep_serving: bool) -> ModelEntry:
+        key = (entry.name, entry.version)
+        current = self._entries.get(key)
+        if keep_serving and entry.state is ModelState.FAILED and current and current.state is ModelState.READY:
+            kept = replace(current, reason=f"reload failed, the previous load keeps serving: {entry.reason}")
+            self._entries[key] = kept
+            return kept
+        self._entries[key] = entry  # the atomic swap
+        return entry
 
     def _load(self, name: str, version: str, path: Path) -> ModelEntry:
-        entry = ModelEntry(name, version, path, ModelState.LOADING)
+        manifest = None
         try:
             check_name("model", name)
             check_name("version", version)
             if not (path / MANIFEST_FILE).exists():
-                raise ModelLoadError(f"no {MANIFEST_FILE} in {path}")
+                raise ModelLoadError(f"no {MANIFEST_FILE}")
             manifest = ModelManifest.load(path)
-            entry.manifest = manifest
             if (manifest.name, manifest.version) != (name, version):
                 raise ModelLoadError(
                     f"manifest says {manifest.name}/{manifest.version} but the directory is {name}/{version}"
                 )
-            entry.model = self._resolve(manifest, path)
-            entry.state = ModelState.READY
+            model = self._resolve(manifest, path)
             log.info("model %s/%s READY (adapter %s)", name, version, manifest.adapter)
+            return ModelEntry(name, version, path, ModelState.READY, "", manifest, model)
         except Exception as exc:  # any failure leaves this model FAILED, the others serve
-            entry.state = ModelState.FAILED
-            entry.reason = exc.message if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            log.error("model %s/%s FAILED: %s", name, version, entry.reason)
-        return entry
+            reason = exc.message if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            log.error("model %s/%s FAILED: %s", name, version, reason, exc_info=exc.__cause__ or exc)
+            # the reason is shown to clients: no server paths in it
+            reason = reason.replace(str(self.root.resolve()), "<models>").replace(str(self.root), "<models>")
+            return ModelEntry(name, version, path, ModelState.FAILED, reason, manifest)
 
     def _resolve(self, manifest: ModelManifest, path: Path) -> LoadedModel:
         adapter_cls = self.adapters.get(manifest.adapter)
@@ -126,10 +177,16 @@ class ModelRepository:
             raise ModelLoadError(f"the feature stage cannot produce feature(s): {', '.join(missing)}")
         if list(manifest.classes) != list(CLASSES):
             raise ModelLoadError(f"classes {manifest.classes} are not {list(CLASSES)}")
-        if not (path / manifest.model_file).is_file():
-            raise ModelLoadError(f"model file {manifest.model_file!r} is missing from {path}")
         try:
-            adapter = adapter_cls.load(path, manifest)
+            if manifest.members:
+                adapter = self._build_from_members(adapter_cls, manifest)
+            else:
+                if not (path / manifest.model_file).is_file():
+                    raise ModelLoadError(f"model file {manifest.model_file!r} is missing")
+                adapter = adapter_cls.load(path, manifest)
+            _smoke_test(adapter, len(manifest.feature_names))
+        except ModelLoadError:
+            raise
         except Exception as exc:
             raise ModelLoadError(f"{manifest.adapter} adapter could not load {manifest.model_file}: {exc}") from exc
         try:
@@ -140,7 +197,69 @@ class ModelRepository:
         index = np.array([FEATURE_INDEX[n] for n in manifest.feature_names], dtype=np.intp)
         return LoadedModel(manifest, adapter, index, importance, calibrator)
 
-    # --- queries ------------------------------------------------------------------
+    def _build_from_members(self, adapter_cls: type[ModelAdapter], manifest: ModelManifest) -> ModelAdapter:
+        build = getattr(adapter_cls, "from_members", None)
+        if build is None:
+            raise ModelLoadError(f"adapter {manifest.adapter!r} cannot build a model from members")
+        members = []
+        for m in manifest.members:
+            name, version = str(m.get("model", "")), str(m.get("version", ""))
+            entry = self._entries.get((name, version))
+            if entry is None or entry.model is None or entry.state is not ModelState.READY:
+                state = entry.state.value if entry else "not in the repository"
+                raise ModelLoadError(f"member {name}/{version} is {state}")
+            members.append((entry.model, float(m.get("weight", 1.0))))
+        return build(manifest, members)
+
+    # --- changes while serving ----------------------------------------------------------
+
+    def load(self, name: str, version: str = "") -> list[ModelEntry]:
+        """(Re)load one version, or every version directory of `name` on disk."""
+        return self._load_many(self._targets(name, version))
+
+    def reload(self, name: str, version: str = "") -> list[ModelEntry]:
+        """Load again and swap in; a version that fails to load keeps its previous load serving."""
+        if not any(n == name for n, _ in self._entries):
+            check_name("model", name)
+            raise NotFound(f"model: {name!r} is not loaded, use LoadModel", field="model")
+        entries = self._load_many(self._targets(name, version), keep_serving=True)
+        failed = [e for e in entries if e.reason.startswith("reload failed")]
+        if failed:
+            raise FailedPrecondition("; ".join(f"{e.name}/{e.version}: {e.reason}" for e in failed), field="model")
+        return entries
+
+    def unload(self, name: str, version: str = "") -> list[ModelEntry]:
+        check_name("model", name)
+        with self._changes:
+            keys = [k for k in self._entries if k[0] == name and (not version or k[1] == version)]
+            if not keys:
+                what = f"{name}/{version}" if version else name
+                raise NotFound(f"model: {what!r} is not loaded", field="model")
+            out = []
+            for key in keys:
+                e = self._entries[key]
+                self._entries[key] = out_entry = replace(e, state=ModelState.UNLOADED, reason="", model=None)
+                out.append(out_entry)
+            return out
+
+    def _targets(self, name: str, version: str) -> list[tuple[str, str, Path]]:
+        check_name("model", name)
+        if version:
+            check_name("version", version)
+        targets = [t for t in self._on_disk(name) if not version or t[1] == version]
+        if not targets:
+            what = f"{name}/{version}" if version else name
+            raise NotFound(f"model: no directory {what!r} in the model repository", field="model")
+        return targets
+
+    def index(self) -> list[ModelEntry]:
+        """Every version directory on disk (UNLOADED when never loaded) plus every known entry."""
+        known = dict(self._entries)
+        for name, version, path in self._on_disk():
+            known.setdefault((name, version), ModelEntry(name, version, path, ModelState.UNLOADED))
+        return sorted(known.values(), key=lambda e: (e.name, version_key(e.version)))
+
+    # --- queries ------------------------------------------------------------------------
 
     def entries(self) -> list[ModelEntry]:
         return sorted(self._entries.values(), key=lambda e: (e.name, version_key(e.version)))
@@ -157,7 +276,7 @@ class ModelRepository:
         if not name:
             raise NotFound("model: no model is loaded")
         check_name("model", name)
-        versions = [e for (n, _), e in self._entries.items() if n == name]
+        versions = [e for (n, _), e in list(self._entries.items()) if n == name]
         if not versions:
             raise NotFound(f"model: no model named {name!r}", field="model")
         if version:
@@ -168,9 +287,7 @@ class ModelRepository:
                 raise NotFound(f"version: model {name!r} has no version {version!r} (has: {have})", field="version")
             return found
         ready = [e for e in versions if e.state is ModelState.READY]
-        if not ready:
-            return max(versions, key=lambda e: version_key(e.version))
-        return max(ready, key=lambda e: version_key(e.version))
+        return max(ready or versions, key=lambda e: version_key(e.version))
 
     def get(self, name: str, version: str = "") -> LoadedModel:
         """The READY model to serve, or NOT_FOUND / FAILED_PRECONDITION naming why not."""

@@ -55,6 +55,7 @@ class TickserveClient:
             ],
         )
         self.stub = pb_grpc.SignalServiceStub(self._channel)
+        self.repository = pb_grpc.ModelRepositoryServiceStub(self._channel)
 
     def __enter__(self) -> "TickserveClient":
         return self
@@ -125,3 +126,17 @@ class TickserveClient:
 
     def get_model(self, model: str = "", version: str = "") -> pb.ModelInfo:
         return self.stub.GetModel(pb.GetModelRequest(model=model, version=version), timeout=self.timeout)
+
+    # --- repository administration ---------------------------------------------------
+
+    def repository_index(self) -> list[pb.ModelInfo]:
+        return list(self.repository.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=self.timeout).models)
+
+    def load_model(self, model: str, version: str = "") -> list[pb.ModelInfo]:
+        return list(self.repository.LoadModel(pb.ModelRef(model=model, version=version), timeout=self.timeout).models)
+
+    def reload_model(self, model: str, version: str = "") -> list[pb.ModelInfo]:
+        return list(self.repository.ReloadModel(pb.ModelRef(model=model, version=version), timeout=self.timeout).models)
+
+    def unload_model(self, model: str, version: str = "") -> list[pb.ModelInfo]:
+        return list(self.repository.UnloadModel(pb.ModelRef(model=model, version=version), timeout=self.timeout).models)

@@ -1,0 +1,99 @@
+"""Ensembles: soft voting of the members' calibrated probabilities.
+
+An ensemble is a model directory whose manifest lists members (any adapters,
+by name and version) and weights. Its feature vector is the union of the
+members' features in the stage's order, so the feature stage runs once per
+tick and each member reads its own columns from that one vector. Members
+must share the feature config and label config (checked at load).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelLoadError
+from .features import FEATURE_INDEX
+from .manifest import ModelManifest
+from .plugin import ModelAdapter, hookimpl
+
+
+class EnsembleAdapter(ModelAdapter):
+    name = "ensemble"
+
+    def __init__(self, members: list[tuple[object, float, np.ndarray]]) -> None:
+        self.members = members  # (LoadedModel, weight, columns of the ensemble's vector)
+        self.total_weight = sum(w for _, w, _ in members)
+
+    @classmethod
+    def load(cls, model_dir: Path, manifest: ModelManifest) -> "EnsembleAdapter":
+        raise ModelLoadError("an ensemble is built from its members: its manifest needs a 'members' list")
+
+    @classmethod
+    def from_members(cls, manifest: ModelManifest, members: list[tuple[object, float]]) -> "EnsembleAdapter":
+        if not members:
+            raise ModelLoadError("an ensemble needs at least one member")
+        position = {name: i for i, name in enumerate(manifest.feature_names)}
+        built = []
+        for model, weight in members:
+            m = model.manifest
+            where = f"member {m.name}/{m.version}"
+            if not weight > 0:
+                raise ModelLoadError(f"{where}: weight must be > 0, got {weight!r}")
+            if m.feature_config != manifest.feature_config:
+                raise ModelLoadError(f"{where}: its feature config (tick sizes, calendar) differs from the ensemble's")
+            if m.label_config != manifest.label_config:
+                raise ModelLoadError(f"{where}: its label config differs from the ensemble's")
+            missing = [f for f in m.feature_names if f not in position]
+            if missing:
+                raise ModelLoadError(f"{where}: features {missing} are not in the ensemble's feature list")
+            built.append((model, weight, np.array([position[f] for f in m.feature_names], dtype=np.intp)))
+        return cls(built)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        total = None
+        for model, weight, columns in self.members:
+            _, calibrated = model.predict(features[:, columns])
+            total = weight * calibrated if total is None else total + weight * calibrated
+        return total / self.total_weight
+
+    def feature_importance(self) -> dict[str, float]:
+        """Weighted sum of each member's importance, normalised to sum 1 per member."""
+        out: dict[str, float] = {}
+        for model, weight, _ in self.members:
+            imp = dict(model.importance)
+            norm = sum(imp.values()) or 1.0
+            for name, value in imp.items():
+                out[name] = out.get(name, 0.0) + weight / self.total_weight * value / norm
+        return out
+
+    def metadata(self) -> dict[str, str]:
+        return {"members": ", ".join(f"{m.name}/{m.version}:{w:g}" for m, w, _ in self.members)}
+
+
+def ensemble_manifest(name: str, version: str, members: list[tuple[ModelManifest, float]]) -> ModelManifest:
+    """The manifest of an ensemble of these member manifests (checked again at load)."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    first = members[0][0]
+    used = {f for m, _ in members for f in m.feature_names}
+    features = sorted(used, key=FEATURE_INDEX.__getitem__)
+    return ModelManifest(
+        name=name,
+        version=version,
+        adapter=EnsembleAdapter.name,
+        model_file="",
+        feature_names=features,
+        feature_stage_version=first.feature_stage_version,
+        feature_config=first.feature_config,
+        label_config=first.label_config,
+        signal_rules=first.signal_rules,
+        parameters={"voting": "soft", "weights": {f"{m.name}/{m.version}": w for m, w in members}},
+        members=[{"model": m.name, "version": m.version, "weight": w} for m, w in members],
+    )
+
+
+@hookimpl
+def tickserve_adapters() -> list[type[ModelAdapter]]:
+    return [EnsembleAdapter]
