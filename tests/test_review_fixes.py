@@ -147,3 +147,25 @@ def test_a_failing_calendar_plugin_is_reported_and_passed_over():
     status = {i.name: (i.status, i.reason) for i in plugins.infos}
     assert status["raises"][0] == "failed" and "calendar service down" in status["raises"][1]
     assert status["junk"][0] == "failed" and "not a SessionCalendar" in status["junk"][1]
+
+
+@pytest.mark.parametrize("checksum", [True, False], ids=["with-sha256", "legacy-manifest"])
+def test_a_truncated_model_file_is_failed_and_does_not_crash_the_server(model_repo, plugins, tmp_path, checksum):
+    """LightGBM's own parser segfaults on a truncated file: it must never see one."""
+    import json
+    import shutil
+
+    root = tmp_path / "models"
+    target = root / MODEL / "1"
+    shutil.copytree(model_repo / MODEL / "1", target)
+    if not checksum:
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest.pop("model_sha256")
+        (target / "manifest.json").write_text(json.dumps(manifest))
+    text = (target / "model.txt").read_bytes()
+    (target / "model.txt").write_bytes(text[: len(text) // 3])
+    repo = ModelRepository(root, plugins.adapters)
+    repo.load_all()
+    entry = repo.entry(MODEL, "1")
+    assert entry.state is ModelState.FAILED
+    assert ("sha256" in entry.reason) if checksum else ("LightGBM" in entry.reason)

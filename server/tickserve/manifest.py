@@ -54,6 +54,9 @@ class ModelManifest:
     calibration: dict[str, Any] = field(default_factory=dict)
     # Ensemble members: [{"model": name, "version": version, "weight": w}, ...]; empty otherwise.
     members: list[dict[str, Any]] = field(default_factory=list)
+    # sha256 of the model file, checked before any adapter parses it: native
+    # parsers can crash the process on a truncated file (LightGBM segfaults).
+    model_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +79,7 @@ class ModelManifest:
             "options": self.options,
             "calibration": self.calibration,
             "members": self.members,
+            "model_sha256": self.model_sha256,
         }
 
     def save(self, model_dir: Path) -> Path:
@@ -117,6 +121,7 @@ class ModelManifest:
                 options=dict(d.get("options", {})),
                 calibration=dict(d.get("calibration", {})),
                 members=[dict(m) for m in d.get("members", [])],
+                model_sha256=str(d.get("model_sha256", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)

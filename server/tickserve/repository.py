@@ -80,6 +80,12 @@ def version_key(version: str) -> tuple:
     return (0, int(version), "") if numeric else (1, 0, version)
 
 
+def _sha256(path: Path) -> str:
+    from .training import file_sha256
+
+    return file_sha256(path)
+
+
 def _smoke_test(adapter: ModelAdapter, n_features: int) -> None:
     """Catch a model that loads but cannot answer (wrong class count...) before it is READY."""
     out = np.asarray(adapter.predict_proba(np.zeros((2, n_features))))
@@ -183,6 +189,10 @@ class ModelRepository:
             else:
                 if not (path / manifest.model_file).is_file():
                     raise ModelLoadError(f"model file {manifest.model_file!r} is missing")
+                if manifest.model_sha256 and _sha256(path / manifest.model_file) != manifest.model_sha256:
+                    raise ModelLoadError(
+                        f"model file {manifest.model_file!r} does not match the manifest's sha256 (corrupt or truncated)"
+                    )
                 adapter = adapter_cls.load(path, manifest)
             _smoke_test(adapter, len(manifest.feature_names))
         except ModelLoadError:

@@ -123,6 +123,7 @@ def train_model(
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             tickserve_version=__version__,
         )
+        manifest.model_sha256 = file_sha256(staging / result.model_file)
         model = adapter.load(staging, manifest)
         if calibrate:
             temperature = fit_temperature(model.predict_proba(data.x_valid), data.y_valid)
@@ -149,6 +150,16 @@ def train_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target, manifest
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def label_counts(y: np.ndarray) -> dict[str, int]:

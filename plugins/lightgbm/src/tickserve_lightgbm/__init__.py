@@ -43,7 +43,9 @@ class LightGBMAdapter(ModelAdapter):
 
     @classmethod
     def load(cls, model_dir: Path, manifest) -> "LightGBMAdapter":
-        booster = lgb.Booster(model_file=str(model_dir / manifest.model_file))
+        path = model_dir / manifest.model_file
+        _check_complete(path.read_text(errors="replace"))
+        booster = lgb.Booster(model_file=str(path))
         if booster.num_feature() != len(manifest.feature_names):
             raise ValueError(f"booster has {booster.num_feature()} features, manifest lists {len(manifest.feature_names)}")
         if booster.num_model_per_iteration() != len(manifest.classes):
@@ -86,6 +88,18 @@ class LightGBMAdapter(ModelAdapter):
         booster.save_model(str(out_dir / MODEL_FILE), num_iteration=best)
         recorded = {**params, "num_boost_round": rounds, "early_stopping_rounds": stopping}
         return TrainingResult(MODEL_FILE, recorded, {"best_iteration": float(best)})
+
+
+def _check_complete(text: str) -> None:
+    """LightGBM's parser crashes the whole process (segfault) on a truncated model file,
+    so check the structure first: as many trees as the header's tree_sizes, and the end marker."""
+    sizes = next((line for line in text.splitlines() if line.startswith("tree_sizes=")), None)
+    if not text.startswith("tree\n") or sizes is None or "\nend of trees" not in text:
+        raise ValueError("not a complete LightGBM text model (header or 'end of trees' missing)")
+    expected = len(sizes.split("=", 1)[1].split())
+    found = text.count("\nTree=")
+    if found != expected:
+        raise ValueError(f"truncated LightGBM model: {found} trees, header says {expected}")
 
 
 @hookimpl
