@@ -84,7 +84,9 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, len(classes)) for a float64 batch (n, len(feature_names))."""
+        """Class probabilities (n, len(classes)) for a float64 batch (n, len(feature_names)).
+
+        float64, each row summing to 1 within 1e-12 (renormalise a float32 runtime's output)."""
 
     def feature_importance(self) -> dict[str, float]:
         """Importance per feature name (larger = more important); empty if unknown."""
