@@ -287,8 +287,11 @@ def test_rolling_statistics_match_naive_reference_tick_by_tick(tick_size):
 
             assert got["return"] == mid[t] / mid[max(0, t - L)] - 1.0, where
             assert got["volatility"] == pytest.approx(np.std(_window(ret1, t, L)), rel=1e-9, abs=1e-15), where
-            pos = (mid[t] - m.min()) / (m.max() - m.min()) if m.max() > m.min() else 0.5
+            snap = lambda v: np.floor(v * 1e6 + 0.5) / 1e6  # noqa: E731 - differences in ticks, as spec.py
+            m_range = snap((m.max() - m.min()) / T)
+            pos = snap((mid[t] - m.min()) / T) / m_range if m_range > 0 else 0.5
             assert got["price_range_pos"] == pos, where
+            assert got["price_range_pos"] == pytest.approx((mid[t] - m.min()) / (m.max() - m.min()) if m_range else 0.5, abs=1e-6)
 
     # the warm-up really is "all ticks so far", not a zero-padded window
     assert rows[2, F["return_50"]] == mid[2] / mid[0] - 1.0

@@ -43,8 +43,8 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         b1, a1, bs1, as1 = bid_price[:, 0], ask_price[:, 0], bid_size[:, 0], ask_size[:, 0]
         mid = (a1 + b1) * 0.5
-        spread = a1 - b1
-        spread_ticks = np.floor(spread / T * 1e6 + 0.5) / 1e6  # snapped to 1e-6 tick, as streaming
+        spread_ticks = _snap((a1 - b1) / T)  # snapped to 1e-6 tick, as streaming
+        spread = spread_ticks * T
         d1 = bs1 + as1
         imb1 = np.where(d1 > 0, (bs1 - as1) / d1, 0.0)
         imb5, imb10 = _depth_imbalance(bid_size, ask_size)
@@ -105,6 +105,7 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
             r_var = r_sq / c - r_shift * r_shift
             vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
             back = mid[index - np.minimum(lookback, pos)]
+            m_range = _snap((m_max - m_min) / T)
             cols += [
                 s_mean,
                 np.where(s_var > 0, np.sqrt(np.maximum(s_var, 0.0)), 0.0),
@@ -114,11 +115,16 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
                 (last - vwap) / T,
                 mid / back - 1.0,
                 np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
-                np.where(m_max > m_min, (mid - m_min) / (m_max - m_min), 0.5),
+                np.where(m_range > 0, _snap((mid - m_min) / T) / m_range, 0.5),
             ]
 
     out[order] = np.column_stack(cols)
     return out
+
+
+def _snap(ticks: np.ndarray) -> np.ndarray:
+    """Price differences in ticks, snapped to 1e-6 tick (see spec.py)."""
+    return np.floor(ticks * 1e6 + 0.5) / 1e6
 
 
 def _shift(x: np.ndarray, k: int, fill: float) -> np.ndarray:

@@ -6,9 +6,11 @@ version it was trained with and the server refuses to serve it with another.
 Definitions (T = the instrument's tick size, mid = (ask_1 + bid_1) / 2,
 last = last_price, or mid when last_price is 0):
 
-- spread = ask_1 - bid_1; spread_pct = spread / mid; spread_ticks = spread / T
-  snapped to the nearest 1e-6 tick (floor(x * 1e6 + 0.5) / 1e6), so that
-  float noise in prices such as 100.02 - 100.01 still counts as one tick
+- spread_ticks = (ask_1 - bid_1) / T snapped to the nearest 1e-6 tick
+  (floor(x * 1e6 + 0.5) / 1e6), so that float noise in prices such as
+  100.02 - 100.01 still counts as exactly one tick; spread = spread_ticks * T;
+  spread_pct = spread / mid. (Unsnapped, models split on that noise, which
+  differs by price level and does not survive a float32 export.)
 - imbalance_lN = (sum bid sizes - sum ask sizes) / (their total) over the
   first N levels (fewer if fewer given); 0 when both are empty
 - microprice = (bid_1 * ask_size_1 + ask_1 * bid_size_1) / (bid_size_1 + ask_size_1)
@@ -24,7 +26,8 @@ last = last_price, or mid when last_price is 0):
   last_vs_vwap_ticks_L = (last - vwap_L) / T,
   return_L = mid / mid L ticks ago - 1,
   volatility_L = population std of 1-tick returns mid_t / mid_(t-1) - 1,
-  price_range_pos_L = (mid - min mid) / (max mid - min mid) (0.5 when flat).
+  price_range_pos_L = (mid - min mid) / (max mid - min mid), both differences
+  in ticks snapped to 1e-6 tick (0.5 when flat).
 
 Warm-up: until an instrument has L ticks, a window-L statistic is taken over
 all of its ticks so far (the current one included), return_L is measured

@@ -71,9 +71,9 @@ class StreamingFeatures:
         bs1 = tick.bid_size[0]
         as1 = tick.ask_size[0]
         mid = (a1 + b1) * 0.5
-        spread = a1 - b1
         # snapped to 1e-6 tick: 100.02 - 100.01 is 0.00999..., which must count as exactly one tick
-        spread_ticks = floor(spread / T * 1e6 + 0.5) / 1e6
+        spread_ticks = floor((a1 - b1) / T * 1e6 + 0.5) / 1e6
+        spread = spread_ticks * T
         d1 = bs1 + as1
         imb1 = (bs1 - as1) / d1 if d1 > 0 else 0.0
         imb5, imb10 = _depth_imbalance(tick.bid_size, tick.ask_size)
@@ -147,6 +147,7 @@ class StreamingFeatures:
                 r_var = r_sq / c - r_shift * r_shift
                 vwap = pv_sum / v_sum if v_sum > 0 else mid
                 back = mids[target if target < len(mids) else len(mids) - 1]
+                m_range = _snap((m_max - m_min) / T)
                 out += (
                     s_mean,
                     sqrt(s_var) if s_var > 0 else 0.0,
@@ -156,7 +157,7 @@ class StreamingFeatures:
                     (last - vwap) / T,
                     mid / back - 1.0,
                     sqrt(r_var) if r_var > 0 else 0.0,
-                    (mid - m_min) / (m_max - m_min) if m_max > m_min else 0.5,
+                    _snap((mid - m_min) / T) / m_range if m_range > 0 else 0.5,
                 )
                 target = next(lookbacks, None)
                 if target is None:
@@ -176,6 +177,11 @@ class StreamingFeatures:
         weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
         session = 1.0 if weekday in self._weekdays and self._open_ns <= in_day < self._close_ns else 0.0
         return session, (in_day - self._open_ns) / _MINUTE, (self._close_ns - in_day) / _MINUTE
+
+
+def _snap(ticks: float) -> float:
+    """A price difference in ticks, snapped to 1e-6 tick (see spec.py)."""
+    return floor(ticks * 1e6 + 0.5) / 1e6
 
 
 def _depth_imbalance(bid_size, ask_size) -> tuple[float, float]:
