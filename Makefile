@@ -8,10 +8,11 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 STUBS  := clients/python/src/tickserve_proto/v1
 PROTOS := $(wildcard protos/tickserve/v1/*.proto)
 PYPROJECTS := pyproject.toml clients/python/pyproject.toml $(wildcard plugins/*/pyproject.toml)
-# Built-in plugins: each its own distribution, installed like any third-party adapter.
-PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+# Built-in plugins: each its own distribution, installed like any third-party adapter
+# (onnx with its exporter, which training and the tests use; serving needs only onnxruntime).
+PLUGINS := plugins/lightgbm plugins/xgboost 'plugins/onnx[export]' 
 
-.PHONY: install stubs demo test bench clean-models clean
+.PHONY: install stubs models demo test bench clean-models clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +45,9 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+models: install
+	$(VENV)/bin/tickserve demo --models models --prepare-only
 
 clean-models:
 	rm -rf models/*/
