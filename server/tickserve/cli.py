@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threshold", type=float, default=2.0, help="label threshold in tick sizes")
     t.add_argument("--features", default="", help="comma-separated feature names (default: the standard set)")
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="adapter parameter override")
+    _plugin_filter_args(t)
     t.set_defaults(func=cmd_train)
 
     v = sub.add_parser("serve", help="serve the model repository over gRPC")
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "stream":
             c.add_argument("--batch", type=int, default=1, help="ticks per message")
             c.add_argument("--every", type=int, default=1, help="print every N-th signal")
+        else:
+            c.add_argument("--all-models", action="store_true",
+                           help="evaluate every READY model: a comparison table, then the default model's report")
         c.set_defaults(func=func)
 
     e = sub.add_parser("ensemble", help="write an ensemble manifest from models in the repository")
@@ -127,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--train-samples", type=int, default=60_000)
     d.add_argument("--holdout-samples", type=int, default=30_000)
     d.add_argument("--show", type=int, default=30, help="signals to print from the live stream")
+    d.add_argument("--prepare-only", action="store_true", help="only build the default model repository")
     d.set_defaults(func=cmd_demo)
     return p
 
@@ -311,21 +316,37 @@ def cmd_evaluate(args) -> int:
     from .progress import ProgressBar
     from .serving.converters import frame_to_protos
 
+    from tickserve_proto.v1 import tickserve_pb2 as pb
+
+    from .output import format_comparison
+
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
-    bar = ProgressBar("evaluating")
-    report = None
+    ticks = frame_to_protos(frame)
     with TickserveClient(args.server) as client:
-        for response in client.evaluate(
-            frame_to_protos(frame), model=args.model, version=args.version, progress_every=max(1, len(frame) // 20)
-        ):
-            if response.WhichOneof("payload") == "progress":
-                bar(response.progress.ticks, len(frame), f"accuracy {response.progress.accuracy:.4f}")
-            else:
-                report = response.report
+        if not args.all_models:
+            print(format_report(_evaluate_one(client, ticks, args.model, args.version, ProgressBar("evaluating"))))
+            return 0
+        listing = client.list_models()
+        ready = sorted({m.name for m in listing.models if m.state == pb.MODEL_STATE_READY})
+        reports = [_evaluate_one(client, ticks, name, "", ProgressBar(f"evaluating {name}")) for name in ready]
+    print(format_comparison(reports))
+    default = next((r for r in reports if r.model == listing.default_model), reports[0] if reports else None)
+    if default is not None:
+        print()
+        print(format_report(default))
+    return 0
+
+
+def _evaluate_one(client, ticks, model: str, version: str, bar):
+    report = None
+    for response in client.evaluate(ticks, model=model, version=version, progress_every=max(1, len(ticks) // 10)):
+        if response.WhichOneof("payload") == "progress":
+            bar(response.progress.ticks, len(ticks), f"accuracy {response.progress.accuracy:.4f}")
+        else:
+            report = response.report
     if report is None:
         raise RuntimeError("the server ended Evaluate without a report")
-    print(format_report(report))
-    return 0
+    return report
 
 
 def cmd_models(args) -> int:
@@ -399,7 +420,7 @@ def cmd_plugins(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    return run_demo(args.models, args.train_samples, args.holdout_samples, args.show)
+    return run_demo(args.models, args.train_samples, args.holdout_samples, args.show, args.prepare_only)
 
 
 if __name__ == "__main__":

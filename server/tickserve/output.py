@@ -33,6 +33,21 @@ def format_error(e: pb.TickError) -> str:
     return f"tick {e.instrument} {e.timestamp_ns} rejected (code {e.code}): {e.message}"
 
 
+def format_comparison(reports: list[pb.EvaluationReport]) -> str:
+    """One line per model, same held-out ticks: the models side by side."""
+    lines = [
+        f"{'MODEL':18s} {'VERSION':7s} {'ACCURACY':>8s} {'BASELINE':>8s} {'MACRO-F1':>8s} {'LOG LOSS':>8s} "
+        f"{'BRIER raw->cal':>15s} {'ECE raw->cal':>15s}"
+    ]
+    for r in reports:
+        lines.append(
+            f"{r.model:18s} {r.model_version:7s} {r.accuracy:8.4f} {r.majority_baseline_accuracy:8.4f} "
+            f"{r.macro_f1:8.4f} {r.log_loss:8.4f} {r.brier_score_uncalibrated:7.4f}->{r.brier_score:.4f} "
+            f"{r.expected_calibration_error_uncalibrated:7.4f}->{r.expected_calibration_error:.4f}"
+        )
+    return "\n".join(lines)
+
+
 def format_report(r: pb.EvaluationReport) -> str:
     lines = [
         f"evaluation of {r.model}/{r.model_version}: {r.ticks} ticks, {r.labeled} labeled",
