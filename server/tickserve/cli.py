@@ -143,17 +143,17 @@ def _feature_args(p: argparse.ArgumentParser) -> None:
 
 
 def _plugin_filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="TOML config file (default: $TICKSERVE_CONFIG)")
     p.add_argument("--allow-plugin", action="append", default=None, metavar="NAME", help="load only these plugins")
     p.add_argument("--deny-plugin", action="append", default=None, metavar="NAME", help="never load these plugins")
 
 
 def _plugins(args):
+    from .config import plugin_policy, read_config
     from .plugin_manager import load_plugins
 
-    return load_plugins(
-        allow=set(args.allow_plugin) if getattr(args, "allow_plugin", None) else None,
-        deny=set(args.deny_plugin) if getattr(args, "deny_plugin", None) else None,
-    )
+    policy = plugin_policy(read_config(args.config), args.allow_plugin, args.deny_plugin)
+    return load_plugins(allow=set(policy.allow) if policy.allow is not None else None, deny=set(policy.deny))
 
 
 def _key_values(items: list[str], what: str) -> dict[str, str]:
@@ -328,7 +328,12 @@ def cmd_evaluate(args) -> int:
             return 0
         listing = client.list_models()
         ready = sorted({m.name for m in listing.models if m.state == pb.MODEL_STATE_READY})
-        reports = [_evaluate_one(client, ticks, name, "", ProgressBar(f"evaluating {name}")) for name in ready]
+        reports = []
+        for name in ready:  # a log (not a terminal) gets one line per model, not ten
+            bar = ProgressBar(f"evaluating {name}", enabled=sys.stderr.isatty())
+            reports.append(_evaluate_one(client, ticks, name, "", bar))
+            if not sys.stderr.isatty():
+                print(f"evaluated {name}: {len(ticks)} ticks", file=sys.stderr)
     print(format_comparison(reports))
     default = next((r for r in reports if r.model == listing.default_model), reports[0] if reports else None)
     if default is not None:

@@ -70,6 +70,6 @@ def format_report(r: pb.EvaluationReport) -> str:
         f"  calibration (temperature {r.calibration_temperature:.3f}): Brier {r.brier_score_uncalibrated:.4f} -> "
         f"{r.brier_score:.4f}, ECE {r.expected_calibration_error_uncalibrated:.4f} -> {r.expected_calibration_error:.4f}"
     )
-    top = ", ".join(f"{f.feature} {f.importance:.0f}" for f in list(r.feature_importance)[:5])
-    lines.append(f"  top features (gain): {top}")
+    top = ", ".join(f"{f.feature} {f.importance:.3g}" for f in list(r.feature_importance)[:5])
+    lines.append(f"  top features (importance): {top}")
     return "\n".join(lines)
