@@ -4,10 +4,8 @@ load-time validation, failure isolation in the repository, and a real served str
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import shutil
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +23,8 @@ from tickserve_client import TickserveClient
 
 onnxruntime = pytest.importorskip("onnxruntime")
 from tickserve_onnx import OnnxAdapter  # noqa: E402  (after the skip: the plugin needs onnxruntime)
+
+from .conftest import _LoopThread
 
 FAST_PARAMS = {"num_boost_round": 40, "early_stopping_rounds": 10}
 TRAIN_SEED, HELD_OUT_SEED = 21, 31
@@ -47,22 +47,6 @@ HAND_FEATURES = ["imbalance_l1", "imbalance_l5", "spread_ticks", "return_5"]
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-class _LoopThread:
-    """An asyncio loop in a background thread, so sync tests can use real blocking channels."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def model_input(manifest: ModelManifest, frame) -> np.ndarray:

@@ -3,12 +3,10 @@ thread safety, load failures and the served path through a real server."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import json
 import shutil
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +24,8 @@ from tickserve.simulate import simulate
 from tickserve.training import train_model
 from tickserve_client import TickserveClient
 
+from .conftest import _LoopThread
+
 tickserve_xgboost = pytest.importorskip("tickserve_xgboost")
 XGBoostAdapter = tickserve_xgboost.XGBoostAdapter
 
@@ -33,23 +33,6 @@ NAME = "xgb"
 # One training thread: on a shared 2-core box OpenMP barriers waiting for a descheduled
 # thread made the same fit take 0.2 s or 6 s; serving is unaffected (nthread is not saved).
 PARAMS = {"num_boost_round": 30, "early_stopping_rounds": 10, "eta": 0.1, "nthread": 1}
-
-
-class _LoopThread:
-    """An asyncio loop in a background thread, so sync tests can use real blocking channels
-    (a copy of the helper in conftest.py)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
