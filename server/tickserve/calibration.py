@@ -22,10 +22,13 @@ _LOG_T_RANGE = (log(0.05), log(20.0))
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     if temperature == 1.0:
         return probs
-    z = np.log(np.clip(probs, _EPS, 1.0)) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    # plain ufuncs: np.clip and keepdims reductions cost more than the math for one row
+    z = np.log(np.maximum(probs, _EPS))
+    z /= temperature
+    z -= np.maximum.reduce(z, axis=1)[:, None]
+    np.exp(z, out=z)
+    z /= np.add.reduce(z, axis=1)[:, None]
+    return z
 
 
 def log_loss(probs: np.ndarray, y: np.ndarray) -> float:

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--default-model", default="", help="model used when a request names none")
     v.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
     v.add_argument("--ready-file", type=Path, help="write the bound port here once serving")
+    v.add_argument("--batch-window-us", type=float, default=300.0,
+                   help="micro-batching window across streams, in us (0 disables batching)")
+    v.add_argument("--max-batch-rows", type=int, default=256, help="largest micro-batch")
     _plugin_filter_args(v)
     v.set_defaults(func=cmd_serve)
 
@@ -264,7 +267,12 @@ def cmd_serve(args) -> int:
     for entry in repository.entries():
         line = f"model {entry.name}/{entry.version}: {entry.state.value}"
         print(line + (f" ({entry.reason})" if entry.reason else ""), file=sys.stderr)
-    asyncio.run(serve(repository, args.host, args.port, grace=args.grace, ready_file=args.ready_file))
+    from .serving.servicer import ServerLimits
+
+    if args.batch_window_us < 0 or args.max_batch_rows < 1:
+        raise ValueError("--batch-window-us must be >= 0 and --max-batch-rows >= 1")
+    limits = ServerLimits(batch_window_s=args.batch_window_us * 1e-6, max_batch_rows=args.max_batch_rows)
+    asyncio.run(serve(repository, args.host, args.port, grace=args.grace, ready_file=args.ready_file, limits=limits))
     return 0
 
 

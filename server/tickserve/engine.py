@@ -42,6 +42,18 @@ class Scored:
 Result = Scored | Rejection
 
 
+@dataclass(slots=True)
+class Prepared:
+    """A message's ticks after validation and the feature update, before prediction."""
+
+    ticks: list[Tick]
+    results: list  # Rejection, or None where a signal will go
+    rows: list[list[float]]  # full feature vectors of the admitted ticks
+    scored_at: list[int]  # their positions in `ticks`
+    warmed: list[bool]  # per admitted tick, as of that tick (not the end of the message)
+    x: np.ndarray | None  # the model's input rows, None when no tick was admitted
+
+
 @dataclass(frozen=True)
 class SessionLimits:
     max_instruments: int = 10_000
@@ -80,33 +92,41 @@ class SignalSession:
 
     def process(self, ticks: list[Tick]) -> list[Result]:
         """One result per tick, in order. Rejected ticks leave the feature state untouched."""
-        results: list[Result | None] = []
-        rows: list[list[float]] = []
-        scored_at: list[int] = []
-        warmed: list[bool] = []  # per tick, as of that tick (not the end of the message)
+        prepared = self.prepare(ticks)
+        if prepared.x is None:
+            return prepared.results
+        raw, probs = self.model.predict(prepared.x)
+        return self.finish(prepared, raw, probs)
+
+    def prepare(self, ticks: list[Tick]) -> Prepared:
+        """Validate and update the feature state; the model's input rows for the admitted ticks."""
+        prepared = Prepared(ticks, [], [], [], [], None)
         for tick in ticks:
             rejection = self.admit(tick)
             if rejection is not None:
-                results.append(rejection)
+                prepared.results.append(rejection)
                 continue
             self._last_ts[tick.instrument] = tick.timestamp_ns
-            rows.append(self.features.update(tick))
-            warmed.append(self.features.count(tick.instrument) >= MAX_LOOKBACK)
-            scored_at.append(len(results))
-            results.append(None)
-        if rows:
-            full = np.array(rows)
-            x = full[:, self.model.feature_index]
-            raw, probs = self.model.predict(x)
-            raw_rows = raw.tolist()
-            rules = self.model.manifest.signal_rules
-            for j, i in enumerate(scored_at):
-                tick = ticks[i]
-                p_sell, p_hold, p_buy = probs[j].tolist()
-                signal = decide(p_sell, p_hold, p_buy, rows[j][_SPREAD_TICKS], rules)
-                features = x[j].tolist() if self.return_features else None
-                results[i] = Scored(tick, signal, warmed[j], features, tuple(raw_rows[j]))
-        return results  # type: ignore[return-value]
+            prepared.rows.append(self.features.update(tick))
+            prepared.warmed.append(self.features.count(tick.instrument) >= MAX_LOOKBACK)
+            prepared.scored_at.append(len(prepared.results))
+            prepared.results.append(None)
+        if prepared.rows:
+            prepared.x = np.array(prepared.rows)[:, self.model.feature_index]
+        return prepared
+
+    def finish(self, prepared: Prepared, raw: np.ndarray, probs: np.ndarray) -> list[Result]:
+        """Apply the signal rules to the predicted (raw, calibrated) probabilities."""
+        results = prepared.results
+        raw_rows = raw.tolist()
+        rules = self.model.manifest.signal_rules
+        x = prepared.x
+        for j, i in enumerate(prepared.scored_at):
+            p_sell, p_hold, p_buy = probs[j].tolist()
+            signal = decide(p_sell, p_hold, p_buy, prepared.rows[j][_SPREAD_TICKS], rules)
+            features = x[j].tolist() if self.return_features else None
+            results[i] = Scored(prepared.ticks[i], signal, prepared.warmed[j], features, tuple(raw_rows[j]))
+        return results
 
 
 def require_valid(ticks: list[Tick], path: str = "ticks", start: int = 0) -> None:

@@ -51,6 +51,16 @@ def validate_tick(tick: Tick) -> None:
 
 
 def _side(prices, sizes, side: str, *, descending: bool) -> None:
+    # Fast path: one pass of comparisons for a good side (NaN fails every comparison);
+    # only a bad side pays for the diagnosis below, which names the field and value.
+    if (
+        0 < len(prices) <= MAX_LEVELS
+        and len(sizes) == len(prices)
+        and all(0 < x < MAX_PRICE for x in prices)
+        and all(0 <= x < MAX_SIZE for x in sizes)
+        and (all(a > b for a, b in zip(prices, prices[1:])) if descending else all(a < b for a, b in zip(prices, prices[1:])))
+    ):
+        return
     p, s = f"{side}_price", f"{side}_size"
     if not prices:
         raise InvalidArgument(f"{p}: needs at least one level, got none", field=p)

@@ -33,11 +33,12 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 class TickServer:
     """A running (or ready to start) server and what it owns."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, health_servicer, executor: ThreadPoolExecutor):
+    def __init__(self, server: grpc.aio.Server, port: int, health_servicer, executor: ThreadPoolExecutor, signals):
         self.server = server
         self.port = port
         self.health = health_servicer
         self.executor = executor
+        self.signals = signals  # the SignalServicer (its batcher's stats are read by benchmarks and tests)
 
     async def stop(self, grace: float | None = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -61,7 +62,8 @@ async def create_server(
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_SignalServiceServicer_to_server(SignalServicer(repository, executor, limits), server)
+    signals = SignalServicer(repository, executor, limits)
+    pb_grpc.add_SignalServiceServicer_to_server(signals, server)
     pb_grpc.add_ModelRepositoryServiceServicer_to_server(ModelRepositoryServicer(repository, executor), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -76,7 +78,7 @@ async def create_server(
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
     await health_servicer.set(REPOSITORY_SERVICE_NAME, serving)
-    return TickServer(server, port, health_servicer, executor)
+    return TickServer(server, port, health_servicer, executor, signals)
 
 
 async def serve(

@@ -28,6 +28,7 @@ from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
 from . import converters
+from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S, MicroBatcher
 from .status import stream_errors, unary_errors
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ INLINE_MAX_TICKS = 4
 class ServerLimits:
     max_ticks_per_message: int = 10_000
     max_instruments_per_stream: int = 10_000
+    # dynamic micro-batching across streams (0 disables it); see serving/batcher.py
+    batch_window_s: float = DEFAULT_WINDOW_S
+    max_batch_rows: int = DEFAULT_MAX_ROWS
 
 
 class SignalServicer(pb_grpc.SignalServiceServicer):
@@ -49,6 +53,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self.executor = executor
         self.limits = limits
         self._session_limits = SessionLimits(max_instruments=limits.max_instruments_per_stream)
+        self.batcher = MicroBatcher(executor, window_s=limits.batch_window_s, max_rows=limits.max_batch_rows)
 
     async def _off_loop(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -76,18 +81,36 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self, request_iterator: AsyncIterator[pb.StreamSignalsRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamSignalsResponse]:
         session: SignalSession | None = None
-        async for request in request_iterator:
-            kind = request.WhichOneof("payload")
-            if kind == "config":
-                if session is not None:
-                    raise InvalidArgument("config: only the first message of a stream may carry a StreamConfig")
-                session = self._open_session(request.config.model, request.config.version, request.config.return_features)
-                continue
-            if kind is None:
-                raise InvalidArgument("payload: the message carries none of config, tick or batch")
-            if session is None:
-                session = self._open_session("", "", False)
-            yield await self._run(_answer, session, self._ticks_of(request, kind))
+        try:
+            async for request in request_iterator:
+                kind = request.WhichOneof("payload")
+                if kind == "config":
+                    if session is not None:
+                        raise InvalidArgument("config: only the first message of a stream may carry a StreamConfig")
+                    config = request.config
+                    session = self._open_session(config.model, config.version, config.return_features)
+                    self.batcher.stream_opened(session.model)
+                    continue
+                if kind is None:
+                    raise InvalidArgument("payload: the message carries none of config, tick or batch")
+                if session is None:
+                    session = self._open_session("", "", False)
+                    self.batcher.stream_opened(session.model)
+                yield await self._answer(session, self._ticks_of(request, kind))
+        finally:
+            if session is not None:
+                self.batcher.stream_closed(session.model)
+
+    async def _answer(self, session: SignalSession, ticks: Sequence[pb.Tick]) -> pb.StreamSignalsResponse:
+        if len(ticks) > INLINE_MAX_TICKS:  # a big message: all of its work in a worker thread
+            return await self._off_loop(_answer, session, ticks)
+        own = [converters.tick_from_proto(t) for t in ticks]
+        prepared = session.prepare(own)
+        results = prepared.results
+        if prepared.x is not None:
+            raw, probs = await self.batcher.predict(session.model, prepared.x)
+            results = session.finish(prepared, raw, probs)
+        return _response(session, own, results)
 
     def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
         loaded = self.repository.get(model, version)
@@ -171,10 +194,13 @@ def _call_error(rejection: Rejection, where: str) -> TickserveError:
 
 def _answer(session: SignalSession, ticks: Iterable[pb.Tick]) -> pb.StreamSignalsResponse:
     own = [converters.tick_from_proto(t) for t in ticks]
-    results = session.process(own)
+    return _response(session, own, session.process(own))
+
+
+def _response(session: SignalSession, ticks: list, results: list) -> pb.StreamSignalsResponse:
     name, version = session.model.name, session.model.version
     return pb.StreamSignalsResponse(
-        results=[converters.result_to_proto(r, t, name, version) for r, t in zip(results, own)]
+        results=[converters.result_to_proto(r, t, name, version) for r, t in zip(results, ticks)]
     )
 
 

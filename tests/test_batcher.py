@@ -1,0 +1,127 @@
+"""Dynamic micro-batching: coalesces concurrent streams' rows, routes results back, never delays a lone stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from tickserve_client import TickserveClient
+
+from tickserve.features import batch_features
+from tickserve.repository import ModelRepository
+from tickserve.serving.app import create_server
+from tickserve.serving.batcher import MicroBatcher
+from tickserve.serving.converters import frame_to_protos
+from tickserve.serving.servicer import ServerLimits
+from tickserve.simulate import simulate
+
+from .conftest import MODEL, _LoopThread
+
+
+class CountingModel:
+    """Stands in for a LoadedModel: probabilities derived from the rows, calls counted."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail = fail
+
+    def predict(self, x: np.ndarray):
+        self.calls.append(len(x))
+        if self.fail:
+            raise RuntimeError("adapter failed")
+        return x * 2.0, x * 3.0
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_one_adapter_call_and_get_their_own_rows():
+    async def scenario():
+        model = CountingModel()
+        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
+        for _ in range(3):
+            batcher.stream_opened(model)
+        xs = [np.full((n, 2), float(i)) for i, n in enumerate((1, 3, 2))]
+        outs = await asyncio.gather(*(batcher.predict(model, x) for x in xs))
+        return model, outs, xs
+
+    model, outs, xs = run(scenario())
+    assert model.calls == [6]  # one call, flushed as soon as every open stream had a request pending
+    for x, (raw, probs) in zip(xs, outs):
+        assert np.array_equal(raw, x * 2.0) and np.array_equal(probs, x * 3.0)
+
+
+def test_a_lone_stream_never_waits_for_the_window():
+    async def scenario():
+        model = CountingModel()
+        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=30.0)
+        batcher.stream_opened(model)
+        started = time.monotonic()
+        await asyncio.wait_for(batcher.predict(model, np.ones((1, 2))), timeout=2.0)
+        return time.monotonic() - started, model
+
+    elapsed, model = run(scenario())
+    assert elapsed < 0.5 and model.calls == [1]
+
+
+def test_the_window_flushes_when_not_every_stream_has_sent():
+    async def scenario():
+        model = CountingModel()
+        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=0.05)
+        for _ in range(3):
+            batcher.stream_opened(model)
+        started = time.monotonic()
+        await asyncio.gather(batcher.predict(model, np.ones((1, 2))), batcher.predict(model, np.ones((1, 2))))
+        return time.monotonic() - started, model
+
+    elapsed, model = run(scenario())
+    assert model.calls == [2] and 0.04 <= elapsed < 1.0
+
+
+def test_an_adapter_failure_reaches_every_caller_in_the_batch():
+    async def scenario():
+        model = CountingModel(fail=True)
+        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
+        batcher.stream_opened(model)
+        batcher.stream_opened(model)
+        return await asyncio.gather(
+            batcher.predict(model, np.ones((1, 2))), batcher.predict(model, np.ones((1, 2))), return_exceptions=True
+        )
+
+    results = run(scenario())
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
+
+
+@pytest.fixture(scope="module")
+def batching_server(model_repo, plugins):
+    repository = ModelRepository(model_repo, plugins.adapters, default_model=MODEL)
+    repository.load_all()
+    runner = _LoopThread()
+    server = runner.run(create_server("127.0.0.1:0", repository, limits=ServerLimits(batch_window_s=0.002)))
+    yield server, repository
+    runner.run(server.stop(1.0))
+    runner.close()
+
+
+def test_concurrent_streams_are_batched_and_signals_equal_offline(batching_server):
+    server, repository = batching_server
+    model = repository.get(MODEL)
+    frame = simulate(300, seed=41)
+    ticks = frame_to_protos(frame)
+    full = batch_features(frame, model.manifest.feature_config)
+    _, expected = model.predict(full[:, model.feature_index])
+
+    def stream(_):
+        with TickserveClient(f"127.0.0.1:{server.port}", timeout=120) as client:
+            return np.array([[r.signal.p_sell, r.signal.p_hold, r.signal.p_buy] for r in client.stream_signals(ticks)])
+
+    with ThreadPoolExecutor(12) as pool:
+        runs = list(pool.map(stream, range(12)))
+    for got in runs:
+        assert np.array_equal(got, expected)
+    stats = server.signals.batcher.stats
+    assert stats.rows >= 12 * 300 and stats.largest > 1 and stats.calls < stats.rows
