@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidArgument, Status, TickserveError
+from .errors import Status, TickserveError
 from .features import FEATURE_INDEX, MAX_LOOKBACK, StreamingFeatures
 from .repository import LoadedModel
 from .signals import SignalValues, decide
@@ -127,12 +127,3 @@ class SignalSession:
             features = x[j].tolist() if self.return_features else None
             results[i] = Scored(prepared.ticks[i], signal, prepared.warmed[j], features, tuple(raw_rows[j]))
         return results
-
-
-def require_valid(ticks: list[Tick], path: str = "ticks", start: int = 0) -> None:
-    """For calls where any bad tick fails the whole call: INVALID_ARGUMENT naming ticks[start + i].field."""
-    for i, tick in enumerate(ticks, start):
-        try:
-            validate_tick(tick)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{path}[{i}].{exc.message}", field=f"{path}[{i}].{exc.field}") from None

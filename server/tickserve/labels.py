@@ -42,7 +42,9 @@ class LabelConfig:
 
 def label_move(move_ticks: float, threshold: float) -> int:
     """The class of one mid move given in ticks (the same rule as `make_labels`)."""
-    move = float(np.round(move_ticks, 6))  # numpy's rounding, exactly as make_labels
+    # np.round(x, 6) is rint(x * 1e6) / 1e6 and Python's round() is round-half-even like
+    # rint: the same value as make_labels without a numpy call per tick
+    move = round(move_ticks * 1e6) / 1e6
     if move >= threshold:
         return BUY
     if move <= -threshold:

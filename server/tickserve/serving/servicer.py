@@ -23,7 +23,7 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..engine import Rejection, Scored, SessionLimits, SignalSession, require_valid
+from ..engine import Rejection, Scored, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
@@ -206,8 +206,7 @@ def _response(session: SignalSession, ticks: list, results: list) -> pb.StreamSi
 
 def _predict(session: SignalSession, ticks: Iterable[pb.Tick]) -> pb.PredictResponse:
     own = [converters.tick_from_proto(t) for t in ticks]
-    require_valid(own)
-    results = session.process(own)
+    results = session.process(own)  # validates each tick once; the first rejection fails the call
     for i, r in enumerate(results):
         if not isinstance(r, Scored):  # e.g. time going backwards within the batch
             raise _call_error(r, f"ticks[{i}]")
@@ -217,7 +216,6 @@ def _predict(session: SignalSession, ticks: Iterable[pb.Tick]) -> pb.PredictResp
 
 def _evaluate(session: SignalSession, evaluation: Evaluation, ticks: Iterable[pb.Tick], offset: int) -> None:
     own = [converters.tick_from_proto(t) for t in ticks]
-    require_valid(own, path="ticks", start=offset)
     results = session.process(own)
     for i, (r, tick) in enumerate(zip(results, own)):
         if not isinstance(r, Scored):
