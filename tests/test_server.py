@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tickserve_client import make_tick
 from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from tickserve.features import FEATURE_INDEX, batch_features
 from tickserve.labels import CLASSES, make_labels
@@ -232,9 +232,6 @@ def test_malformed_tick_in_a_stream_gets_its_own_error_and_the_stream_goes_on(cl
 
 
 def test_config_after_the_first_message_is_invalid(client, channel, frame):
-    stub = pb.__dict__  # noqa: F841 - keep flake quiet about the import use below
-    from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
-
     tick = frame_to_protos(frame)[0]
     requests = [
         pb.StreamSignalsRequest(tick=tick),
