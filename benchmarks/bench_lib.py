@@ -273,57 +273,6 @@ def concurrent_ping_pong(address: str, streams: int, requests: Sequence[bytes], 
     return Concurrent(streams, end - begin, count, count / (end - begin), np.concatenate(lat), traces)
 
 
-def concurrent_ping_pong_threads(address: str, streams: int, requests: Sequence[bytes], prefix: Sequence[bytes],
-                                 duration_s: float, warmup: int = 20) -> Concurrent:
-    """`streams` one-at-a-time streams, each on its own channel and TCP connection, driven
-    from its own thread, all started together and stopped at a common deadline (or
-    when `requests` run out). The rate counts answers inside the window where every
-    stream had finished its `warmup` and none had stopped yet."""
-    channels = [channel(address, own_connection=True) for _ in range(streams)]
-    traces = [Trace() for _ in range(streams)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(streams + 1, timeout=60)
-    stop_at = [math.inf]
-
-    def worker(i: int) -> None:
-        try:
-            call = channels[i].stream_stream(STREAM_SIGNALS)
-            barrier.wait()
-            traces[i] = ping_pong(call, requests, prefix, stop_at=stop_at[0], timeout=duration_s + 120)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(streams)]
-    try:
-        for t in threads:
-            t.start()
-        stop_at[0] = time.perf_counter() + duration_s
-        barrier.wait()
-        for t in threads:
-            t.join(timeout=duration_s + 180)
-        if any(t.is_alive() for t in threads):
-            raise RuntimeError(f"{streams} streams: a stream did not finish")
-    finally:
-        for ch in channels:
-            ch.close()
-    if errors:
-        raise errors[0]
-    if any(len(tr.recv) <= warmup for tr in traces):
-        raise RuntimeError(f"{streams} streams: a stream got no more than {warmup} answers in {duration_s} s")
-    begin = max(tr.recv[warmup] for tr in traces)
-    end = min(min(stop_at[0], tr.recv[-1]) if len(tr.recv) >= len(requests) else stop_at[0] for tr in traces)
-    if end <= begin:  # degenerate: every answer, over the whole run
-        begin, end = min(tr.sent[0] for tr in traces), max(tr.recv[-1] for tr in traces)
-    lat, count = [], 0
-    for tr in traces:
-        recv = np.array(tr.recv)
-        inside = (recv >= begin) & (recv <= end)
-        count += int(inside.sum())
-        lat_us = tr.latencies_us()
-        lat.append(lat_us[inside[: len(lat_us)]])
-    return Concurrent(streams, end - begin, count, count / (end - begin), np.concatenate(lat), traces)
-
-
 def hold_open(call, requests: Sequence[bytes], prefix: Sequence[bytes], at_end, timeout: float = 300.0) -> list[bytes]:
     """Send `requests` one at a time (each after the previous answer); after the last
     answer call `at_end()` while the stream is still open, then half-close it."""
