@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
+	$(PIP) install --upgrade pip "setuptools>=77"  # the third-party plugin test builds with --no-build-isolation
 
 # Stubs are generated from protos/, never edited by hand. The virtual path
 # "tickserve_proto=protos/tickserve" makes them the importable package
