@@ -43,14 +43,16 @@ def test_concurrent_requests_share_one_adapter_call_and_get_their_own_rows():
     async def scenario():
         model = CountingModel()
         batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
-        for _ in range(3):
-            batcher.stream_opened(model)
+        tokens = [batcher.stream_opened(model) for _ in range(3)]
+        for token in tokens:  # each stream has sent recently: all three are active
+            await batcher.predict(model, np.ones((1, 2)), token)
+        model.calls.clear()
         xs = [np.full((n, 2), float(i)) for i, n in enumerate((1, 3, 2))]
-        outs = await asyncio.gather(*(batcher.predict(model, x) for x in xs))
+        outs = await asyncio.gather(*(batcher.predict(model, x, t) for x, t in zip(xs, tokens)))
         return model, outs, xs
 
     model, outs, xs = run(scenario())
-    assert model.calls == [6]  # one call, flushed as soon as every open stream had a request pending
+    assert model.calls == [6]  # one call, flushed as soon as every active stream had a request pending
     for x, (raw, probs) in zip(xs, outs):
         assert np.array_equal(raw, x * 2.0) and np.array_equal(probs, x * 3.0)
 
@@ -59,9 +61,10 @@ def test_a_lone_stream_never_waits_for_the_window():
     async def scenario():
         model = CountingModel()
         batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=30.0)
-        batcher.stream_opened(model)
+        token = batcher.stream_opened(model)
+        batcher.stream_opened(model)  # open but idle: must not make the active one wait
         started = time.monotonic()
-        await asyncio.wait_for(batcher.predict(model, np.ones((1, 2))), timeout=2.0)
+        await asyncio.wait_for(batcher.predict(model, np.ones((1, 2)), token), timeout=2.0)
         return time.monotonic() - started, model
 
     elapsed, model = run(scenario())
@@ -72,10 +75,12 @@ def test_the_window_flushes_when_not_every_stream_has_sent():
     async def scenario():
         model = CountingModel()
         batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=0.05)
-        for _ in range(3):
-            batcher.stream_opened(model)
+        a, b, c = (batcher.stream_opened(model) for _ in range(3))
+        for token in (a, b, c):  # all three recently active
+            await batcher.predict(model, np.ones((1, 2)), token)
+        model.calls.clear()
         started = time.monotonic()
-        await asyncio.gather(batcher.predict(model, np.ones((1, 2))), batcher.predict(model, np.ones((1, 2))))
+        await asyncio.gather(batcher.predict(model, np.ones((1, 2)), a), batcher.predict(model, np.ones((1, 2)), b))
         return time.monotonic() - started, model
 
     elapsed, model = run(scenario())
@@ -86,10 +91,9 @@ def test_an_adapter_failure_reaches_every_caller_in_the_batch():
     async def scenario():
         model = CountingModel(fail=True)
         batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
-        batcher.stream_opened(model)
-        batcher.stream_opened(model)
+        a, b = batcher.stream_opened(model), batcher.stream_opened(model)
         return await asyncio.gather(
-            batcher.predict(model, np.ones((1, 2))), batcher.predict(model, np.ones((1, 2))), return_exceptions=True
+            batcher.predict(model, np.ones((1, 2)), a), batcher.predict(model, np.ones((1, 2)), b), return_exceptions=True
         )
 
     results = run(scenario())

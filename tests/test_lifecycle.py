@@ -181,3 +181,51 @@ def test_an_ensemble_with_a_missing_member_is_failed(live):
     ensemble_manifest("orphan", "1", [(member, 1.0)]).save(target)
     info = client.load_model("orphan")[0]
     assert STATE[info.state] == "FAILED" and f"{MODEL}/9" in info.state_reason
+
+
+def test_unloading_a_member_of_a_ready_ensemble_is_refused(live):
+    _, _, client, _ = live
+    assert STATE[client.get_model("combo").state] == "READY"
+    with pytest.raises(grpc.RpcError) as err:
+        client.unload_model(MODEL, "1")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "combo/1" in err.value.details()
+    assert STATE[client.get_model(MODEL, "1").state] == "READY"
+
+
+def test_load_of_a_serving_version_with_broken_files_keeps_it_serving(live):
+    root, _, client, _ = live
+    model_file = root / MODEL / "2" / "model.txt"
+    good = model_file.read_bytes()
+    try:
+        model_file.write_bytes(good[:100])
+        info = client.load_model(MODEL, "2")[0]
+        assert STATE[info.state] == "READY" and "keeps serving" in info.state_reason
+        assert client.predict(frame_to_protos(simulate(5, seed=1)), model=MODEL, version="2")
+    finally:
+        model_file.write_bytes(good)
+
+
+def test_reload_that_fails_for_a_failed_version_is_an_error(live):
+    root, _, client, _ = live
+    bad = root / "bad" / "1"
+    shutil.copytree(root / MODEL / "1", bad)
+    (bad / "manifest.json").write_text((bad / "manifest.json").read_text().replace(f'"name": "{MODEL}"', '"name": "bad"'))
+    (bad / "model.txt").write_text("garbage")
+    assert STATE[client.load_model("bad")[0].state] == "FAILED"
+    with pytest.raises(grpc.RpcError) as err:
+        client.reload_model("bad")
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "bad/1" in err.value.details()
+
+
+def test_out_of_range_temperature_leaves_the_model_failed(live):
+    import json
+
+    root, _, client, _ = live
+    target = root / "hot" / "1"
+    shutil.copytree(root / MODEL / "1", target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["name"] = "hot"
+    manifest["calibration"] = {"method": "temperature", "temperature": 1e-320}
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    info = client.load_model("hot")[0]
+    assert STATE[info.state] == "FAILED" and "temperature" in info.state_reason

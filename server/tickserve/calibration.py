@@ -85,8 +85,9 @@ class Calibrator:
             self.temperature = 1.0
         elif method == "temperature":
             self.temperature = float(spec["temperature"])
-            if not self.temperature > 0:
-                raise ValueError(f"calibration temperature must be > 0, got {self.temperature!r}")
+            lo, hi = (exp(bound) for bound in _LOG_T_RANGE)
+            if not lo * 0.999 <= self.temperature <= hi * 1.001:  # the range fit_temperature searches
+                raise ValueError(f"calibration temperature must be in [{lo:g}, {hi:g}], got {self.temperature!r}")
         else:
             raise ValueError(f"unknown calibration method {method!r}")
 

@@ -9,6 +9,7 @@ must share the feature config and label config (checked at load).
 
 from __future__ import annotations
 
+from math import isfinite
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,8 @@ class EnsembleAdapter(ModelAdapter):
         for model, weight in members:
             m = model.manifest
             where = f"member {m.name}/{m.version}"
-            if not weight > 0:
-                raise ModelLoadError(f"{where}: weight must be > 0, got {weight!r}")
+            if not (isfinite(weight) and 0 < weight <= 1e6):
+                raise ModelLoadError(f"{where}: weight must be > 0 and at most 1e6, got {weight!r}")
             if m.feature_config != manifest.feature_config:
                 raise ModelLoadError(f"{where}: its feature config (tick sizes, calendar) differs from the ensemble's")
             if m.label_config != manifest.label_config:

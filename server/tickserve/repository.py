@@ -128,13 +128,23 @@ class ModelRepository:
         return found
 
     def load_all(self) -> None:
-        self._load_many(self._on_disk())
+        self._load_many(self._on_disk(), keep_serving=False)
 
-    def _load_many(self, targets: list[tuple[str, str, Path]], *, keep_serving: bool = False) -> list[ModelEntry]:
+    def _load_many(
+        self, targets: list[tuple[str, str, Path]], *, keep_serving: bool = True, only_loaded: bool = False
+    ) -> list[ModelEntry]:
         # plain models first: an ensemble needs its members READY
         ordered = sorted(targets, key=lambda t: _is_ensemble(t[2]))
         with self._changes:
+            if only_loaded:  # checked under the lock: an Unload that got in first is not undone
+                ordered = [t for t in ordered if self._is_loaded(t[0], t[1])]
+                if not ordered:
+                    raise NotFound(f"model: {targets[0][0]!r} is not loaded, use LoadModel", field="model")
             return [self._install(self._load(name, version, path), keep_serving) for name, version, path in ordered]
+
+    def _is_loaded(self, name: str, version: str) -> bool:
+        entry = self._entries.get((name, version))
+        return entry is not None and entry.state is not ModelState.UNLOADED
 
     def _install(self, entry: ModelEntry, keep_serving: bool) -> ModelEntry:
         key = (entry.name, entry.version)
@@ -205,7 +215,11 @@ class ModelRepository:
             raise ModelLoadError(f"invalid calibration in the manifest: {exc}") from None
         importance = sorted(adapter.feature_importance().items(), key=lambda kv: -kv[1])
         index = np.array([FEATURE_INDEX[n] for n in manifest.feature_names], dtype=np.intp)
-        return LoadedModel(manifest, adapter, index, importance, calibrator)
+        model = LoadedModel(manifest, adapter, index, importance, calibrator)
+        _, calibrated = model.predict(np.zeros((2, len(manifest.feature_names))))
+        if not (np.isfinite(calibrated).all() and np.allclose(calibrated.sum(axis=1), 1.0, rtol=0, atol=1e-6)):
+            raise ModelLoadError(f"calibrated probabilities are not finite or do not sum to 1: {calibrated[0].tolist()}")
+        return model
 
     def _build_from_members(self, adapter_cls: type[ModelAdapter], manifest: ModelManifest) -> ModelAdapter:
         build = getattr(adapter_cls, "from_members", None)
@@ -224,16 +238,15 @@ class ModelRepository:
     # --- changes while serving ----------------------------------------------------------
 
     def load(self, name: str, version: str = "") -> list[ModelEntry]:
-        """(Re)load one version, or every version directory of `name` on disk."""
+        """(Re)load one version, or every version directory of `name` on disk. A version
+        already serving keeps serving if its files now fail to load."""
         return self._load_many(self._targets(name, version))
 
     def reload(self, name: str, version: str = "") -> list[ModelEntry]:
-        """Load again and swap in; a version that fails to load keeps its previous load serving."""
-        if not any(n == name for n, _ in self._entries):
-            check_name("model", name)
-            raise NotFound(f"model: {name!r} is not loaded, use LoadModel", field="model")
-        entries = self._load_many(self._targets(name, version), keep_serving=True)
-        failed = [e for e in entries if e.reason.startswith("reload failed")]
+        """Load the loaded versions again and swap them in; one that fails keeps its previous
+        load serving (if it had one) and the call fails with FAILED_PRECONDITION."""
+        entries = self._load_many(self._targets(name, version), only_loaded=True)
+        failed = [e for e in entries if e.state is not ModelState.READY or e.reason.startswith("reload failed")]
         if failed:
             raise FailedPrecondition("; ".join(f"{e.name}/{e.version}: {e.reason}" for e in failed), field="model")
         return entries
@@ -245,6 +258,18 @@ class ModelRepository:
             if not keys:
                 what = f"{name}/{version}" if version else name
                 raise NotFound(f"model: {what!r} is not loaded", field="model")
+            users = sorted(
+                f"{e.name}/{e.version}"
+                for e in list(self._entries.values())
+                if e.state is ModelState.READY and e.manifest is not None
+                for m in e.manifest.members
+                if (str(m.get("model")), str(m.get("version"))) in keys
+            )
+            if users:
+                raise FailedPrecondition(
+                    f"model: {name!r} is a member of the READY ensemble(s) {', '.join(users)}: unload those first",
+                    field="model",
+                )
             out = []
             for key in keys:
                 e = self._entries[key]
@@ -278,7 +303,8 @@ class ModelRepository:
     def default_model(self) -> str:
         if self._configured_default:
             return self._configured_default
-        ready = sorted({e.name for e in self._entries.values() if e.state is ModelState.READY})
+        entries = list(self._entries.values())  # a snapshot: a load may add entries meanwhile
+        ready = sorted({e.name for e in entries if e.state is ModelState.READY})
         return ready[0] if ready else ""
 
     def entry(self, name: str, version: str = "") -> ModelEntry:

@@ -3,11 +3,13 @@
 Streams prepare their features themselves, then ask the batcher for
 predictions. Requests for the same model that arrive while others are
 pending are predicted in one adapter call and the rows routed back to their
-callers, each in its own order. A batch is flushed when every open stream of
-that model has a request pending, when it reaches `max_rows`, or when the
-window (default 300 us) since its first request expires, whichever comes
-first. A lone stream never waits: with one open stream (or none pending to
-join) its request is predicted at once.
+callers, each in its own order. A batch is flushed when every *active*
+stream of that model (one that sent a request within the last ACTIVE_S) has
+a request pending, when it reaches `max_rows`, or when the window since its
+first request expires, whichever comes first. A lone active stream never
+waits, and an open but idle stream stops counting after ACTIVE_S. (asyncio
+timers fire on the event loop's clock, in practice about 1 ms late at the
+earliest: the window is an upper bound, not a precise delay.)
 
 Exactness: every adapter here predicts a row the same whatever batch it is
 in (LightGBM, XGBoost, one-thread ONNX; tested), so batching never changes a
@@ -17,6 +19,7 @@ signal.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -29,12 +32,14 @@ DEFAULT_WINDOW_S = 300e-6
 DEFAULT_MAX_ROWS = 256
 # Batches of more rows than this run in a worker thread instead of on the event loop.
 INLINE_MAX_ROWS = 32
+# A stream counts as active for batching this long after its last request.
+ACTIVE_S = 0.005
 
 
 @dataclass
 class _Queue:
     model: LoadedModel
-    open_streams: int = 0
+    last_seen: dict[object, float] = field(default_factory=dict)  # open stream -> time of its last request
     pending: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
@@ -69,26 +74,35 @@ class MicroBatcher:
             queue = self._queues[id(model)] = _Queue(model)
         return queue
 
-    def stream_opened(self, model: LoadedModel) -> None:
-        self._queue(model).open_streams += 1
+    def stream_opened(self, model: LoadedModel) -> object:
+        """Register a stream; pass the returned token to `predict` and `stream_closed`."""
+        token = object()
+        self._queue(model).last_seen[token] = float("-inf")  # not active until it sends
+        return token
 
-    def stream_closed(self, model: LoadedModel) -> None:
+    def stream_closed(self, model: LoadedModel, token: object) -> None:
         queue = self._queue(model)
-        queue.open_streams -= 1
-        if queue.open_streams <= 0 and not queue.pending:
+        queue.last_seen.pop(token, None)
+        if not queue.last_seen and not queue.pending:
             del self._queues[id(model)]  # no state left behind for a model nobody streams
-        elif queue.pending and len(queue.pending) >= queue.open_streams:
+        elif queue.pending and len(queue.pending) >= self._active(queue):
             self._flush(queue)
 
-    async def predict(self, model: LoadedModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _active(self, queue: _Queue) -> int:
+        since = time.monotonic() - ACTIVE_S
+        return sum(1 for seen in queue.last_seen.values() if seen >= since)
+
+    async def predict(self, model: LoadedModel, x: np.ndarray, stream: object = None) -> tuple[np.ndarray, np.ndarray]:
         """(raw, calibrated) probabilities for x, possibly computed together with other streams' rows."""
         queue = self._queue(model)
-        if self.window_s <= 0 or (queue.open_streams <= 1 and not queue.pending) or len(x) >= self.max_rows:
+        if stream is not None:
+            queue.last_seen[stream] = time.monotonic()
+        if self.window_s <= 0 or len(x) >= self.max_rows or (not queue.pending and self._active(queue) <= 1):
             return await self._run(model.predict, x)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         queue.pending.append((x, future))
         queue.rows += len(x)
-        if len(queue.pending) >= queue.open_streams or queue.rows >= self.max_rows:
+        if len(queue.pending) >= self._active(queue) or queue.rows >= self.max_rows:
             self._flush(queue)
         elif queue.timer is None:
             queue.timer = asyncio.get_running_loop().call_later(self.window_s, self._flush, queue)
@@ -103,13 +117,15 @@ class MicroBatcher:
             asyncio.get_running_loop().create_task(self._predict_batch(queue.model, batch))
 
     async def _predict_batch(self, model: LoadedModel, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
-        x = np.vstack([rows for rows, _ in batch]) if len(batch) > 1 else batch[0][0]
         try:
+            x = np.vstack([rows for rows, _ in batch]) if len(batch) > 1 else batch[0][0]
             raw, probs = await self._run(model.predict, x)
-        except Exception as exc:  # every caller in the batch gets the failure (mapped to INTERNAL)
+        except BaseException as exc:  # every caller in the batch fails (INTERNAL); none waits forever
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(RuntimeError(f"batched prediction failed: {type(exc).__name__}: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
             return
         start = 0
         for rows, future in batch:

@@ -81,6 +81,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self, request_iterator: AsyncIterator[pb.StreamSignalsRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamSignalsResponse]:
         session: SignalSession | None = None
+        token = None
         try:
             async for request in request_iterator:
                 kind = request.WhichOneof("payload")
@@ -89,26 +90,26 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                         raise InvalidArgument("config: only the first message of a stream may carry a StreamConfig")
                     config = request.config
                     session = self._open_session(config.model, config.version, config.return_features)
-                    self.batcher.stream_opened(session.model)
+                    token = self.batcher.stream_opened(session.model)
                     continue
                 if kind is None:
                     raise InvalidArgument("payload: the message carries none of config, tick or batch")
                 if session is None:
                     session = self._open_session("", "", False)
-                    self.batcher.stream_opened(session.model)
-                yield await self._answer(session, self._ticks_of(request, kind))
+                    token = self.batcher.stream_opened(session.model)
+                yield await self._answer(session, self._ticks_of(request, kind), token)
         finally:
             if session is not None:
-                self.batcher.stream_closed(session.model)
+                self.batcher.stream_closed(session.model, token)
 
-    async def _answer(self, session: SignalSession, ticks: Sequence[pb.Tick]) -> pb.StreamSignalsResponse:
+    async def _answer(self, session: SignalSession, ticks: Sequence[pb.Tick], token: object) -> pb.StreamSignalsResponse:
         if len(ticks) > INLINE_MAX_TICKS:  # a big message: all of its work in a worker thread
             return await self._off_loop(_answer, session, ticks)
         own = [converters.tick_from_proto(t) for t in ticks]
         prepared = session.prepare(own)
         results = prepared.results
         if prepared.x is not None:
-            raw, probs = await self.batcher.predict(session.model, prepared.x)
+            raw, probs = await self.batcher.predict(session.model, prepared.x, token)
             results = session.finish(prepared, raw, probs)
         return _response(session, own, results)
 
