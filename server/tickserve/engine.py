@@ -19,6 +19,9 @@ from .ticks import Tick
 from .validation import validate_tick
 
 _SPREAD_TICKS = FEATURE_INDEX["spread_ticks"]
+# From this many admitted ticks in one message on, features are computed vectorised
+# (StreamingFeatures.update_many: same values, about 3x cheaper per tick).
+VECTORISED_MIN_TICKS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,7 @@ class Prepared:
 
     ticks: list[Tick]
     results: list  # Rejection, or None where a signal will go
-    rows: list[list[float]]  # full feature vectors of the admitted ticks
+    rows: list[list[float]] | np.ndarray  # full feature vectors of the admitted ticks
     scored_at: list[int]  # their positions in `ticks`
     warmed: list[bool]  # per admitted tick, as of that tick (not the end of the message)
     x: np.ndarray | None  # the model's input rows, None when no tick was admitted
@@ -101,18 +104,27 @@ class SignalSession:
     def prepare(self, ticks: list[Tick]) -> Prepared:
         """Validate and update the feature state; the model's input rows for the admitted ticks."""
         prepared = Prepared(ticks, [], [], [], [], None)
+        admitted = []
         for tick in ticks:
             rejection = self.admit(tick)
             if rejection is not None:
                 prepared.results.append(rejection)
                 continue
             self._last_ts[tick.instrument] = tick.timestamp_ns
-            prepared.rows.append(self.features.update(tick))
-            prepared.warmed.append(self.features.count(tick.instrument) >= MAX_LOOKBACK)
+            admitted.append(tick)
             prepared.scored_at.append(len(prepared.results))
             prepared.results.append(None)
-        if prepared.rows:
-            prepared.x = np.array(prepared.rows)[:, self.model.feature_index]
+        if len(admitted) >= VECTORISED_MIN_TICKS:
+            full, counts = self.features.update_many(admitted)
+            prepared.rows = full
+            prepared.warmed = [c >= MAX_LOOKBACK for c in counts]
+        else:
+            for tick in admitted:
+                prepared.rows.append(self.features.update(tick))
+                prepared.warmed.append(self.features.count(tick.instrument) >= MAX_LOOKBACK)
+            full = np.array(prepared.rows) if admitted else None
+        if admitted:
+            prepared.x = full[:, self.model.feature_index]
         return prepared
 
     def finish(self, prepared: Prepared, raw: np.ndarray, probs: np.ndarray) -> list[Result]:
@@ -123,7 +135,7 @@ class SignalSession:
         x = prepared.x
         for j, i in enumerate(prepared.scored_at):
             p_sell, p_hold, p_buy = probs[j].tolist()
-            signal = decide(p_sell, p_hold, p_buy, prepared.rows[j][_SPREAD_TICKS], rules)
+            signal = decide(p_sell, p_hold, p_buy, float(prepared.rows[j][_SPREAD_TICKS]), rules)
             features = x[j].tolist() if self.return_features else None
             results[i] = Scored(prepared.ticks[i], signal, prepared.warmed[j], features, tuple(raw_rows[j]))
         return results

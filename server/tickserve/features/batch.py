@@ -7,6 +7,8 @@ sum unchanged), so both paths give bit-identical features.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..ticks import TickFrame
@@ -20,26 +22,57 @@ _MINUTE = float(MINUTE_NS)
 def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
     """The feature matrix (len(frame), len(FEATURE_NAMES)), rows in frame order."""
     n = len(frame)
-    out = np.empty((n, len(FEATURE_NAMES)))
     if n == 0:
-        return out
+        return np.empty((0, len(FEATURE_NAMES)))
+    rows = row_columns(frame, config)
     names, codes = np.unique(frame.instrument, return_inverse=True)  # object array: no str truncation
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
-    group_start = np.searchsorted(sorted_codes, sorted_codes, side="left")
-    index = np.arange(n)
-    pos = index - group_start  # ticks of the same instrument before this one
+    pos = np.arange(n) - np.searchsorted(sorted_codes, sorted_codes, side="left")  # earlier ticks of the instrument
+    mid = rows.mid[order]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = np.where(pos > 0, mid / _shift(mid, 1, np.nan) - 1.0, 0.0)
+    windows = window_columns(
+        WindowInputs(rows.spread_ticks[order], rows.imb1[order], rows.pv[order], rows.volume[order], mid, ret),
+        rows.last[order], rows.T[order], pos, pos,
+    )
+    out = np.empty((n, len(FEATURE_NAMES)))
+    out[:, : len(rows.base)] = np.column_stack(rows.base)
+    out[order, len(rows.base) :] = np.column_stack(windows)
+    return out
 
-    T = np.array([config.tick_size(str(name)) for name in names])[sorted_codes]
-    bid_price = frame.bid_price[order]
-    bid_size = frame.bid_size[order]
-    ask_price = frame.ask_price[order]
-    ask_size = frame.ask_size[order]
-    last_price = frame.last_price[order]
-    last_size = frame.last_size[order]
-    ts = frame.timestamp_ns[order]
 
-    cols: list[np.ndarray] = []
+@dataclass
+class RowColumns:
+    """What each tick gives on its own: the base features and the inputs of the windows."""
+
+    base: list[np.ndarray]  # the BASE_FEATURES columns, in order
+    mid: np.ndarray
+    spread_ticks: np.ndarray
+    imb1: np.ndarray
+    pv: np.ndarray  # last * last_size
+    volume: np.ndarray  # last_size
+    last: np.ndarray
+    T: np.ndarray  # tick size per row
+
+
+@dataclass
+class WindowInputs:
+    """Per-tick values the rolling windows read, grouped by instrument, oldest first."""
+
+    spread_ticks: np.ndarray
+    imb1: np.ndarray
+    pv: np.ndarray
+    volume: np.ndarray
+    mid: np.ndarray
+    ret: np.ndarray  # 1-tick return, 0 for an instrument's first tick
+
+
+def row_columns(frame: TickFrame, config: FeatureConfig) -> RowColumns:
+    """Row-wise features and window inputs, in frame order (no grouping needed)."""
+    names, codes = np.unique(frame.instrument, return_inverse=True)
+    T = np.array([config.tick_size(str(name)) for name in names])[codes]
+    bid_price, bid_size, ask_price, ask_size = frame.bid_price, frame.bid_size, frame.ask_price, frame.ask_size
     with np.errstate(divide="ignore", invalid="ignore"):
         b1, a1, bs1, as1 = bid_price[:, 0], ask_price[:, 0], bid_size[:, 0], ask_size[:, 0]
         mid = (a1 + b1) * 0.5
@@ -49,9 +82,9 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
         imb1 = np.where(d1 > 0, (bs1 - as1) / d1, 0.0)
         imb5, imb10 = _depth_imbalance(bid_size, ask_size)
         micro = np.where(d1 > 0, (b1 * as1 + a1 * bs1) / d1, mid)
-        last = np.where(last_price > 0, last_price, mid)
-        session, since_open, to_close = _time_features(ts, config)
-        cols += [
+        last = np.where(frame.last_price > 0, frame.last_price, mid)
+        session, since_open, to_close = _time_features(frame.timestamp_ns, config)
+        base = [
             spread,
             spread / mid,
             spread_ticks,
@@ -65,11 +98,23 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
             since_open,
             to_close,
         ]
+    return RowColumns(base, mid, spread_ticks, imb1, last * frame.last_size, frame.last_size, last, T)
 
-        mid_prev = _shift(mid, 1, np.nan)
-        ret = np.where(pos > 0, mid / mid_prev - 1.0, 0.0)
-        pv = last * last_size
 
+def window_columns(
+    w: WindowInputs, last: np.ndarray, T: np.ndarray, pos: np.ndarray, real_pos: np.ndarray
+) -> list[np.ndarray]:
+    """The rolling features of every row, rows grouped by instrument and oldest first.
+
+    `pos` counts the earlier rows of the same instrument present in these arrays;
+    `real_pos` the earlier ticks the instrument really had (more, when the arrays
+    start with only the last MAX_LOOKBACK ticks of a longer history).
+    """
+    n = len(pos)
+    index = np.arange(n)
+    spread_ticks, imb1, pv, volume, mid, ret = w.spread_ticks, w.imb1, w.pv, w.volume, w.mid, w.ret
+    cols: list[np.ndarray] = []
+    with np.errstate(divide="ignore", invalid="ignore"):
         zeros = lambda: np.zeros(n)  # noqa: E731
         s_sum, s_sq, i_sum, pv_sum, v_sum, r_sum, r_sq = (zeros() for _ in range(7))
         s_min = np.full(n, np.inf)
@@ -88,7 +133,7 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
             s_max = np.where(have, np.maximum(s_max, st), s_max)
             i_sum += np.where(have, _shift(imb1, k, 0.0), 0.0)
             pv_sum += np.where(have, _shift(pv, k, 0.0), 0.0)
-            v_sum += np.where(have, _shift(last_size, k, 0.0), 0.0)
+            v_sum += np.where(have, _shift(volume, k, 0.0), 0.0)
             m_min = np.where(have, np.minimum(m_min, m), m_min)
             m_max = np.where(have, np.maximum(m_max, m), m_max)
             dr = np.where(have, r - ret, 0.0)
@@ -97,13 +142,14 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
             lookback = k + 1
             if lookback not in LOOKBACKS:
                 continue
-            c = np.minimum(pos + 1, lookback).astype(np.float64)
+            c = np.minimum(real_pos + 1, lookback).astype(np.float64)
             s_mean = s_sum / c
             s_shift = s_mean - spread_ticks
             s_var = s_sq / c - s_shift * s_shift
             r_shift = r_sum / c
             r_var = r_sq / c - r_shift * r_shift
             vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
+            # pos >= lookback whenever real_pos > pos (a history of MAX_LOOKBACK rows is kept)
             back = mid[index - np.minimum(lookback, pos)]
             m_range = _snap((m_max - m_min) / T)
             cols += [
@@ -117,9 +163,7 @@ def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
                 np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
                 np.where(m_range > 0, _snap((mid - m_min) / T) / m_range, 0.5),
             ]
-
-    out[order] = np.column_stack(cols)
-    return out
+    return cols
 
 
 def _snap(ticks: np.ndarray) -> np.ndarray:
