@@ -159,17 +159,23 @@ def test_ensemble_soft_votes_its_members_over_one_feature_pass(live, plugins):
 
     # the feature stage runs once per tick for the whole ensemble
     session = SignalSession(repository.get("combo"))
-    calls = 0
-    update = session.features.update
+    computed = 0
+    update, update_many = session.features.update, session.features.update_many
 
     def counting(tick):
-        nonlocal calls
-        calls += 1
+        nonlocal computed
+        computed += 1
         return update(tick)
 
-    session.features.update = counting
-    session.process(list(frame.take(slice(0, 100)).ticks()))
-    assert calls == 100
+    def counting_many(ticks):
+        nonlocal computed
+        computed += len(ticks)
+        return update_many(ticks)
+
+    session.features.update, session.features.update_many = counting, counting_many
+    for size in (100, 3):  # the vectorised path and the tick-by-tick one
+        session.process(list(frame.take(slice(0, size)).ticks()) if size == 100 else list(frame.take(slice(100, 103)).ticks()))
+    assert computed == 103
 
 
 def test_an_ensemble_with_a_missing_member_is_failed(live):
