@@ -635,8 +635,12 @@ def write_results(path: Path, command: str, counts: Counts, sizes: tuple[int, in
         "repository, one with the four default models (measured 1 s after it serves), the latter again while "
         "one StreamSignals stream to signal-ensemble is open after sending 60 TickBatch messages (tick j of "
         "each of the 1,000 instruments in message j). MB = 10^6 bytes.",
-        "- MLServer (8) is a placeholder: `mlserver_scenario` in run.py is where "
-        "`benchmarks/mlserver_bench.measure` plugs in.",
+        "- MLServer (8): `benchmarks/mlserver_bench.py` installs MLServer 1.7.1, mlserver-lightgbm and "
+        "tritonclient[grpc] into their own environment (benchmarks/.venv-mlserver, with uvloop<0.22, the "
+        "start-up fix), serves the signal-lgbm model file with MLSERVER_PARALLEL_WORKERS=0 (its fastest "
+        "single-row mode) and measures ModelInfer through tritonclient's gRPC client: single rows (the first "
+        "200 calls dropped) and 1,000-row batches. Features are not computed there: MLServer gets finished "
+        "feature rows, tickserve gets raw ticks. `--no-mlserver` skips it.",
         "",
         "| scenario | figure | ratio |",
         "| --- | --- | --- |",
