@@ -1,0 +1,240 @@
+"""The signal log: every served signal written to an embedded SQLite database, off the hot path.
+
+The serving path hands each answered message's rows to `SignalLog.record`,
+which never blocks: rows go into a bounded queue, and one writer thread
+drains it into SQLite in WAL mode (readers, e.g. `tickserve signals`, never
+block the writer). When the queue is full the rows are dropped, counted
+(`dropped_rows`) and logged once per second at most: the stream is worth
+more than its log. `close()` writes everything already queued before it
+returns, so a graceful shutdown loses nothing that was recorded.
+
+Schema (one row per served signal; times are ns since the Unix epoch):
+
+    signals(
+      id            INTEGER PRIMARY KEY,  -- insertion order
+      served_at_ns  INTEGER NOT NULL,     -- wall clock when the answer was built
+      rpc           TEXT    NOT NULL,     -- StreamSignals | Predict | REST
+      instrument    TEXT    NOT NULL,     -- tick identity: instrument, timestamp_ns, sequence
+      timestamp_ns  INTEGER NOT NULL,
+      sequence      INTEGER,              -- NULL when the tick carried none
+      model         TEXT    NOT NULL,
+      model_version TEXT    NOT NULL,
+      p_sell REAL, p_hold REAL, p_buy REAL,  -- calibrated probabilities
+      edge_score    REAL,                 -- p_buy - p_sell
+      confidence    REAL,
+      action        TEXT,                 -- BUY | HOLD | SELL
+      strength      TEXT,                 -- WEAK | MEDIUM | STRONG
+      urgency       TEXT,                 -- PASSIVE | AGGRESSIVE
+      risk          TEXT,                 -- LOW | MEDIUM | HIGH
+      warmed_up     INTEGER,              -- 0/1
+      latency_us    REAL                  -- server time from message received to answer built
+    )
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "served_at_ns", "rpc", "instrument", "timestamp_ns", "sequence", "model", "model_version",
+    "p_sell", "p_hold", "p_buy", "edge_score", "confidence", "action", "strength", "urgency", "risk",
+    "warmed_up", "latency_us",
+)  # fmt: skip
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS signals (
+    id            INTEGER PRIMARY KEY,
+    served_at_ns  INTEGER NOT NULL,
+    rpc           TEXT    NOT NULL,
+    instrument    TEXT    NOT NULL,
+    timestamp_ns  INTEGER NOT NULL,
+    sequence      INTEGER,
+    model         TEXT    NOT NULL,
+    model_version TEXT    NOT NULL,
+    p_sell REAL, p_hold REAL, p_buy REAL,
+    edge_score    REAL,
+    confidence    REAL,
+    action        TEXT,
+    strength      TEXT,
+    urgency       TEXT,
+    risk          TEXT,
+    warmed_up     INTEGER,
+    latency_us    REAL
+);
+CREATE INDEX IF NOT EXISTS signals_by_instrument_time ON signals (instrument, timestamp_ns);
+CREATE INDEX IF NOT EXISTS signals_by_model ON signals (model, model_version, served_at_ns);
+"""
+
+_INSERT = f"INSERT INTO signals ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_STOP = object()
+# At most this many rows wait for the writer (about 0.5 KB each in memory): a burst of
+# 100 messages of 1,000 ticks fits, a writer stuck on a slow disk cannot grow memory further.
+DEFAULT_MAX_QUEUED_ROWS = 100_000
+
+
+@dataclass
+class SignalLogStats:
+    written_rows: int = 0
+    dropped_rows: int = 0
+    queued_rows: int = 0
+
+
+class SignalLog:
+    """Bounded, non-blocking writer of signal rows into SQLite (WAL)."""
+
+    def __init__(self, path: Path, *, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_queued_rows = max_queued_rows
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued_rows = 0
+        self._lock = threading.Lock()
+        self._written = 0
+        self._dropped = 0
+        self._last_warning = 0.0
+        self._closed = False
+        # Create the schema now, in the caller's thread, so a bad path fails at start-up.
+        with _connect(self.path) as conn:
+            conn.executescript(SCHEMA)
+        self._thread = threading.Thread(target=self._run, name="tickserve-signal-log", daemon=True)
+        self._thread.start()
+
+    def record(self, rows: list[tuple]) -> bool:
+        """Queue rows (tuples in COLUMNS order) for writing; False if they were dropped."""
+        if not rows:
+            return True
+        if self._closed:
+            self._drop(len(rows), "the log is closed")
+            return False
+        with self._lock:
+            if self._queued_rows + len(rows) > self.max_queued_rows:
+                full = True
+            else:
+                full = False
+                self._queued_rows += len(rows)
+        if full:
+            self._drop(len(rows), f"{self._queued_rows} rows already wait for the writer (limit {self.max_queued_rows})")
+            return False
+        self._queue.put(rows)
+        return True
+
+    def _drop(self, n: int, why: str) -> None:
+        self._dropped += n
+        now = time.monotonic()
+        if now - self._last_warning >= 1.0:
+            self._last_warning = now
+            log.warning("signal log: dropped %d row(s) because %s (%d dropped so far)", n, why, self._dropped)
+
+    @property
+    def stats(self) -> SignalLogStats:
+        return SignalLogStats(self._written, self._dropped, self._queued_rows)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written."""
+        done = threading.Event()
+        self._queue.put(done)
+        if not done.wait(timeout):
+            raise TimeoutError(f"signal log: not flushed within {timeout} s")
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then stop the writer."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                item = self._queue.get()
+                batch: list[tuple] = []
+                waiters: list[threading.Event] = []
+                stop = False
+                while True:  # drain what is already queued into one transaction
+                    if item is _STOP:
+                        stop = True
+                    elif isinstance(item, threading.Event):
+                        waiters.append(item)
+                    else:
+                        batch.extend(item)
+                    if stop or len(batch) >= 50_000:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._write(conn, batch)
+                    with self._lock:
+                        self._queued_rows -= len(batch)
+                for w in waiters:
+                    w.set()
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
+        try:
+            with conn:
+                conn.executemany(_INSERT, batch)
+            self._written += len(batch)
+        except sqlite3.Error:  # a full disk must not stop the server: count, log, go on
+            self._dropped += len(batch)
+            log.exception("signal log: could not write %d row(s) to %s", len(batch), self.path)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL survives a crash of the process (not of the machine) and is much faster than FULL.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def query_signals(
+    path: Path,
+    *,
+    instrument: str | None = None,
+    model: str | None = None,
+    version: str | None = None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    limit: int = 100,
+) -> list[dict]:
+    """Logged signals matching every given filter, oldest tick first ([start_ns, end_ns) on timestamp_ns)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"signal log {path} does not exist")
+    where, args = [], []
+    for column, value in (("instrument", instrument), ("model", model), ("model_version", version)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if start_ns is not None:
+        where.append("timestamp_ns >= ?")
+        args.append(start_ns)
+    if end_ns is not None:
+        where.append("timestamp_ns < ?")
+        args.append(end_ns)
+    sql = f"SELECT id, {', '.join(COLUMNS)} FROM signals"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY timestamp_ns, id LIMIT ?"
+    args.append(int(limit))
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(sql, args)]
+    finally:
+        conn.close()
