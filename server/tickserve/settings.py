@@ -1,0 +1,180 @@
+"""The server's effective settings: defaults, then the TOML file, then the environment, then flags.
+
+One precedence, documented in one place (later wins):
+
+    1. the defaults below
+    2. the config file: --config FILE, else $TICKSERVE_CONFIG
+    3. environment variables TICKSERVE_<SECTION>_<KEY>, e.g. TICKSERVE_SERVER_PORT=50052
+    4. command-line flags of `tickserve serve` (only those given on the command line)
+
+`tickserve config show` prints the result as TOML with where each value came from.
+Unknown sections or keys in the file are errors (a typo must not be silently ignored),
+except sections other commands own ([plugins] is read by config.plugin_policy).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import read_config
+
+ENV_PREFIX = "TICKSERVE_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    default: Any
+    kind: type
+    help: str
+
+
+# section -> key -> Setting. Paths are kept as strings here; the server resolves them.
+SCHEMA: dict[str, dict[str, Setting]] = {
+    "server": {
+        "models": Setting("models", str, "the model repository directory"),
+        "host": Setting("127.0.0.1", str, "bind address; loopback by default, so nothing is exposed by accident"),
+        "port": Setting(50051, int, "gRPC port (0 picks a free one)"),
+        "http_port": Setting(-1, int, "HTTP/JSON gateway and /metrics port (-1: off, 0: a free one)"),
+        "default_model": Setting("", str, "model used when a request names none"),
+        "grace": Setting(5.0, float, "seconds in-flight calls get at shutdown"),
+        "workers": Setting(4, int, "worker threads for big messages and model calls"),
+    },
+    "limits": {
+        "max_streams": Setting(1024, int, "streaming calls open at once, server-wide"),
+        "max_ticks_per_message": Setting(10_000, int, "ticks in one message or Predict call"),
+        "max_instruments_per_stream": Setting(10_000, int, "instruments one stream may track"),
+        "max_message_bytes": Setting(16 * 1024 * 1024, int, "largest request or response message"),
+        "batch_window_us": Setting(300.0, float, "micro-batching window across streams (0 disables it)"),
+        "max_batch_rows": Setting(256, int, "largest micro-batch"),
+    },
+    "tls": {
+        "cert": Setting("", str, "server certificate chain (PEM); TLS is on when set"),
+        "key": Setting("", str, "server private key (PEM)"),
+        "client_ca": Setting("", str, "CA that signs client certificates; mutual TLS is on when set"),
+    },
+    "auth": {
+        "token_file": Setting("", str, "bearer tokens, one per line; token auth is on when set (or $TICKSERVE_TOKENS)"),
+        "health_requires_token": Setting(False, bool, "require the token for health checks too"),
+    },
+    "signal_log": {
+        "enabled": Setting(True, bool, "write every served signal to SQLite"),
+        "path": Setting(".tickserve/signals.db", str, "the SQLite file (WAL mode)"),
+        "max_queued_rows": Setting(100_000, int, "rows waiting for the writer before new ones are dropped"),
+    },
+    "logging": {
+        "level": Setting("warning", str, "debug, info, warning or error"),
+        "format": Setting("text", str, "text or json (one JSON object per line)"),
+    },
+}
+OTHER_SECTIONS = {"plugins"}  # read elsewhere
+CHOICES = {("logging", "level"): {"debug", "info", "warning", "error"}, ("logging", "format"): {"text", "json"}}
+
+
+@dataclass
+class Settings:
+    values: dict[str, dict[str, Any]]
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    file: Path | None = None
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+    def to_toml(self, *, with_sources: bool = True) -> str:
+        lines = []
+        if self.file is not None:
+            lines.append(f"# config file: {self.file}")
+        for section, keys in SCHEMA.items():
+            lines.append(f"\n[{section}]")
+            for key in keys:
+                value = self.values[section][key]
+                text = f"{key} = {_toml_value(value)}"
+                if with_sources:
+                    text = f"{text:<48} # {self.sources[section][key]}"
+                lines.append(text)
+        return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(section: str, key: str, value: Any, where: str) -> Any:
+    setting = SCHEMA[section][key]
+    kind = setting.kind
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                out = value
+            elif isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                out = value.lower() in ("1", "true", "yes", "on")
+            else:
+                raise ValueError
+        elif kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            out = int(value)
+        elif kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            out = float(value)
+        else:
+            if not isinstance(value, str):
+                raise ValueError
+            out = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: [{section}] {key} must be {_KIND_NAMES[kind]}, got {value!r}") from None
+    allowed = CHOICES.get((section, key))
+    if allowed is not None and out not in allowed:
+        raise ValueError(f"{where}: [{section}] {key} must be one of {', '.join(sorted(allowed))}, got {out!r}")
+    return out
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    flags: dict[tuple[str, str], Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """The effective settings; `flags` holds only the flags given on the command line."""
+    environ = os.environ if environ is None else environ
+    values = {s: {k: v.default for k, v in keys.items()} for s, keys in SCHEMA.items()}
+    sources = {s: {k: "default" for k in keys} for s, keys in SCHEMA.items()}
+
+    path = config_file or (Path(environ["TICKSERVE_CONFIG"]) if environ.get("TICKSERVE_CONFIG") else None)
+    data = read_config(path) if path is not None else {}
+    for section, table in data.items():
+        if section in OTHER_SECTIONS:
+            continue
+        if section not in SCHEMA:
+            raise ValueError(f"config file {path}: unknown section [{section}] (known: {', '.join(SCHEMA)})")
+        if not isinstance(table, dict):
+            raise ValueError(f"config file {path}: {section} must be a table, got {table!r}")
+        for key, value in table.items():
+            if key not in SCHEMA[section]:
+                raise ValueError(
+                    f"config file {path}: unknown key {key!r} in [{section}] (known: {', '.join(SCHEMA[section])})"
+                )
+            values[section][key] = _coerce(section, key, value, f"config file {path}")
+            sources[section][key] = f"file {path}"
+
+    for section, keys in SCHEMA.items():
+        for key in keys:
+            name = f"{ENV_PREFIX}{section}_{key}".upper()
+            if name in environ:
+                values[section][key] = _coerce(section, key, environ[name], f"${name}")
+                sources[section][key] = f"env {name}"
+
+    for (section, key), value in (flags or {}).items():
+        values[section][key] = _coerce(section, key, value, "command line")
+        sources[section][key] = "flag"
+    return Settings(values, sources, path)
