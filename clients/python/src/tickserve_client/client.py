@@ -1,7 +1,14 @@
-"""A small synchronous client over the generated stubs."""
+"""A small synchronous client over the generated stubs.
+
+Plaintext by default. TLS when certificates are given (`root_certificates`: the PEM CA to
+trust; `private_key` + `certificate_chain`: a client certificate for mutual TLS), or with
+`tls=True` to trust the system roots. `token` is sent as `authorization: Bearer <token>` on
+every call, unary and streaming (also on calls made through `client.stub` directly).
+"""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 
@@ -43,17 +50,87 @@ def _chunks(ticks: Iterable[pb.Tick], size: int) -> Iterator[list[pb.Tick]]:
         yield chunk
 
 
+class _CallDetails(
+    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class _BearerToken(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <token>` to every call, whatever its type, on any channel."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, d: grpc.ClientCallDetails) -> _CallDetails:
+        metadata = [*(d.metadata or ()), self._header]
+        return _CallDetails(d.method, d.timeout, metadata, d.credentials, d.wait_for_ready, d.compression)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._details(client_call_details), request)
+
+    def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return continuation(self._details(client_call_details), request_iterator)
+
+
+def _pem(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
 class TickserveClient:
-    def __init__(self, target: str, *, channel: grpc.Channel | None = None, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        channel: grpc.Channel | None = None,
+        timeout: float | None = None,
+        root_certificates: bytes | str | None = None,
+        private_key: bytes | str | None = None,
+        certificate_chain: bytes | str | None = None,
+        token: str | None = None,
+        tls: bool | None = None,
+    ) -> None:
+        """`root_certificates`, `private_key`, `certificate_chain`: PEM contents (not paths).
+
+        `tls`: None means TLS exactly when a certificate is given; True forces TLS (system
+        roots if `root_certificates` is None); False with certificates is an error.
+        """
         self.target = target
         self.timeout = timeout
-        self._channel = channel or grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        certificates = (root_certificates, private_key, certificate_chain)
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("mutual TLS needs both private_key and certificate_chain")
+        secure = tls if tls is not None else any(c is not None for c in certificates)
+        if any(c is not None for c in certificates) and not secure:
+            raise ValueError("certificates given but tls=False")
+        if channel is not None and (secure or any(c is not None for c in certificates)):
+            raise ValueError("pass either a channel or TLS settings, not both")
+        if token is not None and (not token or not token.isascii() or not token.isprintable() or " " in token):
+            raise ValueError("token: must be non-empty printable ASCII without spaces")
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if channel is None:
+            if secure:
+                credentials = grpc.ssl_channel_credentials(*map(_pem, certificates))
+                channel = grpc.secure_channel(target, credentials, options=options)
+            else:
+                channel = grpc.insecure_channel(target, options=options)
+        self.secure = secure
+        self._channel = grpc.intercept_channel(channel, _BearerToken(token)) if token is not None else channel
         self.stub = pb_grpc.SignalServiceStub(self._channel)
         self.repository = pb_grpc.ModelRepositoryServiceStub(self._channel)
 
