@@ -193,7 +193,7 @@ def test_check_name_rejects(name):
     with pytest.raises(InvalidArgument) as info:
         check_name("version", name)
     assert info.value.field == "version"
-    assert repr(name) in info.value.message
+    assert repr(name[:64]) in info.value.message  # long values are shortened in the message
 
 
 def test_labels_refuse_ticks_out_of_time_order():

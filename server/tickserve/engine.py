@@ -40,6 +40,7 @@ class Scored:
     warmed_up: bool
     features: list[float] | None  # the model's input vector, when asked for
     raw: tuple[float, float, float]  # the adapter's probabilities before calibration
+    sequence_gap: int = 0  # sequence numbers skipped before this tick (same instrument, this stream)
 
 
 Result = Scored | Rejection
@@ -55,6 +56,7 @@ class Prepared:
     scored_at: list[int]  # their positions in `ticks`
     warmed: list[bool]  # per admitted tick, as of that tick (not the end of the message)
     x: np.ndarray | None  # the model's input rows, None when no tick was admitted
+    gaps: dict[int, int] | None = None  # position in `ticks` -> sequence gap, only where there is one
 
 
 @dataclass(frozen=True)
@@ -63,15 +65,19 @@ class SessionLimits:
 
 
 class SignalSession:
+    """One stream's state. A rejected tick leaves no trace in it: not in the feature state,
+    not in the last timestamp, not in the last sequence number of its instrument."""
+
     def __init__(self, model: LoadedModel, *, return_features: bool = False, limits: SessionLimits = SessionLimits()):
         self.model = model
         self.return_features = return_features
         self.limits = limits
         self.features = StreamingFeatures(model.manifest.feature_config)
         self._last_ts: dict[str, int] = {}
+        self._last_seq: dict[str, int] = {}  # only instruments whose ticks carry a sequence
 
     def admit(self, tick: Tick) -> Rejection | None:
-        """Check one tick against the rules and this stream's state (time order, limits)."""
+        """Check one tick against the rules and this stream's state (limits, sequence, time order)."""
         try:
             validate_tick(tick)
         except TickserveError as exc:
@@ -82,10 +88,21 @@ class SignalSession:
                 return Rejection(
                     Status.RESOURCE_EXHAUSTED,
                     f"instrument: {tick.instrument!r} would exceed this stream's limit of "
-                    f"{self.limits.max_instruments} instruments",
+                    f"{self.limits.max_instruments} instruments (max_instruments_per_stream)",
                     "instrument",
                 )
-        elif tick.timestamp_ns < previous:
+            return None  # a new instrument: no sequence or time seen yet
+        seq = tick.sequence
+        if seq is not None:
+            last = self._last_seq.get(tick.instrument)
+            if last is not None and seq <= last:
+                return Rejection(
+                    Status.ALREADY_EXISTS,
+                    f"sequence: {seq} is not after this instrument's last accepted sequence {last} "
+                    "(a duplicate or replayed tick)",
+                    "sequence",
+                )
+        if tick.timestamp_ns < previous:
             return Rejection(
                 Status.INVALID_ARGUMENT,
                 f"timestamp_ns: {tick.timestamp_ns} is before this instrument's previous tick ({previous})",
@@ -111,6 +128,14 @@ class SignalSession:
                 prepared.results.append(rejection)
                 continue
             self._last_ts[tick.instrument] = tick.timestamp_ns
+            seq = tick.sequence
+            if seq is not None:
+                last = self._last_seq.get(tick.instrument)
+                self._last_seq[tick.instrument] = seq
+                if last is not None and seq > last + 1:
+                    if prepared.gaps is None:
+                        prepared.gaps = {}
+                    prepared.gaps[len(prepared.results)] = seq - last - 1
             admitted.append(tick)
             prepared.scored_at.append(len(prepared.results))
             prepared.results.append(None)
@@ -133,9 +158,13 @@ class SignalSession:
         raw_rows = raw.tolist()
         rules = self.model.manifest.signal_rules
         x = prepared.x
+        gaps = prepared.gaps
         for j, i in enumerate(prepared.scored_at):
             p_sell, p_hold, p_buy = probs[j].tolist()
             signal = decide(p_sell, p_hold, p_buy, float(prepared.rows[j][_SPREAD_TICKS]), rules)
             features = x[j].tolist() if self.return_features else None
-            results[i] = Scored(prepared.ticks[i], signal, prepared.warmed[j], features, tuple(raw_rows[j]))
+            scored = Scored(prepared.ticks[i], signal, prepared.warmed[j], features, tuple(raw_rows[j]))
+            if gaps is not None and i in gaps:
+                scored.sequence_gap = gaps[i]
+            results[i] = scored
         return results

@@ -53,6 +53,24 @@ class ResourceExhausted(TickserveError):
     status = Status.RESOURCE_EXHAUSTED
 
 
+class AlreadyExists(TickserveError):
+    status = Status.ALREADY_EXISTS
+
+
+class Unavailable(TickserveError):
+    """Transient: the same request may succeed if retried later (e.g. a model still LOADING)."""
+
+    status = Status.UNAVAILABLE
+
+
+class DeadlineExceeded(TickserveError):
+    status = Status.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(TickserveError):
+    status = Status.UNAUTHENTICATED
+
+
 class ModelLoadError(TickserveError):
     """A model directory could not be loaded (the model is FAILED, others serve)."""
 

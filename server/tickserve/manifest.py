@@ -25,9 +25,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def check_name(kind: str, value: str) -> str:
-    """Model names and versions are path components: letters, digits and `._-` only."""
+    """Model names and versions are path components: letters, digits and `._-` only, so no
+    request can name a path outside the repository (no `/`, `\\`, `..`, NUL or leading dot)."""
     if not _NAME.fullmatch(value) or ".." in value:
-        raise InvalidArgument(f"{kind}: {value!r} is not a valid name (letters, digits and ._- only)", field=kind)
+        shown = repr(value) if len(value) <= 64 else f"{value[:64]!r}... ({len(value)} characters)"
+        raise InvalidArgument(
+            f"{kind}: {shown} is not a valid name (1 to 128 letters, digits and ._-, "
+            "starting with a letter or digit, no '..')",
+            field=kind,
+        )
     return value
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import Calibrator
-from .errors import FailedPrecondition, ModelLoadError, NotFound
+from .errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
 from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
 from .labels import CLASSES
 from .manifest import MANIFEST_FILE, ModelManifest, check_name
@@ -140,6 +140,10 @@ class ModelRepository:
                 ordered = [t for t in ordered if self._is_loaded(t[0], t[1])]
                 if not ordered:
                     raise NotFound(f"model: {targets[0][0]!r} is not loaded, use LoadModel", field="model")
+            for name, version, path in ordered:  # shown as LOADING meanwhile, unless a load already serves
+                current = self._entries.get((name, version))
+                if current is None or current.state is ModelState.UNLOADED:
+                    self._entries[(name, version)] = ModelEntry(name, version, path, ModelState.LOADING)
             return [self._install(self._load(name, version, path), keep_serving) for name, version, path in ordered]
 
     def _is_loaded(self, name: str, version: str) -> bool:
@@ -253,6 +257,8 @@ class ModelRepository:
 
     def unload(self, name: str, version: str = "") -> list[ModelEntry]:
         check_name("model", name)
+        if version:
+            check_name("version", version)
         with self._changes:
             keys = [k for k in self._entries if k[0] == name and (not version or k[1] == version)]
             if not keys:
@@ -326,11 +332,14 @@ class ModelRepository:
         return max(ready or versions, key=lambda e: version_key(e.version))
 
     def get(self, name: str, version: str = "") -> LoadedModel:
-        """The READY model to serve, or NOT_FOUND / FAILED_PRECONDITION naming why not."""
+        """The READY model to serve, or why not: NOT_FOUND (no such model or version),
+        UNAVAILABLE (LOADING: retrying shortly may succeed), FAILED_PRECONDITION (FAILED or
+        UNLOADED: needs an operator's load or a fixed model first)."""
         entry = self.entry(name, version)
-        if entry.state is not ModelState.READY or entry.model is None:
-            detail = f": {entry.reason}" if entry.reason else ""
-            raise FailedPrecondition(
-                f"model {entry.name!r} version {entry.version!r} is {entry.state.value}{detail}", field="model"
-            )
-        return entry.model
+        if entry.state is ModelState.READY and entry.model is not None:
+            return entry.model
+        what = f"model: {entry.name!r} version {entry.version!r} is {entry.state.value}"
+        if entry.state is ModelState.LOADING:
+            raise Unavailable(f"{what}, retry when it is READY", field="model")
+        detail = f": {entry.reason}" if entry.reason else ""
+        raise FailedPrecondition(f"{what}{detail}", field="model")

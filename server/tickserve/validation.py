@@ -2,10 +2,10 @@
 
 Each failure names the field (relative to the tick) and the offending value.
 Rules: instrument present, at most 128 characters, no control characters;
-0 < timestamp < 2200-01-01; last price and size finite, >= 0 and below the
+0 < timestamp < 2200-01-01; sequence (when set) at most 2^63-1; last price and size finite, >= 0 and below the
 bounds below (so no feature overflows to inf);
 1 to MAX_LEVELS levels per side with as many sizes as prices; prices finite
-and > 0, sizes finite and >= 0; bids strictly descending, asks strictly
+and in [MIN_PRICE, MAX_PRICE), sizes finite and >= 0; bids strictly descending, asks strictly
 ascending; the book not crossed (best bid > best ask). A locked book
 (best bid == best ask) is accepted: it happens in real feeds.
 """
@@ -19,8 +19,14 @@ from .errors import InvalidArgument
 from .ticks import MAX_LEVELS, Tick
 
 MAX_INSTRUMENT_LENGTH = 128
+# Prices live in [MIN_PRICE, MAX_PRICE): the widest ratio between two mids (1e21) keeps every
+# return and its square (volatility) finite. Below 1e-9 a mid move from a subnormal price to an
+# ordinary one overflows returns to inf (found by tests/test_properties.py).
+MIN_PRICE = 1e-9
 MAX_PRICE = 1e12
 MAX_SIZE = 1e15
+# The proto field is uint64, but tick files and feature state keep sequences in int64.
+MAX_SEQUENCE = 2**63 - 1
 MAX_TIMESTAMP_NS = 7_258_118_400 * 1_000_000_000  # 2200-01-01: keeps local-time arithmetic in int64
 
 
@@ -42,6 +48,10 @@ def validate_tick(tick: Tick) -> None:
         raise InvalidArgument(f"last_price: must be >= 0 and < {MAX_PRICE:g}, got {tick.last_price!r}", field="last_price")
     if not (isfinite(tick.last_size) and 0 <= tick.last_size < MAX_SIZE):
         raise InvalidArgument(f"last_size: must be >= 0 and < {MAX_SIZE:g}, got {tick.last_size!r}", field="last_size")
+    if tick.sequence is not None and tick.sequence > MAX_SEQUENCE:
+        raise InvalidArgument(
+            f"sequence: at most 2^63-1 ({MAX_SEQUENCE}) is supported, got {tick.sequence}", field="sequence"
+        )
     _side(tick.bid_price, tick.bid_size, "bid", descending=True)
     _side(tick.ask_price, tick.ask_size, "ask", descending=False)
     if tick.bid_price[0] > tick.ask_price[0]:
@@ -59,7 +69,7 @@ def _side(prices, sizes, side: str, *, descending: bool) -> None:
         and len(sizes) == len(prices)
         and all(map(isfinite, prices))
         and all(map(isfinite, sizes))
-        and min(prices) > 0
+        and min(prices) >= MIN_PRICE
         and max(prices) < MAX_PRICE
         and min(sizes) >= 0
         and max(sizes) < MAX_SIZE
@@ -75,8 +85,10 @@ def _side(prices, sizes, side: str, *, descending: bool) -> None:
         raise InvalidArgument(f"{s}: has {len(sizes)} values but {p} has {len(prices)}", field=s)
     previous = None
     for i, (price, size) in enumerate(zip(prices, sizes)):
-        if not (isfinite(price) and 0 < price < MAX_PRICE):
-            raise InvalidArgument(f"{p}[{i}]: must be a price > 0 and < {MAX_PRICE:g}, got {price!r}", field=f"{p}[{i}]")
+        if not (isfinite(price) and MIN_PRICE <= price < MAX_PRICE):
+            raise InvalidArgument(
+                f"{p}[{i}]: must be a price >= {MIN_PRICE:g} and < {MAX_PRICE:g}, got {price!r}", field=f"{p}[{i}]"
+            )
         if not (isfinite(size) and 0 <= size < MAX_SIZE):
             raise InvalidArgument(f"{s}[{i}]: must be a size >= 0 and < {MAX_SIZE:g}, got {size!r}", field=f"{s}[{i}]")
         if previous is not None and (price >= previous if descending else price <= previous):

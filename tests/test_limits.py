@@ -1,0 +1,333 @@
+"""Limits and back-pressure (docs/errors.md) against real servers on loopback ports.
+
+Each limit is configurable (ServerLimits, `tickserve serve --max-...`) and answered with
+RESOURCE_EXHAUSTED (or, for a deadline, DEADLINE_EXCEEDED) whose message names the limit
+and the value. A client that stops reading makes the server stop reading too (gRPC flow
+control; the servicer holds one message and one answer per stream), and once it reads
+again every tick it sent is answered, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import pytest
+from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
+
+from tickserve.serving.servicer import ServerLimits
+
+from .test_error_model import MODEL, rpc_error, small_repository, start_server, stop_server, stream_requests, tick
+
+EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
+TIGHT = ServerLimits(
+    max_concurrent_streams=2, max_ticks_per_message=100, max_instruments_per_stream=3, max_message_bytes=64 * 1024
+)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, plugins):
+    return small_repository(tmp_path_factory.mktemp("limit-models"), plugins)
+
+
+@pytest.fixture(scope="module")
+def tight(models, plugins):
+    served = start_server(models, plugins, limits=TIGHT)
+    yield served
+    stop_server(served)
+
+
+@pytest.fixture(scope="module")
+def roomy(models, plugins):
+    """Default limits."""
+    served = start_server(models, plugins)
+    yield served
+    stop_server(served)
+
+
+def stub_of(served) -> pb_grpc.SignalServiceStub:
+    channel = grpc.insecure_channel(served.address)
+    return pb_grpc.SignalServiceStub(channel)
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+class OpenStream:
+    """A stream the test drives message by message."""
+
+    def __init__(self, stub, method: str = "StreamSignals", timeout: float = 30) -> None:
+        self.requests: queue.Queue = queue.Queue()
+
+        def feed():
+            while (item := self.requests.get()) is not None:
+                yield item
+
+        self.call = getattr(stub, method)(feed(), timeout=timeout)
+
+    def send(self, request) -> None:
+        self.requests.put(request)
+
+    def close(self) -> list:
+        """Half-close and read what is left; the call must end OK."""
+        self.requests.put(None)
+        rest = list(self.call)
+        assert self.call.code() == grpc.StatusCode.OK
+        return rest
+
+
+def collect(call) -> tuple[list, grpc.RpcError | None]:
+    """The answers a stream gave before it ended, and the error it ended with."""
+    answers = []
+    try:
+        for response in call:
+            answers.append(response)
+    except grpc.RpcError as exc:
+        return answers, exc
+    return answers, None
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+def test_limits_are_validated():
+    for name in ("max_concurrent_streams", "max_ticks_per_message", "max_instruments_per_stream", "max_message_bytes"):
+        with pytest.raises(ValueError) as err:
+            ServerLimits(**{name: 0})
+        assert str(err.value) == f"{name}: must be an integer >= 1, got 0"
+
+
+def test_concurrent_streams_beyond_the_limit_are_refused_and_a_closed_one_frees_a_slot(tight):
+    stub = stub_of(tight)
+    stats = tight.tick_server.signals.stream_stats
+    refused_before = stats.refused
+    first = OpenStream(stub)
+    first.send(pb.StreamSignalsRequest(config=pb.StreamConfig(model=MODEL)))
+    first.send(pb.StreamSignalsRequest(tick=tick("A", 0)))
+    assert next(first.call).results[0].WhichOneof("result") == "signal"
+    second = OpenStream(stub, "Evaluate")  # Evaluate counts too
+    assert wait_for(lambda: stats.open == 2)
+
+    refused = "2 streams are open, the server's limit is max_concurrent_streams=2; retry when one has closed"
+    err = rpc_error(lambda: list(stub.StreamSignals(stream_requests([tick()]), timeout=10)))
+    assert (err.code(), err.details()) == (EXHAUSTED, f"StreamSignals: {refused}")
+    err = rpc_error(lambda: list(stub.Evaluate(iter([pb.EvaluateRequest(tick=tick())]), timeout=10)))
+    assert (err.code(), err.details()) == (EXHAUSTED, f"Evaluate: {refused}")
+    # unary calls are not streams: still served
+    assert len(stub.Predict(pb.PredictRequest(model=MODEL, ticks=[tick()]), timeout=10).signals) == 1
+
+    assert first.close() == []  # every answer was read already
+    assert wait_for(lambda: stats.open == 1)
+    results = [r for response in stub.StreamSignals(stream_requests([tick("B", 0)]), timeout=10) for r in response.results]
+    assert results[0].WhichOneof("result") == "signal"
+
+    second.send(pb.EvaluateRequest(batch=pb.TickBatch(ticks=[tick("A", i) for i in range(60)])))
+    assert [r.WhichOneof("payload") for r in second.close()] == ["report"]
+    assert wait_for(lambda: stats.open == 0)
+    assert stats.refused - refused_before == 2
+
+
+def test_ticks_per_message_beyond_the_limit_end_the_call(tight):
+    stub = stub_of(tight)
+    hundred = [tick("A", i) for i in range(100)]
+    requests = [
+        pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=hundred)),
+        pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=[tick("A", 100 + i) for i in range(101)])),
+    ]
+    answers, err = collect(stub.StreamSignals(iter(requests), timeout=10))
+    assert [len(a.results) for a in answers] == [100]  # the message within the limit was answered
+    assert err.code() == EXHAUSTED
+    assert err.details() == "batch.ticks: 101 ticks in one message, the limit is max_ticks_per_message=100"
+
+    err = rpc_error(lambda: stub.Predict(pb.PredictRequest(model=MODEL, ticks=hundred + [tick("A", 100)]), timeout=10))
+    assert (err.code(), err.details()) == (
+        EXHAUSTED, "ticks: 101 ticks in one request, the limit is max_ticks_per_message=100"
+    )  # fmt: skip
+    err = rpc_error(lambda: list(stub.Evaluate(iter([pb.EvaluateRequest(batch=pb.TickBatch(ticks=hundred * 2))]), timeout=10)))
+    assert (err.code(), err.details()) == (
+        EXHAUSTED, "batch.ticks: 200 ticks in one message, the limit is max_ticks_per_message=100"
+    )  # fmt: skip
+    assert len(stub.Predict(pb.PredictRequest(model=MODEL, ticks=hundred), timeout=10).signals) == 100
+
+
+def test_instruments_per_stream_beyond_the_limit_are_rejected_per_tick(tight):
+    stub = stub_of(tight)
+    ticks = [tick("A", 0), tick("B", 0), tick("C", 0), tick("D", 0), tick("A", 1), tick("D", 1), tick("C", 1)]
+    call = stub.StreamSignals(stream_requests(ticks), timeout=10)
+    results = [r for response in call for r in response.results]
+    assert call.code() == grpc.StatusCode.OK  # the stream goes on
+    assert [r.WhichOneof("result") for r in results] == ["signal"] * 3 + ["error", "signal", "error", "signal"]
+    for error in (results[3].error, results[5].error):
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED.value[0] == error.code
+        assert error.field == "instrument" and error.instrument == "D"
+        assert error.message == (
+            "instrument: 'D' would exceed this stream's limit of 3 instruments (max_instruments_per_stream)"
+        )
+    # the limit is per stream: a new stream starts from zero
+    results = [r for response in stub.StreamSignals(stream_requests([tick("D", 0)]), timeout=10) for r in response.results]
+    assert results[0].WhichOneof("result") == "signal"
+
+
+def test_a_message_larger_than_max_message_bytes_is_resource_exhausted(tight):
+    stub = stub_of(tight)
+    huge = pb.Tick(instrument="A", timestamp_ns=1, bid_price=[1.0] * 6000, bid_size=[1.0] * 6000)  # ~96 KiB
+    size = pb.PredictRequest(model=MODEL, ticks=[huge]).ByteSize()
+    assert size > 64 * 1024
+
+    requests = [pb.StreamSignalsRequest(tick=tick("A", 0)), pb.StreamSignalsRequest(tick=huge)]
+    answers, err = collect(stub.StreamSignals(iter(requests), timeout=10))
+    assert [len(a.results) for a in answers] == [1]
+    assert err.code() == EXHAUSTED
+    assert "Received message larger than max" in err.details() and "vs. 65536)" in err.details()
+
+    err = rpc_error(lambda: stub.Predict(pb.PredictRequest(model=MODEL, ticks=[huge]), timeout=10))
+    assert err.code() == EXHAUSTED
+    assert err.details().endswith(f"Received message larger than max ({size} vs. 65536)")
+    err = rpc_error(lambda: list(stub.Evaluate(iter([pb.EvaluateRequest(tick=huge)]), timeout=10)))
+    assert err.code() == EXHAUSTED and "larger than max" in err.details()
+
+
+# --- deadlines ---------------------------------------------------------------------------------
+
+
+def deadline_exceeded(err: grpc.RpcError) -> bool:
+    # gRPC's own status: "Deadline Exceeded" when the client's timer fires first,
+    # "Stream removed (Deadline Exceeded)" when the server's does
+    return err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and err.details() in (
+        "Deadline Exceeded", "Stream removed (Deadline Exceeded)"
+    )  # fmt: skip
+
+
+def test_a_call_past_its_deadline_gets_deadline_exceeded_and_others_are_served(roomy):
+    stub = stub_of(roomy)
+    stats = roomy.tick_server.signals.stream_stats
+
+    def slow_evaluation():
+        yield pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL))
+        for k in range(1_000):  # far longer than the deadline
+            yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=[tick("E", k * 100 + i) for i in range(100)]))
+            time.sleep(0.02)
+
+    started = time.monotonic()
+    err = rpc_error(lambda: list(stub.Evaluate(slow_evaluation(), timeout=0.5)))
+    assert deadline_exceeded(err)
+    assert time.monotonic() - started < 5
+
+    # a stream that goes quiet after one answer
+    stream = OpenStream(stub, timeout=0.5)
+    stream.send(pb.StreamSignalsRequest(tick=tick("S", 0)))
+    answers, err = collect(stream.call)
+    assert len(answers) == 1 and deadline_exceeded(err)
+    stream.requests.put(None)
+
+    # a big Predict with a deadline too short for it
+    many = [tick("P", i) for i in range(10_000)]
+    err = rpc_error(lambda: stub.Predict(pb.PredictRequest(model=MODEL, ticks=many), timeout=0.01))
+    assert deadline_exceeded(err)
+
+    assert wait_for(lambda: stats.open == 0)  # the server let go of the streams
+    assert len(stub.Predict(pb.PredictRequest(model=MODEL, ticks=many[:50]), timeout=10).signals) == 50
+    results = [r for response in stub.StreamSignals(stream_requests(many[:20]), timeout=10) for r in response.results]
+    assert len(results) == 20
+
+
+# --- back-pressure ---------------------------------------------------------------------------
+
+
+def test_a_client_that_does_not_read_stops_the_server_then_gets_every_answer_in_order(roomy):
+    """Send 1,000-tick batches as fast as possible while reading nothing: the answers the server
+    has produced stop growing (it stops pulling requests; the client's sends block) instead of
+    piling up in server memory; once the client reads, every tick sent is answered, in order."""
+    stub = stub_of(roomy)
+    stats = roomy.tick_server.signals.stream_stats
+    before = stats.ticks
+    template = tick("BP", 0, bids=[(99.99 - 0.01 * i, 10.0 + i) for i in range(10)],
+                    asks=[(100.01 + 0.01 * i, 12.0 + i) for i in range(10)])  # fmt: skip
+    sent = {"ticks": 0}
+    stop = threading.Event()
+
+    def requests():
+        yield pb.StreamSignalsRequest(config=pb.StreamConfig(model=MODEL))
+        seq = 0
+        while not stop.is_set():
+            batch = pb.TickBatch()
+            for _ in range(1_000):
+                t = batch.ticks.add()
+                t.CopyFrom(template)
+                t.timestamp_ns += seq
+                t.sequence = seq
+                seq += 1
+            yield pb.StreamSignalsRequest(batch=batch)
+            sent["ticks"] += 1_000
+
+    call = stub.StreamSignals(requests(), timeout=60)
+    history = []  # (time, answered by the server, sent by the client)
+    started = time.monotonic()
+    plateau = False
+    while time.monotonic() - started < 20:
+        time.sleep(0.25)
+        history.append((time.monotonic(), stats.ticks - before, sent["ticks"]))
+        recent = [h for h in history if h[0] >= history[-1][0] - 1.5]
+        if history[-1][0] - history[0][0] >= 1.5 and len({(a, s) for _, a, s in recent}) == 1 and recent[0][1] > 0:
+            plateau = True  # nothing answered and nothing sent for 1.5 s: both sides are held by flow control
+            break
+    stop.set()
+    answered, in_flight = history[-1][1], history[-1][2]
+    assert plateau, f"the server kept answering a client that reads nothing: {history[-6:]}"
+    assert answered <= 200_000, answered  # bounded by the transport windows, not by how long the client sends
+    assert in_flight >= answered
+
+    signals = [r.signal for response in call for r in response.results]
+    assert call.code() == grpc.StatusCode.OK
+    assert len(signals) == sent["ticks"] > answered
+    assert [s.sequence for s in signals] == list(range(sent["ticks"]))
+    assert all(s.sequence_gap == 0 and s.model == MODEL for s in signals)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_serve_flags_set_the_limits(models, tmp_path):
+    ready, log = tmp_path / "port", tmp_path / "stderr"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
+         "--ready-file", str(ready), "--max-concurrent-streams", "1", "--max-ticks-per-message", "5",
+         "--max-instruments-per-stream", "1", "--max-message-bytes", "50000"],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env,
+    )  # fmt: skip
+    try:
+        started = wait_for(lambda: proc.poll() is not None or (ready.exists() and ready.read_text().strip()), 90)
+        assert started and proc.poll() is None, f"exit {proc.poll()}: {log.read_text()[-2000:]}"
+        with grpc.insecure_channel(f"127.0.0.1:{ready.read_text().strip()}") as channel:
+            stub = pb_grpc.SignalServiceStub(channel)
+            stream = OpenStream(stub)
+            stream.send(pb.StreamSignalsRequest(tick=tick("A", 0)))
+            stream.send(pb.StreamSignalsRequest(tick=tick("B", 0)))
+            results = [next(stream.call).results[0], next(stream.call).results[0]]
+            assert results[0].WhichOneof("result") == "signal"
+            assert results[1].error.message.endswith("limit of 1 instruments (max_instruments_per_stream)")
+            err = rpc_error(lambda: list(stub.StreamSignals(iter([]), timeout=10)))
+            assert err.code() == EXHAUSTED and "max_concurrent_streams=1" in err.details()
+            stream.close()
+            err = rpc_error(lambda: stub.Predict(pb.PredictRequest(ticks=[tick("A", i) for i in range(6)]), timeout=10))
+            assert err.code() == EXHAUSTED and "max_ticks_per_message=5" in err.details()
+            huge = pb.Tick(instrument="A", bid_price=[1.0] * 7000)  # ~56 KB
+            err = rpc_error(lambda: stub.Predict(pb.PredictRequest(ticks=[huge]), timeout=10))
+            assert err.code() == EXHAUSTED and "vs. 50000)" in err.details()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
