@@ -87,7 +87,37 @@ def test_the_window_flushes_when_not_every_stream_has_sent():
     assert model.calls == [2] and 0.04 <= elapsed < 1.0
 
 
-def test_an_adapter_failure_reaches_every_caller_in_the_batch():
+class PoisonModel(CountingModel):
+    """Fails any call that contains a row of NaN, like an adapter choking on one stream's input."""
+
+    def predict(self, x: np.ndarray):
+        self.calls.append(len(x))
+        if np.isnan(x).any():
+            raise RuntimeError("adapter failed")
+        return x * 2.0, x * 3.0
+
+
+def test_a_failing_batch_fails_only_the_caller_whose_rows_fail():
+    async def scenario():
+        model = PoisonModel()
+        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
+        a, b, c = (batcher.stream_opened(model) for _ in range(3))
+        return model, await asyncio.gather(
+            batcher.predict(model, np.ones((1, 2)), a),
+            batcher.predict(model, np.full((2, 2), np.nan), b),
+            batcher.predict(model, np.full((1, 2), 5.0), c),
+            return_exceptions=True,
+        )
+
+    model, (ra, rb, rc) = run(scenario())
+    assert isinstance(rb, RuntimeError) and str(rb) == "adapter failed"
+    assert np.array_equal(ra[1], np.full((1, 2), 3.0)) and np.array_equal(rc[1], np.full((1, 2), 15.0))
+    # a shared call holding the poison rows and another caller's rows failed, then each ran on its own
+    shared = [i for i, n in enumerate(model.calls) if n >= 3]
+    assert shared and model.calls[shared[0] + 1 :][-2:] == [2, 1]
+
+
+def test_every_caller_fails_when_the_adapter_always_fails():
     async def scenario():
         model = CountingModel(fail=True)
         batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)

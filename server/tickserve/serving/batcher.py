@@ -43,6 +43,7 @@ class _Queue:
     pending: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
+    first_at: float = 0.0  # when the oldest pending request arrived
 
 
 @dataclass
@@ -61,8 +62,10 @@ class MicroBatcher:
         *,
         window_s: float = DEFAULT_WINDOW_S,
         max_rows: int = DEFAULT_MAX_ROWS,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.executor = executor
+        self.on_batch = on_batch  # (rows, seconds the first request waited), e.g. for metrics
         self.window_s = window_s
         self.max_rows = max_rows
         self.stats = BatchStats()
@@ -100,6 +103,8 @@ class MicroBatcher:
         if self.window_s <= 0 or len(x) >= self.max_rows or (not queue.pending and self._active(queue) <= 1):
             return await self._run(model.predict, x)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
+        if not queue.pending:
+            queue.first_at = time.monotonic()
         queue.pending.append((x, future))
         queue.rows += len(x)
         if len(queue.pending) >= self._active(queue) or queue.rows >= self.max_rows:
@@ -114,19 +119,37 @@ class MicroBatcher:
             queue.timer = None
         batch, queue.pending, queue.rows = queue.pending, [], 0
         if batch:
+            if self.on_batch is not None:
+                self.on_batch(sum(len(rows) for rows, _ in batch), time.monotonic() - queue.first_at)
             asyncio.get_running_loop().create_task(self._predict_batch(queue.model, batch))
 
     async def _predict_batch(self, model: LoadedModel, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
         try:
             x = np.vstack([rows for rows, _ in batch]) if len(batch) > 1 else batch[0][0]
             raw, probs = await self._run(model.predict, x)
-        except BaseException as exc:  # every caller in the batch fails (INTERNAL); none waits forever
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            # One stream's rows must not fail the streams it was batched with: predict each
+            # caller's rows on their own (a row's answer does not depend on its batch), so only
+            # the caller whose rows fail gets the error.
+            for rows, future in batch:
+                try:
+                    result = await self._run(model.predict, rows)
+                except Exception as own:  # noqa: BLE001 - reaches that caller as INTERNAL
+                    if not future.done():
+                        future.set_exception(own)
+                    continue
+                if not future.done():
+                    future.set_result(result)
+            return
+        except BaseException as exc:  # cancelled: no caller may wait forever
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(RuntimeError(f"batched prediction failed: {type(exc).__name__}: {exc}"))
-            if not isinstance(exc, Exception):
-                raise
-            return
+                    future.set_exception(RuntimeError(f"batched prediction interrupted: {type(exc).__name__}"))
+            raise
         start = 0
         for rows, future in batch:
             end = start + len(rows)
