@@ -1,0 +1,210 @@
+"""Open Inference Protocol (KServe V2) gRPC: `inference.GRPCInferenceService` beside SignalService.
+
+Any V2 client (tritonclient.grpc, KServe's and MLServer's clients, perf_analyzer, grpcurl with
+protos/inference/grpc_service.proto) can check health, read metadata and get class
+probabilities for rows of features it computed itself. What it cannot get is tickserve's
+feature stage: V2 has no streams of ticks, so a V2 client sends feature rows, not ticks (use
+SignalService for ticks in, signals out). docs/kserve.md is the user's view.
+
+- ServerLive: true whenever the server answers.
+- ServerReady: true when at least one model version is READY (the repository is loaded before
+  the server starts; a FAILED model does not make the server unready, the others serve). During
+  a graceful shutdown gRPC refuses new calls, so a probe fails.
+- ModelReady: the state of the named version, or whether any version is READY when none is
+  named; an unknown model or version is simply not ready (false, as Triton and MLServer answer).
+- ServerMetadata: name "tickserve", its version, extensions ["classification"].
+- ModelMetadata: platform "tickserve_<adapter>", the READY versions, input "features" FP64
+  [-1, n_features] (FP32 accepted too), outputs "probabilities" FP64 [-1, 3] and "action" BYTES
+  [-1]; `properties` carries the feature order (feature_names), the class order (classes) and
+  the input layouts.
+- ModelInfer: see kserve_converters.py for the tensor layouts; the probabilities are the
+  calibrated ones, columns in manifest.classes order (SELL, HOLD, BUY), exactly what
+  `LoadedModel.predict` returns for the same float64 rows.
+
+Errors go through the tickserve hierarchy and `unary_errors`: bad tensors INVALID_ARGUMENT, an
+unknown model or version NOT_FOUND, a FAILED or UNLOADED one FAILED_PRECONDITION, a LOADING one
+UNAVAILABLE (the repository decides, `ModelRepository.get`), too many rows
+RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Executor
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import descriptor_pool
+from tickserve_proto.inference import grpc_service_pb2 as oip
+from tickserve_proto.inference import grpc_service_pb2_grpc as oip_grpc
+
+from .. import __version__
+from ..errors import InvalidArgument, NotFound, TickserveError
+from ..repository import LoadedModel, ModelRepository, ModelState
+from ..signals import predicted_class
+from . import kserve_converters as conv
+from .status import unary_errors
+
+SERVICE_NAME = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name  # "inference.GRPCInferenceService"
+SERVER_NAME = "tickserve"
+EXTENSIONS = ("classification",)
+INLINE_MAX_ROWS = 4  # as SignalService: a few rows cost less than the hand-off to a worker thread
+DEFAULT_MAX_ROWS = 10_000
+
+INPUT_LAYOUTS = (
+    f"{conv.FEATURES_INPUT!r} FP64 or FP32 [n, n_features], columns in feature_names order; "
+    "or one FP64/FP32 input per feature name, shape [n] or [n, 1]"
+)
+
+
+class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, repository: ModelRepository, executor: Executor, *, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        self.repository = repository
+        self.executor = executor
+        self.max_rows = max_rows
+
+    # --- health ----------------------------------------------------------------------------
+
+    @unary_errors
+    async def ServerLive(self, request: oip.ServerLiveRequest, context: grpc.aio.ServicerContext):
+        return oip.ServerLiveResponse(live=True)
+
+    @unary_errors
+    async def ServerReady(self, request: oip.ServerReadyRequest, context: grpc.aio.ServicerContext):
+        ready = any(e.state is ModelState.READY for e in self.repository.entries())
+        return oip.ServerReadyResponse(ready=ready)
+
+    @unary_errors
+    async def ModelReady(self, request: oip.ModelReadyRequest, context: grpc.aio.ServicerContext):
+        _require_name(request.name, "name")
+        try:
+            entry = self.repository.entry(request.name, request.version)
+        except NotFound:
+            return oip.ModelReadyResponse(ready=False)
+        except TickserveError as exc:
+            raise _renamed(exc, "name", "version") from None
+        return oip.ModelReadyResponse(ready=entry.state is ModelState.READY and entry.model is not None)
+
+    # --- metadata --------------------------------------------------------------------------
+
+    @unary_errors
+    async def ServerMetadata(self, request: oip.ServerMetadataRequest, context: grpc.aio.ServicerContext):
+        return oip.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=list(EXTENSIONS))
+
+    @unary_errors
+    async def ModelMetadata(self, request: oip.ModelMetadataRequest, context: grpc.aio.ServicerContext):
+        model = self._model(request.name, request.version, "name", "version")
+        return model_metadata(model, self._ready_versions(model.name))
+
+    # --- inference -------------------------------------------------------------------------
+
+    @unary_errors
+    async def ModelInfer(self, request: oip.ModelInferRequest, context: grpc.aio.ServicerContext):
+        model = self._model(request.model_name, request.model_version, "model_name", "model_version")
+        if conv.row_count_hint(request) <= INLINE_MAX_ROWS:
+            return infer(model, request, self.max_rows)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, infer, model, request, self.max_rows)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _model(self, name: str, version: str, name_field: str, version_field: str) -> LoadedModel:
+        _require_name(name, name_field)
+        try:
+            return self.repository.get(name, version)
+        except TickserveError as exc:
+            raise _renamed(exc, name_field, version_field) from None
+
+    def _ready_versions(self, name: str) -> list[str]:
+        return [e.version for e in self.repository.entries() if e.name == name and e.state is ModelState.READY]
+
+
+def _require_name(name: str, field: str) -> None:
+    if not name:
+        raise InvalidArgument(f"{field}: required, the name of a model (V2 requests always name one)", field=field)
+
+
+def _renamed(exc: TickserveError, name_field: str, version_field: str) -> TickserveError:
+    """The repository's error with V2's field names ("model: ..." -> "model_name: ...")."""
+    message = exc.message
+    for ours, theirs in (("model", name_field), ("version", version_field)):
+        if message.startswith(f"{ours}: "):
+            message = f"{theirs}: " + message[len(ours) + 2 :]
+            break
+    else:
+        message = f"{name_field}: {message}"
+    renamed = type(exc)(message, field=name_field if exc.field in ("", "model") else version_field)
+    renamed.status = exc.status
+    return renamed
+
+
+def model_metadata(model: LoadedModel, versions: list[str]) -> oip.ModelMetadataResponse:
+    manifest = model.manifest
+    names, classes = list(manifest.feature_names), list(manifest.classes)
+    tensor = oip.ModelMetadataResponse.TensorMetadata
+    return oip.ModelMetadataResponse(
+        name=model.name,
+        versions=versions or [model.version],
+        platform=f"tickserve_{manifest.adapter}",
+        inputs=[tensor(name=conv.FEATURES_INPUT, datatype="FP64", shape=[-1, len(names)])],
+        outputs=[
+            tensor(name=conv.PROBABILITIES_OUTPUT, datatype="FP64", shape=[-1, len(classes)]),
+            tensor(name=conv.ACTION_OUTPUT, datatype="BYTES", shape=[-1]),
+        ],
+        properties={
+            "version": model.version,  # the version these inputs and outputs describe
+            "feature_names": ",".join(names),
+            "classes": ",".join(classes),
+            "input_layouts": INPUT_LAYOUTS,
+            "probabilities": "calibrated class probabilities, columns in classes order",
+            "action": "the most probable class (ties: HOLD, then the earlier class)",
+            "adapter": manifest.adapter,
+            "feature_stage_version": str(manifest.feature_stage_version),
+        },
+    )
+
+
+def infer(model: LoadedModel, request: Any, max_rows: int) -> oip.ModelInferResponse:
+    """One ModelInfer, start to end (on the event loop for a few rows, else in a worker thread)."""
+    classes = list(model.manifest.classes)
+    specs = conv.requested_outputs(request, len(classes))  # before the work: a bad request costs nothing
+    x = conv.features_matrix(request, model.manifest.feature_names, max_rows)
+    _, probs = model.predict(x)
+    probs = np.ascontiguousarray(probs, dtype=np.float64)
+    tensors = conv.output_tensors(specs, probs, predicted_class(probs), classes)
+    response = oip.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
+    conv.fill_response(response, tensors, raw=conv.uses_raw_inputs(request))
+    return response
+
+
+def add_to_server(server: grpc.aio.Server, repository: ModelRepository, executor: Executor, *,
+                  max_rows: int = DEFAULT_MAX_ROWS) -> None:
+    servicer = InferenceServicer(repository, executor, max_rows=max_rows)
+    oip_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+
+
+class _ChainedPool:
+    """Server reflection over the default descriptor pool and then the V2 stubs' private one.
+
+    The V2 stubs live in their own pool (see the Makefile: tritonclient and others register the
+    same `inference.*` names in the default pool), so reflection must look in both for
+    `grpcurl describe inference.GRPCInferenceService` to work.
+    """
+
+    def __init__(self, *pools) -> None:
+        self._pools = pools
+
+    def __getattr__(self, method: str):
+        def find(*args):
+            error: Exception = KeyError(args[0] if args else method)
+            for pool in self._pools:
+                try:
+                    return getattr(pool, method)(*args)
+                except KeyError as exc:
+                    error = exc
+            raise error
+
+        return find
+
+
+REFLECTION_POOL = _ChainedPool(descriptor_pool.Default(), oip.DESCRIPTOR.pool)
