@@ -10,6 +10,17 @@
    (with the majority-class baseline and calibration before/after), then the
    full report of the default model;
 6. stop the server with SIGTERM (graceful) and check it exited cleanly.
+
+With `--data DIR` (`make demo DATA=DIR`) the same pipeline runs on real data
+instead (`run_real_demo`): import DIR's book file (book*.csv[.gz] or
+book*.parquet) and trades file (trades*, if any) with `tickserve import`,
+train the default models on the imported ticks (time-ordered 70/15/15 split,
+the instrument's tick size and calendar read from the imported file), serve
+them, stream the held-out end (the test span: the last 15% by time, which no
+model trained or early-stopped on) and Evaluate every model on it, with the
+baselines and trading metrics. Models go to a temporary directory unless
+`--data-models` names one. The defaults of --instrument, --tick-size and
+--calendar fit the Binance BTCUSD_PERP sample in /work/shared/data.
 """
 
 from __future__ import annotations
@@ -90,6 +101,95 @@ def run_demo(models: Path, train_samples: int, holdout_samples: int, show: int, 
             code = server.wait(timeout=30)
         print(f"\n== server stopped (exit code {code})")
         return 0 if code == 0 else 1
+
+
+def _find(data: Path, stem: str) -> Path | None:
+    for pattern in (f"{stem}*.csv.gz", f"{stem}*.csv", f"{stem}*.parquet", f"{stem}*.csv.bz2"):
+        found = sorted(data.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: str, show: int,
+                  models: Path | None = None) -> int:
+    from .importer import column_names
+    from .ticks import read_parquet, write_parquet
+    from .training import span_starts
+
+    data = Path(data)
+    book = _find(data, "book")
+    if book is None:
+        raise FileNotFoundError(f"{data}: no book file (book*.csv, book*.csv.gz or book*.parquet)")
+    trades = _find(data, "trades")
+    with tempfile.TemporaryDirectory(prefix="tickserve-real-") as tmp:
+        tmp = Path(tmp)
+        models = Path(models) if models else tmp / "models"
+        if any(models.glob(f"*/*/{MANIFEST_FILE}")):
+            raise FileExistsError(f"{models} already holds models: name an empty --data-models directory")
+        imported = tmp / "ticks.parquet"
+        print(f"== importing {book.name}" + (f" and {trades.name}" if trades else "") + f" from {data}")
+        cmd = ["import", "--book", str(book), "--out", str(imported), "--instrument", instrument,
+               "--tick-size", str(tick_size), "--calendar", calendar]
+        if trades is not None:
+            cmd += ["--trades", str(trades)]
+        if "timestamp_ns" not in column_names(book) and "local_ts_ns" in column_names(book):
+            print("   (timestamps: local_ts_ns, the receive time)")
+            cmd += ["--map", "timestamp_ns=local_ts_ns"]
+        _run(cmd)
+
+        frame = read_parquet(imported)
+        _, t_test = span_starts(frame.timestamp_ns, 0.15, 0.15)
+        holdout_rows = frame.timestamp_ns >= t_test
+        holdout = tmp / "holdout.parquet"
+        write_parquet(frame.take(holdout_rows), holdout)
+        n_hold = int(holdout_rows.sum())
+        span_s = (int(frame.timestamp_ns[-1]) - t_test) / 1e9
+        print(f"== {len(frame)} ticks over {(int(frame.timestamp_ns[-1]) - int(frame.timestamp_ns[0])) / 1e9:.0f} s; "
+              f"held-out end (test span, last 15% by time): {n_hold} ticks over {span_s:.0f} s")
+
+        models.mkdir(parents=True, exist_ok=True)
+        from .plugin_manager import load_plugins
+
+        installed = load_plugins().adapters
+        built = []
+        for name, adapter, extra in DEFAULT_MODELS:
+            if adapter not in installed:
+                print(f"== adapter {adapter!r} is not installed: skipping {name}")
+                continue
+            print(f"== training {name} ({adapter}) on the imported ticks (time-ordered split 70/15/15)")
+            _run(["train", "--models", str(models), "--name", name, "--adapter", adapter, "--data-file",
+                  str(imported), *extra])
+            built.append(name)
+        if len(built) > 1:
+            print(f"== writing the ensemble {ENSEMBLE} of {', '.join(built)}")
+            _run(["ensemble", "--models", str(models), "--name", ENSEMBLE, *[f"--member={n}" for n in built]])
+        default = ENSEMBLE if len(built) > 1 else (built[0] if built else "")
+        return _serve_stream_evaluate(models, default, holdout, n_hold, show, tmp,
+                                      f"the held-out end of {data.name} ({n_hold} ticks)")
+
+
+def _serve_stream_evaluate(models: Path, default: str, holdout: Path, n_holdout: int, show: int, tmp: Path,
+                           what: str) -> int:
+    ready = tmp / "port"
+    print("== starting the server")
+    serve = [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
+             "--ready-file", str(ready)]
+    server = subprocess.Popen(serve + (["--default-model", default] if default else []))
+    try:
+        port = _wait_for_port(server, ready)
+        address = f"127.0.0.1:{port}"
+        _run(["models", "--server", address])
+        every = max(1, n_holdout // max(1, show))
+        print(f"\n== streaming {what} one by one through StreamSignals (default model; printing every {every}th signal)")
+        _run(["stream", "--server", address, "--file", str(holdout), "--every", str(every)])
+        print(f"\n== evaluating every model on {what} over Evaluate: model vs baselines, trading metrics")
+        _run(["evaluate", "--server", address, "--file", str(holdout), "--all-models"])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+    print(f"\n== server stopped (exit code {code})")
+    return 0 if code == 0 else 1
 
 
 def _run(args: list[str]) -> None:

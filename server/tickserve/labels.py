@@ -1,13 +1,33 @@
-"""Labels from the ticks themselves: where the mid goes `horizon` ticks later.
+"""Labels from the ticks themselves: where the mid goes `horizon` later.
 
-future mid - current mid (same instrument, `horizon` ticks ahead), in tick
-sizes and rounded to 1e-6 tick so that float noise in prices like 100.01 does
-not flip a 2-tick move: >= +threshold is BUY, <= -threshold is SELL, else HOLD.
-The last `horizon` ticks of each instrument have no future and get no label.
+The horizon is given in ticks or in time (exactly one of the two):
+
+- ticks (`horizon_ticks=h`): the label tick of tick i is the h-th later tick of
+  the same instrument;
+- time (`horizon_ns=H`): the label tick of tick i (timestamp t) is the first
+  later tick of the same instrument whose timestamp is at or after t + H
+  ("first" in arrival order, which is time order within an instrument; ticks
+  with equal timestamps count in arrival order).
+
+future mid - current mid, in tick sizes and rounded to 1e-6 tick so that float
+noise in prices like 100.01 does not flip a 2-tick move: >= +threshold is BUY,
+<= -threshold is SELL, else HOLD. A tick with no label tick (the last h ticks
+of an instrument, or the ticks within H of its last one) gets no label.
+
+The batch path (`make_labels`) and the streaming path (`StreamingLabeler`, used
+by `evaluation.Evaluation`) implement the same rule and give identical labels
+(tests/test_real_data.py and tests/test_trading_metrics.py compare them tick by
+tick).
+
+The "past" tick of tick i, used by the last-move baseline, mirrors the label
+tick backwards: the h-th earlier tick of the same instrument, or, with a time
+horizon, the last earlier tick whose timestamp is at or before t - H.
 """
 
 from __future__ import annotations
 
+import re
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,24 +39,73 @@ from .ticks import TickFrame
 CLASSES = ("SELL", "HOLD", "BUY")
 SELL, HOLD, BUY = 0, 1, 2
 NO_LABEL = -1
+DEFAULT_HORIZON_TICKS = 50
+
+_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
+             "min": 60_000_000_000, "h": 3_600_000_000_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|min|m|h)\s*$")
+
+
+def parse_duration_ns(text: str) -> int:
+    """'1s', '500ms', '2.5s', '100us', '1m' -> nanoseconds (> 0, a whole number of ns)."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"duration: expected a number and a unit (ns, us, ms, s, m, h), e.g. 500ms or 1s; got {text!r}")
+    value, unit = match.groups()
+    ns = float(value) * _UNITS_NS[unit]
+    if ns != int(ns) or ns < 1:
+        raise ValueError(f"duration: {text!r} is not a whole number of nanoseconds >= 1")
+    return int(ns)
+
+
+def format_duration_ns(ns: int) -> str:
+    for unit in ("h", "m", "s", "ms", "us"):
+        if ns % _UNITS_NS[unit] == 0:
+            return f"{ns // _UNITS_NS[unit]}{unit}"
+    return f"{ns}ns"
 
 
 @dataclass(frozen=True)
 class LabelConfig:
-    horizon_ticks: int = 50
+    """horizon_ticks (default 50) or horizon_ns: exactly one is set after construction."""
+
+    horizon_ticks: int | None = None
     threshold_ticks: float = 2.0
+    horizon_ns: int | None = None
 
     def __post_init__(self) -> None:
-        if self.horizon_ticks < 1:
+        if self.horizon_ticks is None and self.horizon_ns is None:
+            object.__setattr__(self, "horizon_ticks", DEFAULT_HORIZON_TICKS)
+        elif self.horizon_ticks is not None and self.horizon_ns is not None:
+            raise ValueError("give the horizon in ticks or in time (horizon_ns), not both")
+        if self.horizon_ticks is not None and (isinstance(self.horizon_ticks, bool) or self.horizon_ticks < 1):
             raise ValueError(f"horizon_ticks must be >= 1, got {self.horizon_ticks}")
+        if self.horizon_ns is not None and (isinstance(self.horizon_ns, bool) or self.horizon_ns < 1):
+            raise ValueError(f"horizon_ns must be >= 1, got {self.horizon_ns}")
         if not self.threshold_ticks > 0:
             raise ValueError(f"threshold_ticks must be > 0, got {self.threshold_ticks}")
 
+    @property
+    def in_time(self) -> bool:
+        return self.horizon_ns is not None
+
+    def describe(self) -> str:
+        horizon = format_duration_ns(self.horizon_ns) if self.in_time else f"{self.horizon_ticks} ticks"
+        return f"horizon {horizon}, threshold {self.threshold_ticks:g} ticks"
+
     def to_dict(self) -> dict:
+        # a tick horizon writes exactly the keys manifests always had, so older readers still load it
+        if self.in_time:
+            return {"horizon_ns": self.horizon_ns, "threshold_ticks": self.threshold_ticks}
         return {"horizon_ticks": self.horizon_ticks, "threshold_ticks": self.threshold_ticks}
 
     @staticmethod
     def from_dict(d: dict) -> "LabelConfig":
+        horizon_ns = d.get("horizon_ns")
+        if horizon_ns is not None:
+            if "horizon_ticks" in d and d["horizon_ticks"] is not None:
+                raise ValueError("label_config: horizon_ticks and horizon_ns are both set")
+            return LabelConfig(None, float(d["threshold_ticks"]), horizon_ns=int(horizon_ns))
         return LabelConfig(int(d["horizon_ticks"]), float(d["threshold_ticks"]))
 
 
@@ -56,23 +125,103 @@ def mid_prices(frame: TickFrame) -> np.ndarray:
     return (frame.ask_price[:, 0] + frame.bid_price[:, 0]) * 0.5
 
 
-def make_labels(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(label per row, index of the row whose mid defines it); both -1 where unlabeled."""
-    n = len(frame)
-    y = np.full(n, NO_LABEL, dtype=np.int64)
-    future = np.full(n, -1, dtype=np.int64)
-    mid = mid_prices(frame)
-    h = labels.horizon_ticks
+def _instrument_rows(frame: TickFrame):
+    """(name, row indices) per instrument; refuses rows out of time order within an instrument."""
     for name in np.unique(frame.instrument):
         rows = np.flatnonzero(frame.instrument == name)
         backwards = np.flatnonzero(np.diff(frame.timestamp_ns[rows]) < 0)
         if len(backwards):
             row = int(rows[backwards[0] + 1])
             raise ValueError(f"ticks of {name!r} are not in time order: row {row} is earlier than the tick before it")
-        if len(rows) <= h:
-            continue
-        now, later = rows[:-h], rows[h:]
-        move = np.round((mid[later] - mid[now]) / features.tick_size(str(name)), 6)
-        y[now] = np.where(move >= labels.threshold_ticks, BUY, np.where(move <= -labels.threshold_ticks, SELL, HOLD))
-        future[now] = later
+        yield name, rows
+
+
+def future_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
+    """Per row, the row of its label tick (see the module doc); -1 where there is none."""
+    future = np.full(len(frame), -1, dtype=np.int64)
+    for _, rows in _instrument_rows(frame):
+        if labels.in_time:
+            ts = frame.timestamp_ns[rows]
+            j = np.searchsorted(ts, ts + labels.horizon_ns, side="left")
+            ok = j < len(rows)
+            future[rows[ok]] = rows[j[ok]]
+        else:
+            h = labels.horizon_ticks
+            if len(rows) > h:
+                future[rows[:-h]] = rows[h:]
+    return future
+
+
+def past_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
+    """Per row, the row of its past tick (see the module doc); -1 where there is none."""
+    past = np.full(len(frame), -1, dtype=np.int64)
+    for _, rows in _instrument_rows(frame):
+        if labels.in_time:
+            ts = frame.timestamp_ns[rows]
+            k = np.searchsorted(ts, ts - labels.horizon_ns, side="right") - 1
+            ok = k >= 0
+            past[rows[ok]] = rows[k[ok]]
+        else:
+            h = labels.horizon_ticks
+            if len(rows) > h:
+                past[rows[h:]] = rows[:-h]
+    return past
+
+
+def classify_moves(move_ticks: np.ndarray, threshold: float) -> np.ndarray:
+    move = np.round(move_ticks, 6)
+    return np.where(move >= threshold, BUY, np.where(move <= -threshold, SELL, HOLD)).astype(np.int64)
+
+
+def tick_sizes(frame: TickFrame, features: FeatureConfig) -> np.ndarray:
+    sizes = np.empty(len(frame))
+    for name in np.unique(frame.instrument):
+        sizes[frame.instrument == name] = features.tick_size(str(name))
+    return sizes
+
+
+def make_labels(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(label per row, index of the row whose mid defines it); both -1 where unlabeled."""
+    y = np.full(len(frame), NO_LABEL, dtype=np.int64)
+    future = future_index(frame, labels)
+    now = np.flatnonzero(future >= 0)
+    if len(now):
+        mid = mid_prices(frame)
+        later = future[now]
+        y[now] = classify_moves((mid[later] - mid[now]) / tick_sizes(frame, features)[now], labels.threshold_ticks)
     return y, future
+
+
+class StreamingLabeler:
+    """The streaming twin of `future_index` / `past_index`: feed ticks in arrival order.
+
+    `push(instrument, timestamp_ns, item)` returns the items whose label tick is
+    this one (oldest first) and the item of this tick's past tick (None when it
+    has none). Memory: the ticks still waiting for their label tick, per instrument.
+    """
+
+    __slots__ = ("labels", "_pending", "_past")
+
+    def __init__(self, labels: LabelConfig) -> None:
+        self.labels = labels
+        self._pending: dict[str, deque] = {}
+        self._past: dict[str, object] = {}
+
+    def push(self, instrument: str, timestamp_ns: int, item) -> tuple[list, object]:
+        pending = self._pending.get(instrument)
+        if pending is None:
+            pending = self._pending[instrument] = deque()
+        resolved = []
+        if self.labels.in_time:
+            deadline = timestamp_ns - self.labels.horizon_ns  # labels a tick at or before it
+            while pending and pending[0][0] <= deadline:
+                resolved.append(pending.popleft()[1])
+        elif len(pending) == self.labels.horizon_ticks:
+            resolved.append(pending.popleft()[1])
+        if resolved:
+            self._past[instrument] = resolved[-1]
+        pending.append((timestamp_ns, item))
+        return resolved, self._past.get(instrument)
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._pending.values())

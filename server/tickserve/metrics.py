@@ -26,7 +26,15 @@ class ClassificationMetrics:
         self.confusion[true, predicted] += 1
         self.log_loss_sum -= log(min(max(probs[true], _EPS), 1.0))
 
-    def add_batch(self, true: np.ndarray, predicted: np.ndarray, probs: np.ndarray) -> None:
+    def add_class(self, true: int, predicted: int) -> None:
+        """A prediction without probabilities (a baseline): counts in the confusion matrix only."""
+        self.confusion[true, predicted] += 1
+
+    def add_batch(self, true: np.ndarray, predicted: np.ndarray, probs: np.ndarray | None = None) -> None:
+        """`probs` None: classes only (a baseline), no log loss."""
+        if probs is None:
+            np.add.at(self.confusion, (true, predicted), 1)
+            return
         np.add.at(self.confusion, (true, predicted), 1)
         p = np.clip(probs[np.arange(len(true)), true], _EPS, 1.0)
         self.log_loss_sum -= float(np.log(p).sum())
@@ -67,6 +75,15 @@ class ClassificationMetrics:
         k = int(support.argmax())
         n = self.count
         return CLASSES[k], (float(support[k]) / n if n else 0.0)
+
+    def majority_macro_f1(self) -> float:
+        """Macro-F1 of always predicting the most frequent true class."""
+        support = self.confusion.sum(axis=1)
+        n = self.count
+        if not n:
+            return 0.0
+        share = float(support.max()) / n  # precision of the majority class; its recall is 1
+        return 2 * share / (share + 1) / self.n_classes
 
     def summary(self) -> dict[str, float]:
         cls, base = self.majority_baseline()

@@ -37,14 +37,23 @@ def format_comparison(reports: list[pb.EvaluationReport]) -> str:
     """One line per model, same held-out ticks: the models side by side."""
     lines = [
         f"{'MODEL':18s} {'VERSION':7s} {'ACCURACY':>8s} {'BASELINE':>8s} {'MACRO-F1':>8s} {'LOG LOSS':>8s} "
-        f"{'BRIER raw->cal':>15s} {'ECE raw->cal':>15s}"
+        f"{'BRIER raw->cal':>15s} {'ECE raw->cal':>15s} {'STRONG':>7s} {'HIT':>6s} {'P&L/TRADE':>9s}"
     ]
     for r in reports:
+        strong = r.trading.by_strength.get("STRONG") if r.HasField("trading") else None
+        trading = (f" {strong.trades:7d} {strong.hit_rate:6.3f} {strong.mean_pnl_ticks:+9.3f}" if strong is not None
+                   else f" {'-':>7s} {'-':>6s} {'-':>9s}")
         lines.append(
             f"{r.model:18s} {r.model_version:7s} {r.accuracy:8.4f} {r.majority_baseline_accuracy:8.4f} "
             f"{r.macro_f1:8.4f} {r.log_loss:8.4f} {r.brier_score_uncalibrated:7.4f}->{r.brier_score:.4f} "
-            f"{r.expected_calibration_error_uncalibrated:7.4f}->{r.expected_calibration_error:.4f}"
+            f"{r.expected_calibration_error_uncalibrated:7.4f}->{r.expected_calibration_error:.4f}" + trading
         )
+    if reports and reports[0].baselines:
+        first = reports[0]
+        for b in first.baselines:
+            lines.append(f"{'baseline ' + b.name:18s} {'':7s} {b.accuracy:8.4f} {'':8s} {b.macro_f1:8.4f}   ({b.description})")
+        lines.append(f"(same {first.labeled} labeled ticks for every row; STRONG: the STRONG BUY/SELL signals' round "
+                     f"trips, hit rate and mean P&L in ticks after the spread and {first.trading.cost_ticks:g} ticks cost)")
     return "\n".join(lines)
 
 
@@ -72,4 +81,61 @@ def format_report(r: pb.EvaluationReport) -> str:
     )
     top = ", ".join(f"{f.feature} {f.importance:.3g}" for f in list(r.feature_importance)[:5])
     lines.append(f"  top features (importance): {top}")
+    lines.extend(format_baselines(r))
+    lines.extend(format_trading(r))
     return "\n".join(lines)
+
+
+def _horizon(r: pb.EvaluationReport) -> str:
+    lc = r.label_config
+    if lc.horizon_ns:
+        from tickserve.labels import format_duration_ns
+
+        return f"horizon {format_duration_ns(lc.horizon_ns)}, threshold {lc.threshold_ticks:g} ticks"
+    return f"horizon {lc.horizon_ticks} ticks, threshold {lc.threshold_ticks:g} ticks"
+
+
+def format_baselines(r: pb.EvaluationReport) -> list[str]:
+    if not r.baselines:
+        return []
+    lines = [f"  model vs baselines on the same {r.labeled} labeled ticks ({_horizon(r)}):",
+             f"    {'':34s} {'accuracy':>8s} {'macro-F1':>8s}",
+             f"    {'model ' + r.model:34s} {r.accuracy:8.4f} {r.macro_f1:8.4f}"]
+    for b in r.baselines:
+        name = f"majority (always {r.majority_class})" if b.name == "majority" else b.name
+        lines.append(f"    {name:34s} {b.accuracy:8.4f} {b.macro_f1:8.4f}")
+    best = max(r.baselines, key=lambda b: b.macro_f1)
+    verdict = "beats" if r.macro_f1 > best.macro_f1 else "does NOT beat"
+    lines.append(f"    -> macro-F1: the model {verdict} the best baseline ({best.name}) by {r.macro_f1 - best.macro_f1:+.4f}")
+    return lines
+
+
+def format_trading(r: pb.EvaluationReport) -> list[str]:
+    if not r.HasField("trading"):
+        return []
+    t = r.trading
+    lines = [
+        f"  trading (docs/trading-metrics.md): {t.signals} BUY/SELL signals ({t.signals_per_1000_ticks:.1f} per 1,000 "
+        f"ticks), {t.trades} round trips to the label tick; cost {t.cost_ticks:g} ticks per round trip",
+        f"    {'signals':18s} {'trades':>7s} {'hit rate':>8s} {'move':>8s} {'P&L/trade':>9s} {'P&L ticks':>11s} "
+        f"{'P&L price':>11s}",
+    ]
+
+    def row(name: str, b) -> str:
+        return (f"    {name:18s} {b.trades:7d} {b.hit_rate:8.3f} {b.mean_move_ticks:+8.3f} {b.mean_pnl_ticks:+9.3f} "
+                f"{b.total_pnl_ticks:+11.1f} {b.total_pnl_price:+11.2f}")
+
+    lines.append(row("model, all", t.all))
+    for group, keys, label in (("by_strength", ("STRONG", "MEDIUM", "WEAK"), ""), ("by_risk", ("LOW", "MEDIUM", "HIGH"), "risk "),
+                               ("by_action", ("BUY", "SELL"), "")):
+        for key in keys:
+            if key in getattr(t, group):
+                lines.append(row(label + key, getattr(t, group)[key]))
+    for name in ("last_move", "imbalance"):
+        if name in t.baselines:
+            lines.append(row(f"baseline {name}", t.baselines[name]))
+    if t.cumulative_pnl:
+        last = t.cumulative_pnl[-1]
+        lines.append(f"    (move and P&L in ticks, per trade, after crossing the spread; cumulative P&L series: "
+                     f"{len(t.cumulative_pnl)} points, final {last.cumulative_pnl_ticks:+.1f} ticks)")
+    return lines

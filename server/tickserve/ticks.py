@@ -141,7 +141,13 @@ def _depth(prices: np.ndarray) -> int:
 # bid_price_1..10, bid_size_1..10, ask_price_1..10, ask_size_1..10 (null = no level).
 
 
-def write_parquet(frame: TickFrame, path: str | Path) -> None:
+METADATA_KEY = b"tickserve"  # Parquet key-value metadata: JSON written by `tickserve import`
+
+
+def write_parquet(frame: TickFrame, path: str | Path, metadata: dict | None = None) -> None:
+    """`metadata`: JSON-able, stored under the file's "tickserve" key (see `read_metadata`)."""
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -157,8 +163,21 @@ def write_parquet(frame: TickFrame, path: str | Path) -> None:
         for level in range(MAX_LEVELS):
             col = values[:, level]
             columns[f"{side}_{level + 1}"] = pa.array(col, mask=np.isnan(col))
+    table = pa.table(columns)
+    if metadata is not None:
+        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), str(path))
+    pq.write_table(table, str(path))
+
+
+def read_metadata(path: str | Path) -> dict:
+    """What `write_parquet(..., metadata=...)` stored (instrument settings of an imported file); {} if none."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    stored = (pq.read_schema(str(path)).metadata or {}).get(METADATA_KEY)
+    return json.loads(stored) if stored else {}
 
 
 def read_parquet(path: str | Path) -> TickFrame:

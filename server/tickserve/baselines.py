@@ -1,0 +1,62 @@
+"""Naive predictors every model is compared with, on the same labeled ticks.
+
+- majority: always the most frequent true class of the evaluated span (chosen
+  in hindsight, so it is an upper bound for any constant predictor);
+- last_move: the class of the previous mid move over the same horizon, i.e. of
+  mid(now) - mid(past tick) with the label threshold (`labels.past_index`: the
+  h-th earlier tick of the instrument, or the last one at or before t - H with a
+  time horizon); HOLD when the instrument has no past tick yet;
+- imbalance: the sign of the level-1 size imbalance: BUY if bid_size[0] >
+  ask_size[0], SELL if bid_size[0] < ask_size[0], HOLD if equal (no threshold).
+
+Each is scored with accuracy and macro-F1 exactly like a model. The batch
+functions here serve training; `evaluation.Evaluation` computes the same
+predictions tick by tick.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .features.config import FeatureConfig
+from .labels import BUY, HOLD, SELL, LabelConfig, classify_moves, mid_prices, past_index, tick_sizes
+from .metrics import ClassificationMetrics
+from .ticks import TickFrame
+
+BASELINES = ("majority", "last_move", "imbalance")
+DESCRIPTIONS = {
+    "majority": "always the most frequent true class of this span",
+    "last_move": "the class of the previous mid move over the same horizon (HOLD when none)",
+    "imbalance": "sign of level-1 size imbalance: BUY if bid size > ask size, SELL if <, HOLD if equal",
+}
+
+
+def imbalance_class(bid_size: float, ask_size: float) -> int:
+    return BUY if bid_size > ask_size else SELL if bid_size < ask_size else HOLD
+
+
+def baseline_predictions(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) -> dict[str, np.ndarray]:
+    """Per row, the last_move and imbalance baselines' classes."""
+    n = len(frame)
+    past = past_index(frame, labels)
+    last_move = np.full(n, HOLD, dtype=np.int64)
+    ok = np.flatnonzero(past >= 0)
+    if len(ok):
+        mid = mid_prices(frame)
+        last_move[ok] = classify_moves((mid[ok] - mid[past[ok]]) / tick_sizes(frame, features)[ok], labels.threshold_ticks)
+    b, a = frame.bid_size[:, 0], frame.ask_size[:, 0]
+    imbalance = np.where(b > a, BUY, np.where(b < a, SELL, HOLD)).astype(np.int64)
+    return {"last_move": last_move, "imbalance": imbalance}
+
+
+def score_baselines(y: np.ndarray, predictions: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """{name: {"accuracy", "macro_f1"}} for the majority class and each prediction, on labels y (all labeled)."""
+    out = {}
+    truth = ClassificationMetrics()
+    truth.add_batch(y, y)
+    out["majority"] = {"accuracy": truth.majority_baseline()[1], "macro_f1": truth.majority_macro_f1()}
+    for name, predicted in predictions.items():
+        m = ClassificationMetrics()
+        m.add_batch(y, predicted)
+        out[name] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1}
+    return out

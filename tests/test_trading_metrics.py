@@ -1,0 +1,347 @@
+"""Time horizons, baselines and trading metrics: hand-made sequences with known answers, batch == streaming,
+and the served Evaluate report == the same Evaluation computed offline."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from tickserve_proto.v1 import tickserve_pb2 as pb
+
+from tickserve.baselines import baseline_predictions, score_baselines
+from tickserve.errors import InvalidArgument
+from tickserve.evaluation import CumulativePnl, Evaluation
+from tickserve.features import FEATURE_INDEX, FeatureConfig, batch_features
+from tickserve.labels import (
+    BUY,
+    HOLD,
+    NO_LABEL,
+    SELL,
+    LabelConfig,
+    StreamingLabeler,
+    format_duration_ns,
+    future_index,
+    make_labels,
+    parse_duration_ns,
+    past_index,
+)
+from tickserve.manifest import MANIFEST_FILE, ModelManifest
+from tickserve.serving.converters import frame_to_protos, report_to_proto
+from tickserve.signals import SignalValues, decide
+from tickserve.simulate import simulate
+from tickserve.ticks import Tick, TickFrame
+from tickserve.training import walk_forward_splits
+
+from .conftest import MODEL
+
+T0 = 1_704_205_800_000_000_000
+
+
+def stub_model(labels: LabelConfig, tick_size: float = 0.5):
+    manifest = SimpleNamespace(label_config=labels, feature_config=FeatureConfig(default_tick_size=tick_size))
+    return SimpleNamespace(manifest=manifest, name="stub", version="1", importance=[],
+                           calibrator=SimpleNamespace(temperature=1.0))
+
+
+def signal(action: str, strength: str = "WEAK", risk: str = "HIGH") -> SignalValues:
+    p = {"BUY": (0.1, 0.2, 0.7), "SELL": (0.7, 0.2, 0.1), "HOLD": (0.2, 0.6, 0.2)}[action]
+    return SignalValues(action, p[2], p[1], p[0], max(p), p[2] - p[0], strength, "PASSIVE", risk)
+
+
+def tick(i: int, bid: float, ask: float, bid_size: float = 1.0, ask_size: float = 1.0, ts: int | None = None,
+         name: str = "X") -> Tick:
+    return Tick(name, T0 + (i if ts is None else ts), 0.0, 0.0, (bid,), (bid_size,), (ask,), (ask_size,))
+
+
+# (bid, ask, bid size, ask size, signal) on a 0.5 tick grid; horizon 2 ticks, threshold 1 tick
+SEQUENCE = [
+    (100.0, 100.5, 5, 1, signal("BUY", "STRONG", "LOW")),
+    (100.0, 100.5, 1, 5, signal("SELL", "MEDIUM", "HIGH")),
+    (101.0, 101.5, 3, 3, signal("HOLD")),
+    (99.5, 100.0, 2, 1, signal("BUY", "WEAK", "HIGH")),
+    (100.5, 101.5, 1, 1, signal("SELL", "STRONG", "LOW")),  # never labeled: counts as a signal, not a trade
+    (99.5, 100.0, 1, 1, signal("HOLD")),
+]
+
+
+def run_sequence(cost_ticks: float = 0.0) -> Evaluation:
+    evaluation = Evaluation(stub_model(LabelConfig(2, 1.0)), cost_ticks=cost_ticks, record_labels=True)
+    for i, (bid, ask, bs, az, s) in enumerate(SEQUENCE):
+        evaluation.add_tick(tick(i, bid, ask, bs, az), s, (s.p_sell, s.p_hold, s.p_buy))
+    return evaluation
+
+
+def test_trading_metrics_by_hand():
+    # labels: t0 -> t2 mid +2 ticks BUY; t1 -> t3 -1 SELL; t2 -> t4 -0.5 HOLD; t3 -> t5 0 HOLD
+    # round trips: t0 BUY: bid(t2) - ask(t0) = 101.0 - 100.5 = +1 tick, move +2, hit
+    #              t1 SELL: bid(t1) - ask(t3) = 100.0 - 100.0 = 0, move +1 (signed), hit
+    #              t3 BUY: bid(t5) - ask(t3) = 99.5 - 100.0 = -1 tick, move 0, miss
+    r = run_sequence().report()
+    assert r["ticks"] == 6 and r["labeled"] == 4
+    t = r["trading"]
+    assert (t["signals"], t["trades"]) == (4, 3)
+    assert t["signals_per_1000_ticks"] == pytest.approx(1000 * 4 / 6)
+    assert t["all"] == {"trades": 3, "hit_rate": pytest.approx(2 / 3), "mean_move_ticks": 1.0, "mean_pnl_ticks": 0.0,
+                        "total_pnl_ticks": 0.0, "total_pnl_price": 0.0}
+    assert t["by_strength"]["STRONG"]["trades"] == 1 and t["by_strength"]["STRONG"]["total_pnl_ticks"] == 1.0
+    assert t["by_strength"]["MEDIUM"]["total_pnl_ticks"] == 0.0 and t["by_strength"]["MEDIUM"]["hit_rate"] == 1.0
+    assert t["by_strength"]["WEAK"]["total_pnl_ticks"] == -1.0 and t["by_strength"]["WEAK"]["hit_rate"] == 0.0
+    assert t["by_risk"]["LOW"]["trades"] == 1 and t["by_risk"]["HIGH"]["trades"] == 2
+    assert t["by_risk"]["HIGH"]["total_pnl_price"] == -0.5 and t["by_risk"]["MEDIUM"]["trades"] == 0
+    assert t["by_action"]["BUY"]["trades"] == 2 and t["by_action"]["SELL"]["trades"] == 1
+    assert t["by_action"]["BUY"]["mean_move_ticks"] == 1.0
+    # closing ticks 2, 3, 5: cumulative +1, +1, 0
+    assert t["cumulative_pnl"] == [(2, T0 + 2, 1.0, 0.5), (3, T0 + 3, 1.0, 0.5), (5, T0 + 5, 0.0, 0.0)]
+    # the baselines' own round trips: last_move BUY at t2 (-2 ticks), SELL at t3 (-1); imbalance = the model here
+    assert t["baselines"]["last_move"]["trades"] == 2 and t["baselines"]["last_move"]["total_pnl_ticks"] == -3.0
+    assert t["baselines"]["last_move"]["hit_rate"] == 0.0
+    assert t["baselines"]["imbalance"]["total_pnl_ticks"] == 0.0 and t["baselines"]["imbalance"]["trades"] == 3
+
+
+def test_cost_per_round_trip():
+    t = run_sequence(cost_ticks=0.5).report()["trading"]
+    assert t["cost_ticks"] == 0.5
+    assert t["all"]["total_pnl_ticks"] == -1.5 and t["all"]["total_pnl_price"] == pytest.approx(-0.75)
+    assert t["all"]["mean_pnl_ticks"] == -0.5
+    assert t["all"]["hit_rate"] == pytest.approx(2 / 3)  # cost does not change the direction of the mid
+    assert t["cumulative_pnl"][-1][2:] == (-1.5, -0.75)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(InvalidArgument, match="cost_ticks"):
+            Evaluation(stub_model(LabelConfig()), cost_ticks=bad)
+
+
+def test_baselines_by_hand():
+    r = run_sequence().report()
+    # truth for t0..t3: BUY SELL HOLD HOLD; the model: BUY SELL HOLD BUY
+    assert r["accuracy"] == 0.75
+    b = {x["name"]: x for x in r["baselines"]}
+    assert [x["name"] for x in r["baselines"]] == ["majority", "last_move", "imbalance"]
+    # majority: always HOLD: accuracy 1/2, F1(HOLD) = 2 * 0.5 * 1 / 1.5 = 2/3, macro = 2/9
+    assert b["majority"]["accuracy"] == 0.5 and b["majority"]["macro_f1"] == pytest.approx(2 / 9)
+    assert "HOLD" in b["majority"]["description"]
+    # last move (2 ticks back): t0, t1 none -> HOLD; t2: +2 -> BUY; t3: -1 -> SELL: all wrong
+    assert b["last_move"]["accuracy"] == 0.0 and b["last_move"]["macro_f1"] == 0.0
+    # imbalance: 5>1 BUY, 1<5 SELL, 3=3 HOLD, 2>1 BUY -> 3/4; F1: SELL 1, HOLD 2/3, BUY 2/3
+    assert b["imbalance"]["accuracy"] == 0.75 and b["imbalance"]["macro_f1"] == pytest.approx(7 / 9)
+    # the batch functions training uses agree
+    frame = TickFrame.from_ticks([tick(i, bid, ask, bs, az) for i, (bid, ask, bs, az, _) in enumerate(SEQUENCE)])
+    labels = LabelConfig(2, 1.0)
+    preds = baseline_predictions(frame, labels, FeatureConfig(default_tick_size=0.5))
+    assert preds["last_move"].tolist() == [HOLD, HOLD, BUY, SELL, HOLD, HOLD]
+    assert preds["imbalance"].tolist() == [BUY, SELL, HOLD, BUY, HOLD, HOLD]
+    y, _ = make_labels(frame, labels, FeatureConfig(default_tick_size=0.5))
+    assert y.tolist() == [BUY, SELL, HOLD, HOLD, NO_LABEL, NO_LABEL]
+    scored = score_baselines(y[:4], {k: v[:4] for k, v in preds.items()})
+    for name in ("majority", "last_move", "imbalance"):
+        assert scored[name]["accuracy"] == b[name]["accuracy"]
+        assert scored[name]["macro_f1"] == pytest.approx(b[name]["macro_f1"])
+
+
+# --- time horizons -----------------------------------------------------------------------------
+
+
+def test_time_horizon_by_hand():
+    # timestamps 0, 100, 100, 250, 300, 1000 (ns after T0); horizon 200 ns
+    ts = [0, 100, 100, 250, 300, 1000]
+    mids = [100.0, 100.5, 101.0, 101.0, 99.0, 100.0]
+    frame = TickFrame.from_ticks([tick(0, m - 0.25, m + 0.25, ts=t) for t, m in zip(ts, mids)])
+    labels = LabelConfig(horizon_ns=200, threshold_ticks=2.0)
+    # the first tick at or after t + 200: 0 -> 250 (row 3); 100 -> 300 (row 4); 250, 300 -> 1000 (row 5)
+    assert future_index(frame, labels).tolist() == [3, 4, 4, 5, 5, -1]
+    # the last tick at or before t - 200 (ties: the later row): 250 -> row 0; 300 -> row 2; 1000 -> row 4
+    assert past_index(frame, labels).tolist() == [-1, -1, -1, 0, 2, 4]
+    y, future = make_labels(frame, labels, FeatureConfig(default_tick_size=0.5))
+    # moves in 0.5 ticks: +2 BUY, -3 SELL, -4 SELL, -2 SELL, +2 BUY
+    assert y.tolist() == [BUY, SELL, SELL, SELL, BUY, NO_LABEL]
+    # the streaming labeler, fed in order
+    labeler = StreamingLabeler(labels)
+    seen = {}
+    pasts = []
+    for i, t in enumerate(ts):
+        resolved, past = labeler.push("X", T0 + t, i)
+        seen.update({r: i for r in resolved})
+        pasts.append(-1 if past is None else past)
+    assert [seen.get(i, -1) for i in range(6)] == future.tolist()
+    assert pasts == past_index(frame, labels).tolist()
+
+
+@pytest.mark.parametrize("labels", [
+    LabelConfig(horizon_ticks=1, threshold_ticks=1.0),
+    LabelConfig(horizon_ticks=37, threshold_ticks=2.0),
+    LabelConfig(horizon_ns=1, threshold_ticks=1.0),
+    LabelConfig(horizon_ns=250_000_000, threshold_ticks=2.0),
+    LabelConfig(horizon_ns=3_000_000_000, threshold_ticks=3.0),
+])
+def test_streaming_labels_equal_batch_labels_on_simulated_ticks(labels):
+    """Three interleaved instruments, timestamps coarsened so that many ticks share one."""
+    frame = simulate(6_000, seed=21)
+    frame.timestamp_ns = frame.timestamp_ns // 200_000_000 * 200_000_000  # stays in time order per instrument
+    config = FeatureConfig()
+    y, future = make_labels(frame, labels, config)
+    evaluation = Evaluation(stub_model(labels, tick_size=0.01), record_labels=True)
+    for t in frame.ticks():
+        evaluation.add_tick(t, signal("HOLD"), (0.2, 0.6, 0.2))
+    streamed_y = np.full(len(frame), NO_LABEL)
+    streamed_future = np.full(len(frame), -1)
+    for i, (label, j) in evaluation.labels_seen.items():
+        streamed_y[i], streamed_future[i] = label, j
+    assert np.array_equal(streamed_y, y) and np.array_equal(streamed_future, future)
+    assert evaluation.labeled == int((y >= 0).sum())
+    # the streaming last-move baseline equals the batch one on every labeled tick
+    preds = baseline_predictions(frame, labels, config)
+    scored = score_baselines(y[y >= 0], {k: v[y >= 0] for k, v in preds.items()})
+    got = {b["name"]: b for b in evaluation.report()["baselines"]}
+    for name in scored:
+        assert got[name]["accuracy"] == pytest.approx(scored[name]["accuracy"], abs=1e-15)
+
+
+def test_label_config_round_trip_and_old_manifests(tmp_path):
+    assert LabelConfig() == LabelConfig(50, 2.0) and LabelConfig().horizon_ns is None
+    assert LabelConfig().to_dict() == {"horizon_ticks": 50, "threshold_ticks": 2.0}  # unchanged on disk
+    timed = LabelConfig(horizon_ns=1_000_000_000)
+    assert timed.horizon_ticks is None and timed.in_time
+    assert timed.to_dict() == {"horizon_ns": 1_000_000_000, "threshold_ticks": 2.0}
+    assert LabelConfig.from_dict(timed.to_dict()) == timed
+    assert LabelConfig.from_dict({"horizon_ticks": 7, "threshold_ticks": 1.5}) == LabelConfig(7, 1.5)
+    for bad in (dict(horizon_ticks=5, horizon_ns=10), dict(horizon_ns=0), dict(horizon_ticks=0)):
+        with pytest.raises(ValueError):
+            LabelConfig(**bad)
+    with pytest.raises(ValueError):
+        LabelConfig.from_dict({"horizon_ticks": 5, "horizon_ns": 10, "threshold_ticks": 2.0})
+    assert timed.describe() == "horizon 1s, threshold 2 ticks"
+    # a manifest from before time horizons loads with its tick horizon; a timed one round-trips
+    old = {"format": 1, "name": "m", "version": "1", "adapter": "lightgbm", "model_file": "model.txt",
+           "feature_names": ["spread"], "feature_stage_version": "1",
+           "label_config": {"horizon_ticks": 20, "threshold_ticks": 1.5}}
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(old))
+    assert ModelManifest.load(tmp_path).label_config == LabelConfig(20, 1.5)
+    manifest = ModelManifest.load(tmp_path)
+    manifest.label_config = timed
+    manifest.save(tmp_path)
+    assert ModelManifest.load(tmp_path).label_config == timed
+
+
+@pytest.mark.parametrize("text, ns", [("1s", 10**9), ("500ms", 5 * 10**8), ("5s", 5 * 10**9), ("250us", 250_000),
+                                      ("2.5s", 2_500_000_000), ("1m", 60 * 10**9), ("100ns", 100)])
+def test_durations(text, ns):
+    assert parse_duration_ns(text) == ns
+    assert parse_duration_ns(format_duration_ns(ns)) == ns
+
+
+@pytest.mark.parametrize("text", ["1", "s", "-1s", "0s", "1.5ns", "1 sec", ""])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration_ns(text)
+
+
+# --- downsampling, walk-forward ------------------------------------------------------------------
+
+
+def test_cumulative_pnl_is_downsampled_and_ends_with_the_total():
+    pnl = CumulativePnl(max_points=1_000)
+    total = 0.0
+    for k in range(1, 12_346):
+        total += 1.0
+        pnl.add((k, k, total, total))
+    series = pnl.series()
+    assert len(series) <= 1_000
+    assert series[-1] == (12_345, 12_345, 12_345.0, 12_345.0)
+    indices = [p[0] for p in series]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    gaps = set(np.diff(indices[:-1]).tolist())
+    assert len(gaps) == 1  # evenly thinned: every stride-th trade
+    small = CumulativePnl()
+    for k in range(5):
+        small.add((k, k, float(k), float(k)))
+    assert [p[0] for p in small.series()] == [0, 1, 2, 3, 4]
+
+
+def test_walk_forward_folds_are_time_ordered_and_purged():
+    frame = simulate(6_000, seed=3)
+    _, future = make_labels(frame, LabelConfig(horizon_ticks=20), FeatureConfig())
+    splits = walk_forward_splits(frame, future, 3, 0.2)
+    ts = frame.timestamp_ns
+    previous_test_end = None
+    for split in splits:
+        assert len(split.train) and len(split.valid) and len(split.test)
+        assert ts[future[split.train]].max() < ts[split.valid].min()  # purged: train labels before validation
+        assert ts[future[split.valid]].max() < ts[split.test].min()
+        if previous_test_end is not None:
+            assert ts[split.test].min() > previous_test_end
+        previous_test_end = ts[split.test].max()
+    with pytest.raises(ValueError):
+        walk_forward_splits(frame, future, 0, 0.2)
+
+
+# --- served Evaluate == the same Evaluation offline ----------------------------------------------
+
+
+def offline_evaluation(server, frame, cost_ticks):
+    model = server.repository.get(MODEL, "")
+    full = batch_features(frame, model.manifest.feature_config)
+    raw, probs = model.predict(full[:, model.feature_index])
+    spread = full[:, FEATURE_INDEX["spread_ticks"]]
+    evaluation = Evaluation(model, cost_ticks=cost_ticks)
+    for i, t in enumerate(frame.ticks()):
+        s = decide(*map(float, probs[i]), float(spread[i]), model.manifest.signal_rules)
+        evaluation.add_tick(t, s, tuple(raw[i].tolist()))
+    return evaluation
+
+
+def test_served_evaluate_report_equals_the_offline_evaluation(server, client):
+    frame = simulate(1_800, seed=77)
+    expected = report_to_proto(offline_evaluation(server, frame, 0.25).report())
+
+    def requests():
+        yield pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL, cost_ticks=0.25))
+        ticks = frame_to_protos(frame)
+        for start in range(0, len(ticks), 250):
+            yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[start : start + 250]))
+
+    reports = [r.report for r in client.stub.Evaluate(requests()) if r.WhichOneof("payload") == "report"]
+    assert len(reports) == 1
+    served = reports[0]
+    assert served == expected
+    assert [b.name for b in served.baselines] == ["majority", "last_move", "imbalance"]
+    assert served.label_config.horizon_ticks == 50 and served.trading.cost_ticks == 0.25
+    assert served.trading.trades > 0 and 0 < len(served.trading.cumulative_pnl) <= 1_000
+    assert served.trading.cumulative_pnl[-1].cumulative_pnl_ticks == pytest.approx(served.trading.all.total_pnl_ticks)
+
+
+def test_negative_cost_is_refused_by_the_server(client):
+    import grpc
+
+    def requests():
+        yield pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL, cost_ticks=-1.0))
+        yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=frame_to_protos(simulate(30, seed=1))))
+
+    with pytest.raises(grpc.RpcError) as info:
+        list(client.stub.Evaluate(requests()))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "cost_ticks" in info.value.details()
+
+
+def test_training_records_baselines_and_walk_forward_folds(tmp_path, plugins):
+    from tickserve.manifest import ModelManifest as Manifest
+    from tickserve.repository import ModelEntry, ModelState
+    from tickserve.serving.converters import model_info
+    from tickserve.training import train_model
+
+    labels = LabelConfig(horizon_ns=2_000_000_000, threshold_ticks=2.0)
+    path, manifest = train_model(simulate(8_000, seed=4), adapter=plugins.adapters["lightgbm"], models_dir=tmp_path,
+                                 name="wf", label_config=labels, folds=2,
+                                 params={"num_boost_round": 5, "early_stopping_rounds": 5})
+    m = manifest.metrics
+    for span in ("valid", "test"):
+        for name in ("majority", "last_move", "imbalance"):
+            assert 0 <= m[f"{span}_baseline_{name}_accuracy"] <= 1 and 0 <= m[f"{span}_baseline_{name}_macro_f1"] <= 1
+    assert m["wf_folds"] == 2
+    for k in (1, 2):
+        assert m[f"wf{k}_test_rows"] > 0 and 0 <= m[f"wf{k}_macro_f1"] <= 1
+    assert m["wf_mean_macro_f1"] == pytest.approx((m["wf1_macro_f1"] + m["wf2_macro_f1"]) / 2)
+    assert m["wf2_test_start_ns"] > m["wf1_test_start_ns"]
+    assert sorted(p.name for p in tmp_path.joinpath("wf").iterdir()) == ["1"]  # fold models are thrown away
+    assert Manifest.load(path).label_config == labels
+    info = model_info(ModelEntry("wf", "1", path, ModelState.READY, manifest=manifest))
+    assert (info.label_config.horizon_ticks, info.label_config.horizon_ns) == (0, 2_000_000_000)
