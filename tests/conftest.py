@@ -87,3 +87,12 @@ def client(server):
 def channel(server):
     with grpc.insecure_channel(server.address) as ch:
         yield ch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _signal_log_outside_the_repo(tmp_path_factory):
+    """`tickserve serve` logs signals to .tickserve/signals.db by default: keep the suite's out of the tree."""
+    import os
+
+    os.environ["TICKSERVE_SIGNAL_LOG_PATH"] = str(tmp_path_factory.mktemp("signal-log-default") / "signals.db")
+    yield

@@ -19,11 +19,11 @@ def test_defaults_are_secure_and_complete():
 
 def test_precedence_file_then_env_then_flags(tmp_path):
     cfg = tmp_path / "tickserve.toml"
-    cfg.write_text('[server]\nport = 6000\nhost = "0.0.0.0"\ngrace = 2\n[limits]\nmax_streams = 8\n[plugins]\ndeny = ["onnx"]\n')
-    env = {"TICKSERVE_SERVER_PORT": "7000", "TICKSERVE_LIMITS_MAX_STREAMS": "16"}
+    cfg.write_text('[server]\nport = 6000\nhost = "0.0.0.0"\ngrace = 2\n[limits]\nmax_concurrent_streams = 8\n[plugins]\ndeny = ["onnx"]\n')
+    env = {"TICKSERVE_SERVER_PORT": "7000", "TICKSERVE_LIMITS_MAX_CONCURRENT_STREAMS": "16"}
     s = load_settings(cfg, environ=env, flags={("server", "port"): 8000})
     assert s["server"]["port"] == 8000 and s.sources["server"]["port"] == "flag"
-    assert s["limits"]["max_streams"] == 16 and s.sources["limits"]["max_streams"] == "env TICKSERVE_LIMITS_MAX_STREAMS"
+    assert s["limits"]["max_concurrent_streams"] == 16 and s.sources["limits"]["max_concurrent_streams"] == "env TICKSERVE_LIMITS_MAX_CONCURRENT_STREAMS"
     assert s["server"]["host"] == "0.0.0.0" and s.sources["server"]["host"] == f"file {cfg}"
     assert s["server"]["grace"] == 2.0 and isinstance(s["server"]["grace"], float)
     assert s["server"]["workers"] == 4 and s.sources["server"]["workers"] == "default"
@@ -55,7 +55,7 @@ def test_show_is_valid_toml_that_round_trips(tmp_path):
         ("[sever]\nport = 1\n", "unknown section [sever]"),
         ('[server]\nport = "x"\n', "[server] port must be an integer, got 'x'"),
         ('[logging]\nformat = "xml"\n', "[logging] format must be one of json, text, got 'xml'"),
-        ("[limits]\nmax_streams = 1.5\n", "[limits] max_streams must be an integer, got 1.5"),
+        ("[limits]\nmax_concurrent_streams = 1.5\n", "[limits] max_concurrent_streams must be an integer, got 1.5"),
     ],
 )
 def test_bad_file_values_are_named(tmp_path, toml, message):

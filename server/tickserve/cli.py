@@ -19,10 +19,9 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from .logs import configure_logging
+
+    configure_logging(args.log_level or "warning")  # `serve` re-configures from its settings
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tickserve", description=__doc__.splitlines()[0])
-    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default: warning")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="write simulated order-book ticks to a Parquet file")
@@ -54,6 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_simulate)
+
+    i = sub.add_parser("import", help="import order-book (+ trades) files in the wide layout into a canonical tick file",
+                       description="Wide layout: a timestamp column and bid_px_N, bid_qty_N, ask_px_N, ask_qty_N per "
+                                   "level (CSV, .csv.gz or Parquet); trades: timestamp, price, qty. Every setting may "
+                                   "also come from the [import] table of --config; flags win. See "
+                                   "server/tickserve/importer.py for the merge rule and the bad-row reasons.")
+    i.add_argument("--book", type=Path, help="the order-book file")
+    i.add_argument("--trades", type=Path, help="the trades file (optional)")
+    i.add_argument("--out", type=Path, help="the canonical Parquet tick file to write")
+    i.add_argument("--instrument", help="instrument name for every tick, e.g. BTCUSD_PERP")
+    i.add_argument("--tick-size", type=float, help="the instrument's price tick size, e.g. 0.1")
+    i.add_argument("--calendar", help="session calendar name: us-equities, 24x7 (always open) or a plugin's")
+    i.add_argument("--map", action="append", default=[], metavar="CANONICAL=COLUMN",
+                   help="column for a canonical name in both files, e.g. timestamp_ns=local_ts_ns; "
+                        "{n} stands for the level: bid_px_{n}=bp{n}")
+    i.add_argument("--trades-map", action="append", default=[], metavar="CANONICAL=COLUMN",
+                   help="column for a canonical name in the trades file only (timestamp_ns, price, qty)")
+    i.add_argument("--timestamp-unit", choices=["ns", "us", "ms", "s"], help="unit of the timestamp columns (default ns)")
+    i.add_argument("--levels", type=int, help="import at most this many levels (default: all, up to 10)")
+    _plugin_filter_args(i)
+    i.set_defaults(func=cmd_import)
 
     t = sub.add_parser("train", help="train a model and write it to the model repository")
     src = t.add_mutually_exclusive_group()
@@ -65,25 +85,42 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--version", default=None, help="default: the next integer")
     t.add_argument("--adapter", default="lightgbm")
     _feature_args(t)
-    t.add_argument("--horizon", type=int, default=50, help="label horizon in ticks")
+    horizon = t.add_mutually_exclusive_group()
+    horizon.add_argument("--horizon", type=int, default=None, help="label horizon in ticks (default 50)")
+    horizon.add_argument("--horizon-time", default=None, metavar="DURATION",
+                         help="label horizon in time instead, e.g. 500ms, 1s, 5s: the label tick is the first tick "
+                              "at or after t + DURATION")
+    t.add_argument("--folds", type=int, default=0,
+                   help="also report a time-ordered walk-forward over K folds (K extra throw-away models)")
     t.add_argument("--threshold", type=float, default=2.0, help="label threshold in tick sizes")
     t.add_argument("--features", default="", help="comma-separated feature names (default: the standard set)")
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="adapter parameter override")
     _plugin_filter_args(t)
     t.set_defaults(func=cmd_train)
 
-    v = sub.add_parser("serve", help="serve the model repository over gRPC")
-    v.add_argument("--models", type=Path, default=Path("models"))
-    v.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    v.add_argument("--port", type=int, default=50051, help="0 picks a free port")
-    v.add_argument("--default-model", default="", help="model used when a request names none")
-    v.add_argument("--grace", type=float, default=5.0, help="seconds in-flight calls get at shutdown")
+    v = sub.add_parser("serve", help="serve the model repository over gRPC",
+                       description="Flags override $TICKSERVE_<SECTION>_<KEY>, which overrides the config file "
+                                   "(see `tickserve config show`).")
+    _server_settings_args(v)
     v.add_argument("--ready-file", type=Path, help="write the bound port here once serving")
-    v.add_argument("--batch-window-us", type=float, default=300.0,
-                   help="micro-batching window across streams, in us (0 disables batching)")
-    v.add_argument("--max-batch-rows", type=int, default=256, help="largest micro-batch")
-    _plugin_filter_args(v)
     v.set_defaults(func=cmd_serve)
+
+    sg = sub.add_parser("signals", help="query the signal log (every signal the server served)")
+    sg.add_argument("--db", type=Path, help="the SQLite file (default: the [signal_log] path of the settings)")
+    sg.add_argument("--config", type=Path, default=None, help="TOML config file (default: $TICKSERVE_CONFIG)")
+    sg.add_argument("--instrument")
+    sg.add_argument("--model")
+    sg.add_argument("--version")
+    sg.add_argument("--start", help="first tick time: ns since the epoch or ISO 8601 (UTC unless it says)")
+    sg.add_argument("--end", help="end of the time range (exclusive), same forms")
+    sg.add_argument("--limit", type=int, default=100)
+    sg.add_argument("--json", action="store_true", help="one JSON object per line")
+    sg.set_defaults(func=cmd_signals)
+
+    cf = sub.add_parser("config", help="show the effective server settings and where each comes from")
+    cf.add_argument("action", choices=["show"])
+    _server_settings_args(cf)
+    cf.set_defaults(func=cmd_config)
 
     for name, func, helptext in (
         ("stream", cmd_stream, "stream ticks through StreamSignals and print the signals"),
@@ -91,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("--server", default=DEFAULT_SERVER)
+        _client_security_args(c)
         src = c.add_mutually_exclusive_group()
         src.add_argument("--file", type=Path, help="a canonical Parquet tick file")
         src.add_argument("--samples", type=int, default=5_000, help="simulate this many ticks instead")
@@ -104,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             c.add_argument("--all-models", action="store_true",
                            help="evaluate every READY model: a comparison table, then the default model's report")
+            c.add_argument("--cost-ticks", type=float, default=0.0,
+                           help="trading cost per round trip in tick sizes, on top of the spread "
+                                "(docs/trading-metrics.md)")
         c.set_defaults(func=func)
 
     e = sub.add_parser("ensemble", help="write an ensemble manifest from models in the repository")
@@ -119,10 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("model", nargs="?", default="")
     r.add_argument("--version", default="")
     r.add_argument("--server", default=DEFAULT_SERVER)
+    _client_security_args(r)
     r.set_defaults(func=cmd_repository)
 
     m = sub.add_parser("models", help="list the models a server serves")
     m.add_argument("--server", default=DEFAULT_SERVER)
+    _client_security_args(m)
     m.set_defaults(func=cmd_models)
 
     g = sub.add_parser("plugins", help="list the plugins and adapters installed here")
@@ -135,20 +178,153 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--holdout-samples", type=int, default=30_000)
     d.add_argument("--show", type=int, default=30, help="signals to print from the live stream")
     d.add_argument("--prepare-only", action="store_true", help="only build the default model repository")
+    real = d.add_argument_group("real data (`make demo DATA=DIR`)")
+    real.add_argument("--data", type=Path, help="a directory with a book file (book*.csv[.gz]|parquet) and optionally "
+                                                "trades*: import, train, serve, stream and evaluate the held-out end")
+    real.add_argument("--instrument", default="BTCUSD_PERP", help="instrument name of the imported ticks")
+    real.add_argument("--tick-size", type=float, default=0.1, help="its tick size")
+    real.add_argument("--calendar", default="24x7", help="its session calendar")
+    real.add_argument("--data-models", type=Path, help="an empty directory for the models (default: a temporary one)")
     d.set_defaults(func=cmd_demo)
     return p
 
 
 def _feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--default-tick-size", type=float, default=0.01)
-    p.add_argument("--tick-size", action="append", default=[], metavar="INSTRUMENT=SIZE")
-    p.add_argument("--calendar", default="us-equities", help="session calendar name (us-equities, 24x7, plugins')")
+    p.add_argument("--tick-size", action="append", default=[], metavar="INSTRUMENT=SIZE",
+                   help="per-instrument tick size; adds to (and overrides) those recorded in the --data-file")
+    p.add_argument("--calendar", default=None,
+                   help="session calendar name (us-equities, 24x7, plugins'); default: the one recorded in the "
+                        "--data-file by `tickserve import`, else us-equities")
 
 
 def _plugin_filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="TOML config file (default: $TICKSERVE_CONFIG)")
     p.add_argument("--allow-plugin", action="append", default=None, metavar="NAME", help="load only these plugins")
     p.add_argument("--deny-plugin", action="append", default=None, metavar="NAME", help="never load these plugins")
+
+
+# Flags of `serve` (and `config show`) backed by settings: dest -> (section, key). Each defaults to
+# None, so only flags given on the command line override the file and the environment.
+SERVER_FLAGS = {
+    "models": ("server", "models"), "host": ("server", "host"), "port": ("server", "port"),
+    "http_port": ("server", "http_port"), "default_model": ("server", "default_model"),
+    "grace": ("server", "grace"), "workers": ("server", "workers"),
+    "batch_window_us": ("limits", "batch_window_us"), "max_batch_rows": ("limits", "max_batch_rows"),
+    "max_concurrent_streams": ("limits", "max_concurrent_streams"),
+    "max_ticks_per_message": ("limits", "max_ticks_per_message"),
+    "max_instruments_per_stream": ("limits", "max_instruments_per_stream"),
+    "max_message_bytes": ("limits", "max_message_bytes"),
+    "tls_cert": ("tls", "cert"), "tls_key": ("tls", "key"), "tls_client_ca": ("tls", "client_ca"),
+    "token_file": ("auth", "token_file"), "health_requires_token": ("auth", "health_requires_token"),
+    "signal_log": ("signal_log", "path"), "signal_log_enabled": ("signal_log", "enabled"),
+    "log_format": ("logging", "format"),
+}  # fmt: skip
+
+
+def _server_settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", help="the model repository (default: models)")
+    p.add_argument("--host", help="bind address (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, help="gRPC port (default 50051; 0 picks a free port)")
+    p.add_argument("--http-port", type=int, help="HTTP/JSON gateway + /metrics port (0: a free one; default: off)")
+    p.add_argument("--default-model", help="model used when a request names none")
+    p.add_argument("--grace", type=float, help="seconds in-flight calls get at shutdown (default 5)")
+    p.add_argument("--workers", type=int, help="worker threads (default 4)")
+    g = p.add_argument_group("limits (docs/errors.md): beyond each, RESOURCE_EXHAUSTED naming it and the value")
+    g.add_argument("--batch-window-us", type=float, help="micro-batching window across streams (default 300; 0: off)")
+    g.add_argument("--max-batch-rows", type=int, help="largest micro-batch (default 256)")
+    g.add_argument("--max-concurrent-streams", type=int, help="StreamSignals + Evaluate calls open at once (1000)")
+    g.add_argument("--max-ticks-per-message", type=int, help="ticks in one batch or Predict request (10000)")
+    g.add_argument("--max-instruments-per-stream", type=int, help="distinct instruments in one stream (10000)")
+    g.add_argument("--max-message-bytes", type=int, help="largest request message (16 MiB)")
+    g = p.add_argument_group("access control (docs/security.md)")
+    g.add_argument("--tls-cert", help="PEM server certificate chain: serve TLS (with --tls-key)")
+    g.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    g.add_argument("--tls-client-ca", help="PEM CA: require client certificates signed by it (mutual TLS)")
+    g.add_argument("--token-file",
+                   help="accepted bearer tokens, one per line (# comments ignored); also $TICKSERVE_TOKENS, "
+                        "comma-separated. Either turns token authentication on")
+    g.add_argument("--health-requires-token", action="store_const", const=True,
+                   help="health checks need the token too (default: open when tokens are on)")
+    g = p.add_argument_group("signal log and logs")
+    g.add_argument("--signal-log", help="SQLite file of served signals (default .tickserve/signals.db)")
+    g.add_argument("--no-signal-log", dest="signal_log_enabled", action="store_const", const=False,
+                   help="do not record served signals")
+    g.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
+    _plugin_filter_args(p)
+
+
+def server_settings(args):
+    """The effective settings of `serve`: defaults < config file < environment < the flags given."""
+    from .settings import load_settings
+
+    flags = {SERVER_FLAGS[dest]: value for dest, value in vars(args).items()
+             if dest in SERVER_FLAGS and value is not None}  # fmt: skip
+    if getattr(args, "log_level", None) is not None:
+        flags[("logging", "level")] = args.log_level
+    return load_settings(args.config, flags=flags)
+
+
+def _client_security_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("access control (docs/security.md)")
+    g.add_argument("--tls-ca", type=Path, help="PEM CA to trust for the server's certificate: connect with TLS")
+    g.add_argument("--tls-cert", type=Path, help="PEM client certificate chain for mutual TLS (with --tls-key)")
+    g.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    g.add_argument("--token-file", type=Path,
+                   help="file holding the bearer token (its first token line); default: $TICKSERVE_TOKEN")
+
+
+def _serve_security(settings):
+    """(tls, auth) from the settings and $TICKSERVE_TOKENS; (None, None) when neither is configured."""
+    import os
+
+    from .serving.security import TOKENS_ENV, TlsConfig, TokenAuth
+
+    t, a = settings["tls"], settings["auth"]
+    tls = None
+    if bool(t["cert"]) != bool(t["key"]):
+        raise ValueError("--tls-cert and --tls-key go together ([tls] cert and key)")
+    if t["client_ca"] and not t["cert"]:
+        raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if t["cert"]:
+        tls = TlsConfig(Path(t["cert"]), Path(t["key"]), Path(t["client_ca"]) if t["client_ca"] else None)
+        tls.server_credentials()  # reads and checks the files now
+    auth = None
+    token_file = Path(a["token_file"]) if a["token_file"] else None
+    if token_file is not None or os.environ.get(TOKENS_ENV, "").strip():
+        auth = TokenAuth.load(token_file, health_requires_token=a["health_requires_token"])
+    elif a["health_requires_token"]:
+        raise ValueError(f"--health-requires-token needs tokens: --token-file or ${TOKENS_ENV}")
+    return tls, auth
+
+
+def _client(args):
+    """A TickserveClient for --server with the TLS and token flags (and $TICKSERVE_TOKEN)."""
+    import os
+
+    from tickserve_client import TickserveClient
+
+    from .serving.security import CLIENT_TOKEN_ENV, SecurityConfigError, read_pem, read_token_file
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    token = None
+    if args.token_file is not None:
+        tokens = read_token_file(args.token_file)
+        if not tokens:
+            raise SecurityConfigError(f"token file {args.token_file}: no token in it")
+        token = tokens[0]
+    elif os.environ.get(CLIENT_TOKEN_ENV, "").strip():
+        token = os.environ[CLIENT_TOKEN_ENV].strip()
+    tls = args.tls_ca is not None or args.tls_cert is not None
+    return TickserveClient(
+        args.server,
+        root_certificates=read_pem(args.tls_ca, "--tls-ca", "CERTIFICATE-----") if args.tls_ca else None,
+        certificate_chain=read_pem(args.tls_cert, "--tls-cert", "CERTIFICATE-----") if args.tls_cert else None,
+        private_key=read_pem(args.tls_key, "--tls-key", "PRIVATE KEY-----") if args.tls_key else None,
+        token=token,
+        tls=tls or None,
+    )
 
 
 def _plugins(args):
@@ -182,6 +358,48 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    from .config import read_config
+    from .importer import ImportSettings, config_table, parse_mapping, run_import
+
+    table = config_table(read_config(args.config))
+
+    def setting(name: str, flag, required: bool = True):
+        value = flag if flag is not None else table.get(name)
+        if value is None and required:
+            raise ValueError(f"import: --{name.replace('_', '-')} is required (or `{name}` in the [import] config table)")
+        return value
+
+    book = Path(setting("book", args.book))
+    trades = setting("trades", args.trades, required=False)
+    out = Path(setting("out", args.out))
+    settings = ImportSettings(
+        instrument=str(setting("instrument", args.instrument)),
+        tick_size=float(setting("tick_size", args.tick_size)),
+        calendar=_calendar(_plugins(args), str(setting("calendar", args.calendar))),
+        mapping={**table.get("map", {}), **parse_mapping(args.map, "--map")},
+        trades_mapping={**table.get("trades_map", {}), **parse_mapping(args.trades_map, "--trades-map")},
+        timestamp_unit=setting("timestamp_unit", args.timestamp_unit, required=False) or "ns",
+        levels=setting("levels", args.levels, required=False),
+    )
+    report = run_import(book, Path(trades) if trades else None, out, settings)
+    for line in report.lines():
+        print(line)
+    print(f"wrote {out}: {report.ticks} ticks of {settings.instrument} (tick size {settings.tick_size:g}, calendar "
+          f"{settings.calendar.name}, sequence 1..{report.ticks}); {report.dropped} rows dropped")
+    return 0
+
+
+def _calendar(plugins, name: str):
+    from .builtin_calendars import CALENDARS
+    from .errors import InvalidArgument
+
+    try:
+        return plugins.calendar(name)
+    except InvalidArgument as exc:
+        raise ValueError(f"{exc.message} (built in: {', '.join(CALENDARS)})") from None
+
+
 def _load_frame(path: Path | None, samples: int, seed: int, limit: int = 0):
     from .ticks import read_parquet
 
@@ -208,16 +426,34 @@ def cmd_train(args) -> int:
     adapter = plugins.adapters.get(args.adapter)
     if adapter is None:
         raise ValueError(f"--adapter: no adapter named {args.adapter!r} (installed: {', '.join(sorted(plugins.adapters)) or 'none'})")
+    # instrument settings recorded by `tickserve import` in the data file, then the flags on top
+    from .importer import instrument_settings
+    from .labels import parse_duration_ns
+    from .ticks import read_metadata
+
+    recorded_sizes, recorded_calendar = instrument_settings(read_metadata(args.data_file) if args.data_file else {})
+    tick_sizes = {**recorded_sizes, **{k: float(v) for k, v in _key_values(args.tick_size, "--tick-size").items()}}
+    if args.calendar:
+        calendar = plugins.calendar(args.calendar)
+    else:
+        calendar = recorded_calendar or plugins.calendar("us-equities")
     feature_config = FeatureConfig(
         default_tick_size=args.default_tick_size,
-        tick_sizes=tuple(sorted((k, float(v)) for k, v in _key_values(args.tick_size, "--tick-size").items())),
-        calendar=plugins.calendar(args.calendar),
+        tick_sizes=tuple(sorted(tick_sizes.items())),
+        calendar=calendar,
     )
+    if recorded_sizes:
+        print(f"instrument settings recorded in {args.data_file}: "
+              + ", ".join(f"{k} tick {v:g}" for k, v in sorted(recorded_sizes.items()))
+              + (f", calendar {recorded_calendar.name}" if recorded_calendar else ""))
+    horizon_ns = parse_duration_ns(args.horizon_time) if args.horizon_time else None
+    label_config = LabelConfig(args.horizon, args.threshold, horizon_ns=horizon_ns)
     params = {k: json.loads(v) if _is_json(v) else v for k, v in _key_values(args.param, "--param").items()}
     features = tuple(f.strip() for f in args.features.split(",") if f.strip()) or DEFAULT_MODEL_FEATURES
     frame = _load_frame(args.data_file, args.samples, args.seed)
     source = args.data_file or f"simulator (seed {args.seed})"
-    print(f"training {args.adapter} model {args.name!r} on {len(frame)} ticks from {source}")
+    print(f"training {args.adapter} model {args.name!r} on {len(frame)} ticks from {source} "
+          f"(labels: {label_config.describe()}; calendar {calendar.name})")
     path, manifest = train_model(
         frame,
         adapter=adapter,
@@ -225,10 +461,11 @@ def cmd_train(args) -> int:
         name=args.name,
         version=args.version,
         feature_config=feature_config,
-        label_config=LabelConfig(args.horizon, args.threshold),
+        label_config=label_config,
         feature_names=features,
         params=params,
         progress=ProgressBar("boosting"),
+        folds=args.folds,
     )
     m = manifest.metrics
     print(f"wrote {path}")
@@ -239,6 +476,16 @@ def cmd_train(args) -> int:
                 f"log loss {m[f'{span}_log_loss']:.4f}  majority baseline {m[f'{span}_majority_baseline_accuracy']:.4f}  "
                 f"Brier {m[f'{span}_brier_uncalibrated']:.4f} -> {m[f'{span}_brier']:.4f} calibrated"
             )
+            print("         baselines on the same rows (accuracy / macro-F1): " + ", ".join(
+                f"{b} {m[f'{span}_baseline_{b}_accuracy']:.4f} / {m[f'{span}_baseline_{b}_macro_f1']:.4f}"
+                for b in ("majority", "last_move", "imbalance") if f"{span}_baseline_{b}_accuracy" in m))
+    if args.folds:
+        print(f"  walk-forward, {args.folds} time-ordered folds (test macro-F1; baselines majority / last_move / imbalance):")
+        for k in range(1, args.folds + 1):
+            print(f"    fold {k}: {int(m[f'wf{k}_test_rows'])} test rows, model {m[f'wf{k}_macro_f1']:.4f}; baselines "
+                  + " / ".join(f"{m[f'wf{k}_baseline_{b}_macro_f1']:.4f}" for b in ("majority", "last_move", "imbalance")))
+        print(f"    mean  : model {m['wf_mean_macro_f1']:.4f}; baselines "
+              + " / ".join(f"{m[f'wf_mean_baseline_{b}_macro_f1']:.4f}" for b in ("majority", "last_move", "imbalance")))
     if manifest.calibration:
         print(f"  calibration: temperature {manifest.calibration['temperature']:.3f} (fitted on the validation span)")
     return 0
@@ -255,30 +502,96 @@ def _is_json(v: str) -> bool:
 
 
 def cmd_serve(args) -> int:
+    from .logs import configure_logging
     from .repository import ModelRepository
     from .serving.app import serve
+    from .serving.servicer import ServerLimits
 
+    settings = server_settings(args)
+    configure_logging(settings["logging"]["level"], settings["logging"]["format"])
+    srv, lim, slog = settings["server"], settings["limits"], settings["signal_log"]
+    tls, auth = _serve_security(settings)  # bad TLS or token settings fail before any model loads
+    if lim["batch_window_us"] < 0:
+        raise ValueError(f"batch_window_us: must be >= 0, got {lim['batch_window_us']}")
+    limits = ServerLimits(
+        batch_window_s=lim["batch_window_us"] * 1e-6,
+        max_batch_rows=lim["max_batch_rows"],
+        max_concurrent_streams=lim["max_concurrent_streams"],
+        max_ticks_per_message=lim["max_ticks_per_message"],
+        max_instruments_per_stream=lim["max_instruments_per_stream"],
+        max_message_bytes=lim["max_message_bytes"],
+    )  # ValueError naming the limit for a value < 1
+    if srv["workers"] < 1:
+        raise ValueError(f"workers: must be >= 1, got {srv['workers']}")
     plugins = _plugins(args)
     for info in plugins.infos:
         if info.status == "failed":
             print(f"plugin {info.name} ({info.distribution}) skipped: {info.reason}", file=sys.stderr)
-    repository = ModelRepository(args.models, plugins.adapters, default_model=args.default_model)
+    repository = ModelRepository(Path(srv["models"]), plugins.adapters, default_model=srv["default_model"])
     repository.load_all()
     for entry in repository.entries():
         line = f"model {entry.name}/{entry.version}: {entry.state.value}"
         print(line + (f" ({entry.reason})" if entry.reason else ""), file=sys.stderr)
-    from .serving.servicer import ServerLimits
+    asyncio.run(serve(
+        repository, srv["host"], srv["port"], grace=srv["grace"], ready_file=args.ready_file, limits=limits,
+        tls=tls, auth=auth, workers=srv["workers"],
+        http_port=srv["http_port"] if srv["http_port"] >= 0 else None,
+        signal_log=Path(slog["path"]) if slog["enabled"] else None, signal_log_max_rows=slog["max_queued_rows"],
+    ))  # fmt: skip
+    return 0
 
-    if args.batch_window_us < 0 or args.max_batch_rows < 1:
-        raise ValueError("--batch-window-us must be >= 0 and --max-batch-rows >= 1")
-    limits = ServerLimits(batch_window_s=args.batch_window_us * 1e-6, max_batch_rows=args.max_batch_rows)
-    asyncio.run(serve(repository, args.host, args.port, grace=args.grace, ready_file=args.ready_file, limits=limits))
+
+def _time_ns(text: str | None, flag: str) -> int | None:
+    from datetime import datetime, timezone
+
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{flag}: expected ns since the epoch or an ISO 8601 time, got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+
+
+def cmd_signals(args) -> int:
+    import json
+
+    from .settings import load_settings
+    from .signal_log import query_signals
+
+    db = args.db or Path(load_settings(args.config)["signal_log"]["path"])
+    rows = query_signals(
+        db, instrument=args.instrument, model=args.model, version=args.version,
+        start_ns=_time_ns(args.start, "--start"), end_ns=_time_ns(args.end, "--end"), limit=args.limit,
+    )  # fmt: skip
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'TIME (UTC)':<26} {'INSTRUMENT':<12} {'SEQ':>8} {'MODEL':<18} {'ACTION':<5} {'P_BUY':>6} {'P_SELL':>6} "
+          f"{'STRENGTH':<8} {'RISK':<6} {'LAT_US':>8}")  # fmt: skip
+    from datetime import datetime, timezone
+
+    for r in rows:
+        when = datetime.fromtimestamp(r["timestamp_ns"] / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        seq = "-" if r["sequence"] is None else r["sequence"]
+        model = f"{r['model']}/{r['model_version']}"
+        print(f"{when:<26} {r['instrument']:<12} {seq:>8} {model:<18} {r['action']:<5} {r['p_buy']:6.3f} "
+              f"{r['p_sell']:6.3f} {r['strength']:<8} {r['risk']:<6} {r['latency_us']:8.0f}")  # fmt: skip
+    print(f"{len(rows)} signal(s) from {db}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    print(server_settings(args).to_toml(), end="")
     return 0
 
 
 def cmd_stream(args) -> int:
-    from tickserve_client import TickserveClient
-
     from .serving.converters import frame_to_protos
 
     from .output import format_error, format_signal, signal_header
@@ -288,7 +601,7 @@ def cmd_stream(args) -> int:
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
     counts: dict[str, int] = {}
     started = time.perf_counter()
-    with TickserveClient(args.server) as client:
+    with _client(args) as client:
         print(signal_header())
         for i, result in enumerate(
             client.stream_signals(frame_to_protos(frame), model=args.model, version=args.version, batch_size=args.batch)
@@ -318,8 +631,6 @@ def _action_name(value: int) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from tickserve_client import TickserveClient
-
     from .output import format_report
     from .progress import ProgressBar
     from .serving.converters import frame_to_protos
@@ -330,16 +641,17 @@ def cmd_evaluate(args) -> int:
 
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
     ticks = frame_to_protos(frame)
-    with TickserveClient(args.server) as client:
+    with _client(args) as client:
         if not args.all_models:
-            print(format_report(_evaluate_one(client, ticks, args.model, args.version, ProgressBar("evaluating"))))
+            print(format_report(_evaluate_one(client, ticks, args.model, args.version, ProgressBar("evaluating"),
+                                              cost_ticks=args.cost_ticks)))
             return 0
         listing = client.list_models()
         ready = sorted({m.name for m in listing.models if m.state == pb.MODEL_STATE_READY})
         reports = []
         for name in ready:  # a log (not a terminal) gets one line per model, not ten
             bar = ProgressBar(f"evaluating {name}", enabled=sys.stderr.isatty())
-            reports.append(_evaluate_one(client, ticks, name, "", bar))
+            reports.append(_evaluate_one(client, ticks, name, "", bar, cost_ticks=args.cost_ticks))
             if not sys.stderr.isatty():
                 print(f"evaluated {name}: {len(ticks)} ticks", file=sys.stderr)
     print(format_comparison(reports))
@@ -350,9 +662,19 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _evaluate_one(client, ticks, model: str, version: str, bar):
+def _evaluate_one(client, ticks, model: str, version: str, bar, cost_ticks: float = 0.0):
+    from tickserve_proto.v1 import tickserve_pb2 as pb
+
+    every = max(1, len(ticks) // 10)
+
+    def requests():  # as client.evaluate, plus EvaluateConfig.cost_ticks
+        config = pb.EvaluateConfig(model=model, version=version, progress_every=every, cost_ticks=cost_ticks)
+        yield pb.EvaluateRequest(config=config)
+        for start in range(0, len(ticks), 1000):
+            yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[start : start + 1000]))
+
     report = None
-    for response in client.evaluate(ticks, model=model, version=version, progress_every=max(1, len(ticks) // 10)):
+    for response in client.stub.Evaluate(requests(), timeout=client.timeout):
         if response.WhichOneof("payload") == "progress":
             bar(response.progress.ticks, len(ticks), f"accuracy {response.progress.accuracy:.4f}")
         else:
@@ -363,9 +685,7 @@ def _evaluate_one(client, ticks, model: str, version: str, bar):
 
 
 def cmd_models(args) -> int:
-    from tickserve_client import TickserveClient
-
-    with TickserveClient(args.server) as client:
+    with _client(args) as client:
         response = client.list_models()
     _print_models(response.models, response.default_model)
     return 0
@@ -382,11 +702,9 @@ def _print_models(models, default_model: str = "") -> None:
 
 
 def cmd_repository(args) -> int:
-    from tickserve_client import TickserveClient
-
     if args.action != "index" and not args.model:
         raise ValueError(f"repository {args.action}: name the model")
-    with TickserveClient(args.server) as client:
+    with _client(args) as client:
         if args.action == "index":
             models = client.repository_index()
         else:
@@ -431,8 +749,11 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, run_real_demo
 
+    if args.data is not None:
+        return run_real_demo(args.data, instrument=args.instrument, tick_size=args.tick_size, calendar=args.calendar,
+                             show=args.show, models=args.data_models)
     return run_demo(args.models, args.train_samples, args.holdout_samples, args.show, args.prepare_only)
 
 

@@ -43,7 +43,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "workers": Setting(4, int, "worker threads for big messages and model calls"),
     },
     "limits": {
-        "max_streams": Setting(1024, int, "streaming calls open at once, server-wide"),
+        "max_concurrent_streams": Setting(1_000, int, "StreamSignals + Evaluate calls open at once, server-wide"),
         "max_ticks_per_message": Setting(10_000, int, "ticks in one message or Predict call"),
         "max_instruments_per_stream": Setting(10_000, int, "instruments one stream may track"),
         "max_message_bytes": Setting(16 * 1024 * 1024, int, "largest request or response message"),

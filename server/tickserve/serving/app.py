@@ -3,6 +3,15 @@
 Registers SignalService, gRPC health checking and server reflection. `serve`
 stops gracefully on SIGINT/SIGTERM: health turns NOT_SERVING, new calls are
 refused, in-flight calls get `grace` seconds to finish.
+
+Beside gRPC, optionally: an HTTP/JSON gateway with Prometheus /metrics on its
+own port (serving/http_gateway.py, same handlers), and the signal log
+(signal_log.py) that records every served signal in SQLite.
+
+Access control (serving/security.py, docs/security.md): `tls=TlsConfig(...)` serves
+TLS (mutual TLS with a client CA), `auth=TokenAuth(...)` requires a bearer token on
+every call. Without them the server is plaintext and open, so it binds loopback
+(127.0.0.1) unless told otherwise.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,8 +30,14 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from ..repository import ModelRepository
+from ..signal_log import DEFAULT_MAX_QUEUED_ROWS, SignalLog
+from .http_gateway import HttpGateway, build_app
+from .recorder import Recorder
+from .telemetry import Telemetry
+from .security import TlsConfig, TokenAuth
 from .repository_servicer import ModelRepositoryServicer
 from .servicer import ServerLimits, SignalServicer
+from . import kserve
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +55,19 @@ class TickServer:
         self.health = health_servicer
         self.executor = executor
         self.signals = signals  # the SignalServicer (its batcher's stats are read by benchmarks and tests)
+        self.http: HttpGateway | None = None
+        self.http_port: int | None = None
+        self.signal_log: SignalLog | None = None
+        self.telemetry: Telemetry | None = None
 
     async def stop(self, grace: float | None = 5.0) -> None:
+        """Refuse new calls, give in-flight ones `grace` s, then write out the signal log."""
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            await self.http.stop()
         await self.server.stop(grace)
+        if self.signal_log is not None:  # after the last answer: every signal served is written
+            await asyncio.get_running_loop().run_in_executor(None, self.signal_log.close)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -52,33 +77,64 @@ async def create_server(
     *,
     limits: ServerLimits = ServerLimits(),
     workers: int = 4,
+    tls: TlsConfig | None = None,
+    auth: TokenAuth | None = None,
+    http_port: int | None = None,
+    signal_log: Path | None = None,
+    signal_log_max_rows: int = DEFAULT_MAX_QUEUED_ROWS,
 ) -> TickServer:
-    """Build and start a server bound to `address` ("host:port"; port 0 picks a free one)."""
+    """Build and start a server bound to `address` ("host:port"; port 0 picks a free one).
+
+    `tls`: serve TLS (mutual TLS if it names a client CA) instead of plaintext.
+    `auth`: require a bearer token on every call (health checks may stay open).
+    `http_port`: also serve the HTTP/JSON gateway and /metrics there (0: a free port; None: off).
+    `signal_log`: record every served signal in this SQLite file.
+    """
+    credentials = tls.server_credentials() if tls is not None else None  # file errors before anything starts
+    telemetry = Telemetry(repository) if http_port is not None else None
+    log_writer = SignalLog(signal_log, max_queued_rows=signal_log_max_rows) if signal_log is not None else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tickserve-worker")
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # an incoming message above the limit ends its call with RESOURCE_EXHAUSTED (gRPC itself)
+            ("grpc.max_receive_message_length", limits.max_message_bytes),
+            ("grpc.max_send_message_length", max(limits.max_message_bytes, MAX_MESSAGE_BYTES)),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        interceptors=[auth] if auth is not None else None,
     )
-    signals = SignalServicer(repository, executor, limits)
+    signals = SignalServicer(repository, executor, limits, Recorder(telemetry, log_writer))
     pb_grpc.add_SignalServiceServicer_to_server(signals, server)
     pb_grpc.add_ModelRepositoryServiceServicer_to_server(ModelRepositoryServicer(repository, executor), server)
+    kserve.add_to_server(server, repository, executor, max_rows=limits.max_ticks_per_message)  # KServe V2, docs/kserve.md
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, REPOSITORY_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, REPOSITORY_SERVICE_NAME, kserve.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
+        pool=kserve.REFLECTION_POOL,  # the default pool, then the V2 stubs' own (kserve.py)
     )
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
+    except Exception:
+        executor.shutdown(wait=False)
+        raise
     if port == 0:
+        executor.shutdown(wait=False)
         raise OSError(f"could not bind {address}")
     await server.start()
+    tick_server = TickServer(server, port, health_servicer, executor, signals)
+    tick_server.signal_log, tick_server.telemetry = log_writer, telemetry
+    if http_port is not None:
+        host = address.rsplit(":", 1)[0].strip("[]")
+        app = build_app(signals, telemetry, auth, max_body_bytes=limits.max_message_bytes)
+        tick_server.http = HttpGateway(app)
+        tick_server.http_port = await tick_server.http.start(host, http_port, _ssl_context(tls))
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
     await health_servicer.set(REPOSITORY_SERVICE_NAME, serving)
-    return TickServer(server, port, health_servicer, executor, signals)
+    await health_servicer.set(kserve.SERVICE_NAME, serving)
+    return tick_server
 
 
 async def serve(
@@ -89,17 +145,59 @@ async def serve(
     grace: float = 5.0,
     ready_file: Path | None = None,
     limits: ServerLimits = ServerLimits(),
+    tls: TlsConfig | None = None,
+    auth: TokenAuth | None = None,
+    workers: int = 4,
+    http_port: int | None = None,
+    signal_log: Path | None = None,
+    signal_log_max_rows: int = DEFAULT_MAX_QUEUED_ROWS,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before announcing readiness: a SIGTERM right after is graceful
         loop.add_signal_handler(sig, stop.set)
-    tick_server = await create_server(f"{host}:{port}", repository, limits=limits)
+    tick_server = await create_server(
+        f"{host}:{port}", repository, limits=limits, tls=tls, auth=auth, workers=workers, http_port=http_port,
+        signal_log=signal_log, signal_log_max_rows=signal_log_max_rows,
+    )
     log.info("tickserve serving %d model version(s) on %s:%d", len(repository.entries()), host, tick_server.port)
-    print(f"tickserve serving on {host}:{tick_server.port}", flush=True)
+    security = _describe_security(tls, auth)
+    if not security and host not in _LOOPBACK:
+        log.warning("serving on %s without TLS or token authentication: anyone who can reach it can call it "
+                    "(see docs/security.md)", host)
+    print(f"tickserve serving on {host}:{tick_server.port}" + (f" ({security})" if security else ""), flush=True)
+    if tick_server.http_port is not None:
+        scheme = "https" if tls is not None else "http"
+        print(f"tickserve HTTP/JSON gateway and /metrics on {scheme}://{host}:{tick_server.http_port}", flush=True)
+    if signal_log is not None:
+        print(f"tickserve signal log: {signal_log}", flush=True)
     if ready_file is not None:
         ready_file.write_text(f"{tick_server.port}\n")
     await stop.wait()
     log.info("shutting down: %.1f s grace for in-flight calls", grace)
     print("tickserve stopping", flush=True)
     await tick_server.stop(grace)
+
+
+def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
+    """The gRPC port's TLS settings for the HTTP gateway too (HTTPS, client certificates when mutual)."""
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    if tls.client_ca_file is not None:
+        context.load_verify_locations(cafile=str(tls.client_ca_file))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "[::1]", "localhost")
+
+
+def _describe_security(tls: TlsConfig | None, auth: TokenAuth | None) -> str:
+    parts = []
+    if tls is not None:
+        parts.append("mutual TLS" if tls.mutual else "TLS")
+    if auth is not None:
+        parts.append(f"bearer tokens: {auth.token_count}" + ("" if auth.health_requires_token else ", health open"))
+    return ", ".join(parts)

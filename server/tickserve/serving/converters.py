@@ -60,6 +60,8 @@ def signal_to_proto(scored: Scored, model: str, version: str) -> pb.Signal:
     )
     if tick.sequence is not None:
         msg.sequence = tick.sequence
+        if scored.sequence_gap:
+            msg.sequence_gap = scored.sequence_gap
     return msg
 
 
@@ -90,7 +92,8 @@ def model_info(entry: ModelEntry) -> pb.ModelInfo:
         info.adapter = m.adapter
         info.feature_names.extend(m.feature_names)
         info.classes.extend(m.classes)
-        info.label_config.horizon_ticks = m.label_config.horizon_ticks
+        info.label_config.horizon_ticks = m.label_config.horizon_ticks or 0  # 0: a time horizon
+        info.label_config.horizon_ns = m.label_config.horizon_ns or 0
         info.label_config.threshold_ticks = m.label_config.threshold_ticks
         info.feature_stage_version = m.feature_stage_version
         info.parameters.update({k: json.dumps(v) for k, v in m.parameters.items()})
@@ -126,6 +129,25 @@ def report_to_proto(report: dict) -> pb.EvaluationReport:
     msg.risk_counts.update(report["risk_counts"])
     for name, value in report["feature_importance"]:
         msg.feature_importance.add(feature=name, importance=value)
+    if "label_config" in report:
+        msg.label_config.CopyFrom(pb.LabelConfig(**report["label_config"]))
+    for b in report.get("baselines", ()):
+        msg.baselines.add(**b)
+    trading = report.get("trading")
+    if trading is not None:
+        t = msg.trading
+        t.cost_ticks = trading["cost_ticks"]
+        t.signals = trading["signals"]
+        t.trades = trading["trades"]
+        t.signals_per_1000_ticks = trading["signals_per_1000_ticks"]
+        t.all.CopyFrom(pb.EvaluationReport.TradingBucket(**trading["all"]))
+        for group in ("by_strength", "by_risk", "by_action", "baselines"):
+            for key, bucket in trading.get(group, {}).items():
+                getattr(t, group)[key].CopyFrom(pb.EvaluationReport.TradingBucket(**bucket))
+        for index, ts, pnl_ticks, pnl_price in trading["cumulative_pnl"]:
+            t.cumulative_pnl.add(
+                tick_index=index, timestamp_ns=ts, cumulative_pnl_ticks=pnl_ticks, cumulative_pnl_price=pnl_price
+            )
     return msg
 
 

@@ -8,12 +8,20 @@ hand-off (measured: 2.2x -> 1.5x the bare-gRPC round trip), and the Python
 feature work holds the GIL in a thread anyway. Within a stream, messages are
 processed one at a time, in order, so answers come back in the order ticks
 were sent.
+
+Back-pressure: a stream handler reads one message, answers it and yields the
+answer before it reads the next, so it holds at most one message and one
+answer at a time. When a client stops reading, gRPC's flow control stops the
+yield, the handler stops reading, and the client's sends block: nothing is
+buffered without bound on the server (tests/test_limits.py). The error model
+and every limit are in docs/errors.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -28,6 +36,7 @@ from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
 from . import converters
+from .recorder import Recorder
 from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S, MicroBatcher
 from .status import stream_errors, unary_errors
 
@@ -35,33 +44,87 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_PROGRESS_EVERY = 10_000
+# EvaluateConfig.progress_every above this is refused: almost surely a bug (e.g. -1 sent as uint64)
+MAX_PROGRESS_EVERY = 1_000_000_000
 INLINE_MAX_TICKS = 4
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class ServerLimits:
+    """Every limit is answered with RESOURCE_EXHAUSTED naming it and the value (docs/errors.md)."""
+
+    # ticks in one TickBatch / PredictRequest (beyond: the call ends)
     max_ticks_per_message: int = 10_000
+    # distinct instruments in one stream (beyond: a per-tick error for the new instrument's ticks)
     max_instruments_per_stream: int = 10_000
+    # StreamSignals + Evaluate calls open at once, server-wide (beyond: the new call ends at once)
+    max_concurrent_streams: int = 1_000
+    # largest request message gRPC accepts (beyond: gRPC itself ends the call)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     # dynamic micro-batching across streams (0 disables it); see serving/batcher.py
     batch_window_s: float = DEFAULT_WINDOW_S
     max_batch_rows: int = DEFAULT_MAX_ROWS
 
+    def __post_init__(self) -> None:
+        for name in ("max_ticks_per_message", "max_instruments_per_stream", "max_concurrent_streams",
+                     "max_message_bytes", "max_batch_rows"):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+        if not self.batch_window_s >= 0:
+            raise ValueError(f"batch_window_s: must be >= 0, got {self.batch_window_s!r}")
+
+
+@dataclass
+class StreamStats:
+    """Counters of the streaming calls, kept on the event loop (no locks): read by tests and metrics."""
+
+    open: int = 0  # StreamSignals + Evaluate calls open now
+    refused: int = 0  # calls refused by max_concurrent_streams
+    messages: int = 0  # StreamSignals messages answered
+    ticks: int = 0  # StreamSignals ticks answered (signal or per-tick error)
+
 
 class SignalServicer(pb_grpc.SignalServiceServicer):
-    def __init__(self, repository: ModelRepository, executor: Executor, limits: ServerLimits = ServerLimits()):
+    def __init__(
+        self,
+        repository: ModelRepository,
+        executor: Executor,
+        limits: ServerLimits = ServerLimits(),
+        recorder: Recorder | None = None,
+    ):
         self.repository = repository
         self.executor = executor
         self.limits = limits
+        self.recorder = recorder or Recorder()  # metrics and the signal log; a no-op when neither is on
         self._session_limits = SessionLimits(max_instruments=limits.max_instruments_per_stream)
-        self.batcher = MicroBatcher(executor, window_s=limits.batch_window_s, max_rows=limits.max_batch_rows)
+        self.batcher = MicroBatcher(
+            executor,
+            window_s=limits.batch_window_s,
+            max_rows=limits.max_batch_rows,
+            on_batch=self.recorder.micro_batch if self.recorder.telemetry is not None else None,
+        )
+        self.stream_stats = StreamStats()
+
+    def _stream_opened(self, method: str) -> None:
+        """Take a slot of max_concurrent_streams or end the call with RESOURCE_EXHAUSTED."""
+        stats = self.stream_stats
+        if stats.open >= self.limits.max_concurrent_streams:
+            stats.refused += 1
+            raise ResourceExhausted(
+                f"{method}: {stats.open} streams are open, the server's limit is "
+                f"max_concurrent_streams={self.limits.max_concurrent_streams}; retry when one has closed"
+            )
+        stats.open += 1
+        self.recorder.stream_opened(method)
+
+    def _stream_closed(self, method: str) -> None:
+        self.stream_stats.open -= 1
+        self.recorder.stream_closed(method)
 
     async def _off_loop(self, fn: Callable[..., T], *args) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
-    async def _run(self, fn: Callable[..., T], session: SignalSession, ticks: Sequence[pb.Tick]) -> T:
-        if len(ticks) <= INLINE_MAX_TICKS:
-            return fn(session, ticks)
-        return await self._off_loop(fn, session, ticks)
 
     def _ticks_of(self, request, kind: str) -> Sequence[pb.Tick]:
         if kind == "tick":
@@ -69,7 +132,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         ticks = request.batch.ticks
         if len(ticks) > self.limits.max_ticks_per_message:
             raise ResourceExhausted(
-                f"batch.ticks: {len(ticks)} ticks in one message, the limit is {self.limits.max_ticks_per_message}",
+                f"batch.ticks: {len(ticks)} ticks in one message, "
+                f"the limit is max_ticks_per_message={self.limits.max_ticks_per_message}",
                 field="batch.ticks",
             )
         return ticks
@@ -82,8 +146,11 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
     ) -> AsyncIterator[pb.StreamSignalsResponse]:
         session: SignalSession | None = None
         token = None
+        self._stream_opened("StreamSignals")
+        stats = self.stream_stats
         try:
             async for request in request_iterator:
+                started = time.perf_counter_ns()
                 kind = request.WhichOneof("payload")
                 if kind == "config":
                     if session is not None:
@@ -97,21 +164,28 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 if session is None:
                     session = self._open_session("", "", False)
                     token = self.batcher.stream_opened(session.model)
-                yield await self._answer(session, self._ticks_of(request, kind), token)
+                ticks = self._ticks_of(request, kind)
+                response = await self._answer(session, ticks, token, started)
+                stats.messages += 1
+                stats.ticks += len(ticks)
+                yield response  # waits for flow control: no next message is read before this is sent
         finally:
+            self._stream_closed("StreamSignals")
             if session is not None:
                 self.batcher.stream_closed(session.model, token)
 
-    async def _answer(self, session: SignalSession, ticks: Sequence[pb.Tick], token: object) -> pb.StreamSignalsResponse:
+    async def _answer(
+        self, session: SignalSession, ticks: Sequence[pb.Tick], token: object, started: int
+    ) -> pb.StreamSignalsResponse:
         if len(ticks) > INLINE_MAX_TICKS:  # a big message: all of its work in a worker thread
-            return await self._off_loop(_answer, session, ticks)
+            return await self._off_loop(_answer, session, ticks, self.recorder, started)
         own = [converters.tick_from_proto(t) for t in ticks]
         prepared = session.prepare(own)
         results = prepared.results
         if prepared.x is not None:
             raw, probs = await self.batcher.predict(session.model, prepared.x, token)
             results = session.finish(prepared, raw, probs)
-        return _response(session, own, results)
+        return _response(session, own, results, self.recorder, started)
 
     def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
         loaded = self.repository.get(model, version)
@@ -121,19 +195,37 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
 
     @unary_errors
     async def Predict(self, request: pb.PredictRequest, context: grpc.aio.ServicerContext) -> pb.PredictResponse:
+        return await self.predict(request)
+
+    async def predict(self, request: pb.PredictRequest, rpc: str = "Predict") -> pb.PredictResponse:
+        """Predict without the gRPC wrapper: the HTTP gateway calls this too (errors are raised)."""
+        started = time.perf_counter_ns()
         if len(request.ticks) > self.limits.max_ticks_per_message:
             raise ResourceExhausted(
-                f"ticks: {len(request.ticks)} ticks in one request, the limit is {self.limits.max_ticks_per_message}",
+                f"ticks: {len(request.ticks)} ticks in one request, "
+                f"the limit is max_ticks_per_message={self.limits.max_ticks_per_message}",
                 field="ticks",
             )
         session = self._open_session(request.model, request.version, request.return_features)
-        return await self._run(_predict, session, request.ticks)
+        if len(request.ticks) <= INLINE_MAX_TICKS:
+            return _predict(session, request.ticks, self.recorder, rpc, started)
+        return await self._off_loop(_predict, session, request.ticks, self.recorder, rpc, started)
 
     # --- Evaluate ------------------------------------------------------------------
 
     @stream_errors
     async def Evaluate(
         self, request_iterator: AsyncIterator[pb.EvaluateRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.EvaluateResponse]:
+        self._stream_opened("Evaluate")
+        try:
+            async for response in self._evaluate_stream(request_iterator):
+                yield response
+        finally:
+            self._stream_closed("Evaluate")
+
+    async def _evaluate_stream(
+        self, request_iterator: AsyncIterator[pb.EvaluateRequest]
     ) -> AsyncIterator[pb.EvaluateResponse]:
         session: SignalSession | None = None
         evaluation: Evaluation | None = None
@@ -145,10 +237,17 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             if kind == "config":
                 if session is not None:
                     raise InvalidArgument("config: only the first message of an evaluation may carry an EvaluateConfig")
+                every = request.config.progress_every
+                if every > MAX_PROGRESS_EVERY:
+                    raise InvalidArgument(
+                        f"config.progress_every: must be 0 (every {DEFAULT_PROGRESS_EVERY} ticks) or 1 to "
+                        f"{MAX_PROGRESS_EVERY}, got {every}",
+                        field="config.progress_every",
+                    )
                 session = self._open_session(request.config.model, request.config.version, False)
-                every = request.config.progress_every or DEFAULT_PROGRESS_EVERY
+                every = every or DEFAULT_PROGRESS_EVERY
                 next_progress = every
-                evaluation = Evaluation(session.model)
+                evaluation = Evaluation(session.model, cost_ticks=request.config.cost_ticks)
                 continue
             if kind is None:
                 raise InvalidArgument("payload: the message carries none of config, tick or batch")
@@ -173,6 +272,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
 
     @unary_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        return await self.list_models(request)
+
+    async def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(
             models=[converters.model_info(e) for e in self.repository.entries()],
             default_model=self.repository.default_model,
@@ -180,6 +282,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
 
     @unary_errors
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.ModelInfo:
+        return await self.get_model(request)
+
+    async def get_model(self, request: pb.GetModelRequest) -> pb.ModelInfo:
         return converters.model_info(self.repository.entry(request.model, request.version))
 
 
@@ -193,26 +298,34 @@ def _call_error(rejection: Rejection, where: str) -> TickserveError:
     return error
 
 
-def _answer(session: SignalSession, ticks: Iterable[pb.Tick]) -> pb.StreamSignalsResponse:
+def _answer(session: SignalSession, ticks: Iterable[pb.Tick], recorder: Recorder, started: int) -> pb.StreamSignalsResponse:
     own = [converters.tick_from_proto(t) for t in ticks]
-    return _response(session, own, session.process(own))
+    return _response(session, own, session.process(own), recorder, started)
 
 
-def _response(session: SignalSession, ticks: list, results: list) -> pb.StreamSignalsResponse:
+def _response(
+    session: SignalSession, ticks: list, results: list, recorder: Recorder, started: int
+) -> pb.StreamSignalsResponse:
     name, version = session.model.name, session.model.version
-    return pb.StreamSignalsResponse(
+    response = pb.StreamSignalsResponse(
         results=[converters.result_to_proto(r, t, name, version) for r, t in zip(results, ticks)]
     )
+    recorder.message("StreamSignals", session.model, ticks, results, started)
+    return response
 
 
-def _predict(session: SignalSession, ticks: Iterable[pb.Tick]) -> pb.PredictResponse:
+def _predict(
+    session: SignalSession, ticks: Iterable[pb.Tick], recorder: Recorder, rpc: str, started: int
+) -> pb.PredictResponse:
     own = [converters.tick_from_proto(t) for t in ticks]
     results = session.process(own)  # validates each tick once; the first rejection fails the call
     for i, r in enumerate(results):
         if not isinstance(r, Scored):  # e.g. time going backwards within the batch
             raise _call_error(r, f"ticks[{i}]")
     name, version = session.model.name, session.model.version
-    return pb.PredictResponse(signals=[converters.signal_to_proto(r, name, version) for r in results])
+    response = pb.PredictResponse(signals=[converters.signal_to_proto(r, name, version) for r in results])
+    recorder.message(rpc, session.model, own, results, started)
+    return response
 
 
 def _evaluate(session: SignalSession, evaluation: Evaluation, ticks: Iterable[pb.Tick], offset: int) -> None:
@@ -221,4 +334,4 @@ def _evaluate(session: SignalSession, evaluation: Evaluation, ticks: Iterable[pb
     for i, (r, tick) in enumerate(zip(results, own)):
         if not isinstance(r, Scored):
             raise _call_error(r, f"ticks[{offset + i}]")
-        evaluation.add(tick.instrument, (tick.ask_price[0] + tick.bid_price[0]) * 0.5, r.signal, r.raw)
+        evaluation.add_tick(tick, r.signal, r.raw)

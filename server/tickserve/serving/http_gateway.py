@@ -1,0 +1,135 @@
+"""The HTTP/JSON gateway: health, model metadata, predict for a batch of ticks, and /metrics.
+
+It runs in the gRPC server's event loop (aiohttp) and calls the very same
+servicer methods the gRPC handlers call: the JSON body is parsed into the
+gRPC request message (protobuf's JSON mapping, so field names and value
+rules are the proto's), and the answer is the gRPC response message as JSON.
+There is no second implementation of any logic here, only transport.
+
+    GET  /health                                 -> {"status": "SERVING"} (liveness)
+    GET  /ready                                  -> 200 when a model is READY, else 503
+    GET  /v1/models                              -> ListModelsResponse
+    GET  /v1/models/{model}[/versions/{version}] -> ModelInfo
+    POST /v1/models/{model}[/versions/{version}]/predict   body: {"ticks": [Tick...], "returnFeatures": false}
+                                                 -> PredictResponse
+    GET  /metrics                                -> Prometheus text format
+
+Errors: {"error": {"code": "INVALID_ARGUMENT", "message": "..."}} with the
+HTTP status mapped from the same error hierarchy (serving/status.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+from google.protobuf import json_format
+from tickserve_proto.v1 import tickserve_pb2 as pb
+
+from ..errors import InvalidArgument, TickserveError, Unauthenticated
+from .status import http_error
+
+log = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_AUTH_PROBLEMS = {
+    "missing": "authorization: missing bearer token: send the header 'Authorization: Bearer <token>'",
+    "malformed": "authorization: malformed header: expected exactly one 'Authorization: Bearer <token>'",
+    "invalid": "authorization: invalid bearer token",
+}
+
+
+def _to_json(message) -> web.Response:
+    body = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
+    return web.Response(body=body.encode(), content_type=_JSON)
+
+
+def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web.Application:
+    """An aiohttp application over `signals` (the SignalServicer the gRPC server uses).
+
+    With token auth on, every route needs `Authorization: Bearer <token>`, as on gRPC;
+    /health and /ready stay open unless the auth says health requires the token.
+    """
+    open_health = auth is None or not auth.health_requires_token
+
+    @web.middleware
+    async def errors(request: web.Request, handler):
+        try:
+            if auth is not None and not (open_health and request.path in ("/health", "/ready")):
+                problem = auth.check([("authorization", v) for v in request.headers.getall("Authorization", [])])
+                if problem is not None:
+                    raise Unauthenticated(_AUTH_PROBLEMS[problem])
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to an HTTP status in one place
+            status, payload = http_error(exc, f"{request.method} {request.path}")
+            return web.Response(status=status, body=json.dumps({"error": payload}).encode(), content_type=_JSON)
+
+    app = web.Application(middlewares=[errors], client_max_size=max_body_bytes)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "SERVING"})
+
+    async def ready(request: web.Request) -> web.Response:
+        models = (await signals.list_models(pb.ListModelsRequest())).models
+        ok = any(m.state == pb.MODEL_STATE_READY for m in models)
+        return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+    async def list_models(request: web.Request) -> web.Response:
+        return _to_json(await signals.list_models(pb.ListModelsRequest()))
+
+    async def get_model(request: web.Request) -> web.Response:
+        m = request.match_info
+        return _to_json(await signals.get_model(pb.GetModelRequest(model=m["model"], version=m.get("version", ""))))
+
+    async def predict(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise InvalidArgument(f"body: not valid JSON ({exc})", field="body") from None
+        if not isinstance(body, dict):
+            raise InvalidArgument(f"body: expected a JSON object, got {type(body).__name__}", field="body")
+        message = pb.PredictRequest()
+        try:
+            json_format.ParseDict(body, message)
+        except json_format.ParseError as exc:
+            raise InvalidArgument(f"body: {exc}", field="body") from None
+        m = request.match_info
+        message.model = m["model"]
+        message.version = m.get("version", "")
+        return _to_json(await signals.predict(message, rpc="REST"))
+
+    async def metrics(request: web.Request) -> web.Response:
+        if telemetry is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=telemetry.scrape(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{model}", get_model)
+    app.router.add_get("/v1/models/{model}/versions/{version}", get_model)
+    app.router.add_post("/v1/models/{model}/predict", predict)
+    app.router.add_post("/v1/models/{model}/versions/{version}/predict", predict)
+    return app
+
+
+class HttpGateway:
+    """The gateway's listening socket; started and stopped with the gRPC server."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.runner = web.AppRunner(app, access_log=None)
+        self.port = 0
+
+    async def start(self, host: str, port: int, ssl_context=None) -> int:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # the bound port when 0 was asked for
+        return self.port
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
