@@ -27,6 +27,7 @@ from pathlib import Path
 import grpc
 import pytest
 from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_client import tick_message
 
 from tickserve.simulate import simulate
 from tickserve.ticks import MAX_LEVELS, Tick, TickFrame
@@ -85,19 +86,7 @@ def write_frame_csv(frame: TickFrame, path: Path) -> Path:
 
 
 def to_proto(t: Tick) -> pb.Tick:
-    msg = pb.Tick(
-        instrument=t.instrument,
-        timestamp_ns=t.timestamp_ns,
-        last_price=t.last_price,
-        last_size=t.last_size,
-        bid_price=t.bid_price,
-        bid_size=t.bid_size,
-        ask_price=t.ask_price,
-        ask_size=t.ask_size,
-    )
-    if t.sequence is not None:
-        msg.sequence = t.sequence
-    return msg
+    return tick_message(t)
 
 
 # --- the Python client's answers in the Node CLI's JSON shape ----------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tickserve_client import tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from ..engine import Rejection, Result, Scored
@@ -155,19 +156,7 @@ def report_to_proto(report: dict) -> pb.EvaluationReport:
 
 
 def tick_to_proto(tick: Tick) -> pb.Tick:
-    msg = pb.Tick(
-        instrument=tick.instrument,
-        timestamp_ns=tick.timestamp_ns,
-        last_price=tick.last_price,
-        last_size=tick.last_size,
-        bid_price=tick.bid_price,
-        bid_size=tick.bid_size,
-        ask_price=tick.ask_price,
-        ask_size=tick.ask_size,
-    )
-    if tick.sequence is not None:
-        msg.sequence = tick.sequence
-    return msg
+    return tick_message(tick)
 
 
 def frame_to_protos(frame: TickFrame) -> list[pb.Tick]:

@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 import pandas as pd
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tickserve_client import TickserveClient
+from tickserve_client import TickserveClient, tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.simulate import simulate
@@ -131,22 +131,7 @@ def read_csv(path: str | Path) -> TickFrame:
 
 def frame_to_ticks(frame: TickFrame) -> list[pb.Tick]:
     """TickFrame -> Tick messages (levels up to the first absent one, as `TickFrame.tick`)."""
-    out = []
-    for t in frame.ticks():
-        msg = pb.Tick(
-            instrument=t.instrument,
-            timestamp_ns=t.timestamp_ns,
-            last_price=t.last_price,
-            last_size=t.last_size,
-            bid_price=t.bid_price,
-            bid_size=t.bid_size,
-            ask_price=t.ask_price,
-            ask_size=t.ask_size,
-        )
-        if t.sequence is not None:
-            msg.sequence = t.sequence
-        out.append(msg)
-    return out
+    return [tick_message(t) for t in frame.ticks()]
 
 
 def book_top(frame: TickFrame) -> pd.DataFrame:

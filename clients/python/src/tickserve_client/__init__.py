@@ -7,6 +7,6 @@
             print(result.signal.action, result.signal.edge_score)
 """
 
-from .client import TickserveClient, make_tick
+from .client import TickserveClient, make_tick, tick_message
 
-__all__ = ["TickserveClient", "make_tick"]
+__all__ = ["TickserveClient", "make_tick", "tick_message"]

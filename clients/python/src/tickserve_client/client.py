@@ -19,6 +19,24 @@ from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
+def tick_message(tick) -> pb.Tick:
+    """A Tick message from any tick-like object (attributes instrument, timestamp_ns, last_price,
+    last_size, bid_price, bid_size, ask_price, ask_size, sequence), e.g. tickserve.ticks.Tick."""
+    msg = pb.Tick(
+        instrument=tick.instrument,
+        timestamp_ns=tick.timestamp_ns,
+        last_price=tick.last_price,
+        last_size=tick.last_size,
+        bid_price=tick.bid_price,
+        bid_size=tick.bid_size,
+        ask_price=tick.ask_price,
+        ask_size=tick.ask_size,
+    )
+    if tick.sequence is not None:
+        msg.sequence = tick.sequence
+    return msg
+
+
 def make_tick(
     instrument: str,
     timestamp_ns: int,
