@@ -282,3 +282,46 @@ def test_serve_with_http_port_and_signal_log_then_query_with_tickserve_signals(m
     one = subprocess.run([*cli, "signals", "--db", str(db), "--instrument", rows[0]["instrument"], "--limit", "5"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert one.returncode == 0 and "5 signal(s)" in one.stdout
+
+
+def test_a_failed_start_leaves_nothing_running(model_repo, plugins, tmp_path):
+    """The HTTP port is taken: create_server raises, and no gRPC port, writer thread or pool is left."""
+    import socket
+    import threading
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    repository = ModelRepository(model_repo, plugins.adapters, default_model=MODEL)
+    runner = _LoopThread()
+    threads_before = {t.name for t in threading.enumerate()}
+    try:
+        with pytest.raises(OSError):
+            runner.run(create_server("127.0.0.1:0", repository, http_port=taken.getsockname()[1],
+                                     signal_log=tmp_path / "s.db"))  # fmt: skip
+        left = {t.name for t in threading.enumerate()} - threads_before
+        assert not any(name.startswith(("tickserve-signal-log", "tickserve-worker")) for name in left), left
+    finally:
+        taken.close()
+        runner.close()
+
+
+def test_rest_odd_bodies_and_headers_get_json_errors_not_500(model_repo, plugins):
+    repository = ModelRepository(model_repo, plugins.adapters, default_model=MODEL)
+    repository.load_all()
+    runner = _LoopThread()
+    auth = TokenAuth(["s3cret-token-for-the-http-test"])
+    from tickserve.serving.servicer import ServerLimits
+
+    server = runner.run(create_server("127.0.0.1:0", repository, http_port=0, auth=auth,
+                                      limits=ServerLimits(max_message_bytes=4096)))  # fmt: skip
+    try:
+        status, body = _http(server.http_port, "/v1/models", headers={"Authorization": "Bearer caf\u00e9".encode().decode("latin-1")})
+        assert status == 401 and "malformed" in json.loads(body)["error"]["message"]
+        ok = {"Authorization": "Bearer s3cret-token-for-the-http-test"}
+        status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", b"{" + b" " * 10_000 + b"}", headers=ok)
+        error = json.loads(body)["error"]
+        assert status == 429 and error["code"] == "RESOURCE_EXHAUSTED" and "max_message_bytes=4096" in error["message"]
+    finally:
+        runner.run(server.stop(1.0))
+        runner.close()

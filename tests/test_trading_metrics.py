@@ -345,3 +345,24 @@ def test_training_records_baselines_and_walk_forward_folds(tmp_path, plugins):
     assert Manifest.load(path).label_config == labels
     info = model_info(ModelEntry("wf", "1", path, ModelState.READY, manifest=manifest))
     assert (info.label_config.horizon_ticks, info.label_config.horizon_ns) == (0, 2_000_000_000)
+
+
+def test_a_time_horizon_over_a_clock_that_stands_still_is_bounded(monkeypatch):
+    """Ticks wait for the tick at t + horizon; when timestamps never advance, memory would grow
+    without end: past max_waiting_ticks the evaluation stops with RESOURCE_EXHAUSTED naming it."""
+    from tickserve import evaluation as evaluation_module
+    from tickserve.errors import ResourceExhausted
+
+    monkeypatch.setattr(evaluation_module, "MAX_WAITING_TICKS", 100)
+    evaluation = Evaluation(stub_model(LabelConfig(horizon_ns=1_000_000_000, threshold_ticks=1.0)))
+    for i in range(100):
+        evaluation.add_tick(tick(i, 100.0, 100.5, ts=0), signal("HOLD"), (0.2, 0.6, 0.2))
+    with pytest.raises(ResourceExhausted) as err:
+        evaluation.add_tick(tick(100, 100.0, 100.5, ts=0), signal("HOLD"), (0.2, 0.6, 0.2))
+    assert err.value.field == "ticks[100].timestamp_ns"
+    assert "100 ticks of 'X' are waiting" in err.value.message and "max_waiting_ticks" in err.value.message
+    # a clock that moves settles them: the same count of ticks one second apart never trips it
+    moving = Evaluation(stub_model(LabelConfig(horizon_ns=1_000_000_000, threshold_ticks=1.0)))
+    for i in range(300):
+        moving.add_tick(tick(i, 100.0, 100.5, ts=i * 1_000_000_000), signal("HOLD"), (0.2, 0.6, 0.2))
+    assert moving.labeled == 299

@@ -260,6 +260,8 @@ def server_settings(args):
 
     flags = {SERVER_FLAGS[dest]: value for dest, value in vars(args).items()
              if dest in SERVER_FLAGS and value is not None}  # fmt: skip
+    if getattr(args, "signal_log", None) is not None and getattr(args, "signal_log_enabled", None) is None:
+        flags[("signal_log", "enabled")] = True  # naming a file on the command line means: log to it
     if getattr(args, "log_level", None) is not None:
         flags[("logging", "level")] = args.log_level
     return load_settings(args.config, flags=flags)
@@ -523,6 +525,8 @@ def cmd_serve(args) -> int:
     )  # ValueError naming the limit for a value < 1
     if srv["workers"] < 1:
         raise ValueError(f"workers: must be >= 1, got {srv['workers']}")
+    if srv["http_port"] < -1 or srv["http_port"] > 65535:
+        raise ValueError(f"http_port: -1 (off), 0 (a free port) or a port number, got {srv['http_port']}")
     plugins = _plugins(args)
     for info in plugins.infos:
         if info.status == "failed":

@@ -25,10 +25,15 @@ from math import isfinite
 import numpy as np
 
 from .baselines import DESCRIPTIONS, imbalance_class
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ResourceExhausted
 from .labels import BUY, CLASSES, HOLD, StreamingLabeler, label_move
 from .metrics import CalibrationMetrics, ClassificationMetrics
 from .repository import LoadedModel
+
+# Ticks of one instrument that may wait for their label tick (a few hundred bytes each). With a
+# tick horizon the queue never exceeds the horizon; with a time horizon it grows while the
+# ticks' clock stands still, so it is bounded here.
+MAX_WAITING_TICKS = 200_000
 from .signals import RISKS, STRENGTHS, SignalValues
 from .ticks import Tick
 
@@ -150,6 +155,14 @@ class Evaluation:
         threshold = self.model.manifest.label_config.threshold_ticks
         item = [index, mid, bid, ask, signal, raw, 0]
         resolved, past = self._labeler.push(tick.instrument, tick.timestamp_ns, item)
+        if not resolved and self._labeler.waiting_for(tick.instrument) > MAX_WAITING_TICKS:
+            # a time horizon over ticks whose clock barely moves: memory would grow without bound
+            raise ResourceExhausted(
+                f"ticks[{index}].timestamp_ns: {MAX_WAITING_TICKS} ticks of {tick.instrument!r} are waiting for "
+                f"the label tick {self.model.manifest.label_config.horizon_ns} ns later (max_waiting_ticks); "
+                "the ticks' timestamps do not advance enough for this model's time horizon",
+                field=f"ticks[{index}].timestamp_ns",
+            )
         for then in resolved:
             self._settle(then, index, tick.timestamp_ns, mid, bid, ask, tick_size, threshold)
         last_move = HOLD if past is None else label_move((mid - past[1]) / tick_size, threshold)

@@ -252,6 +252,8 @@ def _lenient(strings: list, integer: bool) -> _Column:
             continue
         try:
             if integer:
+                if isinstance(s, float) and not s.is_integer():
+                    raise ValueError("not an integer: the fraction would be cut off")
                 values[i] = int(s)
             else:
                 values[i] = float(s)

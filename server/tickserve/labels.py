@@ -223,5 +223,10 @@ class StreamingLabeler:
         pending.append((timestamp_ns, item))
         return resolved, self._past.get(instrument)
 
+    def waiting_for(self, instrument: str) -> int:
+        """Ticks of `instrument` still waiting for their label tick."""
+        pending = self._pending.get(instrument)
+        return 0 if pending is None else len(pending)
+
     def waiting(self) -> int:
         return sum(len(q) for q in self._pending.values())

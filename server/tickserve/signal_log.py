@@ -91,6 +91,8 @@ class SignalLog:
     """Bounded, non-blocking writer of signal rows into SQLite (WAL)."""
 
     def __init__(self, path: Path, *, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS) -> None:
+        if max_queued_rows < 1:
+            raise ValueError(f"signal_log max_queued_rows: must be >= 1, got {max_queued_rows}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_queued_rows = max_queued_rows
@@ -111,23 +113,21 @@ class SignalLog:
         """Queue rows (tuples in COLUMNS order) for writing; False if they were dropped."""
         if not rows:
             return True
-        if self._closed:
-            self._drop(len(rows), "the log is closed")
-            return False
-        with self._lock:
-            if self._queued_rows + len(rows) > self.max_queued_rows:
-                full = True
+        with self._lock:  # the check and the put together: nothing lands behind close()'s stop marker
+            if self._closed:
+                why = "the log is closed"
+            elif self._queued_rows + len(rows) > self.max_queued_rows:
+                why = f"{self._queued_rows} rows already wait for the writer (limit {self.max_queued_rows})"
             else:
-                full = False
                 self._queued_rows += len(rows)
-        if full:
-            self._drop(len(rows), f"{self._queued_rows} rows already wait for the writer (limit {self.max_queued_rows})")
-            return False
-        self._queue.put(rows)
-        return True
+                self._queue.put(rows)
+                return True
+        self._drop(len(rows), why)
+        return False
 
     def _drop(self, n: int, why: str) -> None:
-        self._dropped += n
+        with self._lock:
+            self._dropped += n
         now = time.monotonic()
         if now - self._last_warning >= 1.0:
             self._last_warning = now
@@ -146,11 +146,15 @@ class SignalLog:
 
     def close(self, timeout: float = 30.0) -> None:
         """Write everything queued, then stop the writer."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_STOP)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("signal log: %d row(s) still not written to %s after %.0f s; they are lost at exit",
+                        self._queued_rows, self.path, timeout)
 
     def _run(self) -> None:
         conn = _connect(self.path)
@@ -190,7 +194,8 @@ class SignalLog:
                 conn.executemany(_INSERT, batch)
             self._written += len(batch)
         except sqlite3.Error:  # a full disk must not stop the server: count, log, go on
-            self._dropped += len(batch)
+            with self._lock:
+                self._dropped += len(batch)
             log.exception("signal log: could not write %d row(s) to %s", len(batch), self.path)
 
 
@@ -232,7 +237,7 @@ def query_signals(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY timestamp_ns, id LIMIT ?"
     args.append(int(limit))
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute(sql, args)]

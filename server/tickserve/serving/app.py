@@ -63,9 +63,11 @@ class TickServer:
     async def stop(self, grace: float | None = 5.0) -> None:
         """Refuse new calls, give in-flight ones `grace` s, then write out the signal log."""
         await self.health.enter_graceful_shutdown()
-        if self.http is not None:
-            await self.http.stop()
-        await self.server.stop(grace)
+        # HTTP and gRPC drain together, each within the grace period
+        await asyncio.gather(
+            self.http.stop(grace) if self.http is not None else asyncio.sleep(0),
+            self.server.stop(grace),
+        )
         if self.signal_log is not None:  # after the last answer: every signal served is written
             await asyncio.get_running_loop().run_in_executor(None, self.signal_log.close)
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -91,8 +93,8 @@ async def create_server(
     `signal_log`: record every served signal in this SQLite file.
     """
     credentials = tls.server_credentials() if tls is not None else None  # file errors before anything starts
-    telemetry = Telemetry(repository) if http_port is not None else None
     log_writer = SignalLog(signal_log, max_queued_rows=signal_log_max_rows) if signal_log is not None else None
+    telemetry = Telemetry(repository, log_writer) if http_port is not None else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tickserve-worker")
     server = grpc.aio.server(
         options=[
@@ -113,22 +115,22 @@ async def create_server(
         (SERVICE_NAME, REPOSITORY_SERVICE_NAME, kserve.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
         pool=kserve.REFLECTION_POOL,  # the default pool, then the V2 stubs' own (kserve.py)
     )
-    try:
-        port = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
-    except Exception:
-        executor.shutdown(wait=False)
-        raise
-    if port == 0:
-        executor.shutdown(wait=False)
-        raise OSError(f"could not bind {address}")
-    await server.start()
-    tick_server = TickServer(server, port, health_servicer, executor, signals)
+    tick_server = TickServer(server, 0, health_servicer, executor, signals)
     tick_server.signal_log, tick_server.telemetry = log_writer, telemetry
-    if http_port is not None:
-        host = address.rsplit(":", 1)[0].strip("[]")
-        app = build_app(signals, telemetry, auth, max_body_bytes=limits.max_message_bytes)
-        tick_server.http = HttpGateway(app)
-        tick_server.http_port = await tick_server.http.start(host, http_port, _ssl_context(tls))
+    try:  # a failure past this point (a port taken...) must not leave a server, thread or pool running
+        port = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"could not bind {address}")
+        tick_server.port = port
+        await server.start()
+        if http_port is not None:
+            host = address.rsplit(":", 1)[0].strip("[]")
+            app = build_app(signals, telemetry, auth, max_body_bytes=limits.max_message_bytes)
+            tick_server.http = HttpGateway(app)
+            tick_server.http_port = await tick_server.http.start(host, http_port, _ssl_context(tls))
+    except BaseException:
+        await tick_server.stop(None)
+        raise
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
     await health_servicer.set(SERVICE_NAME, serving)
@@ -171,12 +173,14 @@ async def serve(
         print(f"tickserve HTTP/JSON gateway and /metrics on {scheme}://{host}:{tick_server.http_port}", flush=True)
     if signal_log is not None:
         print(f"tickserve signal log: {signal_log}", flush=True)
-    if ready_file is not None:
-        ready_file.write_text(f"{tick_server.port}\n")
-    await stop.wait()
-    log.info("shutting down: %.1f s grace for in-flight calls", grace)
-    print("tickserve stopping", flush=True)
-    await tick_server.stop(grace)
+    try:
+        if ready_file is not None:
+            ready_file.write_text(f"{tick_server.port}\n")
+        await stop.wait()
+        log.info("shutting down: %.1f s grace for in-flight calls", grace)
+        print("tickserve stopping", flush=True)
+    finally:
+        await tick_server.stop(grace)
 
 
 def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext | None:

@@ -19,6 +19,7 @@ signal.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..repository import LoadedModel
+
+log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_S = 300e-6
 DEFAULT_MAX_ROWS = 256
@@ -119,9 +122,12 @@ class MicroBatcher:
             queue.timer = None
         batch, queue.pending, queue.rows = queue.pending, [], 0
         if batch:
-            if self.on_batch is not None:
-                self.on_batch(sum(len(rows) for rows, _ in batch), time.monotonic() - queue.first_at)
             asyncio.get_running_loop().create_task(self._predict_batch(queue.model, batch))
+            if self.on_batch is not None:
+                try:
+                    self.on_batch(sum(len(rows) for rows, _ in batch), time.monotonic() - queue.first_at)
+                except Exception:  # metrics must never hold up a batch
+                    log.exception("micro-batch observer failed")
 
     async def _predict_batch(self, model: LoadedModel, batch: list[tuple[np.ndarray, asyncio.Future]]) -> None:
         try:
@@ -135,15 +141,21 @@ class MicroBatcher:
             # One stream's rows must not fail the streams it was batched with: predict each
             # caller's rows on their own (a row's answer does not depend on its batch), so only
             # the caller whose rows fail gets the error.
-            for rows, future in batch:
-                try:
-                    result = await self._run(model.predict, rows)
-                except Exception as own:  # noqa: BLE001 - reaches that caller as INTERNAL
+            try:
+                for rows, future in batch:
+                    try:
+                        result = await self._run(model.predict, rows)
+                    except Exception as own:  # noqa: BLE001 - reaches that caller as INTERNAL
+                        if not future.done():
+                            future.set_exception(own)
+                        continue
                     if not future.done():
-                        future.set_exception(own)
-                    continue
-                if not future.done():
-                    future.set_result(result)
+                        future.set_result(result)
+            except BaseException as stop:  # cancelled in the middle: no caller may wait forever
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError(f"batched prediction interrupted: {type(stop).__name__}"))
+                raise
             return
         except BaseException as exc:  # cancelled: no caller may wait forever
             for _, future in batch:

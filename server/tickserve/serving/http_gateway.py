@@ -20,6 +20,7 @@ HTTP status mapped from the same error hierarchy (serving/status.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -27,7 +28,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from ..errors import InvalidArgument, TickserveError, Unauthenticated
+from ..errors import InvalidArgument, ResourceExhausted, Unauthenticated
 from .status import http_error
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,27 @@ _AUTH_PROBLEMS = {
 }
 
 
+def _json_bytes(message) -> bytes:
+    return json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None).encode()
+
+
 def _to_json(message) -> web.Response:
-    body = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
-    return web.Response(body=body.encode(), content_type=_JSON)
+    return web.Response(body=_json_bytes(message), content_type=_JSON)
+
+
+def _parse_predict(body: bytes) -> pb.PredictRequest:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise InvalidArgument(f"body: not valid JSON ({exc})", field="body") from None
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"body: expected a JSON object, got {type(data).__name__}", field="body")
+    message = pb.PredictRequest()
+    try:
+        json_format.ParseDict(data, message)
+    except json_format.ParseError as exc:
+        raise InvalidArgument(f"body: {exc}", field="body") from None
+    return message
 
 
 def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web.Application:
@@ -61,11 +80,21 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
                 if problem is not None:
                     raise Unauthenticated(_AUTH_PROBLEMS[problem])
             return await handler(request)
+        except web.HTTPRequestEntityTooLarge:  # aiohttp's own check of client_max_size
+            error = ResourceExhausted(
+                f"body: larger than the limit, max_message_bytes={max_body_bytes}", field="body"
+            )
+            return _error_response(error, request)
         except web.HTTPException:
             raise
         except Exception as exc:  # noqa: BLE001 - mapped to an HTTP status in one place
-            status, payload = http_error(exc, f"{request.method} {request.path}")
-            return web.Response(status=status, body=json.dumps({"error": payload}).encode(), content_type=_JSON)
+            return _error_response(exc, request)
+
+    def _error_response(exc: Exception, request: web.Request) -> web.Response:
+        status, payload = http_error(exc, f"{request.method} {request.path}")
+        if signals.recorder is not None:
+            signals.recorder.call_failed("REST", payload["code"])
+        return web.Response(status=status, body=json.dumps({"error": payload}).encode(), content_type=_JSON)
 
     app = web.Application(middlewares=[errors], client_max_size=max_body_bytes)
 
@@ -85,21 +114,17 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
         return _to_json(await signals.get_model(pb.GetModelRequest(model=m["model"], version=m.get("version", ""))))
 
     async def predict(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise InvalidArgument(f"body: not valid JSON ({exc})", field="body") from None
-        if not isinstance(body, dict):
-            raise InvalidArgument(f"body: expected a JSON object, got {type(body).__name__}", field="body")
-        message = pb.PredictRequest()
-        try:
-            json_format.ParseDict(body, message)
-        except json_format.ParseError as exc:
-            raise InvalidArgument(f"body: {exc}", field="body") from None
+        body = await request.read()
+        loop = asyncio.get_running_loop()
+        # JSON of thousands of ticks takes long to parse and to write: off the event loop that
+        # serves every gRPC stream too
+        message = await loop.run_in_executor(signals.executor, _parse_predict, body)
         m = request.match_info
         message.model = m["model"]
         message.version = m.get("version", "")
-        return _to_json(await signals.predict(message, rpc="REST"))
+        response = await signals.predict(message, rpc="REST")
+        payload = await loop.run_in_executor(signals.executor, _json_bytes, response)
+        return web.Response(body=payload, content_type=_JSON)
 
     async def metrics(request: web.Request) -> web.Response:
         if telemetry is None:
@@ -131,5 +156,9 @@ class HttpGateway:
         self.port = site._server.sockets[0].getsockname()[1]  # the bound port when 0 was asked for
         return self.port
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float | None = 5.0) -> None:
+        # In-flight requests get the grace gRPC gets (aiohttp's default is 60 s). The runner takes it
+        # only at construction, when the grace is not known yet, hence its attribute.
+        if hasattr(self.runner, "_shutdown_timeout"):
+            self.runner._shutdown_timeout = grace or 0.0
         await self.runner.cleanup()

@@ -205,8 +205,8 @@ class TokenAuth(grpc.aio.ServerInterceptor):
             value = value.decode("latin-1")
         scheme, _, presented = value.strip().partition(" ")
         presented = presented.strip()
-        if scheme.lower() != "bearer" or not presented:
-            return "malformed"
+        if scheme.lower() != "bearer" or not presented or not presented.isascii():
+            return "malformed"  # tokens are printable ASCII; anything else cannot match
         digest = _digest(presented)
         matched = 0
         for known in self._digests:  # every token, always: no early exit on a match

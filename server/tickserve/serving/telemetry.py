@@ -8,7 +8,7 @@ HTTP port (serving/http_gateway.py).
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 # tick -> signal inside the server: from a message's arrival to its answer being built
 LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 3.2e-3, 6.4e-3, 12.8e-3, 25.6e-3, 0.1, 0.5, 2.0)
@@ -17,7 +17,7 @@ QUEUE_BUCKETS = (10e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 6.4e-3)
 
 
 class Telemetry:
-    def __init__(self, repository=None) -> None:
+    def __init__(self, repository=None, signal_log=None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -49,14 +49,33 @@ class Telemetry:
             "tickserve_microbatch_queue_seconds", "Time a request waited in the micro-batcher", buckets=QUEUE_BUCKETS,
             registry=r,
         )  # fmt: skip
-        self.signal_log_dropped = Counter(
-            "tickserve_signal_log_dropped_rows", "Signal rows the signal log dropped (queue full)", registry=r
-        )
         if repository is not None:
             r.register(_ModelStates(repository))
+        if signal_log is not None:
+            r.register(_SignalLogStats(signal_log))
 
     def scrape(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _SignalLogStats:
+    """The signal log's own counts, read at scrape time: rows written, and rows dropped for any
+    reason (queue full, log closed, a failed write such as a full disk)."""
+
+    def __init__(self, signal_log) -> None:
+        self.signal_log = signal_log
+
+    def describe(self):
+        return list(self.collect())
+
+    def collect(self):
+        stats = self.signal_log.stats
+        yield CounterMetricFamily("tickserve_signal_log_written_rows", "Signal rows written", value=stats.written_rows)
+        yield CounterMetricFamily(
+            "tickserve_signal_log_dropped_rows", "Signal rows dropped (queue full, closed, failed write)",
+            value=stats.dropped_rows,
+        )  # fmt: skip
+        yield GaugeMetricFamily("tickserve_signal_log_queued_rows", "Rows waiting for the writer", value=stats.queued_rows)
 
 
 class _ModelStates:
