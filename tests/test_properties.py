@@ -437,7 +437,7 @@ def mutated_valid_ticks(draw):
             elif action == "swap" and len(value) >= 2:
                 i = draw(st.integers(0, len(value) - 2))
                 value[i], value[i + 1] = value[i + 1], value[i]
-            elif action == "cross":  # best bid just above the best ask, or equal
+            elif action == "cross" and fields["bid_price"] and fields["ask_price"]:  # bid just above the ask, or equal
                 fields["bid_price"][0] = draw(st.sampled_from([fields["ask_price"][0], math.nextafter(fields["ask_price"][0], math.inf)]))
     return Tick(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
