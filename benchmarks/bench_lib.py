@@ -127,6 +127,14 @@ def signal_requests(ticks: Sequence[pb.Tick], per_message: int) -> list[bytes]:
             for i in range(0, len(ticks), per_message)]
 
 
+def column_requests(ticks: Sequence[pb.Tick], per_message: int) -> list[bytes]:
+    """Serialized StreamSignalsRequest carrying `columns` (TickColumns) of `per_message` ticks."""
+    from tickserve_client import columns_from_ticks
+
+    return [pb.StreamSignalsRequest(columns=columns_from_ticks(ticks[i:i + per_message])).SerializeToString()
+            for i in range(0, len(ticks), per_message)]
+
+
 def evaluate_requests(frame, per_message: int, chunk: int = 50_000) -> list[bytes]:
     """Serialized EvaluateRequest batches over the whole frame, built chunk by chunk
     (only the bytes are kept, not a million message objects)."""
@@ -152,6 +160,20 @@ def check_signals(responses: Sequence[bytes], ticks: int, model: str) -> None:
                 raise RuntimeError(f"tick answered with an error: {r.error}")
             if r.signal.model != model:
                 raise RuntimeError(f"signal from model {r.signal.model!r}, expected {model!r}")
+    if n != ticks:
+        raise RuntimeError(f"{n} results for {ticks} ticks")
+
+
+def check_columns(responses: Sequence[bytes], ticks: int, model: str) -> None:
+    """`check_signals` for SignalColumns answers: every row a signal from `model`."""
+    n = 0
+    for raw in responses:
+        cols = pb.StreamSignalsResponse.FromString(raw).columns
+        if cols.model != model:
+            raise RuntimeError(f"signals from model {cols.model!r}, expected {model!r}")
+        if any(cols.code):
+            raise RuntimeError(f"ticks answered with errors: {cols.errors[:3]}")
+        n += len(cols.code)
     if n != ticks:
         raise RuntimeError(f"{n} results for {ticks} ticks")
 

@@ -82,19 +82,22 @@ class SignalSession:
             validate_tick(tick)
         except TickserveError as exc:
             return Rejection(exc.status, exc.message, exc.field)
-        previous = self._last_ts.get(tick.instrument)
+        return self.check_state(tick.instrument, tick.timestamp_ns, tick.sequence)
+
+    def check_state(self, instrument: str, timestamp_ns: int, seq: int | None) -> Rejection | None:
+        """The checks of `admit` against this stream's state, for a tick that passed validation."""
+        previous = self._last_ts.get(instrument)
         if previous is None:
             if len(self._last_ts) >= self.limits.max_instruments:
                 return Rejection(
                     Status.RESOURCE_EXHAUSTED,
-                    f"instrument: {tick.instrument!r} would exceed this stream's limit of "
+                    f"instrument: {instrument!r} would exceed this stream's limit of "
                     f"{self.limits.max_instruments} instruments (max_instruments_per_stream)",
                     "instrument",
                 )
             return None  # a new instrument: no sequence or time seen yet
-        seq = tick.sequence
         if seq is not None:
-            last = self._last_seq.get(tick.instrument)
+            last = self._last_seq.get(instrument)
             if last is not None and seq <= last:
                 return Rejection(
                     Status.ALREADY_EXISTS,
@@ -102,10 +105,10 @@ class SignalSession:
                     "(a duplicate or replayed tick)",
                     "sequence",
                 )
-        if tick.timestamp_ns < previous:
+        if timestamp_ns < previous:
             return Rejection(
                 Status.INVALID_ARGUMENT,
-                f"timestamp_ns: {tick.timestamp_ns} is before this instrument's previous tick ({previous})",
+                f"timestamp_ns: {timestamp_ns} is before this instrument's previous tick ({previous})",
                 "timestamp_ns",
             )
         return None

@@ -85,6 +85,36 @@ def decide(p_sell: float, p_hold: float, p_buy: float, spread_ticks: float, rule
     return SignalValues(action, p_buy, p_hold, p_sell, confidence, edge, strength, urgency, risk)
 
 
+@dataclass(frozen=True, slots=True)
+class SignalArrays:
+    """`decide` over many rows: indices into ACTIONS, STRENGTHS, URGENCIES and RISKS."""
+
+    action: np.ndarray  # int, index into ACTIONS (= CLASSES)
+    confidence: np.ndarray
+    edge_score: np.ndarray
+    strength: np.ndarray  # int, index into STRENGTHS
+    urgency: np.ndarray  # int, index into URGENCIES
+    risk: np.ndarray  # int, index into RISKS
+
+
+def decide_many(probs: np.ndarray, spread_ticks: np.ndarray, rules: SignalRules) -> SignalArrays:
+    """`decide` vectorised over (n, 3) probabilities (SELL, HOLD, BUY): the same values, bit for bit
+    (max, a subtraction, abs and comparisons; tested against `decide` on random rows and ties)."""
+    p_sell, p_buy = probs[:, SELL], probs[:, BUY]
+    confidence = probs.max(axis=1)
+    action = predicted_class(probs)
+    edge = p_buy - p_sell
+    e = np.abs(edge)
+    strength = np.where(e >= rules.strong_edge, 2, np.where(e >= rules.medium_edge, 1, 0))
+    urgency = ((strength == 2) & (spread_ticks <= rules.aggressive_max_spread_ticks)).astype(np.int64)
+    risk = np.where(
+        (confidence >= rules.low_risk_confidence) & (e >= rules.low_risk_edge),
+        0,
+        np.where((confidence >= rules.medium_risk_confidence) & (e >= rules.medium_risk_edge), 1, 2),
+    )
+    return SignalArrays(action, confidence, edge, strength, urgency, risk)
+
+
 def predicted_class(probs: np.ndarray) -> np.ndarray:
     """The action index per row of (n, 3) probabilities, with `decide`'s tie rule."""
     best = probs.max(axis=1)
@@ -92,4 +122,4 @@ def predicted_class(probs: np.ndarray) -> np.ndarray:
     return np.where(probs[:, HOLD] == best, HOLD, cls)
 
 
-__all__ = ["ACTIONS", "BUY", "HOLD", "RISKS", "SELL", "STRENGTHS", "URGENCIES", "SignalRules", "SignalValues", "decide"]
+__all__ = ["ACTIONS", "BUY", "HOLD", "RISKS", "SELL", "STRENGTHS", "URGENCIES", "SignalRules", "SignalArrays", "SignalValues", "decide", "decide_many"]

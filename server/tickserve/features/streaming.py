@@ -176,13 +176,28 @@ class StreamingFeatures:
         MAX_LOOKBACK ticks, as the deques hold them) followed by the new ticks, so the
         rows equal what `update` would give tick by tick, to the last bit (tested).
         """
-        from .batch import WindowInputs, row_columns, window_columns
+        rows, counts = self.update_frame(TickFrame.from_ticks(ticks))
+        return rows, counts.tolist()
 
-        frame = TickFrame.from_ticks(ticks)
-        rows = row_columns(frame, self.config)
-        names, codes = np.unique(frame.instrument, return_inverse=True)
+    def update_frame(
+        self, frame: TickFrame, groups: tuple[list[str], np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`update_many` for ticks already in columns (the columnar StreamSignals path):
+        (feature rows, each tick's count after it, as an int64 array).
+
+        `frame` must hold valid ticks as `TickFrame.from_ticks` lays them out (levels
+        padded with NaN); the rows are the same, to the last bit, as `update` tick by tick.
+        `groups`: (names, codes) with `names[codes[i]] == frame.instrument[i]` and every name
+        used, when the caller has them (saves sorting the instrument strings).
+        """
+        from .batch import WindowInputs, row_columns, window_columns, window_columns_padded
+
+        ticks = frame.timestamp_ns  # only its length is used below
+        names, codes = groups if groups is not None else np.unique(frame.instrument, return_inverse=True)
+        rows = row_columns(frame, self.config, (names, codes))
         pieces: dict[str, list] = {k: [] for k in ("spread_ticks", "imb1", "pv", "volume", "mid", "ret", "last", "T")}
-        pos_parts, real_parts, new_at, counts_after = [], [], [], [0] * len(ticks)
+        pos_parts, real_parts, new_at = [], [], []
+        counts_after = np.zeros(len(ticks), dtype=np.int64)
         offset = 0
         for g, name in enumerate(names):
             members = np.flatnonzero(codes == g)
@@ -229,12 +244,13 @@ class StreamingFeatures:
                             ("volume", state.volume), ("mid", state.mid)):
                 dq.extendleft(new[key].tolist())
             state.ret.extendleft(ret_new.tolist())
-            for j, i in enumerate(members.tolist()):
-                counts_after[i] = state.count + j + 1
+            counts_after[members] = np.arange(state.count + 1, state.count + m + 1)
             state.count += m
         cat = {k: np.concatenate(v) for k, v in pieces.items()}
+        # the padded layout adds MAX_LOOKBACK rows per instrument: worth it with few instruments
+        windows_of = window_columns_padded if MAX_LOOKBACK * len(names) <= offset else window_columns
         windows = np.column_stack(
-            window_columns(
+            windows_of(
                 WindowInputs(cat["spread_ticks"], cat["imb1"], cat["pv"], cat["volume"], cat["mid"], cat["ret"]),
                 cat["last"], cat["T"], np.concatenate(pos_parts), np.concatenate(real_parts),
             )

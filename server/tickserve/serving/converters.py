@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from tickserve_client import tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
+from ..columnar import ColumnResults, TickBlock, check_lengths
+from ..errors import InvalidArgument
+
 from ..engine import Rejection, Result, Scored
 from ..repository import ModelEntry
-from ..signals import SignalValues
+from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES, SignalValues
 from ..ticks import Tick, TickFrame
 
 ACTION = {name: pb.Action.Value(f"ACTION_{name}") for name in ("BUY", "HOLD", "SELL")}
@@ -33,6 +37,50 @@ def tick_from_proto(msg: pb.Tick) -> Tick:
         ask_price=tuple(msg.ask_price),
         ask_size=tuple(msg.ask_size),
         sequence=msg.sequence if msg.HasField("sequence") else None,
+    )
+
+
+def block_from_proto(msg: pb.TickColumns) -> TickBlock:
+    """A TickColumns message as arrays; a malformed message (array lengths, an instrument index
+    outside the dictionary) fails the call with INVALID_ARGUMENT naming the array."""
+    n = len(msg.instrument_index)
+    levels = msg.levels
+    check_lengths(
+        n,
+        {"timestamp_ns": len(msg.timestamp_ns), "last_price": len(msg.last_price), "last_size": len(msg.last_size)},
+        levels,
+        {name: len(getattr(msg, name)) for name in ("bid_price", "bid_size", "ask_price", "ask_size")},
+        len(msg.sequence),
+    )
+    index = np.array(msg.instrument_index, dtype=np.intp)
+    names = list(msg.instrument)
+    if n and int(index.max()) >= len(names):
+        i = int(np.flatnonzero(index >= len(names))[0])
+        raise InvalidArgument(
+            f"columns.instrument_index[{i}]: {int(index[i])} is not an index into columns.instrument "
+            f"({len(names)} names)",
+            field=f"columns.instrument_index[{i}]",
+        )
+    if len(set(names)) != len(names):  # a name listed twice: one instrument, one index
+        first: dict[str, int] = {}
+        remap = np.array([first.setdefault(name, len(first)) for name in names], dtype=np.intp)
+        names = list(first)
+        index = remap[index]
+
+    def book(field) -> np.ndarray:
+        return np.array(field, dtype=np.float64).reshape(n, levels)
+
+    return TickBlock(
+        names=names,
+        index=index,
+        timestamp_ns=np.array(msg.timestamp_ns, dtype=np.int64),
+        last_price=np.array(msg.last_price, dtype=np.float64),
+        last_size=np.array(msg.last_size, dtype=np.float64),
+        bid_price=book(msg.bid_price),
+        bid_size=book(msg.bid_size),
+        ask_price=book(msg.ask_price),
+        ask_size=book(msg.ask_size),
+        sequence=np.array(msg.sequence, dtype=np.uint64) if len(msg.sequence) else None,
     )
 
 
@@ -79,6 +127,68 @@ def result_to_proto(result: Result, tick: Tick, model: str, version: str) -> pb.
             error.sequence = tick.sequence
         return pb.TickResult(error=error)
     return pb.TickResult(signal=signal_to_proto(result, model, version))
+
+
+_ACTION_CODES = np.array([ACTION[name] for name in ACTIONS], dtype=np.int32)
+_STRENGTH_CODES = np.array([STRENGTH[name] for name in STRENGTHS], dtype=np.int32)
+_URGENCY_CODES = np.array([URGENCY[name] for name in URGENCIES], dtype=np.int32)
+_RISK_CODES = np.array([RISK[name] for name in RISKS], dtype=np.int32)
+
+
+def columns_to_proto(results: ColumnResults, block: TickBlock, model: str, version: str) -> pb.SignalColumns:
+    """SignalColumns from arrays: a row per tick, NaN / 0 in the rows of rejected ticks."""
+    n, rows = results.n, results.admitted
+    out = pb.SignalColumns(model=model, model_version=version)
+    every = len(rows) == n  # no rejection: the admitted rows are all rows, in order
+
+    def floats(values: np.ndarray) -> list:
+        if every:
+            return values.tolist()
+        full = np.full(n, np.nan)
+        full[rows] = values
+        return full.tolist()
+
+    def ints(values: np.ndarray, dtype=np.int32) -> list:
+        if every:
+            return values.tolist()
+        full = np.zeros(n, dtype=dtype)
+        full[rows] = values
+        return full.tolist()
+
+    code = np.zeros(n, dtype=np.int32)
+    for i, r in results.rejections.items():
+        code[i] = r.status.value
+    out.code.extend(code.tolist())
+    if results.signal is not None:
+        sig = results.signal
+        out.p_sell.extend(floats(results.probs[:, 0]))
+        out.p_hold.extend(floats(results.probs[:, 1]))
+        out.p_buy.extend(floats(results.probs[:, 2]))
+        out.confidence.extend(floats(sig.confidence))
+        out.edge_score.extend(floats(sig.edge_score))
+        out.action.extend(ints(_ACTION_CODES[sig.action]))
+        out.strength.extend(ints(_STRENGTH_CODES[sig.strength]))
+        out.urgency.extend(ints(_URGENCY_CODES[sig.urgency]))
+        out.risk.extend(ints(_RISK_CODES[sig.risk]))
+        out.warmed_up.extend(ints(results.warmed, bool))
+        out.sequence_gap.extend(ints(results.gaps, np.uint64))
+        if results.x is not None:
+            full = np.full((n, results.x.shape[1]), np.nan)
+            full[rows] = results.x
+            out.features.extend(full.ravel().tolist())
+    elif n:
+        nan = [float("nan")] * n
+        zero = [0] * n
+        for field in (out.p_sell, out.p_hold, out.p_buy, out.confidence, out.edge_score):
+            field.extend(nan)
+        out.features.extend([float("nan")] * (n * results.n_features))
+        for field in (out.action, out.strength, out.urgency, out.risk, out.sequence_gap):
+            field.extend(zero)
+        out.warmed_up.extend([False] * n)
+    for i in sorted(results.rejections):
+        out.error_index.append(i)
+        out.errors.append(result_to_proto(results.rejections[i], block.tick(i), model, version).error)
+    return out
 
 
 def model_info(entry: ModelEntry) -> pb.ModelInfo:

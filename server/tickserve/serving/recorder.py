@@ -73,6 +73,44 @@ class Recorder:
         if rows:
             self.signal_log.record(rows)  # never blocks; drops are counted by the log itself
 
+    def columns(self, rpc: str, model, block, results, started_ns: int) -> None:
+        """`message` for a TickColumns message (columnar.TickBlock, columnar.ColumnResults):
+        the same metrics and the same signal-log rows, built from the arrays."""
+        if not self.enabled:
+            return
+        latency_ns = time.perf_counter_ns() - started_ns
+        signals = len(results.admitted)
+        t = self.telemetry
+        if t is not None:
+            requests, tick_count, latency = self._metrics_for(rpc, model)
+            requests.inc()
+            if signals:
+                tick_count.inc(signals)
+            latency.observe(latency_ns / 1e9)
+            for code, n in Counter(r.status.name for r in results.rejections.values()).items():
+                t.tick_errors.labels(rpc, code).inc(n)
+        if self.signal_log is not None and signals:
+            from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES
+
+            served_at = time.time_ns()
+            latency_us = latency_ns / 1000.0
+            name, version = model.name, model.version
+            rows = results.admitted
+            s = results.signal
+            instrument = [block.names[c] for c in block.index[rows].tolist()]
+            seqs = block.sequence[rows].tolist() if block.sequence is not None else [None] * signals
+            probs = results.probs
+            self.signal_log.record([
+                (served_at, rpc, inst, ts, seq, name, version, ps, ph, pb, edge, conf,
+                 ACTIONS[a], STRENGTHS[st], URGENCIES[u], RISKS[r], int(w), latency_us)
+                for inst, ts, seq, ps, ph, pb, edge, conf, a, st, u, r, w in zip(
+                    instrument, block.timestamp_ns[rows].tolist(), seqs, probs[:, 0].tolist(),
+                    probs[:, 1].tolist(), probs[:, 2].tolist(), s.edge_score.tolist(), s.confidence.tolist(),
+                    s.action.tolist(), s.strength.tolist(), s.urgency.tolist(), s.risk.tolist(),
+                    results.warmed.tolist(),
+                )
+            ])  # fmt: skip
+
     def stream_opened(self, rpc: str) -> None:
         if self.telemetry is not None:
             self.telemetry.open_streams.labels(rpc).inc()

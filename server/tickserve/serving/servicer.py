@@ -31,6 +31,7 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
+from ..columnar import process_columns
 from ..engine import Rejection, Scored, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
@@ -138,6 +139,16 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             )
         return ticks
 
+    def _columns_size(self, columns: pb.TickColumns) -> int:
+        n = len(columns.instrument_index)
+        if n > self.limits.max_ticks_per_message:
+            raise ResourceExhausted(
+                f"columns: {n} ticks in one message, "
+                f"the limit is max_ticks_per_message={self.limits.max_ticks_per_message}",
+                field="columns",
+            )
+        return n
+
     # --- StreamSignals -------------------------------------------------------------
 
     @stream_errors
@@ -164,6 +175,13 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 if session is None:
                     session = self._open_session("", "", False)
                     token = self.batcher.stream_opened(session.model)
+                if kind == "columns":  # the columnar path: arrays in, arrays out, in a worker thread
+                    n = self._columns_size(request.columns)
+                    response = await self._off_loop(_answer_columns, session, request.columns, self.recorder, started)
+                    stats.messages += 1
+                    stats.ticks += n
+                    yield response
+                    continue
                 ticks = self._ticks_of(request, kind)
                 response = await self._answer(session, ticks, token, started)
                 stats.messages += 1
@@ -311,6 +329,17 @@ def _response(
         results=[converters.result_to_proto(r, t, name, version) for r, t in zip(results, ticks)]
     )
     recorder.message("StreamSignals", session.model, ticks, results, started)
+    return response
+
+
+def _answer_columns(
+    session: SignalSession, columns: pb.TickColumns, recorder: Recorder, started: int
+) -> pb.StreamSignalsResponse:
+    block = converters.block_from_proto(columns)
+    results = process_columns(session, block)
+    name, version = session.model.name, session.model.version
+    response = pb.StreamSignalsResponse(columns=converters.columns_to_proto(results, block, name, version))
+    recorder.columns("StreamSignals", session.model, block, results, started)
     return response
 
 

@@ -62,6 +62,94 @@ def make_tick(
     return tick
 
 
+_NAN = float("nan")
+
+
+def _as_list(values) -> list:
+    """A plain list from a sequence or a numpy-like array (anything with .tolist())."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _book(rows, levels: int | None) -> tuple[list[float], int]:
+    """Row-major n * L values from an (n, L) array-like or a sequence of per-tick level sequences
+    (padded with NaN to L, the longest unless `levels` is given)."""
+    shape = getattr(rows, "shape", None)
+    if shape is not None and len(shape) == 2 and (levels is None or levels == shape[1]):
+        return rows.reshape(-1).tolist(), int(shape[1])
+    rows = [_as_list(r) for r in _as_list(rows)]
+    L = levels if levels is not None else max((len(r) for r in rows), default=0)
+    flat: list[float] = []
+    for r in rows:
+        if len(r) > L:
+            raise ValueError(f"a tick has {len(r)} levels, more than levels={L}")
+        flat += r
+        flat += [_NAN] * (L - len(r))
+    return flat, L
+
+
+def columns_message(frame, start: int = 0, stop: int | None = None) -> pb.TickColumns:
+    """A TickColumns message of rows start:stop of a frame-like object: attributes instrument,
+    timestamp_ns, last_price, last_size (length n), bid_price, bid_size, ask_price, ask_size ((n, L)
+    arrays, NaN = absent level, or sequences of per-tick levels) and optionally sequence (negative or
+    None = none; all rows or none must carry one), e.g. tickserve.ticks.TickFrame. numpy arrays and
+    plain lists both work; this package does not import numpy."""
+    cut = slice(start, stop)
+    instruments = _as_list(frame.instrument[cut])
+    names: dict[str, int] = {}
+    index = [names.setdefault(name, len(names)) for name in instruments]
+    msg = pb.TickColumns(
+        instrument=list(names),
+        instrument_index=index,
+        timestamp_ns=_as_list(frame.timestamp_ns[cut]),
+        last_price=_as_list(frame.last_price[cut]),
+        last_size=_as_list(frame.last_size[cut]),
+    )
+    books = [_book(getattr(frame, side)[cut], None) for side in ("bid_price", "bid_size", "ask_price", "ask_size")]
+    levels = max(L for _, L in books)
+    for side, (flat, L) in zip(("bid_price", "bid_size", "ask_price", "ask_size"), books):
+        if L != levels:
+            flat, L = _book(getattr(frame, side)[cut], levels)
+        getattr(msg, side).extend(flat)
+    msg.levels = levels
+    sequence = getattr(frame, "sequence", None)
+    if sequence is not None:
+        seqs = _as_list(sequence[cut])
+        have = [s is not None and s >= 0 for s in seqs]
+        if any(have):
+            if not all(have):
+                raise ValueError("sequence: a TickColumns message carries a sequence for every tick or for none")
+            msg.sequence.extend(seqs)
+    return msg
+
+
+def columns_from_ticks(ticks: Sequence) -> pb.TickColumns:
+    """A TickColumns message of tick-like objects (as `tick_message` takes, e.g. pb.Tick)."""
+
+    class _Frame:
+        pass
+
+    f = _Frame()
+    for name in ("instrument", "timestamp_ns", "last_price", "last_size"):
+        setattr(f, name, [getattr(t, name) for t in ticks])
+    for name in ("bid_price", "bid_size", "ask_price", "ask_size"):
+        setattr(f, name, [list(getattr(t, name)) for t in ticks])
+    f.sequence = [_sequence_of(t) for t in ticks]
+    return columns_message(f)
+
+
+def _sequence_of(tick):
+    if isinstance(tick, pb.Tick):
+        return tick.sequence if tick.HasField("sequence") else None
+    return tick.sequence
+
+
+def frame_columns(frame, batch_size: int = 1000) -> Iterator[pb.TickColumns]:
+    """A frame-like object (see `columns_message`) as TickColumns messages of batch_size ticks."""
+    n = len(frame.timestamp_ns)
+    for start in range(0, n, batch_size):
+        yield columns_message(frame, start, min(start + batch_size, n))
+
+
 def _chunks(ticks: Iterable[pb.Tick], size: int) -> Iterator[list[pb.Tick]]:
     it = iter(ticks)
     while chunk := list(islice(it, size)):
@@ -189,6 +277,27 @@ class TickserveClient:
 
         for response in self.stub.StreamSignals(requests(), timeout=self.timeout):
             yield from response.results
+
+    def stream_columns(
+        self,
+        columns: Iterable[pb.TickColumns],
+        *,
+        model: str = "",
+        version: str = "",
+        return_features: bool = False,
+    ) -> Iterator[pb.SignalColumns]:
+        """One SignalColumns per TickColumns message, in order (see `frame_columns` and
+        `columns_message` to build them from a frame or from ticks)."""
+
+        def requests() -> Iterator[pb.StreamSignalsRequest]:
+            yield pb.StreamSignalsRequest(
+                config=pb.StreamConfig(model=model, version=version, return_features=return_features)
+            )
+            for message in columns:
+                yield pb.StreamSignalsRequest(columns=message)
+
+        for response in self.stub.StreamSignals(requests(), timeout=self.timeout):
+            yield response.columns
 
     def predict(
         self, ticks: Sequence[pb.Tick], *, model: str = "", version: str = "", return_features: bool = False

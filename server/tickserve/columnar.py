@@ -1,0 +1,324 @@
+"""The columnar serving path: a block of ticks as arrays in, signals as arrays out.
+
+`process_columns(session, block)` gives, for the ticks of a `TickBlock`, exactly the
+results `SignalSession.process` gives for the same ticks one `Tick` at a time (same
+probabilities to the last bit, same per-tick errors and messages, same state left in the
+session), without a Python object per tick on the common path:
+
+- validation is vectorised with the rules of `validation.py`; only the rows it flags are
+  checked again by `validate_tick` on a `Tick` of that row, so their messages are the
+  per-tick ones (a row the vectorised check flags but `validate_tick` passes is accepted);
+- the stream checks of `SignalSession.admit` (instrument limit, sequence, time order) are
+  vectorised per instrument; a message where any tick fails them, or that would pass the
+  instrument limit, goes through them tick by tick (`SignalSession.check_state`);
+- features through `StreamingFeatures.update_frame`, one `LoadedModel.predict` for the
+  block, and the signal rules through `signals.decide_many`.
+
+Book levels: L per side in every row; a level whose price and size are both NaN is
+absent, a row's side is its levels before the first absent one, and a present level after
+an absent one is a per-tick INVALID_ARGUMENT (the one rule a `Tick` cannot break).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import Rejection, SignalSession
+from .errors import InvalidArgument, Status, TickserveError
+from .features import FEATURE_INDEX, MAX_LOOKBACK
+from .signals import SignalArrays, decide_many
+from .ticks import MAX_LEVELS, Tick, TickFrame
+from .validation import (
+    MAX_INSTRUMENT_LENGTH,
+    MAX_PRICE,
+    MAX_SEQUENCE,
+    MAX_SIZE,
+    MAX_TIMESTAMP_NS,
+    MIN_PRICE,
+    validate_tick,
+)
+
+_SPREAD_TICKS = FEATURE_INDEX["spread_ticks"]
+_SIDES = (("bid", True), ("ask", False))
+
+
+@dataclass
+class TickBlock:
+    """n ticks as columns, as a TickColumns message carries them."""
+
+    names: list[str]  # the instrument dictionary
+    index: np.ndarray  # (n,) int: each tick's instrument, an index into `names`
+    timestamp_ns: np.ndarray  # (n,) int64
+    last_price: np.ndarray  # (n,) float64
+    last_size: np.ndarray  # (n,) float64
+    bid_price: np.ndarray  # (n, L) float64, NaN price and size = absent level
+    bid_size: np.ndarray
+    ask_price: np.ndarray
+    ask_size: np.ndarray
+    sequence: np.ndarray | None  # (n,) uint64, or None: no tick carries one
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def tick(self, i: int) -> Tick:
+        """Row i as a `Tick`: each side's levels before its first absent one."""
+        sides = []
+        for p, s in ((self.bid_price[i], self.bid_size[i]), (self.ask_price[i], self.ask_size[i])):
+            d = _leading_present(p, s)
+            sides += (tuple(p[:d].tolist()), tuple(s[:d].tolist()))
+        return Tick(
+            instrument=self.names[int(self.index[i])],
+            timestamp_ns=int(self.timestamp_ns[i]),
+            last_price=float(self.last_price[i]),
+            last_size=float(self.last_size[i]),
+            bid_price=sides[0],
+            bid_size=sides[1],
+            ask_price=sides[2],
+            ask_size=sides[3],
+            sequence=None if self.sequence is None else int(self.sequence[i]),
+        )
+
+
+def _leading_present(prices: np.ndarray, sizes: np.ndarray) -> int:
+    absent = np.flatnonzero(np.isnan(prices) & np.isnan(sizes))
+    return int(absent[0]) if len(absent) else len(prices)
+
+
+@dataclass
+class ColumnResults:
+    """The answers to a block: per-tick rejections, and arrays over the admitted rows."""
+
+    n: int
+    rejections: dict[int, Rejection]  # row -> why it got no signal
+    admitted: np.ndarray  # (m,) rows that got a signal, ascending
+    probs: np.ndarray  # (m, 3) calibrated (SELL, HOLD, BUY)
+    raw: np.ndarray  # (m, 3) the adapter's probabilities before calibration
+    signal: SignalArrays | None
+    warmed: np.ndarray  # (m,) bool
+    gaps: np.ndarray  # (m,) uint64 sequence gaps
+    x: np.ndarray | None  # (m, F) the model's input rows, when the stream asked for them
+    n_features: int = 0  # F when the stream asked for the model's input rows, else 0
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+def _name_ok(name: str) -> bool:
+    return bool(name) and len(name) <= MAX_INSTRUMENT_LENGTH and name.isprintable()
+
+
+def _suspect_rows(block: TickBlock) -> np.ndarray:
+    """Rows that may break a rule of `validate_tick` (or the absent-level rule): a superset."""
+    n = len(block)
+    bad = np.zeros(n, dtype=bool)
+    if n == 0:
+        return bad
+    names_ok = np.fromiter((_name_ok(name) for name in block.names), dtype=bool, count=len(block.names))
+    if not names_ok.all():
+        bad |= ~names_ok[block.index]
+    ts = block.timestamp_ns
+    bad |= ~((ts > 0) & (ts < MAX_TIMESTAMP_NS))
+    lp, ls = block.last_price, block.last_size
+    bad |= ~((lp >= 0) & (lp < MAX_PRICE))  # NaN fails every comparison, +-inf one of them
+    bad |= ~((ls >= 0) & (ls < MAX_SIZE))
+    if block.sequence is not None:
+        bad |= block.sequence > np.uint64(MAX_SEQUENCE)
+    L = block.bid_price.shape[1]
+    if L == 0:
+        bad[:] = True  # no levels at all
+        return bad
+    for (side, descending), (p, s) in zip(_SIDES, ((block.bid_price, block.bid_size), (block.ask_price, block.ask_size))):
+        present = ~(np.isnan(p) & np.isnan(s))
+        if present.all():
+            depth = np.full(n, L)
+            live = present
+        else:
+            depth = np.cumprod(present, axis=1).sum(axis=1)
+            bad |= present.sum(axis=1) != depth  # a present level after an absent one
+            live = np.arange(L) < depth[:, None]
+        bad |= (depth == 0) | (depth > MAX_LEVELS)
+        ok = (p >= MIN_PRICE) & (p < MAX_PRICE) & (s >= 0) & (s < MAX_SIZE)
+        bad |= (live & ~ok).any(axis=1)
+        if L > 1:
+            order = p[:, 1:] < p[:, :-1] if descending else p[:, 1:] > p[:, :-1]
+            bad |= (live[:, 1:] & ~order).any(axis=1)
+    bad |= block.bid_price[:, 0] > block.ask_price[:, 0]  # crossed (NaN compares False)
+    return bad
+
+
+def validate_block(block: TickBlock) -> tuple[np.ndarray, dict[int, Rejection]]:
+    """(ok mask, row -> Rejection): each rejection is what `validate_tick` says of that row's Tick."""
+    bad = _suspect_rows(block)
+    ok = ~bad
+    rejections: dict[int, Rejection] = {}
+    for i in np.flatnonzero(bad).tolist():
+        tick = block.tick(i)
+        try:
+            validate_tick(tick)
+        except TickserveError as exc:
+            rejections[i] = Rejection(exc.status, exc.message, exc.field)
+            continue
+        rejection = _absent_level_error(block, i)
+        if rejection is not None:
+            rejections[i] = rejection
+        else:
+            ok[i] = True  # flagged by the vectorised check, but valid
+    return ok, rejections
+
+
+def _absent_level_error(block: TickBlock, i: int) -> Rejection | None:
+    for side, p, s in (("bid", block.bid_price[i], block.bid_size[i]), ("ask", block.ask_price[i], block.ask_size[i])):
+        d = _leading_present(p, s)
+        present = ~(np.isnan(p[d:]) & np.isnan(s[d:]))
+        if present.any():
+            k = d + int(np.flatnonzero(present)[0])
+            return Rejection(
+                Status.INVALID_ARGUMENT,
+                f"{side}_price[{k}]: a level after the first absent one ({side}_price[{d}] and {side}_size[{d}] "
+                f"both NaN) must be absent too, got price {float(p[k])!r} and size {float(s[k])!r}",
+                f"{side}_price[{k}]",
+            )
+    return None
+
+
+# --- the stream checks of SignalSession.admit --------------------------------------------
+
+
+def _admit(session: SignalSession, block: TickBlock, rows: np.ndarray, rejections: dict[int, Rejection]):
+    """(admitted rows, their sequence gaps), updating the session's last timestamp and sequence."""
+    names = block.names
+    codes = block.index[rows]
+    ts = block.timestamp_ns[rows]
+    seq = block.sequence[rows].astype(np.int64) if block.sequence is not None else None  # <= 2^63-1: validated
+    last_ts, last_seq = session._last_ts, session._last_seq
+    order = np.argsort(codes, kind="stable")
+    sc = codes[order]
+    start = np.empty(len(sc), dtype=bool)
+    start[:1] = True
+    np.not_equal(sc[1:], sc[:-1], out=start[1:])
+    group_codes = sc[start].tolist()
+    group_names = [names[c] for c in group_codes]
+    new = sum(1 for name in group_names if name not in last_ts)
+    fast = len(last_ts) + new <= session.limits.max_instruments
+    if fast:
+        lo = np.iinfo(np.int64).min
+        sts = ts[order]
+        prev = np.empty_like(sts)
+        prev[1:] = sts[:-1]
+        prev[start] = [last_ts.get(name, lo) for name in group_names]
+        fast = not (sts < prev).any()
+    gaps_sorted = None
+    if fast and seq is not None:
+        sseq = seq[order]
+        prev = np.empty_like(sseq)
+        prev[1:] = sseq[:-1]
+        prev[start] = [last_seq.get(name, -1) if name in last_ts else -1 for name in group_names]
+        fast = not (sseq <= prev).any()
+        if fast:
+            gaps_sorted = np.where((prev >= 0) & (sseq > prev + 1), sseq - prev - 1, 0)
+    if fast:
+        ends = np.append(np.flatnonzero(start)[1:], len(sc)) - 1  # each group's last row, in sorted order
+        for name, end in zip(group_names, ends.tolist()):
+            last_ts[name] = int(ts[order[end]])
+            if seq is not None:
+                last_seq[name] = int(seq[order[end]])
+        gaps = np.zeros(len(rows), dtype=np.uint64)
+        if gaps_sorted is not None:
+            gaps[order] = gaps_sorted
+        return rows, gaps
+    # some tick fails a stream check: tick by tick, exactly as SignalSession.prepare
+    admitted, gaps = [], []
+    ts_list = ts.tolist()
+    seq_list = seq.tolist() if seq is not None else None
+    for j, (row, code) in enumerate(zip(rows.tolist(), codes.tolist())):
+        name = names[code]
+        t = ts_list[j]
+        s = seq_list[j] if seq_list is not None else None
+        rejection = session.check_state(name, t, s)
+        if rejection is not None:
+            rejections[row] = rejection
+            continue
+        last_ts[name] = t
+        gap = 0
+        if s is not None:
+            last = last_seq.get(name)
+            last_seq[name] = s
+            if last is not None and s > last + 1:
+                gap = s - last - 1
+        admitted.append(row)
+        gaps.append(gap)
+    return np.array(admitted, dtype=np.intp), np.array(gaps, dtype=np.uint64)
+
+
+# --- the whole path ----------------------------------------------------------------------
+
+
+def block_frame(block: TickBlock, rows: np.ndarray) -> TickFrame:
+    """The valid `rows` of a block as the TickFrame `TickFrame.from_ticks` would build of their ticks."""
+    m = len(rows)
+    names = np.empty(len(block.names), dtype=object)
+    names[:] = block.names
+    L = block.bid_price.shape[1]
+
+    def levels(a: np.ndarray) -> np.ndarray:
+        if L == MAX_LEVELS:
+            return a[rows]
+        out = np.full((m, MAX_LEVELS), np.nan)
+        k = min(L, MAX_LEVELS)  # a valid row has at most MAX_LEVELS present levels, all first
+        out[:, :k] = a[rows, :k]
+        return out
+
+    return TickFrame(
+        instrument=names[block.index[rows]],
+        timestamp_ns=block.timestamp_ns[rows],
+        last_price=block.last_price[rows],
+        last_size=block.last_size[rows],
+        bid_price=levels(block.bid_price),
+        bid_size=levels(block.bid_size),
+        ask_price=levels(block.ask_price),
+        ask_size=levels(block.ask_size),
+        sequence=block.sequence[rows].astype(np.int64) if block.sequence is not None else np.full(m, -1, dtype=np.int64),
+    )
+
+
+def process_columns(session: SignalSession, block: TickBlock) -> ColumnResults:
+    """The answers `session.process` would give the block's ticks, computed on arrays."""
+    ok, rejections = validate_block(block)
+    rows, gaps = _admit(session, block, np.flatnonzero(ok), rejections)
+    m = len(rows)
+    empty = np.empty((0, 3))
+    n_features = len(session.model.feature_index) if session.return_features else 0
+    if m == 0:
+        return ColumnResults(len(block), rejections, rows, empty, empty, None, np.zeros(0, bool), gaps, None,
+                             n_features)  # fmt: skip
+    used, codes = np.unique(block.index[rows], return_inverse=True)  # ints: cheaper than the names
+    groups = ([block.names[c] for c in used.tolist()], codes)
+    full, counts = session.features.update_frame(block_frame(block, rows), groups)
+    x = full[:, session.model.feature_index]
+    raw, probs = session.model.predict(x)
+    signal = decide_many(probs, full[:, _SPREAD_TICKS], session.model.manifest.signal_rules)
+    warmed = counts >= MAX_LOOKBACK
+    return ColumnResults(len(block), rejections, rows, probs, raw, signal, warmed, gaps,
+                         x if session.return_features else None, n_features)  # fmt: skip
+
+
+def check_lengths(n: int, lengths: dict[str, int], levels: int, level_lengths: dict[str, int], sequence: int) -> None:
+    """Every array of a TickColumns message has its length, or the call fails naming it."""
+    for name, length in lengths.items():
+        if length != n:
+            raise InvalidArgument(
+                f"columns.{name}: has {length} values, expected {n} (one per tick, as columns.instrument_index)",
+                field=f"columns.{name}",
+            )
+    for name, length in level_lengths.items():
+        if length != n * levels:
+            raise InvalidArgument(
+                f"columns.{name}: has {length} values, expected {n * levels} ({n} ticks x levels={levels})",
+                field=f"columns.{name}",
+            )
+    if sequence not in (0, n):
+        raise InvalidArgument(
+            f"columns.sequence: has {sequence} values, expected none or {n} (one per tick)", field="columns.sequence"
+        )
