@@ -149,22 +149,32 @@ def window_columns(
             s_var = s_sq / c - s_shift * s_shift
             r_shift = r_sum / c
             r_var = r_sq / c - r_shift * r_shift
-            vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
             # pos >= lookback whenever real_pos > pos (a history of MAX_LOOKBACK rows is kept)
             back = mid[index - np.minimum(lookback, pos)]
-            m_range = _snap((m_max - m_min) / T)
-            cols += [
-                s_mean,
-                np.where(s_var > 0, np.sqrt(np.maximum(s_var, 0.0)), 0.0),
-                np.where(s_max > s_min, (spread_ticks - s_min) / (s_max - s_min), 0.5),
-                imb1 - i_sum / c,
-                vwap,
-                (last - vwap) / T,
-                mid / back - 1.0,
-                np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
-                np.where(m_range > 0, _snap((mid - m_min) / T) / m_range, 0.5),
-            ]
+            cols += _lookback_columns(
+                s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_sum / c, pv_sum, v_sum, mid, last, T, back, r_var,
+                m_min, m_max,
+            )  # fmt: skip
     return cols
+
+
+def _lookback_columns(s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_mean, pv_sum, v_sum, mid, last, T, back,
+                      r_var, m_min, m_max) -> list[np.ndarray]:  # fmt: skip
+    """The nine features of one lookback from its window statistics: the one formula both
+    window kernels use, so they cannot drift apart (streaming == batch to the last bit)."""
+    vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
+    m_range = _snap((m_max - m_min) / T)
+    return [
+        s_mean,
+        np.where(s_var > 0, np.sqrt(np.maximum(s_var, 0.0)), 0.0),
+        np.where(s_max > s_min, (spread_ticks - s_min) / (s_max - s_min), 0.5),
+        imb1 - i_mean,
+        vwap,
+        (last - vwap) / T,
+        mid / back - 1.0,
+        np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
+        np.where(m_range > 0, _snap((mid - m_min) / T) / m_range, 0.5),
+    ]
 
 
 def window_columns_padded(
@@ -248,22 +258,11 @@ def window_columns_padded(
             s_var = s_sq[at] / c - s_shift * s_shift
             r_shift = r_sum[at] / c
             r_var = r_sq[at] / c - r_shift * r_shift
-            ps, vs = pv_sum[at], v_sum[at]
-            vwap = np.where(vs > 0, ps / vs, mid)
             back_mid = mid[index - np.minimum(lookback, pos)]
-            lo, hi, mlo = s_min[at], s_max[at], m_min[at]
-            m_range = _snap((m_max[at] - mlo) / T)
-            cols += [
-                s_mean,
-                np.where(s_var > 0, np.sqrt(np.maximum(s_var, 0.0)), 0.0),
-                np.where(hi > lo, (spread_ticks - lo) / (hi - lo), 0.5),
-                imb1 - i_sum[at] / c,
-                vwap,
-                (last - vwap) / T,
-                mid / back_mid - 1.0,
-                np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
-                np.where(m_range > 0, _snap((mid - mlo) / T) / m_range, 0.5),
-            ]
+            cols += _lookback_columns(
+                s_mean, s_var, s_min[at], s_max[at], spread_ticks, imb1, i_sum[at] / c, pv_sum[at], v_sum[at], mid,
+                last, T, back_mid, r_var, m_min[at], m_max[at],
+            )  # fmt: skip
     return cols
 
 

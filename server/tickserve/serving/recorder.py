@@ -61,15 +61,7 @@ class Recorder:
             else:
                 errors = errors or Counter()
                 errors[result.status.name] += 1
-        t = self.telemetry
-        if t is not None:
-            requests, tick_count, latency = self._metrics_for(rpc, model)
-            requests.inc()
-            if signals:
-                tick_count.inc(signals)
-            latency.observe(latency_ns / 1e9)
-            for code, n in (errors or {}).items():
-                t.tick_errors.labels(rpc, code).inc(n)
+        self._count(rpc, model, signals, errors, latency_ns)
         if rows:
             self.signal_log.record(rows)  # never blocks; drops are counted by the log itself
 
@@ -80,15 +72,7 @@ class Recorder:
             return
         latency_ns = time.perf_counter_ns() - started_ns
         signals = len(results.admitted)
-        t = self.telemetry
-        if t is not None:
-            requests, tick_count, latency = self._metrics_for(rpc, model)
-            requests.inc()
-            if signals:
-                tick_count.inc(signals)
-            latency.observe(latency_ns / 1e9)
-            for code, n in Counter(r.status.name for r in results.rejections.values()).items():
-                t.tick_errors.labels(rpc, code).inc(n)
+        self._count(rpc, model, signals, Counter(r.status.name for r in results.rejections.values()), latency_ns)
         if self.signal_log is not None and signals:
             from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES
 
@@ -110,6 +94,18 @@ class Recorder:
                     results.warmed.tolist(),
                 )
             ])  # fmt: skip
+
+    def _count(self, rpc: str, model, signals: int, errors: Counter | None, latency_ns: int) -> None:
+        t = self.telemetry
+        if t is None:
+            return
+        requests, tick_count, latency = self._metrics_for(rpc, model)
+        requests.inc()
+        if signals:
+            tick_count.inc(signals)
+        latency.observe(latency_ns / 1e9)
+        for code, n in (errors or {}).items():
+            t.tick_errors.labels(rpc, code).inc(n)
 
     def stream_opened(self, rpc: str) -> None:
         if self.telemetry is not None:
