@@ -80,27 +80,12 @@ def run_demo(models: Path, train_samples: int, holdout_samples: int, show: int, 
     with tempfile.TemporaryDirectory(prefix="tickserve-demo-") as tmp:
         holdout = Path(tmp) / "holdout.parquet"
         _run(["simulate", "--ticks", str(holdout_samples), "--seed", str(HOLDOUT_SEED), "--out", str(holdout)])
-        ready = Path(tmp) / "port"
-        print("== starting the server")
-        serve = [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
-                 "--ready-file", str(ready)]
-        server = subprocess.Popen(serve + (["--default-model", default] if default else []))
-        try:
-            port = _wait_for_port(server, ready)
-            address = f"127.0.0.1:{port}"
-            _run(["models", "--server", address])
-            every = 100
-            print(f"\n== streaming {show * every} held-out ticks one by one through StreamSignals"
-                  f" (default model; printing every {every}th signal)")
-            _run(["stream", "--server", address, "--file", str(holdout), "--limit", str(show * every),
-                  "--every", str(every)])
-            print(f"\n== evaluating every model on {holdout_samples} held-out ticks (seed {HOLDOUT_SEED}) over Evaluate")
-            _run(["evaluate", "--server", address, "--file", str(holdout), "--all-models"])
-        finally:
-            server.send_signal(signal.SIGTERM)
-            code = server.wait(timeout=30)
-        print(f"\n== server stopped (exit code {code})")
-        return 0 if code == 0 else 1
+        shown = show * 100
+        return _serve_stream_evaluate(
+            models, default, holdout, Path(tmp), stream_ticks=shown, show=show,
+            stream_what=f"{shown} held-out ticks",
+            evaluate_what=f"{holdout_samples} held-out ticks (seed {HOLDOUT_SEED})",
+        )  # fmt: skip
 
 
 def _find(data: Path, stem: str) -> Path | None:
@@ -165,12 +150,15 @@ def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: st
             print(f"== writing the ensemble {ENSEMBLE} of {', '.join(built)}")
             _run(["ensemble", "--models", str(models), "--name", ENSEMBLE, *[f"--member={n}" for n in built]])
         default = ENSEMBLE if len(built) > 1 else (built[0] if built else "")
-        return _serve_stream_evaluate(models, default, holdout, n_hold, show, tmp,
-                                      f"the held-out end of {data.name} ({n_hold} ticks)")
+        what = f"the held-out end of {data.name} ({n_hold} ticks)"
+        return _serve_stream_evaluate(models, default, holdout, Path(tmp), stream_ticks=n_hold, show=show,
+                                      stream_what=what, evaluate_what=what)  # fmt: skip
 
 
-def _serve_stream_evaluate(models: Path, default: str, holdout: Path, n_holdout: int, show: int, tmp: Path,
-                           what: str) -> int:
+def _serve_stream_evaluate(models: Path, default: str, holdout: Path, tmp: Path, *, stream_ticks: int, show: int,
+                           stream_what: str, evaluate_what: str) -> int:
+    """Start `tickserve serve`, stream `stream_ticks` of `holdout` printing `show` signals,
+    evaluate every model on all of it, then stop the server with SIGTERM (its exit code decides)."""
     ready = tmp / "port"
     print("== starting the server")
     serve = [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
@@ -180,10 +168,12 @@ def _serve_stream_evaluate(models: Path, default: str, holdout: Path, n_holdout:
         port = _wait_for_port(server, ready)
         address = f"127.0.0.1:{port}"
         _run(["models", "--server", address])
-        every = max(1, n_holdout // max(1, show))
-        print(f"\n== streaming {what} one by one through StreamSignals (default model; printing every {every}th signal)")
-        _run(["stream", "--server", address, "--file", str(holdout), "--every", str(every)])
-        print(f"\n== evaluating every model on {what} over Evaluate: model vs baselines, trading metrics")
+        every = max(1, stream_ticks // max(1, show))
+        print(f"\n== streaming {stream_what} one by one through StreamSignals (default model; printing every "
+              f"{every}th signal)")
+        _run(["stream", "--server", address, "--file", str(holdout), "--limit", str(stream_ticks),
+              "--every", str(every)])
+        print(f"\n== evaluating every model on {evaluate_what} over Evaluate: model vs baselines, trading metrics")
         _run(["evaluate", "--server", address, "--file", str(holdout), "--all-models"])
     finally:
         server.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ import numpy as np
 from ..ticks import TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
-from .spec import FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK
+from .spec import FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK, row_features
 
 _MINUTE = float(MINUTE_NS)
 
@@ -85,20 +85,9 @@ def row_columns(frame: TickFrame, config: FeatureConfig, groups: tuple | None = 
         micro = np.where(d1 > 0, (b1 * as1 + a1 * bs1) / d1, mid)
         last = np.where(frame.last_price > 0, frame.last_price, mid)
         session, since_open, to_close = _time_features(frame.timestamp_ns, config)
-        base = [
-            spread,
-            spread / mid,
-            spread_ticks,
-            imb1,
-            imb5,
-            imb10,
-            micro,
-            (micro - mid) / T,
-            (micro - last) / T,
-            session,
-            since_open,
-            to_close,
-        ]
+        base = row_features(
+            spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close
+        )
     return RowColumns(base, mid, spread_ticks, imb1, last * frame.last_size, frame.last_size, last, T)
 
 

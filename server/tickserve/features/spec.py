@@ -81,3 +81,22 @@ DEFAULT_MODEL_FEATURES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n no
 def missing_features(names) -> list[str]:
     """The names the feature stage cannot produce (empty when all are known)."""
     return [n for n in names if n not in FEATURE_INDEX]
+
+
+def row_features(spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close) -> list:
+    """The per-tick (non-window) features, in FEATURE_NAMES order, from floats (streaming) or
+    arrays (batch): one formula for both paths, so they agree to the last bit."""
+    return [
+        spread,
+        spread / mid,
+        spread_ticks,
+        imb1,
+        imb5,
+        imb10,
+        micro,
+        (micro - mid) / T,
+        (micro - last) / T,
+        session,
+        since_open,
+        to_close,
+    ]

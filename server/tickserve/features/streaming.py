@@ -17,7 +17,7 @@ import numpy as np
 from ..ticks import Tick, TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
-from .spec import FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK
+from .spec import FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK, row_features
 
 _MINUTE = float(MINUTE_NS)
 
@@ -94,20 +94,9 @@ class StreamingFeatures:
         mids.appendleft(mid)
         state.ret.appendleft(ret1)
 
-        out = [
-            spread,
-            spread / mid,
-            spread_ticks,
-            imb1,
-            imb5,
-            imb10,
-            micro,
-            (micro - mid) / T,
-            (micro - last) / T,
-            session,
-            since_open,
-            to_close,
-        ]
+        out = row_features(
+            spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close
+        )
 
         # One pass from the newest tick to the oldest, recording each lookback
         # when its window is complete (or the history runs out). Variances are
