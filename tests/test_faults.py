@@ -656,6 +656,7 @@ PHASES = ((20, 10), (5, 200), (40, 10))
 # How soon after the server says "tickserve stopping" new calls must be refused: the handler
 # prints that line just before it stops the gRPC server, so a call may slip into the gap.
 REFUSE_WITHIN_S = 2.0
+REFUSED_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 class _TermStream:
@@ -786,7 +787,9 @@ def test_sigterm_drains_in_flight_streams_refuses_new_calls_and_exits_0(model_re
         in_flight += sum(1 for seq, when in s.answers[before : before + PHASES[1][0] * PHASES[1][1]] if when > signalled)
     assert in_flight > 0, "no tick was in flight when SIGTERM arrived; the scenario tested nothing"
     for name, (code, details) in outcome["refused"].items():
-        assert code == grpc.StatusCode.UNAVAILABLE, (name, code, details)
+        # UNAVAILABLE (connection refused, GOAWAY) as a rule; CANCELLED when the call's headers
+        # reached gRPC's core just as it shut down (seen in CI, 2026-11-25). Either way it was not served.
+        assert code in REFUSED_CODES, (name, code, details)
     assert proc.returncode == 0, stderr_of(ready)
     assert "tickserve stopping" in "".join(lines)
     report = (
