@@ -20,15 +20,39 @@ _LOG_T_RANGE = (log(0.05), log(20.0))
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(p) / T) per row. One row is done in plain floats (numpy's per-call
+    overhead is most of the cost there), many rows in numpy, with the same operations in the
+    same order, so a row gets the same bits either way: log and exp are libm's in both
+    (numpy's SIMD log/exp may differ from libm in the last bit on some CPUs), the sum runs
+    left to right in both."""
     if temperature == 1.0:
         return probs
-    # plain ufuncs: np.clip and keepdims reductions cost more than the math for one row
-    z = np.log(np.maximum(probs, _EPS))
+    if len(probs) == 1:
+        return np.array([_temperature_row(probs[0].tolist(), temperature)])
+    z = _libm(log, np.maximum(probs, _EPS))
     z /= temperature
-    z -= np.maximum.reduce(z, axis=1)[:, None]
-    np.exp(z, out=z)
-    z /= np.add.reduce(z, axis=1)[:, None]
-    return z
+    z -= z.max(axis=1)[:, None]
+    e = _libm(exp, z)
+    total = e[:, 0].copy()
+    for k in range(1, e.shape[1]):
+        total += e[:, k]
+    e /= total[:, None]
+    return e
+
+
+def _temperature_row(p: list[float], temperature: float) -> list[float]:
+    z = [log(v if v > _EPS else _EPS) / temperature for v in p]
+    top = max(z)
+    e = [exp(v - top) for v in z]
+    total = e[0]
+    for v in e[1:]:
+        total += v
+    return [v / total for v in e]
+
+
+def _libm(fn, a: np.ndarray) -> np.ndarray:
+    flat = a.ravel().tolist()
+    return np.fromiter(map(fn, flat), dtype=np.float64, count=len(flat)).reshape(a.shape)
 
 
 def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
