@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 from tickserve_client import tick_message
@@ -15,6 +16,8 @@ from ..engine import Rejection, Result, Scored
 from ..repository import ModelEntry
 from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES, SignalValues
 from ..ticks import Tick, TickFrame
+
+log = logging.getLogger(__name__)
 
 ACTION = {name: pb.Action.Value(f"ACTION_{name}") for name in ("BUY", "HOLD", "SELL")}
 STRENGTH = {name: pb.Strength.Value(f"STRENGTH_{name}") for name in ("WEAK", "MEDIUM", "STRONG")}
@@ -211,6 +214,13 @@ def model_info(entry: ModelEntry) -> pb.ModelInfo:
         info.metrics.update(m.metrics)
         info.signal_rules.update(m.signal_rules.to_dict())
         info.data_fingerprint = m.data_fingerprint
+    if entry.model is not None:
+        try:  # a plugin's metadata() must not break ListModels for every model
+            runtime = entry.model.adapter.metadata()
+        except Exception:
+            log.exception("metadata() of %s/%s failed", entry.name, entry.version)
+            runtime = {}
+        info.runtime.update({str(k): str(v) for k, v in runtime.items()})
     return info
 
 
