@@ -81,7 +81,10 @@ def test_train_writes_a_json_manifest_and_no_pickle(tmp_path):
     assert result.returncode == 0, result.stderr
     version_dir = tmp_path / "m" / "1"
     names = sorted(p.name for p in version_dir.iterdir())
-    assert names == ["manifest.json", "model.txt"]
+    assert names == ["compiled", "manifest.json", "model.txt"]
+    # the quick compiled form train builds (tests/test_compiled.py): machine code and its checksum
+    built = sorted(p.suffix for p in (version_dir / "compiled").iterdir())
+    assert built == [".sha256", ".so"] and "compiled with lleaves (quick)" in result.stdout, result.stdout
     import json
 
     manifest = json.loads((version_dir / "manifest.json").read_text())

@@ -95,8 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threshold", type=float, default=2.0, help="label threshold in tick sizes")
     t.add_argument("--features", default="", help="comma-separated feature names (default: the standard set)")
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="adapter parameter override")
+    t.add_argument("--no-compile", action="store_true",
+                   help="skip the quick build of the adapter's compiled form (see `tickserve compile`)")
     _plugin_filter_args(t)
     t.set_defaults(func=cmd_train)
+
+    co = sub.add_parser("compile", help="build the compiled, bit-exact form of models whose adapter has one "
+                                        "(LightGBM: lleaves), for `serve` to load")
+    co.add_argument("--models", type=Path, default=Path("models"))
+    co.add_argument("name", nargs="?", default="", help="one model (default: every model in the repository)")
+    co.add_argument("version", nargs="?", default="", help="one version (default: every version)")
+    co.add_argument("--quick", action="store_true",
+                    help="build in seconds rather than minutes, for somewhat slower code (what `train` builds)")
+    _plugin_filter_args(co)
+    co.set_defaults(func=cmd_compile)
 
     v = sub.add_parser("serve", help="serve the model repository over gRPC",
                        description="Flags override $TICKSERVE_<SECTION>_<KEY>, which overrides the config file "
@@ -490,7 +502,56 @@ def cmd_train(args) -> int:
               + " / ".join(f"{m[f'wf_mean_baseline_{b}_macro_f1']:.4f}" for b in ("majority", "last_move", "imbalance")))
     if manifest.calibration:
         print(f"  calibration: temperature {manifest.calibration['temperature']:.3f} (fitted on the validation span)")
+    if not args.no_compile:
+        _compile_one(adapter, path, manifest, quick=True)
     return 0
+
+
+def cmd_compile(args) -> int:
+    """Compile every model version on disk (or the one named) whose adapter can compile."""
+    from .manifest import MANIFEST_FILE, ModelManifest
+
+    plugins = _plugins(args)
+    if not args.models.is_dir():
+        raise ValueError(f"--models: {args.models} is not a directory")
+    names = [args.name] if args.name else sorted(p.name for p in args.models.iterdir() if p.is_dir())
+    failed = found = 0
+    for name in names:
+        if not (args.models / name).is_dir():
+            raise ValueError(f"name: no model {name!r} in {args.models}")
+        versions = [args.version] if args.version else sorted(p.name for p in (args.models / name).iterdir() if p.is_dir())
+        for version in versions:
+            path = args.models / name / version
+            if not (path / MANIFEST_FILE).is_file():
+                if args.version:
+                    raise ValueError(f"version: no version {version!r} of {name!r} in {args.models}")
+                continue
+            manifest = ModelManifest.load(path)
+            if manifest.members:
+                continue  # an ensemble: its members are compiled as models of their own
+            adapter = plugins.adapters.get(manifest.adapter)
+            if adapter is None:
+                print(f"{name}/{version}: adapter {manifest.adapter!r} is not installed, skipped")
+                continue
+            found += 1
+            failed += not _compile_one(adapter, path, manifest, quick=args.quick)
+    if not found:
+        print("no model to compile")
+    return 1 if failed else 0
+
+
+def _compile_one(adapter, path: Path, manifest, *, quick: bool) -> bool:
+    import time
+
+    started = time.perf_counter()
+    try:
+        built = adapter.compile(path, manifest, quick=quick)
+    except Exception as exc:  # one model failing to compile leaves it native; say so and go on
+        print(f"{manifest.name}/{manifest.version}: not compiled ({type(exc).__name__}: {exc}); it serves natively")
+        return False
+    if built:
+        print(f"{manifest.name}/{manifest.version}: {built} ({time.perf_counter() - started:.1f} s)")
+    return True
 
 
 def _is_json(v: str) -> bool:

@@ -97,6 +97,16 @@ class ModelAdapter(ABC):
         return {}
 
     @classmethod
+    def compile(cls, model_dir: Path, manifest: ModelManifest, *, quick: bool = False) -> str | None:
+        """Build a faster, exact form of the model in `model_dir` for `load` to use; say what was built. Optional.
+
+        Called by `tickserve compile` and (with quick=True: seconds, not minutes) by
+        `tickserve train`, never while serving. Keep the artifact in `model_dir`, keyed by
+        what it depends on (the model file's hash, the compiler, the CPU), so `load` can
+        tell a stale one. None: nothing to compile."""
+        return None
+
+    @classmethod
     def train(cls, data: TrainingData, params: dict[str, Any], out_dir: Path, progress: Progress) -> TrainingResult:
         """Fit a model on `data`, write its files into `out_dir`. Optional."""
         raise NotImplementedError(f"adapter {cls.name!r} does not support training")

@@ -1,9 +1,16 @@
-"""LightGBM adapter for tickserve: native text boosters, multiclass softmax."""
+"""LightGBM adapter for tickserve: native text boosters, multiclass softmax.
+
+With an artifact built by `tickserve compile` (compiled.py, lleaves), predictions come
+from the compiled forest, checked bit for bit against LightGBM at load; without one, or
+if the check fails, from LightGBM itself.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import threading
+from math import exp
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +18,10 @@ import lightgbm as lgb
 import numpy as np
 
 from tickserve.plugin import ModelAdapter, Progress, TrainingData, TrainingResult, hookimpl
+
+from . import compiled as compiled_path
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.txt"
 
@@ -39,10 +50,13 @@ SINGLE_THREAD_ROWS = 256
 class LightGBMAdapter(ModelAdapter):
     name = "lightgbm"
 
-    def __init__(self, booster: lgb.Booster, feature_names: list[str]) -> None:
+    def __init__(self, booster: lgb.Booster, feature_names: list[str],
+                 compiled: compiled_path.CompiledForest | None = None, predictor: str = "lightgbm") -> None:
         self.booster = booster
         self.feature_names = feature_names
         self._single_row = _SingleRowPredictor(booster, len(feature_names))
+        self.compiled = compiled
+        self.predictor = predictor  # what serves predictions, and why (GetModel shows it)
 
     @classmethod
     def load(cls, model_dir: Path, manifest) -> "LightGBMAdapter":
@@ -53,20 +67,76 @@ class LightGBMAdapter(ModelAdapter):
             raise ValueError(f"booster has {booster.num_feature()} features, manifest lists {len(manifest.feature_names)}")
         if booster.num_model_per_iteration() != len(manifest.classes):
             raise ValueError(f"booster predicts {booster.num_model_per_iteration()} classes, manifest lists {len(manifest.classes)}")
-        return cls(booster, list(manifest.feature_names))
+        adapter = cls(booster, list(manifest.feature_names))
+        adapter._use_compiled(model_dir, path)
+        return adapter
+
+    def _use_compiled(self, model_dir: Path, path: Path) -> None:
+        """Serve from the compiled artifact if there is one for this model and it agrees with
+        LightGBM to the last bit on the probe rows; otherwise stay native and say why."""
+        if not compiled_path.any_artifact(model_dir, path):  # before importing LLVM (~30 MB resident)
+            self.predictor = "lightgbm (not compiled: run `tickserve compile`)"
+            return
+        why_not = compiled_path.available()
+        if why_not is not None:
+            self.predictor = f"lightgbm ({why_not})"
+            return
+        built = [a for a in (compiled_path.artifact_path(model_dir, path, level) for level in compiled_path.LEVELS)
+                 if a.is_file()]
+        if not built:
+            self.predictor = "lightgbm (compiled for another CPU or compiler version: run `tickserve compile`)"
+            return
+        artifact = built[0]  # the full build when there is one
+        try:
+            forest = compiled_path.CompiledForest(path, artifact)
+            probe = compiled_path.probe_rows(self.booster.num_feature())
+            native = self.booster.predict(probe, num_threads=1)
+            if not np.array_equal(forest.predict_proba(probe), native, equal_nan=True):
+                raise ValueError("its probabilities differ from LightGBM's on the probe rows")
+            singles = [_softmax_row(forest.raw_row(row)) for row in probe[:64]]
+            if not np.array_equal(np.array(singles), native[:64], equal_nan=True):
+                raise ValueError("its single-row probabilities differ from LightGBM's on the probe rows")
+        except Exception as exc:  # a stale, corrupt or foreign artifact: never worse than native
+            log.warning("not using compiled artifact %s: %s", artifact, exc)
+            self.predictor = f"lightgbm (compiled artifact rejected: {exc})"
+            return
+        self.compiled = forest
+        self.predictor = f"lleaves (compiled {artifact.name}, bit-exact with lightgbm on {len(probe)} probe rows)"
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        forest = self.compiled
+        if forest is not None:
+            if len(features) == 1:  # plain floats: a 3-class softmax costs less than numpy's overhead
+                return np.array([_softmax_row(forest.raw_row(features[0]))])
+            return forest.predict_proba(features)
         if len(features) == 1:
             return self._single_row(features[0])[None, :]
         threads = 1 if len(features) < SINGLE_THREAD_ROWS else 0
         return self.booster.predict(features, num_threads=threads)
+
+    @classmethod
+    def compile(cls, model_dir: Path, manifest, *, quick: bool = False) -> str | None:
+        why_not = compiled_path.available()
+        if why_not is not None:
+            raise RuntimeError(why_not)
+        path = model_dir / manifest.model_file
+        level = "quick" if quick else "full"
+        artifact = compiled_path.artifact_path(model_dir, path, level)
+        if artifact.is_file():
+            try:
+                compiled_path.check_artifact(artifact)
+                return f"already compiled ({level}): {artifact.relative_to(model_dir)}"
+            except ValueError:
+                pass  # damaged or half-written: build it again
+        compiled_path.compile_model(path, artifact, level)
+        return f"compiled with lleaves ({level}): {artifact.relative_to(model_dir)}"
 
     def feature_importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance(importance_type="gain")
         return {name: float(g) for name, g in zip(self.feature_names, gains)}
 
     def metadata(self) -> dict[str, str]:
-        return {"lightgbm_version": lgb.__version__, "trees": str(self.booster.num_trees())}
+        return {"lightgbm_version": lgb.__version__, "trees": str(self.booster.num_trees()), "predictor": self.predictor}
 
     @classmethod
     def train(cls, data: TrainingData, params: dict[str, Any], out_dir: Path, progress: Progress) -> TrainingResult:
@@ -145,6 +215,16 @@ class _SingleRowPredictor:
     def __del__(self) -> None:
         if getattr(self, "_config", None) and self._config.value:
             self._lib.LGBM_FastConfigFree(self._config)
+
+
+def _softmax_row(values: list[float]) -> list[float]:
+    """compiled.softmax_like_lightgbm for one row, in plain floats (the same operations)."""
+    top = max(values)
+    e = [exp(v - top) for v in values]
+    total = 0.0
+    for v in e:
+        total += v
+    return [v / total for v in e]
 
 
 def _check_complete(text: str) -> None:
