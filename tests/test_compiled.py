@@ -47,7 +47,9 @@ def repos(model_repo, tmp_path_factory) -> dict[str, Path]:
 
 
 def _artifact(version_dir: Path) -> Path:
-    found = sorted((version_dir / compiled.COMPILED_DIR).glob("lleaves-*-full.so"))
+    """The full build: a linked .so where a linker exists, else the object file (.o)."""
+    found = [p for p in sorted((version_dir / compiled.COMPILED_DIR).glob("lleaves-*-full.*"))
+             if p.suffix in compiled.FORMS]
     assert len(found) == 1, found
     return found[0]
 
@@ -175,12 +177,49 @@ def test_the_quick_build_train_makes_is_exact_too_and_the_full_build_wins_when_b
     version = _copy_version(repos, tmp_path)
     full = _artifact(version)
     done = _compile(tmp_path, MODEL, "1", "--quick")
-    assert done.returncode == 0 and "compiled with lleaves (quick)" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 0 and "compiled with lleaves (quick" in done.stdout, done.stdout + done.stderr
     assert _repository(tmp_path, plugins).get(MODEL, "1").adapter.predictor.startswith(f"lleaves (compiled {full.name}")
     full.unlink()
     model = _repository(tmp_path, plugins).get(MODEL, "1")
-    assert model.adapter.compiled is not None and "-quick.so" in model.adapter.predictor, model.adapter.predictor
+    assert model.adapter.compiled is not None and "-quick." in model.adapter.predictor, model.adapter.predictor
     x = batch_features(simulate(2_000, seed=94), model.manifest.feature_config)[:, model.feature_index]
     assert np.array_equal(model.adapter.predict_proba(x), model.adapter.booster.predict(x))
     singles = np.vstack([model.adapter.predict_proba(x[i : i + 1]) for i in range(300)])
     assert np.array_equal(singles, model.adapter.booster.predict(x[:300]))
+
+
+@pytest.mark.skipif(shutil.which("ld") is None and shutil.which("cc") is None, reason="no system linker here")
+def test_with_a_linker_the_artifact_is_a_shared_library_and_serving_never_loads_llvm(repos):
+    """LLVM's library costs ~75 MB resident: a linked artifact is loaded with ctypes alone."""
+    assert _artifact(repos["compiled"] / MODEL / "1").suffix == ".so"
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tickserve.plugin_manager import load_plugins\n"
+        "from tickserve.repository import ModelRepository\n"
+        f"r = ModelRepository(Path({str(repos['compiled'])!r}), load_plugins().adapters); r.load_all()\n"
+        f"print(r.get({MODEL!r}, '1').adapter.predictor)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('llvmlite', 'lleaves')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    predictor, loaded = done.stdout.strip().splitlines()[-2:]
+    assert predictor.startswith("lleaves"), predictor
+    assert loaded == "[]", f"serving a linked artifact loaded {loaded}"
+
+
+def test_without_a_linker_the_object_file_is_kept_and_loaded_through_llvmlite(repos, plugins, tmp_path, monkeypatch):
+    version = _copy_version(repos, tmp_path)
+    shutil.rmtree(version / compiled.COMPILED_DIR)
+    monkeypatch.setattr(compiled, "_linker", lambda: None)  # as on a machine without ld or cc
+    adapter_cls = plugins.adapters["lightgbm"]
+    model = _repository(tmp_path, plugins).get(MODEL, "1")
+    built = adapter_cls.compile(version, model.manifest, quick=True)
+    assert "object file" in built and built.endswith("-quick.o"), built
+    model = _repository(tmp_path, plugins).get(MODEL, "1")
+    assert model.adapter.compiled is not None and model.adapter.predictor.endswith(
+        "probe rows)") and "-quick.o" in model.adapter.predictor, model.adapter.predictor
+    x = batch_features(simulate(1_500, seed=95), model.manifest.feature_config)[:, model.feature_index]
+    expected = model.adapter.booster.predict(x)
+    assert np.array_equal(model.adapter.predict_proba(x), expected)
+    assert np.array_equal(np.vstack([model.adapter.predict_proba(x[i : i + 1]) for i in range(200)]), expected[:200])

@@ -74,21 +74,16 @@ class LightGBMAdapter(ModelAdapter):
     def _use_compiled(self, model_dir: Path, path: Path) -> None:
         """Serve from the compiled artifact if there is one for this model and it agrees with
         LightGBM to the last bit on the probe rows; otherwise stay native and say why."""
-        if not compiled_path.any_artifact(model_dir, path):  # before importing LLVM (~30 MB resident)
-            self.predictor = "lightgbm (not compiled: run `tickserve compile`)"
+        artifact = compiled_path.find_artifact(model_dir, path)
+        if artifact is None:
+            self.predictor = "lightgbm (not compiled for this model file, CPU and compiler: run `tickserve compile`)"
             return
-        why_not = compiled_path.available()
-        if why_not is not None:
-            self.predictor = f"lightgbm ({why_not})"
+        if artifact.suffix == ".o" and compiled_path.available() is not None:
+            self.predictor = f"lightgbm ({compiled_path.available()})"
             return
-        built = [a for a in (compiled_path.artifact_path(model_dir, path, level) for level in compiled_path.LEVELS)
-                 if a.is_file()]
-        if not built:
-            self.predictor = "lightgbm (compiled for another CPU or compiler version: run `tickserve compile`)"
-            return
-        artifact = built[0]  # the full build when there is one
         try:
-            forest = compiled_path.CompiledForest(path, artifact)
+            forest = compiled_path.CompiledForest(path, artifact, self.booster.num_feature(),
+                                                  self.booster.num_model_per_iteration())
             probe = compiled_path.probe_rows(self.booster.num_feature())
             native = self.booster.predict(probe, num_threads=1)
             if not np.array_equal(forest.predict_proba(probe), native, equal_nan=True):
@@ -121,15 +116,18 @@ class LightGBMAdapter(ModelAdapter):
             raise RuntimeError(why_not)
         path = model_dir / manifest.model_file
         level = "quick" if quick else "full"
-        artifact = compiled_path.artifact_path(model_dir, path, level)
-        if artifact.is_file():
-            try:
-                compiled_path.check_artifact(artifact)
-                return f"already compiled ({level}): {artifact.relative_to(model_dir)}"
-            except ValueError:
-                pass  # damaged or half-written: build it again
-        compiled_path.compile_model(path, artifact, level)
-        return f"compiled with lleaves ({level}): {artifact.relative_to(model_dir)}"
+        stem = compiled_path.artifact_stem(model_dir, path, level)
+        for suffix in compiled_path.FORMS:
+            artifact = stem.with_name(stem.name + suffix)
+            if artifact.is_file():
+                try:
+                    compiled_path.check_artifact(artifact)
+                    return f"already compiled ({level}): {artifact.relative_to(model_dir)}"
+                except ValueError:
+                    artifact.unlink()  # damaged or half-written: build it again
+        artifact = compiled_path.compile_model(path, stem, level)
+        form = "linked shared library" if artifact.suffix == ".so" else "object file, loaded through llvmlite: no linker here"
+        return f"compiled with lleaves ({level}, {form}): {artifact.relative_to(model_dir)}"
 
     def feature_importance(self) -> dict[str, float]:
         gains = self.booster.feature_importance(importance_type="gain")
