@@ -21,7 +21,8 @@ reference measured in the same run, and the ratio is what to read:
   6. the feature stage alone: streaming us/tick and batch rows/s;
   7. each adapter alone, in this process: single-row p50/p99 of
      adapter.predict_proba (raw) and LoadedModel.predict (with calibration),
-     rows/s in batches of 1,000 rows and in one large call;
+     rows/s in batches of 1,000 rows and in one large call; signal-lgbm as
+     served (compiled by lleaves) and as LightGBM itself ("lightgbm native");
   8. MLServer 1.7.1 serving the same LightGBM model (its own venv; `--no-mlserver` skips it);
   9. memory: the server process's VmRSS idle with no model, with every default
      model loaded, and with one open stream holding 1,000 instruments of state;
@@ -38,6 +39,8 @@ finally block.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import os
 import platform
 import shutil
@@ -95,6 +98,7 @@ MODELS = (
 ENSEMBLE = ("ensemble", "signal-ensemble")
 ALL = [(a, n) for a, n, _ in MODELS] + [ENSEMBLE]
 LGBM = "signal-lgbm"
+LGBM_NATIVE = "signal-lgbm (lightgbm native)"  # the same model without the compiled artifact
 TRAIN_TICKS, TRAIN_SEED = 60_000, 1
 MB = 1_000_000  # targets are in MB = 10^6 bytes (stricter than MiB)
 
@@ -188,6 +192,15 @@ def build_models(models: Path) -> None:
     target_dir = models / ENSEMBLE[1] / "1"
     target_dir.mkdir(parents=True)
     ensemble_manifest(ENSEMBLE[1], "1", [(m, 1.0) for m in manifests]).save(target_dir)
+    # the compiled path, as `tickserve compile` builds it (the full level): served by the
+    # server process and measured in 7, beside LightGBM itself
+    t = time.perf_counter()
+    built = adapters["lightgbm"].compile(models / LGBM / "1", manifests[0])
+    COMPILE_NOTE.append(f"{LGBM}: {built} in {time.perf_counter() - t:.1f} s")
+    print(f"  {COMPILE_NOTE[-1]}", flush=True)
+
+
+COMPILE_NOTE: list[str] = []
 
 
 # --- 6. feature stage, 7. adapters: in this process --------------------------------------
@@ -538,6 +551,12 @@ def main() -> int:
         x_all = batch_features(frame.take(slice(0, counts.batch_rows)), FeatureConfig())
         for label, name in ALL:
             model = repo.get(name)
+            if name == LGBM:  # LightGBM itself first: the compiled path's reference
+                native = copy.copy(model.adapter)
+                native.compiled = None
+                fig.adapters[LGBM_NATIVE] = adapter_alone(
+                    "lightgbm native", dataclasses.replace(model, adapter=native), x_all[:, model.feature_index], counts)
+                print(f"   ({LGBM} is served by: {model.adapter.predictor})", flush=True)
             fig.adapters[name] = adapter_alone(label, model, x_all[:, model.feature_index], counts)
         del repo, model
 
@@ -618,7 +637,7 @@ def _cpu() -> str:
 def write_results(path: Path, command: str, counts: Counts, sizes: tuple[int, int], elapsed: float,
                   load_before: tuple[float, float, float], n_eval: int) -> None:
     versions = ", ".join(f"{d} {_version(d)}" for d in (
-        "tickserve", "grpcio", "protobuf", "numpy", "lightgbm", "xgboost-cpu", "onnxruntime"))
+        "tickserve", "grpcio", "protobuf", "numpy", "lightgbm", "xgboost-cpu", "onnxruntime", "lleaves", "llvmlite"))
     load_after = os.getloadavg()
     order = {s: i for i, s in enumerate(ROWS)}
     rows = sorted(ROWS, key=lambda r: (int("".join(c for c in r[0].split(".")[0] if c.isdigit())), order[r]))
@@ -663,7 +682,11 @@ def write_results(path: Path, command: str, counts: Counts, sizes: tuple[int, in
         "every stream had finished 20 warm-up ticks and none had stopped. The client shares the 2 cores "
         "with the server; the CPU each used (cores busy over the level's wall time, from /proc) is shown.",
         "- Adapters (7) and the feature stage (6) run in the benchmark process on rows of the same simulated "
-        "ticks; `predict_proba` is the adapter's raw call, `LoadedModel.predict` adds the calibration.",
+        "ticks; `predict_proba` is the adapter's raw call, `LoadedModel.predict` adds the calibration. "
+        "signal-lgbm is compiled as `tickserve compile` does it (lleaves, full level; "
+        + ("; ".join(COMPILE_NOTE) or "not compiled") + ") and served that way, bit-exact with LightGBM; "
+        "`lightgbm native` is the same model with the compiled artifact set aside, for comparison. The "
+        "targets use the adapter as served.",
         "- Memory (9): measured twice: 9a-9c as a server-only install runs (`benchmarks/serve_server_only.py` makes "
         "pandas unimportable: lightgbm and xgboost import it at start-up whenever it is installed, and only the "
         "dashboard, sharing this .venv, brings it), 9a'-9c' in this .venv as it is. The target uses 9c. "
