@@ -78,6 +78,11 @@ _STOP = object()
 # At most this many rows wait for the writer (about 0.5 KB each in memory): a burst of
 # 100 messages of 1,000 ticks fits, a writer stuck on a slow disk cannot grow memory further.
 DEFAULT_MAX_QUEUED_ROWS = 100_000
+# After the first rows of a quiet spell the writer waits this long for more, so a stream of
+# one-tick messages costs one transaction per interval, not one per tick (a thread wake-up,
+# a GIL hand-off and a commit that each competed with the event loop). Rows reach the
+# database at most this much later; flush() and close() do not wait for it.
+GROUP_COMMIT_S = 0.05
 
 
 @dataclass
@@ -103,6 +108,7 @@ class SignalLog:
         self._dropped = 0
         self._last_warning = 0.0
         self._closed = False
+        self._wake = threading.Event()  # set by flush() and close(): write now, do not gather
         # Create the schema now, in the caller's thread, so a bad path fails at start-up.
         with _connect(self.path) as conn:
             conn.executescript(SCHEMA)
@@ -141,6 +147,7 @@ class SignalLog:
         """Wait until everything queued so far is written."""
         done = threading.Event()
         self._queue.put(done)
+        self._wake.set()
         if not done.wait(timeout):
             raise TimeoutError(f"signal log: not flushed within {timeout} s")
 
@@ -151,6 +158,7 @@ class SignalLog:
                 return
             self._closed = True
             self._queue.put(_STOP)
+        self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("signal log: %d row(s) still not written to %s after %.0f s; they are lost at exit",
@@ -161,6 +169,9 @@ class SignalLog:
         try:
             while True:
                 item = self._queue.get()
+                if item is not _STOP and not isinstance(item, threading.Event):
+                    self._wake.wait(GROUP_COMMIT_S)  # let a burst gather; flush/close cut it short
+                    self._wake.clear()
                 batch: list[tuple] = []
                 waiters: list[threading.Event] = []
                 stop = False
