@@ -223,3 +223,26 @@ def test_without_a_linker_the_object_file_is_kept_and_loaded_through_llvmlite(re
     expected = model.adapter.booster.predict(x)
     assert np.array_equal(model.adapter.predict_proba(x), expected)
     assert np.array_equal(np.vstack([model.adapter.predict_proba(x[i : i + 1]) for i in range(200)]), expected[:200])
+
+
+def test_models_command_shows_what_computes_the_predictions(two_servers):
+    for kind, expected in (("compiled", "lleaves"), ("native", "lightgbm")):
+        done = subprocess.run([*TICKSERVE, "models", "--server", two_servers[kind]], capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        row = next(line for line in done.stdout.splitlines() if line.startswith(MODEL))
+        assert row.split()[5] == expected, done.stdout
+
+
+def test_compile_skips_staging_directories_and_reports_an_unreadable_manifest_without_stopping(repos, tmp_path):
+    version = _copy_version(repos, tmp_path)
+    shutil.rmtree(version / compiled.COMPILED_DIR)
+    (tmp_path / MODEL / ".signal-lgbm-3-abc").mkdir()  # a training in progress
+    broken = tmp_path / MODEL / "7"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    done = _compile(tmp_path, "--quick")
+    assert done.returncode == 1, done.stdout + done.stderr  # one model failed
+    assert f"{MODEL}/7: not compiled (manifest unreadable" in done.stdout, done.stdout
+    assert f"{MODEL}/1: compiled with lleaves (quick" in done.stdout, done.stdout
+    assert ".signal-lgbm-3-abc" not in done.stdout

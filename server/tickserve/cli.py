@@ -514,19 +514,26 @@ def cmd_compile(args) -> int:
     plugins = _plugins(args)
     if not args.models.is_dir():
         raise ValueError(f"--models: {args.models} is not a directory")
-    names = [args.name] if args.name else sorted(p.name for p in args.models.iterdir() if p.is_dir())
+    def subdirs(folder: Path) -> list[str]:  # not the hidden staging directories of a training in progress
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    names = [args.name] if args.name else subdirs(args.models)
     failed = found = 0
     for name in names:
         if not (args.models / name).is_dir():
             raise ValueError(f"name: no model {name!r} in {args.models}")
-        versions = [args.version] if args.version else sorted(p.name for p in (args.models / name).iterdir() if p.is_dir())
-        for version in versions:
+        for version in [args.version] if args.version else subdirs(args.models / name):
             path = args.models / name / version
             if not (path / MANIFEST_FILE).is_file():
                 if args.version:
                     raise ValueError(f"version: no version {version!r} of {name!r} in {args.models}")
                 continue
-            manifest = ModelManifest.load(path)
+            try:
+                manifest = ModelManifest.load(path)
+            except Exception as exc:  # one unreadable manifest must not stop the others
+                print(f"{name}/{version}: not compiled (manifest unreadable: {exc})")
+                failed += 1
+                continue
             if manifest.members:
                 continue  # an ensemble: its members are compiled as models of their own
             adapter = plugins.adapters.get(manifest.adapter)
@@ -759,11 +766,13 @@ def cmd_models(args) -> int:
 def _print_models(models, default_model: str = "") -> None:
     from tickserve_proto.v1 import tickserve_pb2 as pb
 
-    print(f"{'MODEL':24s} {'VERSION':8s} {'ADAPTER':10s} {'STATE':8s} {'FEATURES':8s} NOTE")
+    print(f"{'MODEL':24s} {'VERSION':8s} {'ADAPTER':10s} {'STATE':8s} {'FEATURES':8s} {'PREDICTOR':10s} NOTE")
     for m in models:
         state = pb.ModelState.Name(m.state).removeprefix("MODEL_STATE_")
         note = m.state_reason or ("default" if m.name == default_model else "")
-        print(f"{m.name:24s} {m.version:8s} {m.adapter:10s} {state:8s} {len(m.feature_names):<8d} {note}")
+        # what computes the predictions, when the adapter says (LightGBM: lleaves when compiled)
+        predictor = m.runtime.get("predictor", "").split(" (")[0] or "-"
+        print(f"{m.name:24s} {m.version:8s} {m.adapter:10s} {state:8s} {len(m.feature_names):<8d} {predictor:10s} {note}")
 
 
 def cmd_repository(args) -> int:
