@@ -20,9 +20,11 @@ from tickserve_client import TickserveClient, frame_columns
 
 from .conftest import MODEL, _LoopThread
 
-pytest.importorskip("lleaves")
-from tickserve.serving.app import create_server  # noqa: E402
-from tickserve_lightgbm import compiled  # noqa: E402
+from tickserve.serving.app import create_server
+from tickserve.training import train_model
+from tickserve_lightgbm import compiled
+
+from .conftest import FAST_PARAMS
 
 TICKSERVE = [sys.executable, "-m", "tickserve.cli"]
 
@@ -211,7 +213,7 @@ def test_with_a_linker_the_artifact_is_a_shared_library_and_serving_never_loads_
 def test_without_a_linker_the_object_file_is_kept_and_loaded_through_llvmlite(repos, plugins, tmp_path, monkeypatch):
     version = _copy_version(repos, tmp_path)
     shutil.rmtree(version / compiled.COMPILED_DIR)
-    monkeypatch.setattr(compiled, "_linker", lambda: None)  # as on a machine without ld or cc
+    monkeypatch.setattr(compiled, "_linkers", lambda: [])  # as on a machine without ld or cc
     adapter_cls = plugins.adapters["lightgbm"]
     model = _repository(tmp_path, plugins).get(MODEL, "1")
     built = adapter_cls.compile(version, model.manifest, quick=True)
@@ -246,3 +248,28 @@ def test_compile_skips_staging_directories_and_reports_an_unreadable_manifest_wi
     assert f"{MODEL}/7: not compiled (manifest unreadable" in done.stdout, done.stdout
     assert f"{MODEL}/1: compiled with lleaves (quick" in done.stdout, done.stdout
     assert ".signal-lgbm-3-abc" not in done.stdout
+
+
+def test_a_zero_as_missing_model_is_not_compiled_because_lleaves_would_not_be_exact(plugins, tmp_path):
+    """LightGBM treats |v| <= 1e-35 as zero in such splits, lleaves only 0.0: refused at compile and at load."""
+    adapter = plugins.adapters["lightgbm"]
+    path, manifest = train_model(simulate(6_000, seed=96), adapter=adapter, models_dir=tmp_path, name=MODEL,
+                                 params={**FAST_PARAMS, "zero_as_missing": True})
+    done = _compile(tmp_path, MODEL)
+    assert done.returncode == 1 and "zero-as-missing" in done.stdout, done.stdout + done.stderr
+    assert not (path / compiled.COMPILED_DIR).exists() or not any((path / compiled.COMPILED_DIR).iterdir())
+    loaded = _repository(tmp_path, plugins).get(MODEL, "1").adapter
+    assert loaded.compiled is None and "zero-as-missing" in loaded.predictor, loaded.predictor
+
+
+def test_the_probe_rows_cover_every_split_threshold_and_its_neighbours(repos):
+    model_file = repos["compiled"] / MODEL / "1" / "model.txt"
+    points = compiled.split_points(model_file)
+    import lightgbm
+
+    x = compiled.probe_rows(lightgbm.Booster(model_file=str(model_file)).num_feature(), model_file)
+    assert points, "no split parsed from the model file"
+    for f, t in points[:50]:
+        column = x[:, f]
+        assert (column == t).any() and (column == np.nextafter(t, np.inf)).any() and (column == np.nextafter(t, -np.inf)).any()
+    assert (x == 1e-36).any() and (x == 5e-324).any() and np.isnan(x).any() and np.isinf(x).any()

@@ -72,31 +72,32 @@ class LightGBMAdapter(ModelAdapter):
         return adapter
 
     def _use_compiled(self, model_dir: Path, path: Path) -> None:
-        """Serve from the compiled artifact if there is one for this model and it agrees with
-        LightGBM to the last bit on the probe rows; otherwise stay native and say why."""
-        artifact = compiled_path.find_artifact(model_dir, path)
-        if artifact is None:
+        """Serve from a compiled artifact if there is one for this model, this CPU and this
+        compiler, and it agrees with LightGBM to the last bit on the probe rows; otherwise
+        stay native and say why."""
+        why_not = compiled_path.unsupported(path)
+        if why_not is not None:
+            self.predictor = f"lightgbm ({why_not})"
+            return
+        artifacts = compiled_path.find_artifacts(model_dir, path)
+        if not artifacts:
             self.predictor = "lightgbm (not compiled for this model file, CPU and compiler: run `tickserve compile`)"
             return
-        if artifact.suffix == ".o" and compiled_path.available() is not None:
-            self.predictor = f"lightgbm ({compiled_path.available()})"
+        rejected = []
+        for artifact in artifacts:  # best first; a damaged full build leaves the quick one
+            if artifact.suffix == ".o" and compiled_path.available() is not None:
+                rejected.append(f"{artifact.name}: {compiled_path.available()}")
+                continue
+            try:
+                forest = _verified(self.booster, path, artifact)
+            except Exception as exc:  # a stale, corrupt or foreign artifact: never worse than native
+                log.warning("not using compiled artifact %s: %s", artifact, exc)
+                rejected.append(f"{artifact.name}: {exc}")
+                continue
+            self.compiled = forest
+            self.predictor = f"lleaves (compiled {artifact.name}, bit-exact with lightgbm on {forest.probed} probe rows)"
             return
-        try:
-            forest = compiled_path.CompiledForest(path, artifact, self.booster.num_feature(),
-                                                  self.booster.num_model_per_iteration())
-            probe = compiled_path.probe_rows(self.booster.num_feature())
-            native = self.booster.predict(probe, num_threads=1)
-            if not np.array_equal(forest.predict_proba(probe), native, equal_nan=True):
-                raise ValueError("its probabilities differ from LightGBM's on the probe rows")
-            singles = [_softmax_row(forest.raw_row(row)) for row in probe[:64]]
-            if not np.array_equal(np.array(singles), native[:64], equal_nan=True):
-                raise ValueError("its single-row probabilities differ from LightGBM's on the probe rows")
-        except Exception as exc:  # a stale, corrupt or foreign artifact: never worse than native
-            log.warning("not using compiled artifact %s: %s", artifact, exc)
-            self.predictor = f"lightgbm (compiled artifact rejected: {exc})"
-            return
-        self.compiled = forest
-        self.predictor = f"lleaves (compiled {artifact.name}, bit-exact with lightgbm on {len(probe)} probe rows)"
+        self.predictor = f"lightgbm (compiled artifact rejected: {'; '.join(rejected)})"
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         forest = self.compiled
@@ -115,6 +116,9 @@ class LightGBMAdapter(ModelAdapter):
         if why_not is not None:
             raise RuntimeError(why_not)
         path = model_dir / manifest.model_file
+        unsupported = compiled_path.unsupported(path)
+        if unsupported is not None:
+            raise ValueError(f"{unsupported}; it serves through LightGBM")
         level = "quick" if quick else "full"
         stem = compiled_path.artifact_stem(model_dir, path, level)
         for suffix in compiled_path.FORMS:
@@ -126,6 +130,12 @@ class LightGBMAdapter(ModelAdapter):
                 except ValueError:
                     artifact.unlink()  # damaged or half-written: build it again
         artifact = compiled_path.compile_model(path, stem, level)
+        try:  # the check load makes, now: never report success for an artifact load would refuse
+            _verified(lgb.Booster(model_file=str(path)), path, artifact)
+        except Exception:
+            artifact.unlink(missing_ok=True)
+            compiled_path.checksum_path(artifact).unlink(missing_ok=True)
+            raise
         form = "linked shared library" if artifact.suffix == ".so" else "object file, loaded through llvmlite: no linker here"
         return f"compiled with lleaves ({level}, {form}): {artifact.relative_to(model_dir)}"
 
@@ -213,6 +223,22 @@ class _SingleRowPredictor:
     def __del__(self) -> None:
         if getattr(self, "_config", None) and self._config.value:
             self._lib.LGBM_FastConfigFree(self._config)
+
+
+def _verified(booster: lgb.Booster, model_file: Path, artifact: Path) -> compiled_path.CompiledForest:
+    """The artifact loaded, if its probabilities equal LightGBM's to the last bit on the probe
+    rows, in batches and row by row; else ValueError."""
+    forest = compiled_path.CompiledForest(model_file, artifact, booster.num_feature(), booster.num_model_per_iteration())
+    probe = compiled_path.probe_rows(booster.num_feature(), model_file)
+    native = booster.predict(probe, num_threads=1)
+    if not np.array_equal(forest.predict_proba(probe), native, equal_nan=True):
+        raise ValueError("its probabilities differ from LightGBM's on the probe rows")
+    rows = probe[:: max(1, len(probe) // 256)]  # the one-row path on every kind of probe row
+    singles = [_softmax_row(forest.raw_row(row)) for row in rows]
+    if not np.array_equal(np.array(singles), booster.predict(rows, num_threads=1), equal_nan=True):
+        raise ValueError("its single-row probabilities differ from LightGBM's on the probe rows")
+    forest.probed = len(probe)
+    return forest
 
 
 def _softmax_row(values: list[float]) -> list[float]:

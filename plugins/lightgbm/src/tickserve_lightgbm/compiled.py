@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -32,6 +33,8 @@ from math import exp
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 COMPILED_DIR = "compiled"
 # "full" inlines the trees into one function (the fastest code; about a minute to build for
@@ -59,9 +62,10 @@ def _model_hash(model_file: Path) -> str:
     return hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
 
 
-def _host_hash() -> str:
+def _host_hash() -> str | None:
     """The compiler versions and this CPU (lleaves compiles for the host's features), read
-    without loading LLVM."""
+    without loading LLVM; None when the CPU cannot be identified (then no artifact is built
+    or trusted: code built for another CPU may die of an illegal instruction, uncatchably)."""
     from importlib.metadata import PackageNotFoundError, version
 
     parts = [platform.machine(), platform.system()]
@@ -70,15 +74,46 @@ def _host_hash() -> str:
             parts.append(f"{dist} {version(dist)}")
         except PackageNotFoundError:
             parts.append(f"{dist} -")
+    cpu = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags", "vendor_id", "cpu family", "model\t")):
-                parts.append(line)
-                if line.startswith("flags"):
-                    break  # the first CPU's description is enough: they are alike
+            key = line.split(":", 1)[0].strip()
+            if key in _CPU_KEYS and line not in cpu:
+                cpu.append(line)  # the first CPU's description: the others are alike
     except OSError:
-        parts.append(platform.processor())
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+        pass
+    if not any(line.split(":", 1)[0].strip() in ("flags", "Features") for line in cpu):
+        return None
+    return hashlib.sha256("|".join(parts + cpu).encode()).hexdigest()[:12]
+
+
+# x86 and ARM names for what identifies the instruction set
+_CPU_KEYS = frozenset(("vendor_id", "cpu family", "model", "model name", "flags",
+                       "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "Features"))
+
+
+def unsupported(model_file: Path) -> str | None:
+    """Why lleaves cannot reproduce this model exactly, or None. LightGBM's zero-as-missing
+    splits treat |v| <= 1e-35 as zero; lleaves tests v == 0.0 exactly."""
+    for line in model_file.read_text(errors="replace").splitlines():
+        if line.startswith("decision_type="):
+            if any((int(v) >> 2) & 3 == 1 for v in line.split("=", 1)[1].split()):
+                return "the model has zero-as-missing splits (zero_as_missing=true), which lleaves does not reproduce exactly"
+    return None
+
+
+def split_points(model_file: Path) -> list[tuple[int, float]]:
+    """(feature, threshold) of every numerical split in the model file."""
+    points = []
+    features: list[int] = []
+    for line in model_file.read_text(errors="replace").splitlines():
+        if line.startswith("split_feature="):
+            features = [int(v) for v in line.split("=", 1)[1].split()]
+        elif line.startswith("threshold=") and features:
+            thresholds = [float(v) for v in line.split("=", 1)[1].split()]
+            points.extend(zip(features, thresholds))
+            features = []
+    return points
 
 
 def artifact_stem(model_dir: Path, model_file: Path, level: str = "full") -> Path:
@@ -86,31 +121,32 @@ def artifact_stem(model_dir: Path, model_file: Path, level: str = "full") -> Pat
     compiler and this CPU."""
     if level not in LEVELS:
         raise ValueError(f"level: {level!r} is not one of {', '.join(LEVELS)}")
-    return model_dir / COMPILED_DIR / f"lleaves-{_model_hash(model_file)}-{_host_hash()}-{level}"
+    host = _host_hash()
+    if host is None:
+        raise ValueError("this CPU cannot be identified (/proc/cpuinfo has no flags or Features line)")
+    return model_dir / COMPILED_DIR / f"lleaves-{_model_hash(model_file)}-{host}-{level}"
 
 
-def find_artifact(model_dir: Path, model_file: Path) -> Path | None:
-    """The best artifact built for this model file here: full before quick, a shared library
-    before an object file; None if there is none."""
+def find_artifacts(model_dir: Path, model_file: Path) -> list[Path]:
+    """The artifacts built for this model file on this CPU, best first: full before quick, a
+    shared library before an object file."""
+    if _host_hash() is None:
+        return []
+    found = []
     for level in LEVELS:
         stem = artifact_stem(model_dir, model_file, level)
-        for suffix in FORMS:
-            path = stem.with_name(stem.name + suffix)
-            if path.is_file():
-                return path
-    return None
+        found += [p for p in (stem.with_name(stem.name + suffix) for suffix in FORMS) if p.is_file()]
+    return found
 
 
 def checksum_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".sha256")
 
 
-def _linker() -> list[str] | None:
-    for name, command in (("ld", ["-shared"]), ("cc", ["-shared", "-nostdlib"])):
-        found = shutil.which(name)
-        if found:
-            return [found, *command]
-    return None
+def _linkers() -> list[list[str]]:
+    """Commands that can link an object file into a shared library here, in order of preference."""
+    return [[found, *flags] for name, flags in (("ld", ["-shared"]), ("cc", ["-shared", "-nostdlib"]))
+            if (found := shutil.which(name))]
 
 
 def compile_model(model_file: Path, stem: Path, level: str = "full") -> Path:
@@ -132,11 +168,13 @@ def compile_model(model_file: Path, stem: Path, level: str = "full") -> Path:
         # block by block, in another order than LightGBM, which changes the last bits
         model.compile(cache=str(obj), raw_score=True, fblocksize=model.num_trees(), finline=level == "full")
         built, suffix = obj, ".o"
-        linker = _linker()
-        if linker is not None:
+        for linker in _linkers():
             done = subprocess.run([*linker, "-o", str(lib), str(obj)], capture_output=True, text=True, timeout=600)
             if done.returncode == 0:
                 built, suffix = lib, ".so"
+                break
+            log.warning("linking %s with %s failed (keeping the object file): %s", obj.name, linker[0],
+                        done.stderr.strip()[-500:])
         artifact = stem.with_name(stem.name + suffix)
         digest = hashlib.sha256(built.read_bytes()).hexdigest()
         os.replace(built, artifact)
@@ -167,6 +205,7 @@ class CompiledForest:
     def __init__(self, model_file: Path, artifact: Path, n_features: int, n_classes: int) -> None:
         check_artifact(artifact)  # before the loader sees it: a damaged object file aborts the process
         self.n_features, self.n_classes = n_features, n_classes
+        self.probed = 0  # probe rows it was checked on (set by the adapter's check)
         if artifact.suffix == ".so":
             self._owner = ctypes.CDLL(str(artifact))  # keeps the code mapped
             address = ctypes.cast(getattr(self._owner, ENTRY), ctypes.c_void_p).value
@@ -221,9 +260,11 @@ def softmax_like_lightgbm(raw: np.ndarray) -> np.ndarray:
     return e / total[:, None]
 
 
-def probe_rows(n_features: int, rows: int = 2048) -> np.ndarray:
-    """Rows that reach many leaves: values on several scales, zeros, negatives, NaN and
-    infinities (missing-value and default-direction branches)."""
+def probe_rows(n_features: int, model_file: Path | None = None, rows: int = 2048) -> np.ndarray:
+    """Rows that reach many leaves and sit on the edges where two implementations could part:
+    values on many scales, zeros of both signs, tiny and subnormal values, NaN, infinities,
+    and, from `model_file`, every split threshold (up to 2,048 of them) exactly and one ulp
+    either side."""
     rng = np.random.default_rng(20261125)
     scale = np.exp(rng.uniform(-9.0, 9.0, size=(rows, 1)))
     x = rng.standard_normal((rows, n_features)) * scale
@@ -231,4 +272,22 @@ def probe_rows(n_features: int, rows: int = 2048) -> np.ndarray:
     x[rng.random((rows, n_features)) < 0.01] = np.nan
     x[rng.random((rows, n_features)) < 0.005] = np.inf
     x[rng.random((rows, n_features)) < 0.005] = -np.inf
-    return x
+    edges = [x]
+    tiny = np.array([0.0, -0.0, 1e-36, -1e-36, 1e-35, -1e-35, 2e-35, -2e-35, 5e-324, -5e-324, 1e-300, -1e-300])
+    for f in range(n_features):  # each tiny value in each feature, the other features ordinary
+        block = x[: len(tiny)].copy()
+        block[:, f] = tiny
+        edges.append(block)
+    if model_file is not None:
+        points = split_points(model_file)
+        if len(points) > 2048:
+            points = [points[i] for i in rng.choice(len(points), 2048, replace=False)]
+        if points:
+            base = x[rng.integers(0, rows, size=len(points))]
+            for value in (lambda t: t, lambda t: np.nextafter(t, np.inf), lambda t: np.nextafter(t, -np.inf)):
+                block = base.copy()
+                for i, (f, t) in enumerate(points):
+                    if 0 <= f < n_features:
+                        block[i, f] = value(t)
+                edges.append(block)
+    return np.vstack(edges)
