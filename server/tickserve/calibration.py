@@ -27,6 +27,7 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     left to right in both."""
     if temperature == 1.0:
         return probs
+    probs = np.asarray(probs, dtype=np.float64)  # the float64 contract, so _EPS is the same number in both paths
     if len(probs) == 1:
         return np.array([_temperature_row(probs[0].tolist(), temperature)])
     z = _libm(log, np.maximum(probs, _EPS))
@@ -41,7 +42,7 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def _temperature_row(p: list[float], temperature: float) -> list[float]:
-    z = [log(v if v > _EPS else _EPS) / temperature for v in p]
+    z = [log(_EPS if v < _EPS else v) / temperature for v in p]  # as np.maximum: NaN stays NaN
     top = max(z)
     e = [exp(v - top) for v in z]
     total = e[0]
