@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tickserve.signal_log import COLUMNS, SignalLog, query_signals
+from tickserve.signal_log import COLUMNS, GROUP_COMMIT_S, SignalLog, query_signals
 
 
 def _row(i: int, instrument: str = "SIMA", model: str = "m", version: str = "1") -> tuple:
@@ -72,3 +72,22 @@ def test_record_after_close_is_counted_as_dropped(tmp_path):
 def test_query_of_a_missing_log_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.db"):
         query_signals(tmp_path / "nope.db")
+
+
+def test_a_trickle_of_one_row_messages_is_written_in_a_few_transactions_and_flush_writes_at_once(tmp_path):
+    """One transaction per message would wake the writer (and take the GIL from the serving
+    loop) for every tick of a one-tick stream; the writer gathers rows for GROUP_COMMIT_S."""
+    log = SignalLog(tmp_path / "s.db")
+    started = time.monotonic()
+    for i in range(100):  # ~1 ms apart: 100 transactions without grouping
+        assert log.record([_row(i)])
+        time.sleep(0.001)
+    log.flush()  # writes what is queued now, without waiting out the group interval
+    elapsed = time.monotonic() - started
+    stats = log.stats
+    assert stats.written_rows == 100 and stats.queued_rows == 0
+    # at most one per interval (+ the flush's), however slow this machine's sleeps are
+    bound = int(elapsed / GROUP_COMMIT_S) + 2
+    assert stats.transactions <= min(bound, 50), f"{stats.transactions} transactions in {elapsed:.3f} s (bound {bound})"
+    assert [r["sequence"] for r in query_signals(tmp_path / "s.db")] == list(range(100))
+    log.close()

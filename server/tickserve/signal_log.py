@@ -78,10 +78,11 @@ _STOP = object()
 # At most this many rows wait for the writer (about 0.5 KB each in memory): a burst of
 # 100 messages of 1,000 ticks fits, a writer stuck on a slow disk cannot grow memory further.
 DEFAULT_MAX_QUEUED_ROWS = 100_000
-# After the first rows of a quiet spell the writer waits this long for more, so a stream of
+# When rows arrive at an empty queue the writer waits this long for more, so a stream of
 # one-tick messages costs one transaction per interval, not one per tick (a thread wake-up,
-# a GIL hand-off and a commit that each competed with the event loop). Rows reach the
-# database at most this much later; flush() and close() do not wait for it.
+# a GIL hand-off and a commit that each competed with the event loop). A backlog is written
+# without waiting. Rows reach the database this much later plus the write; flush() and
+# close() cut the wait short.
 GROUP_COMMIT_S = 0.05
 
 
@@ -90,6 +91,7 @@ class SignalLogStats:
     written_rows: int = 0
     dropped_rows: int = 0
     queued_rows: int = 0
+    transactions: int = 0  # commits so far: rows are written in groups (GROUP_COMMIT_S)
 
 
 class SignalLog:
@@ -105,6 +107,7 @@ class SignalLog:
         self._queued_rows = 0
         self._lock = threading.Lock()
         self._written = 0
+        self._transactions = 0
         self._dropped = 0
         self._last_warning = 0.0
         self._closed = False
@@ -141,7 +144,7 @@ class SignalLog:
 
     @property
     def stats(self) -> SignalLogStats:
-        return SignalLogStats(self._written, self._dropped, self._queued_rows)
+        return SignalLogStats(self._written, self._dropped, self._queued_rows, self._transactions)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is written."""
@@ -169,7 +172,7 @@ class SignalLog:
         try:
             while True:
                 item = self._queue.get()
-                if item is not _STOP and not isinstance(item, threading.Event):
+                if item is not _STOP and not isinstance(item, threading.Event) and self._queue.empty():
                     self._wake.wait(GROUP_COMMIT_S)  # let a burst gather; flush/close cut it short
                     self._wake.clear()
                 batch: list[tuple] = []
@@ -204,6 +207,7 @@ class SignalLog:
             with conn:
                 conn.executemany(_INSERT, batch)
             self._written += len(batch)
+            self._transactions += 1
         except sqlite3.Error:  # a full disk must not stop the server: count, log, go on
             with self._lock:
                 self._dropped += len(batch)
