@@ -93,6 +93,14 @@ def test_compiled_probabilities_equal_lightgbm_to_the_last_bit(repos, plugins):
         for offset, got in enumerate(pool.map(rows, range(4))):
             assert np.array_equal(got, expected[offset:800:4])
 
+    # LightGBM reads |v| <= 1e-35f as 0 before walking the trees; the compiled path must too
+    tiny = x[:300].copy()
+    k = compiled.ZERO_THRESHOLD
+    tiny[:, ::2] = np.resize([k, -k, 5e-324, -1e-36, np.nextafter(k, 1.0)], tiny[:, ::2].shape)
+    assert np.array_equal(fast.predict_proba(tiny), native.booster.predict(tiny))
+    assert np.array_equal(np.vstack([fast.predict_proba(tiny[i : i + 1]) for i in range(50)]),
+                          native.booster.predict(tiny[:50]))
+
 
 @pytest.fixture(scope="module")
 def two_servers(repos, plugins):

@@ -46,6 +46,11 @@ FORMS = (".so", ".o")
 ENTRY = "forest_root"
 # rows predicted per call when a batch is split: small enough to stay in cache
 _CHUNK_ROWS = 4096
+# LightGBM reads any input with |v| <= kZeroThreshold (1e-35f, as a double) as 0 before it
+# walks the trees (RowFunctionFromDenseMatric); lleaves does not, so the inputs are zeroed
+# here the same way. The probe rows found it: a value of -1.00000002e-35 on a split at
+# exactly that threshold went left in lleaves and right in LightGBM.
+ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 def available() -> str | None:
@@ -231,6 +236,9 @@ class CompiledForest:
             into_at, out_at = into.ctypes.data, out.ctypes.data
             self._local.buffers = into, out, into_at, out_at
         into[:] = row
+        tiny = np.abs(into) <= ZERO_THRESHOLD
+        if tiny.any():
+            into[tiny] = 0.0
         self._forest(into_at, out_at, 0, 1)
         return out.tolist()
 
@@ -238,6 +246,9 @@ class CompiledForest:
         x = np.ascontiguousarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"features: expected shape (n, {self.n_features}), got {x.shape}")
+        tiny = np.abs(x) <= ZERO_THRESHOLD
+        if tiny.any():
+            x = np.where(tiny, 0.0, x)  # a copy: the caller's array is left alone
         out = np.empty((len(x), self.n_classes))
         for start in range(0, len(x), _CHUNK_ROWS):
             self._forest(x.ctypes.data, out.ctypes.data, start, min(start + _CHUNK_ROWS, len(x)))
