@@ -28,7 +28,6 @@ import os
 import platform
 import shutil
 import subprocess
-import threading
 from math import exp
 from pathlib import Path
 
@@ -225,22 +224,6 @@ class CompiledForest:
         # releases the GIL for the call, and the function only reads its input
         prototype = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
         self._forest = prototype(address)
-        self._local = threading.local()  # per-thread row buffers: the call runs without the GIL
-
-    def raw_row(self, row: np.ndarray) -> list[float]:
-        """`raw` for one row, without the per-call array set-up (a third of the cost)."""
-        try:
-            into, out, into_at, out_at = self._local.buffers
-        except AttributeError:
-            into, out = np.empty(self.n_features), np.empty(self.n_classes)
-            into_at, out_at = into.ctypes.data, out.ctypes.data
-            self._local.buffers = into, out, into_at, out_at
-        into[:] = row
-        tiny = np.abs(into) <= ZERO_THRESHOLD
-        if tiny.any():
-            into[tiny] = 0.0
-        self._forest(into_at, out_at, 0, 1)
-        return out.tolist()
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float64)
