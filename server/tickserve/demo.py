@@ -46,24 +46,32 @@ ENSEMBLE = "signal-ensemble"
 
 
 def build_default_models(models: Path, train_samples: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="tickserve-train-") as tmp:
+        data = Path(tmp) / "train.parquet"
+        _run(["simulate", "--ticks", str(train_samples), "--seed", str(TRAIN_SEED), "--out", str(data)])
+        _train_default_models(models, data)
+
+
+def _train_default_models(models: Path, data: Path, on: str = "") -> str:
+    """Train DEFAULT_MODELS (those whose adapter is installed) on `data`, and their ensemble
+    when there are two or more; the model to serve by default ("" if none was built)."""
     from .plugin_manager import load_plugins
 
     installed = load_plugins().adapters
     models.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tickserve-train-") as tmp:
-        data = Path(tmp) / "train.parquet"
-        _run(["simulate", "--ticks", str(train_samples), "--seed", str(TRAIN_SEED), "--out", str(data)])
-        built = []
-        for name, adapter, extra in DEFAULT_MODELS:
-            if adapter not in installed:
-                print(f"== adapter {adapter!r} is not installed: skipping {name}")
-                continue
-            print(f"== training {name} ({adapter})")
-            _run(["train", "--models", str(models), "--name", name, "--adapter", adapter, "--data-file", str(data), *extra])
-            built.append(name)
+    built = []
+    for name, adapter, extra in DEFAULT_MODELS:
+        if adapter not in installed:
+            print(f"== adapter {adapter!r} is not installed: skipping {name}")
+            continue
+        print(f"== training {name} ({adapter}){on}")
+        _run(["train", "--models", str(models), "--name", name, "--adapter", adapter, "--data-file", str(data), *extra])
+        built.append(name)
     if len(built) > 1:
         print(f"== writing the ensemble {ENSEMBLE} of {', '.join(built)}")
         _run(["ensemble", "--models", str(models), "--name", ENSEMBLE, *[f"--member={n}" for n in built]])
+        return ENSEMBLE
+    return built[0] if built else ""
 
 
 def run_demo(models: Path, train_samples: int, holdout_samples: int, show: int, prepare_only: bool = False) -> int:
@@ -133,23 +141,7 @@ def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: st
         print(f"== {len(frame)} ticks over {(int(frame.timestamp_ns[-1]) - int(frame.timestamp_ns[0])) / 1e9:.0f} s; "
               f"held-out end (test span, last 15% by time): {n_hold} ticks over {span_s:.0f} s")
 
-        models.mkdir(parents=True, exist_ok=True)
-        from .plugin_manager import load_plugins
-
-        installed = load_plugins().adapters
-        built = []
-        for name, adapter, extra in DEFAULT_MODELS:
-            if adapter not in installed:
-                print(f"== adapter {adapter!r} is not installed: skipping {name}")
-                continue
-            print(f"== training {name} ({adapter}) on the imported ticks (time-ordered split 70/15/15)")
-            _run(["train", "--models", str(models), "--name", name, "--adapter", adapter, "--data-file",
-                  str(imported), *extra])
-            built.append(name)
-        if len(built) > 1:
-            print(f"== writing the ensemble {ENSEMBLE} of {', '.join(built)}")
-            _run(["ensemble", "--models", str(models), "--name", ENSEMBLE, *[f"--member={n}" for n in built]])
-        default = ENSEMBLE if len(built) > 1 else (built[0] if built else "")
+        default = _train_default_models(models, imported, " on the imported ticks (time-ordered split 70/15/15)")
         what = f"the held-out end of {data.name} ({n_hold} ticks)"
         return _serve_stream_evaluate(models, default, holdout, Path(tmp), stream_ticks=n_hold, show=show,
                                       stream_what=what, evaluate_what=what)  # fmt: skip
