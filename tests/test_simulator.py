@@ -35,6 +35,8 @@ def assert_frames_equal(a: TickFrame, b: TickFrame) -> None:
         assert x.dtype == y.dtype == np.float64, name
         assert x.shape == y.shape, name
         assert np.array_equal(x, y, equal_nan=True), name
+    assert a.aggressor.dtype == b.aggressor.dtype == np.int8
+    assert np.array_equal(a.aggressor, b.aggressor)
     assert a.fingerprint() == b.fingerprint()
 
 
@@ -57,11 +59,46 @@ def test_fingerprint_sees_every_column():
         ("last_size", lambda f: f.last_size.__setitem__(3, f.last_size[3] + 1)),
         ("ask_size", lambda f: f.ask_size.__setitem__((3, 9), 1.0 + f.ask_size[3, 9])),
         ("sequence", lambda f: f.sequence.__setitem__(3, -1)),
+        ("aggressor", lambda f: f.aggressor.__setitem__(np.flatnonzero(f.aggressor)[0], 0)),
     ]:
         copy = base.take(np.arange(len(base)))
         assert copy.fingerprint() == fp
         change(copy)
         assert copy.fingerprint() != fp, column
+
+
+# Fingerprints computed before the aggressor column existed (commit 5622322): a frame whose ticks
+# carry no side must keep them, so manifests of models trained on older files still match.
+RAGGED_FINGERPRINT = "2e6a67b28a5a76ca3c5568d00840aa25f9497fd52689963181a0e918c406bbf6"
+SIMULATED_2000_SEED_5_FINGERPRINT = "46db2271204c0ec6015381f8791da1b53436ba4bfa74d07f61c16a6972c5a82a"
+
+
+def _ragged_ticks(aggressors=(0, 0, 0)) -> list[Tick]:
+    return [
+        Tick("A", 10, 0.0, 0.0, (100.0,), (5.0,), (100.5, 101.0), (1.0, 2.0), aggressor=aggressors[0]),
+        Tick("LONG-NAME.XYZ", 11, 3.25, 7.0, tuple(10.0 - i for i in range(10)), (1.0,) * 10, (11.0,), (0.0,), 5,
+             aggressors[1]),  # fmt: skip
+        Tick("A", 12, 100.5, 1.0, (100.0, 99.5, 99.0), (5.0, 0.0, 2.0), (100.5,), (1.0,), aggressor=aggressors[2]),
+    ]
+
+
+def test_fingerprint_without_sides_is_the_one_from_before_the_aggressor_column():
+    assert TickFrame.from_ticks(_ragged_ticks()).fingerprint() == RAGGED_FINGERPRINT
+    with_sides = TickFrame.from_ticks(_ragged_ticks((0, 1, -1)))
+    assert with_sides.aggressor.tolist() == [0, 1, -1] and with_sides.fingerprint() != RAGGED_FINGERPRINT
+
+
+def test_simulated_ticks_are_those_from_before_the_aggressor_column_plus_the_side():
+    """The simulator only fills the new column: every other column is what it was (same draws)."""
+    f = simulate(2_000, seed=5)
+    assert set(f.aggressor.tolist()) == {-1, 0, 1}
+    traded = f.last_size > 0
+    assert np.array_equal(f.aggressor != 0, traded)  # a side exactly where a trade printed
+    buy, sell = f.aggressor == 1, f.aggressor == -1
+    assert np.array_equal(f.last_price[buy], f.ask_price[buy, 0])  # a buyer lifted the ask
+    assert np.array_equal(f.last_price[sell], f.bid_price[sell, 0])  # a seller hit the bid
+    f.aggressor[:] = 0
+    assert f.fingerprint() == SIMULATED_2000_SEED_5_FINGERPRINT
 
 
 def test_sizes_and_sequence(frame):
@@ -174,11 +211,7 @@ def test_parquet_round_trip_is_exact(frame, tmp_path):
 
 
 def test_parquet_round_trip_with_absent_levels_and_no_sequence(tmp_path):
-    ticks = [
-        Tick("A", 10, 0.0, 0.0, (100.0,), (5.0,), (100.5, 101.0), (1.0, 2.0)),
-        Tick("LONG-NAME.XYZ", 11, 3.25, 7.0, tuple(10.0 - i for i in range(10)), (1.0,) * 10, (11.0,), (0.0,), 5),
-        Tick("A", 12, 100.5, 1.0, (100.0, 99.5, 99.0), (5.0, 0.0, 2.0), (100.5,), (1.0,)),
-    ]
+    ticks = _ragged_ticks((0, -1, 1))
     original = TickFrame.from_ticks(ticks)
     path = tmp_path / "ragged.parquet"
     write_parquet(original, path)
@@ -186,6 +219,29 @@ def test_parquet_round_trip_with_absent_levels_and_no_sequence(tmp_path):
     assert_frames_equal(back, original)
     assert list(back.ticks()) == ticks
     assert back.sequence.tolist() == [-1, 5, -1]
+    assert back.aggressor.tolist() == [0, -1, 1]
+
+
+def test_parquet_file_without_the_aggressor_column_reads_as_no_side(frame, tmp_path):
+    """A tick file written before the column existed: every tick reads as aggressor 0, and its
+    fingerprint is the one it had."""
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "new.parquet"
+    write_parquet(frame, path)
+    table = pq.read_table(str(path))
+    assert table.schema.field("aggressor").type == "int8"
+    old = tmp_path / "old.parquet"
+    pq.write_table(table.drop_columns(["aggressor"]), str(old))
+    back = read_parquet(old)
+    assert back.aggressor.dtype == np.int8 and not back.aggressor.any()
+    no_side = frame.take(np.arange(len(frame)))
+    no_side.aggressor[:] = 0
+    assert_frames_equal(back, no_side)
+    path = tmp_path / "ragged-old.parquet"
+    write_parquet(TickFrame.from_ticks(_ragged_ticks()), path)
+    pq.write_table(pq.read_table(str(path)).drop_columns(["aggressor"]), str(path))
+    assert read_parquet(path).fingerprint() == RAGGED_FINGERPRINT
 
 
 def test_default_instruments_and_start():

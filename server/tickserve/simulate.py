@@ -101,4 +101,5 @@ def _instrument(spec: InstrumentSpec, n: int, rng: np.random.Generator, start_ns
     np.maximum.accumulate(idx, out=idx)
     frame.last_price = np.where(idx >= 0, last[np.maximum(idx, 0)], 0.0)
     frame.last_size = size
+    frame.aggressor = np.where(traded, np.where(buy, 1, -1), 0).astype(np.int8)  # the print's side, 0 = no print
     return frame

@@ -3,17 +3,33 @@
 Plugins and the feature stage never see protobuf; the gRPC edge converts to
 these. `TickFrame` is what the batch feature path, training and the Parquet
 files use: one row per tick, book levels padded with NaN up to `MAX_LEVELS`.
+
+`aggressor` is the side that initiated the tick's trade (the taker): +1 a buyer lifted the ask,
+-1 a seller hit the bid, 0 unknown or no trade (`last_size` 0). On the wire it is the `Side`
+enum (SIDE_BUY, SIDE_SELL, SIDE_UNSPECIFIED); the gRPC edge converts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 MAX_LEVELS = 10
+AGGRESSOR_BUY, AGGRESSOR_SELL, AGGRESSOR_NONE = 1, -1, 0
+AGGRESSOR_NAMES = {AGGRESSOR_BUY: "SIDE_BUY", AGGRESSOR_SELL: "SIDE_SELL", AGGRESSOR_NONE: "SIDE_UNSPECIFIED"}
+# A Side enum number the contract does not define (proto3 keeps it as an int) reaches a Tick as
+# UNKNOWN_SIDE + the number: outside every valid aggressor, so validation rejects the tick, and the
+# number sent can still be named (`unknown_side_number`). Plain -1 would read as a sell.
+UNKNOWN_SIDE = 1 << 40
+
+
+def unknown_side_number(aggressor: int) -> int | None:
+    """The wire number of an undefined Side carried in `aggressor` (see UNKNOWN_SIDE), else None."""
+    number = aggressor - UNKNOWN_SIDE
+    return number if -(2**31) <= number < 2**31 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +43,7 @@ class Tick:
     ask_price: tuple[float, ...]
     ask_size: tuple[float, ...]
     sequence: int | None = None
+    aggressor: int = AGGRESSOR_NONE  # +1 buy, -1 sell, 0 unknown or no trade
 
 
 @dataclass
@@ -42,6 +59,11 @@ class TickFrame:
     ask_price: np.ndarray
     ask_size: np.ndarray
     sequence: np.ndarray  # int64, -1 = none
+    aggressor: np.ndarray = field(default=None)  # int8: +1 buy, -1 sell, 0 unknown or no trade (default: zeros)
+
+    def __post_init__(self) -> None:
+        if self.aggressor is None:
+            self.aggressor = np.zeros(len(self.timestamp_ns), dtype=np.int8)
 
     def __len__(self) -> int:
         return len(self.timestamp_ns)
@@ -65,6 +87,7 @@ class TickFrame:
             ask_price=tuple(ap[:na].tolist()),
             ask_size=tuple(asz[:na].tolist()),
             sequence=None if seq < 0 else seq,
+            aggressor=int(self.aggressor[i]),
         )
 
     def ticks(self):
@@ -75,10 +98,14 @@ class TickFrame:
         return sorted(set(self.instrument.tolist()))
 
     def fingerprint(self) -> str:
-        """sha256 over every column: identifies the training data in a manifest."""
+        """sha256 over every column: identifies the training data in a manifest. The aggressor
+        column counts only when some tick carries a side, so frames without one (every file
+        written before the column existed) keep the fingerprint they had."""
         h = hashlib.sha256()
         h.update("\n".join(self.instrument.tolist()).encode())
         for name in _COLUMNS[1:]:
+            if name == "aggressor" and not self.aggressor.any():
+                continue
             h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
         return h.hexdigest()
 
@@ -96,6 +123,7 @@ class TickFrame:
             frame.ask_price[i, : len(t.ask_price)] = t.ask_price
             frame.ask_size[i, : len(t.ask_size)] = t.ask_size
             frame.sequence[i] = -1 if t.sequence is None else t.sequence
+            frame.aggressor[i] = t.aggressor
         return frame
 
     @staticmethod
@@ -111,6 +139,7 @@ class TickFrame:
             ask_price=levels(),
             ask_size=levels(),
             sequence=np.full(n, -1, dtype=np.int64),
+            aggressor=np.zeros(n, dtype=np.int8),
         )
 
     @staticmethod
@@ -128,6 +157,7 @@ _COLUMNS = (
     "ask_price",
     "ask_size",
     "sequence",
+    "aggressor",
 )
 
 
@@ -137,7 +167,8 @@ def _depth(prices: np.ndarray) -> int:
 
 
 # --- Parquet: the canonical tick file -------------------------------------------------
-# Columns: instrument, timestamp_ns, sequence, last_price, last_size,
+# Columns: instrument, timestamp_ns, sequence, last_price, last_size, aggressor (int8: +1 buy,
+# -1 sell, 0 none; a file written before it existed has none: read as 0),
 # bid_price_1..10, bid_size_1..10, ask_price_1..10, ask_size_1..10 (null = no level).
 
 
@@ -157,6 +188,7 @@ def write_parquet(frame: TickFrame, path: str | Path, metadata: dict | None = No
         "sequence": frame.sequence,
         "last_price": frame.last_price,
         "last_size": frame.last_size,
+        "aggressor": pa.array(np.asarray(frame.aggressor, dtype=np.int8), type=pa.int8()),
     }
     for side in ("bid_price", "bid_size", "ask_price", "ask_size"):
         values = getattr(frame, side)
@@ -192,6 +224,8 @@ def read_parquet(path: str | Path) -> TickFrame:
         frame.sequence = table.column("sequence").fill_null(-1).to_numpy().astype(np.int64)
     frame.last_price = table.column("last_price").to_numpy().astype(np.float64)
     frame.last_size = table.column("last_size").to_numpy().astype(np.float64)
+    if "aggressor" in table.column_names:
+        frame.aggressor = table.column("aggressor").fill_null(0).to_numpy().astype(np.int8)
     for side in ("bid_price", "bid_size", "ask_price", "ask_size"):
         values = getattr(frame, side)
         for level in range(MAX_LEVELS):
