@@ -60,6 +60,14 @@ def _bad_ticks(ticks: list[pb.Tick]) -> list[pb.Tick]:
     def crossed(t):
         t.bid_price[0] = t.ask_price[0] + 0.05
 
+    def side_without_trade(t):
+        t.last_size = 0.0
+        t.aggressor = pb.SIDE_SELL
+
+    def flip_side(t):  # valid: a trade tick with the other side, or a side on a tick without one
+        t.last_size = t.last_size or 1.0
+        t.aggressor = pb.SIDE_BUY if t.aggressor == pb.SIDE_SELL else pb.SIDE_SELL
+
     edits = [
         set_("instrument", ""),
         set_("instrument", "X" * 200),
@@ -82,6 +90,10 @@ def _bad_ticks(ticks: list[pb.Tick]) -> list[pb.Tick]:
         shallow,
         lambda t: setattr(t, "timestamp_ns", t.timestamp_ns - 10**12),  # time going backwards
         lambda t: None,  # a duplicate (same sequence)
+        set_("aggressor", 7),  # a Side number the contract does not define
+        set_("aggressor", -1),
+        side_without_trade,
+        flip_side,
     ]
     for n, edit in enumerate(edits * 3):
         i = int(rng.integers(60, len(ticks) - 1))
@@ -147,6 +159,32 @@ def test_columns_answer_exactly_as_per_tick_batches(client, ticks, chunk):
     assert max(gaps) >= 5
 
 
+def test_the_bad_ticks_include_every_aggressor_error(client, ticks):
+    assert sum(t.aggressor == pb.SIDE_BUY for t in ticks) > 100 and sum(t.aggressor == pb.SIDE_SELL for t in ticks) > 100
+    results = list(client.stream_signals(ticks, model=MODEL, batch_size=500))
+    messages = {r.error.message for r in results if r.WhichOneof("result") == "error" and r.error.field == "aggressor"}
+    assert messages == {
+        "aggressor: must be SIDE_UNSPECIFIED (0), SIDE_BUY (1) or SIDE_SELL (2), got 7",
+        "aggressor: must be SIDE_UNSPECIFIED (0), SIDE_BUY (1) or SIDE_SELL (2), got -1",
+        "aggressor: SIDE_SELL given but last_size is 0: no trade on this tick",
+    }
+
+
+def test_columns_with_sides_equal_a_batch_of_the_same_ticks(client):
+    """TickColumns carrying the aggressor array: the same answers as a TickBatch of the same ticks;
+    a message where no tick has a side leaves the array empty."""
+    frame = simulate(1_500, seed=14)
+    protos = frame_to_protos(frame)
+    assert {t.aggressor for t in protos} == {pb.SIDE_UNSPECIFIED, pb.SIDE_BUY, pb.SIDE_SELL}
+    message = columns_message(frame)
+    assert len(message.aggressor) == len(frame)
+    assert list(message.aggressor) == [t.aggressor for t in protos] == list(columns_from_ticks(protos).aggressor)
+    results = list(client.stream_signals(protos, model=MODEL, batch_size=500))
+    assert _assert_same(results, list(client.stream_columns([message], model=MODEL))) == 0
+    no_trades = [t for t in protos if t.last_size == 0][:50]
+    assert len(columns_from_ticks(no_trades).aggressor) == 0
+
+
 def test_columns_return_features_like_per_tick(client, ticks):
     results = list(client.stream_signals(ticks[:700], model=MODEL, batch_size=100, return_features=True))
     _assert_same(results, _columns_answers(client, ticks[:700], 250, return_features=True), features=True)
@@ -206,11 +244,21 @@ def test_malformed_columns_end_the_call_naming_the_array(client):
     m.CopyFrom(good)
     del m.sequence[3:]
     cases.append((m, "columns.sequence"))
+    m = pb.TickColumns()
+    m.CopyFrom(good)
+    assert len(m.aggressor) == 20  # the simulated ticks carry sides
+    del m.aggressor[-1]
+    cases.append((m, "columns.aggressor"))
+    m = pb.TickColumns()
+    m.CopyFrom(good)
+    m.aggressor.append(pb.SIDE_BUY)
+    cases.append((m, "columns.aggressor"))
     for message, field in cases:
         with pytest.raises(grpc.RpcError) as exc:
             list(client.stream_columns([message], model=MODEL))
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert exc.value.details().startswith(field + ":"), exc.value.details()
+    assert exc.value.details() == "columns.aggressor: has 21 values, expected none or 20 (one per tick)"
 
 
 def test_a_level_after_an_absent_one_is_a_per_tick_error(client):

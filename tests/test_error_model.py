@@ -173,6 +173,14 @@ BAD_TICKS = [
     ("sizes-missing", lambda t: copy(t, bid_size=[10.0]), "bid_size", "has 1 values but bid_price has 3"),
     ("too-many-levels", lambda t: copy(t, bid_price=[99.99 - 0.01 * i for i in range(11)], bid_size=[1.0] * 11),
      "bid_price", "at most 10 levels, got 11"),
+    # proto3 keeps an enum number it does not know as an int: rejected naming it, and -1 is not a sell
+    ("unknown-aggressor", lambda t: copy(t, aggressor=7), "aggressor",
+     "must be SIDE_UNSPECIFIED (0), SIDE_BUY (1) or SIDE_SELL (2), got 7"),
+    ("negative-aggressor", lambda t: copy(t, aggressor=-1), "aggressor", "got -1"),
+    ("buy-aggressor-without-trade", lambda t: copy(t, aggressor=pb.SIDE_BUY, last_size=0.0), "aggressor",
+     "aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"),
+    ("sell-aggressor-without-trade", lambda t: copy(t, aggressor=pb.SIDE_SELL, last_size=0.0), "aggressor",
+     "aggressor: SIDE_SELL given but last_size is 0: no trade on this tick"),
 ]  # fmt: skip
 
 
@@ -207,6 +215,24 @@ def test_bad_tick_fails_an_evaluation_naming_it(stub):
     err = rpc_error(lambda: list(stub.Evaluate(iter(requests), timeout=10)))
     assert err.code() == INVALID
     assert err.details() == "ticks[7].ask_price[0]: must be a price >= 1e-09 and < 1e+12, got nan"
+
+
+def test_ticks_with_and_without_an_aggressor_all_get_signals(stub):
+    """The side is optional: a trade tick with SIDE_BUY, SIDE_SELL or none, and a book tick (no trade,
+    no side) are all answered with a signal, in a stream and in Predict."""
+    ticks = [
+        tick(i=0, sequence=0),  # a trade with no side (older clients): the feature stage infers it
+        copy(tick(i=1, sequence=1), aggressor=pb.SIDE_BUY),
+        copy(tick(i=2, sequence=2), aggressor=pb.SIDE_SELL),
+        copy(tick(i=3, sequence=3), last_size=0.0),  # no trade, no side
+        copy(tick(i=4, sequence=4), aggressor=pb.SIDE_UNSPECIFIED),
+    ]
+    for batch_size in (1, 5):
+        results = results_of(stub, ticks, batch_size=batch_size)
+        assert [r.WhichOneof("result") for r in results] == ["signal"] * 5
+        assert [r.signal.sequence for r in results] == [0, 1, 2, 3, 4]
+    signals = stub.Predict(pb.PredictRequest(model=MODEL, ticks=ticks), timeout=10).signals
+    assert len(signals) == 5 and all(s.p_buy + s.p_hold + s.p_sell == pytest.approx(1.0) for s in signals)
 
 
 def test_locked_book_is_accepted(stub):

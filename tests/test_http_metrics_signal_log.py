@@ -127,6 +127,33 @@ def test_rest_bad_tick_names_the_tick_and_field(full_server):
     assert error["message"].startswith("ticks[0].ask_price[0]:") and "-1.0" in error["message"]
 
 
+def test_rest_aggressor_by_enum_name_in_json(full_server):
+    """protobuf's JSON mapping: "aggressor": "SIDE_BUY" / "SIDE_SELL" (or the number) just work."""
+    server, _, _ = full_server
+    ticks = frame_to_protos(simulate(40, seed=66))
+    as_json = [_tick_json(t) for t in ticks]
+    sides = {t.get("aggressor") for t in as_json}
+    assert sides == {None, "SIDE_BUY", "SIDE_SELL"}  # MessageToDict leaves SIDE_UNSPECIFIED out
+    status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": as_json})
+    assert status == 200, body
+    with TickserveClient(f"127.0.0.1:{server.port}", timeout=30) as client:
+        expected = client.predict(ticks, model=MODEL)
+    assert json.loads(body)["signals"] == [json_format.MessageToDict(e, preserving_proto_field_name=True)
+                                           for e in expected]  # fmt: skip
+
+    trade = next(t for t in as_json if t.get("aggressor") == "SIDE_SELL")
+    for side in ("SIDE_BUY", 1, "SIDE_UNSPECIFIED"):
+        status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [{**trade, "aggressor": side}]})
+        assert status == 200 and len(json.loads(body)["signals"]) == 1, body
+    book = next(t for t in as_json if "aggressor" not in t)
+    status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [{**book, "aggressor": "SIDE_SELL"}]})
+    error = json.loads(body)["error"]
+    assert status == 400 and error["code"] == "INVALID_ARGUMENT"
+    assert error["message"] == "ticks[0].aggressor: SIDE_SELL given but last_size is 0: no trade on this tick"
+    status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [{**trade, "aggressor": "SIDE_UP"}]})
+    assert status == 400 and json.loads(body)["error"]["code"] == "INVALID_ARGUMENT" and b"SIDE_UP" in body
+
+
 def test_rest_requires_the_token_when_auth_is_on(model_repo, plugins):
     repository = ModelRepository(model_repo, plugins.adapters, default_model=MODEL)
     repository.load_all()

@@ -42,7 +42,7 @@ from tickserve import validation
 from tickserve.errors import InvalidArgument
 from tickserve.features import ALWAYS_OPEN, FEATURE_NAMES, US_EQUITIES, FeatureConfig, StreamingFeatures, batch_features
 from tickserve.serving.converters import tick_from_proto, tick_to_proto
-from tickserve.ticks import MAX_LEVELS, Tick, TickFrame
+from tickserve.ticks import MAX_LEVELS, UNKNOWN_SIDE, Tick, TickFrame, unknown_side_number
 from tickserve.validation import MAX_INSTRUMENT_LENGTH, MAX_PRICE, MAX_SIZE, MAX_TIMESTAMP_NS, validate_tick
 
 from .conftest import MODEL
@@ -157,7 +157,9 @@ def valid_sequences(draw, max_ticks: int = 160, price_levels=None):
         prices_seen = sorted({p for b in book_pool for p in b[0] + b[2]})
         trade_prices = st.one_of(st.just(0.0), st.sampled_from(prices_seen), prices)
         trades = draw(st.lists(st.tuples(trade_prices, st.one_of(st.just(0.0), sizes)), min_size=1, max_size=4))
-        pools[name] = (book_pool, [(0.0, 0.0), *trades])
+        # a trade's aggressor: +1, -1 or unknown (0); none without a trade
+        trades = [(p, q, draw(st.sampled_from([1, -1, 0])) if q > 0 else 0) for p, q in trades]
+        pools[name] = (book_pool, [(0.0, 0.0, 0), *trades])
     n = draw(st.one_of(st.integers(1, 30), st.integers(51, max_ticks)) if max_ticks > 51 else st.integers(1, max_ticks))
     last_ts: dict[str, int] = {}
     ticks = []
@@ -170,8 +172,8 @@ def valid_sequences(draw, max_ticks: int = 160, price_levels=None):
             ts = draw(start_timestamps)
         last_ts[name] = ts
         bids, bid_sizes, asks, ask_sizes = book_pool[draw(st.integers(0, len(book_pool) - 1))]
-        last_price, last_size = trades[draw(st.integers(0, len(trades) - 1))]
-        ticks.append(Tick(name, ts, last_price, last_size, bids, bid_sizes, asks, ask_sizes))
+        last_price, last_size, aggressor = trades[draw(st.integers(0, len(trades) - 1))]
+        ticks.append(Tick(name, ts, last_price, last_size, bids, bid_sizes, asks, ask_sizes, aggressor=aggressor))
     return config, ticks
 
 
@@ -404,7 +406,14 @@ def arbitrary_ticks(draw):
         ask_price=tuple(draw(float_lists)),
         ask_size=tuple(draw(float_lists)),
         sequence=draw(st.none() | st.integers(0, 2**64 - 1)),
+        aggressor=draw(any_aggressors),
     )
+
+
+# own terms (+1, -1, 0), anything else, and an undefined Side number carried from the wire
+any_aggressors = st.one_of(
+    st.sampled_from([1, -1, 0]), st.integers(-3, 3), st.integers().map(lambda n: UNKNOWN_SIDE + n % 2**32 - 2**31)
+)
 
 
 @st.composite
@@ -415,13 +424,15 @@ def mutated_valid_ticks(draw):
     fields = dict(
         instrument=tick.instrument, timestamp_ns=tick.timestamp_ns, last_price=tick.last_price,
         last_size=tick.last_size, bid_price=list(tick.bid_price), bid_size=list(tick.bid_size),
-        ask_price=list(tick.ask_price), ask_size=list(tick.ask_size),
+        ask_price=list(tick.ask_price), ask_size=list(tick.ask_size), aggressor=tick.aggressor,
     )
     for _ in range(draw(st.integers(1, 2))):
         field = draw(st.sampled_from(sorted(fields)))
         value = fields[field]
         if field == "instrument":
             fields[field] = draw(any_instruments)
+        elif field == "aggressor":
+            fields[field] = draw(any_aggressors)
         elif field == "timestamp_ns":
             fields[field] = draw(any_timestamps)
         elif isinstance(value, float):
@@ -453,6 +464,8 @@ def documented_violations(t: Tick) -> set[str]:
         bad.add("last_price")
     if not (math.isfinite(t.last_size) and 0 <= t.last_size < MAX_SIZE):
         bad.add("last_size")
+    if t.aggressor not in (1, -1, 0) or (t.aggressor and t.last_size == 0):  # a side only on a trade
+        bad.add("aggressor")
     sides_ok = True
     for side, prices_, sizes_, descending in (("bid", t.bid_price, t.bid_size, True), ("ask", t.ask_price, t.ask_size, False)):
         p, s = f"{side}_price", f"{side}_size"
@@ -486,6 +499,9 @@ def offending_value_texts(t: Tick, field: str) -> list[str]:
         return ["empty string"] if value == "" else [repr(value), str(len(value))]
     if field == "timestamp_ns":
         return [str(value)]
+    if field == "aggressor":  # the value, the Side number sent, or the side given without a trade
+        number = unknown_side_number(value)
+        return [str(value) if number is None else str(number), {1: "SIDE_BUY", -1: "SIDE_SELL"}.get(value, "?")]
     if isinstance(value, float):
         return [repr(value)]
     return [str(len(value))] + (["none"] if not value else [])  # a level count
@@ -566,6 +582,7 @@ def proto_ticks(draw):
         bid_size=draw(st.lists(proto_floats, max_size=MAX_LEVELS + 2)),
         ask_price=draw(st.lists(proto_floats, max_size=MAX_LEVELS + 2)),
         ask_size=draw(st.lists(proto_floats, max_size=MAX_LEVELS + 2)),
+        aggressor=draw(st.sampled_from([0, 1, 2, -1, 3]) | st.integers(-(2**31), 2**31 - 1)),  # any int32 on the wire
     )
     seq = draw(st.none() | st.integers(0, 2**64 - 1))
     if seq is not None:
@@ -574,12 +591,14 @@ def proto_ticks(draw):
 
 
 def _fits_proto(t: Tick) -> bool:
-    """pb.Tick.timestamp_ns is an int64 and strings are UTF-8: what a wire message can carry."""
+    """pb.Tick.timestamp_ns is an int64, strings are UTF-8 and the aggressor a Side number (+1/-1/0 in
+    own terms, or an undefined number carried from the wire): what a wire message can carry."""
     try:
         t.instrument.encode()
     except UnicodeEncodeError:
         return False
-    return -(2**63) <= t.timestamp_ns < 2**63
+    side_ok = t.aggressor in (1, -1, 0) or unknown_side_number(t.aggressor) is not None
+    return -(2**63) <= t.timestamp_ns < 2**63 and side_ok
 
 
 @st.composite

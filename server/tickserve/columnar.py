@@ -58,6 +58,8 @@ class TickBlock:
     ask_price: np.ndarray
     ask_size: np.ndarray
     sequence: np.ndarray | None  # (n,) uint64, or None: no tick carries one
+    # (n,) int64 as Tick.aggressor (+1, -1, 0; an undefined Side number as UNKNOWN_SIDE + it), or None: all 0
+    aggressor: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -78,6 +80,7 @@ class TickBlock:
             ask_price=sides[2],
             ask_size=sides[3],
             sequence=None if self.sequence is None else int(self.sequence[i]),
+            aggressor=0 if self.aggressor is None else int(self.aggressor[i]),
         )
 
 
@@ -125,6 +128,9 @@ def _suspect_rows(block: TickBlock) -> np.ndarray:
     bad |= ~((ls >= 0) & (ls < MAX_SIZE))
     if block.sequence is not None:
         bad |= block.sequence > np.uint64(MAX_SEQUENCE)
+    if block.aggressor is not None:
+        side = block.aggressor
+        bad |= (side < -1) | (side > 1) | ((side != 0) & (ls == 0))
     L = block.bid_price.shape[1]
     if L == 0:
         bad[:] = True  # no levels at all
@@ -280,6 +286,7 @@ def block_frame(block: TickBlock, rows: np.ndarray) -> TickFrame:
         ask_price=levels(block.ask_price),
         ask_size=levels(block.ask_size),
         sequence=block.sequence[rows].astype(np.int64) if block.sequence is not None else np.full(m, -1, dtype=np.int64),
+        aggressor=block.aggressor[rows].astype(np.int8) if block.aggressor is not None else np.zeros(m, dtype=np.int8),
     )
 
 
@@ -304,7 +311,9 @@ def process_columns(session: SignalSession, block: TickBlock) -> ColumnResults:
                          x if session.return_features else None, n_features)  # fmt: skip
 
 
-def check_lengths(n: int, lengths: dict[str, int], levels: int, level_lengths: dict[str, int], sequence: int) -> None:
+def check_lengths(
+    n: int, lengths: dict[str, int], levels: int, level_lengths: dict[str, int], sequence: int, aggressor: int = 0
+) -> None:
     """Every array of a TickColumns message has its length, or the call fails naming it."""
     for name, length in lengths.items():
         if length != n:
@@ -318,7 +327,8 @@ def check_lengths(n: int, lengths: dict[str, int], levels: int, level_lengths: d
                 f"columns.{name}: has {length} values, expected {n * levels} ({n} ticks x levels={levels})",
                 field=f"columns.{name}",
             )
-    if sequence not in (0, n):
-        raise InvalidArgument(
-            f"columns.sequence: has {sequence} values, expected none or {n} (one per tick)", field="columns.sequence"
-        )
+    for name, length in (("sequence", sequence), ("aggressor", aggressor)):  # optional arrays
+        if length not in (0, n):
+            raise InvalidArgument(
+                f"columns.{name}: has {length} values, expected none or {n} (one per tick)", field=f"columns.{name}"
+            )

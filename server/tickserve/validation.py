@@ -3,7 +3,8 @@
 Each failure names the field (relative to the tick) and the offending value.
 Rules: instrument present, at most 128 characters, no control characters;
 0 < timestamp < 2200-01-01; sequence (when set) at most 2^63-1; last price and size finite, >= 0 and below the
-bounds below (so no feature overflows to inf);
+bounds below (so no feature overflows to inf); aggressor +1, -1 or 0 (a Side enum number the contract does not
+define is rejected naming the number sent), and 0 when last_size is 0 (no trade printed: no side);
 1 to MAX_LEVELS levels per side with as many sizes as prices; prices finite
 and in [MIN_PRICE, MAX_PRICE), sizes finite and >= 0; bids strictly descending, asks strictly
 ascending; the book not crossed (best bid > best ask). A locked book
@@ -16,7 +17,7 @@ from math import isfinite
 from operator import gt, lt
 
 from .errors import InvalidArgument
-from .ticks import MAX_LEVELS, Tick
+from .ticks import AGGRESSOR_NAMES, MAX_LEVELS, Tick, unknown_side_number
 
 MAX_INSTRUMENT_LENGTH = 128
 # Prices live in [MIN_PRICE, MAX_PRICE): the widest ratio between two mids (1e21) keeps every
@@ -48,6 +49,8 @@ def validate_tick(tick: Tick) -> None:
         raise InvalidArgument(f"last_price: must be >= 0 and < {MAX_PRICE:g}, got {tick.last_price!r}", field="last_price")
     if not (isfinite(tick.last_size) and 0 <= tick.last_size < MAX_SIZE):
         raise InvalidArgument(f"last_size: must be >= 0 and < {MAX_SIZE:g}, got {tick.last_size!r}", field="last_size")
+    if tick.aggressor:
+        _aggressor(tick.aggressor, tick.last_size)
     if tick.sequence is not None and tick.sequence > MAX_SEQUENCE:
         raise InvalidArgument(
             f"sequence: at most 2^63-1 ({MAX_SEQUENCE}) is supported, got {tick.sequence}", field="sequence"
@@ -58,6 +61,24 @@ def validate_tick(tick: Tick) -> None:
         raise InvalidArgument(
             f"bid_price[0]: crossed book, best bid {tick.bid_price[0]!r} > best ask {tick.ask_price[0]!r}",
             field="bid_price[0]",
+        )
+
+
+def _aggressor(aggressor: int, last_size: float) -> None:
+    """A non-zero aggressor: +1 or -1, on a tick that reports a trade."""
+    if aggressor not in (1, -1):
+        number = unknown_side_number(aggressor)
+        if number is not None:  # an enum number off the wire that the contract does not define
+            raise InvalidArgument(
+                f"aggressor: must be SIDE_UNSPECIFIED (0), SIDE_BUY (1) or SIDE_SELL (2), got {number}",
+                field="aggressor",
+            )
+        raise InvalidArgument(
+            f"aggressor: must be +1 (buy), -1 (sell) or 0 (unknown or no trade), got {aggressor!r}", field="aggressor"
+        )
+    if last_size == 0:
+        raise InvalidArgument(
+            f"aggressor: {AGGRESSOR_NAMES[aggressor]} given but last_size is 0: no trade on this tick", field="aggressor"
         )
 
 

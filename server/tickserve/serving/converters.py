@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import numpy as np
 from tickserve_client import tick_message
@@ -15,7 +16,16 @@ from ..errors import InvalidArgument
 from ..engine import Rejection, Result, Scored
 from ..repository import ModelEntry
 from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES, SignalValues
-from ..ticks import Tick, TickFrame
+from ..ticks import (
+    AGGRESSOR_BUY,
+    AGGRESSOR_NAMES,
+    AGGRESSOR_NONE,
+    AGGRESSOR_SELL,
+    UNKNOWN_SIDE,
+    Tick,
+    TickFrame,
+    unknown_side_number,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +34,25 @@ STRENGTH = {name: pb.Strength.Value(f"STRENGTH_{name}") for name in ("WEAK", "ME
 URGENCY = {name: pb.Urgency.Value(f"URGENCY_{name}") for name in ("PASSIVE", "AGGRESSIVE")}
 RISK = {name: pb.Risk.Value(f"RISK_{name}") for name in ("LOW", "MEDIUM", "HIGH")}
 MODEL_STATE = {name: pb.ModelState.Value(f"MODEL_STATE_{name}") for name in ("LOADING", "READY", "FAILED", "UNLOADED")}
+# Side enum number -> Tick.aggressor. A number the contract does not define (proto3 keeps it as an
+# int) becomes UNKNOWN_SIDE + it: validation rejects that tick naming the number (never -1 = a sell).
+AGGRESSOR = {pb.SIDE_UNSPECIFIED: AGGRESSOR_NONE, pb.SIDE_BUY: AGGRESSOR_BUY, pb.SIDE_SELL: AGGRESSOR_SELL}
+_AGGRESSOR_TABLE = np.zeros(max(AGGRESSOR) + 1, dtype=np.int64)
+_AGGRESSOR_TABLE[list(AGGRESSOR)] = list(AGGRESSOR.values())
+
+
+def aggressor_from_proto(side: int) -> int:
+    aggressor = AGGRESSOR.get(side)
+    return UNKNOWN_SIDE + side if aggressor is None else aggressor
+
+
+def aggressors_from_proto(sides) -> np.ndarray:
+    """`aggressor_from_proto` over a packed array, vectorised."""
+    wire = np.array(sides, dtype=np.int64)
+    known = (wire >= 0) & (wire < len(_AGGRESSOR_TABLE))
+    if known.all():
+        return _AGGRESSOR_TABLE[wire]
+    return np.where(known, _AGGRESSOR_TABLE[np.where(known, wire, 0)], wire + UNKNOWN_SIDE)
 
 
 # --- in ------------------------------------------------------------------------------
@@ -40,6 +69,7 @@ def tick_from_proto(msg: pb.Tick) -> Tick:
         ask_price=tuple(msg.ask_price),
         ask_size=tuple(msg.ask_size),
         sequence=msg.sequence if msg.HasField("sequence") else None,
+        aggressor=aggressor_from_proto(msg.aggressor) if msg.aggressor else AGGRESSOR_NONE,
     )
 
 
@@ -54,6 +84,7 @@ def block_from_proto(msg: pb.TickColumns) -> TickBlock:
         levels,
         {name: len(getattr(msg, name)) for name in ("bid_price", "bid_size", "ask_price", "ask_size")},
         len(msg.sequence),
+        len(msg.aggressor),
     )
     index = np.array(msg.instrument_index, dtype=np.intp)
     names = list(msg.instrument)
@@ -84,6 +115,7 @@ def block_from_proto(msg: pb.TickColumns) -> TickBlock:
         ask_price=book(msg.ask_price),
         ask_size=book(msg.ask_size),
         sequence=np.array(msg.sequence, dtype=np.uint64) if len(msg.sequence) else None,
+        aggressor=aggressors_from_proto(msg.aggressor) if len(msg.aggressor) else None,
     )
 
 
@@ -276,7 +308,14 @@ def report_to_proto(report: dict) -> pb.EvaluationReport:
 
 
 def tick_to_proto(tick: Tick) -> pb.Tick:
-    return tick_message(tick)
+    """As `tickserve_client.tick_message` (aggressor +1 -> SIDE_BUY, -1 -> SIDE_SELL, 0 -> unset); an
+    undefined Side number carried from the wire (`aggressor_from_proto`) goes back as that number."""
+    number = unknown_side_number(tick.aggressor) if tick.aggressor not in AGGRESSOR_NAMES else None
+    if number is None:
+        return tick_message(tick)
+    msg = tick_message(replace(tick, aggressor=AGGRESSOR_NONE))
+    msg.aggressor = number
+    return msg
 
 
 def frame_to_protos(frame: TickFrame) -> list[pb.Tick]:

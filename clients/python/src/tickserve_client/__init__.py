@@ -7,6 +7,22 @@
             print(result.signal.action, result.signal.edge_score)
 """
 
-from .client import TickserveClient, columns_from_ticks, columns_message, frame_columns, make_tick, tick_message
+from .client import (
+    TickserveClient,
+    columns_from_ticks,
+    columns_message,
+    frame_columns,
+    make_tick,
+    side_value,
+    tick_message,
+)
 
-__all__ = ["TickserveClient", "columns_from_ticks", "columns_message", "frame_columns", "make_tick", "tick_message"]
+__all__ = [
+    "TickserveClient",
+    "columns_from_ticks",
+    "columns_message",
+    "frame_columns",
+    "make_tick",
+    "side_value",
+    "tick_message",
+]

@@ -17,11 +17,26 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# The trade's aggressor as the project's ticks carry it (+1 buy, -1 sell, 0 unknown or no trade)
+# -> the Side enum on the wire.
+SIDES = {1: pb.SIDE_BUY, -1: pb.SIDE_SELL, 0: pb.SIDE_UNSPECIFIED}
+
+
+def side_value(aggressor) -> int:
+    """+1 (a buyer lifted the ask) -> SIDE_BUY, -1 (a seller hit the bid) -> SIDE_SELL, 0 or None
+    (unknown, or no trade) -> SIDE_UNSPECIFIED; anything else is a ValueError."""
+    if aggressor is None:
+        return pb.SIDE_UNSPECIFIED
+    try:
+        return SIDES[aggressor]
+    except (KeyError, TypeError):
+        raise ValueError(f"aggressor: must be +1 (buy), -1 (sell) or 0 (unknown or no trade), got {aggressor!r}") from None
 
 
 def tick_message(tick) -> pb.Tick:
     """A Tick message from any tick-like object (attributes instrument, timestamp_ns, last_price,
-    last_size, bid_price, bid_size, ask_price, ask_size, sequence), e.g. tickserve.ticks.Tick."""
+    last_size, bid_price, bid_size, ask_price, ask_size, sequence, and optionally aggressor: +1 buy,
+    -1 sell, 0 unknown), e.g. tickserve.ticks.Tick."""
     msg = pb.Tick(
         instrument=tick.instrument,
         timestamp_ns=tick.timestamp_ns,
@@ -34,6 +49,9 @@ def tick_message(tick) -> pb.Tick:
     )
     if tick.sequence is not None:
         msg.sequence = tick.sequence
+    aggressor = getattr(tick, "aggressor", 0)
+    if aggressor:
+        msg.aggressor = side_value(aggressor)
     return msg
 
 
@@ -45,8 +63,9 @@ def make_tick(
     last_price: float = 0.0,
     last_size: float = 0.0,
     sequence: int | None = None,
+    aggressor: int = 0,
 ) -> pb.Tick:
-    """A Tick from (price, size) levels, best first."""
+    """A Tick from (price, size) levels, best first; aggressor +1 buy, -1 sell, 0 unknown or no trade."""
     tick = pb.Tick(
         instrument=instrument,
         timestamp_ns=timestamp_ns,
@@ -59,6 +78,8 @@ def make_tick(
     )
     if sequence is not None:
         tick.sequence = sequence
+    if aggressor:
+        tick.aggressor = side_value(aggressor)
     return tick
 
 
@@ -91,7 +112,8 @@ def columns_message(frame, start: int = 0, stop: int | None = None) -> pb.TickCo
     """A TickColumns message of rows start:stop of a frame-like object: attributes instrument,
     timestamp_ns, last_price, last_size (length n), bid_price, bid_size, ask_price, ask_size ((n, L)
     arrays, NaN = absent level, or sequences of per-tick levels) and optionally sequence (negative or
-    None = none; all rows or none must carry one), e.g. tickserve.ticks.TickFrame. numpy arrays and
+    None = none; all rows or none must carry one) and aggressor (+1 buy, -1 sell, 0 or None unknown or
+    no trade; sent only when some row has a side), e.g. tickserve.ticks.TickFrame. numpy arrays and
     plain lists both work; this package does not import numpy."""
     cut = slice(start, stop)
     instruments = _as_list(frame.instrument[cut])
@@ -119,11 +141,17 @@ def columns_message(frame, start: int = 0, stop: int | None = None) -> pb.TickCo
             if not all(have):
                 raise ValueError("sequence: a TickColumns message carries a sequence for every tick or for none")
             msg.sequence.extend(seqs)
+    aggressor = getattr(frame, "aggressor", None)
+    if aggressor is not None:
+        sides = _as_list(aggressor[cut])
+        if any(sides):
+            msg.aggressor.extend([side_value(a) for a in sides])
     return msg
 
 
 def columns_from_ticks(ticks: Sequence) -> pb.TickColumns:
-    """A TickColumns message of tick-like objects (as `tick_message` takes, e.g. pb.Tick)."""
+    """A TickColumns message of tick-like objects (as `tick_message` takes, e.g. pb.Tick). A pb.Tick's
+    aggressor is sent as the Side number it holds, even one the contract does not define."""
 
     class _Frame:
         pass
@@ -134,7 +162,11 @@ def columns_from_ticks(ticks: Sequence) -> pb.TickColumns:
     for name in ("bid_price", "bid_size", "ask_price", "ask_size"):
         setattr(f, name, [list(getattr(t, name)) for t in ticks])
     f.sequence = [_sequence_of(t) for t in ticks]
-    return columns_message(f)
+    msg = columns_message(f)
+    sides = [t.aggressor if isinstance(t, pb.Tick) else side_value(getattr(t, "aggressor", 0)) for t in ticks]
+    if any(sides):
+        msg.aggressor.extend(sides)
+    return msg
 
 
 def _sequence_of(tick):
