@@ -69,6 +69,10 @@ def test_merge_order_last_price_and_sizes(files):
     assert report.trades_before_first_book == 1
     assert (report.ticks, report.book_ticks, report.trade_ticks, report.levels) == (9, 5, 4, 2)
     assert report.dropped == 0
+    # each trade tick carries its own trade's side, a book tick none
+    assert frame.aggressor.tolist() == [0, 0, 1, 1, -1, 0, 0, 0, -1]
+    assert report.aggressor_column == "aggressor"
+    assert report.trade_sides == {"buy": 2, "sell": 2, "unknown": 0}
     for tick in frame.ticks():
         validate_tick(tick)
 
@@ -106,8 +110,12 @@ def test_mapping_gzip_and_parquet_give_the_same_ticks(tmp_path, files):
     trades = write_csv(tmp_path / "other_trades.csv", "when,px,size,side", TRADES)
     mapping = {"timestamp_ns": "t", "bid_px_{n}": "bp{n}", "bid_qty_{n}": "bq{n}", "ask_px_{n}": "ap{n}",
                "ask_qty_{n}": "aq{n}"}
-    frame, _ = import_ticks(book, trades, settings(mapping=mapping,
-                                                   trades_mapping={"timestamp_ns": "when", "price": "px", "qty": "size"}))
+    trades_mapping = {"timestamp_ns": "when", "price": "px", "qty": "size"}
+    frame, report = import_ticks(book, trades, settings(mapping=mapping, trades_mapping=trades_mapping))
+    assert report.aggressor_column == "" and not frame.aggressor.any()  # no side column: unknown sides
+    assert report.trade_sides == {"buy": 0, "sell": 0, "unknown": 4}
+    assert any("every trade's side is unknown" in line for line in report.lines())
+    frame, _ = import_ticks(book, trades, settings(mapping=mapping, trades_mapping={**trades_mapping, "aggressor": "side"}))
     assert frame.fingerprint() == reference.fingerprint()
 
     import pyarrow as pa
@@ -163,6 +171,7 @@ def test_each_bad_row_reason_is_counted_and_dropped(tmp_path):
         (T0 + 220, "nan", 1, "buy"),  # non_finite_value
         (T0 + 230, 100.1, 0, "buy"),  # invalid_value: quantity 0
         ("", 100.1, 1, "buy"),  # missing_timestamp
+        (T0 + 235, 100.1, 1, "long"),  # invalid_aggressor
         (T0 + 240, 100.1, 2, "buy"),
     ])
     frame, report = import_ticks(book, trades, settings())
@@ -173,7 +182,7 @@ def test_each_bad_row_reason_is_counted_and_dropped(tmp_path):
     assert report.book.examples["missing_level"] == [4, 5, 6]  # data-row numbers
     assert dict(report.trades.dropped) == {reason: 1 for reason in (
         "non_monotonic_time", "missing_value", "unparseable_value", "non_finite_value", "invalid_value",
-        "missing_timestamp")}
+        "missing_timestamp", "invalid_aggressor")}
     assert report.trades.kept == 2
     assert report.off_grid_book_rows == 1
     assert not report.failed_validation
@@ -182,6 +191,79 @@ def test_each_bad_row_reason_is_counted_and_dropped(tmp_path):
         validate_tick(tick)
     lines = "\n".join(report.lines())
     assert "crossed_book" in lines and "non_monotonic_time" in lines and "off the tick-size grid" in lines
+
+
+BIM_TRADES = [  # buyer_is_maker in every spelling the importer takes; true = a seller hit the bid
+    (T0 + 110, 100.1, 1, "True"), (T0 + 120, 100.0, 1, "False"), (T0 + 130, 100.0, 1, "true"),
+    (T0 + 140, 100.1, 1, "false"), (T0 + 150, 100.0, 1, "1"), (T0 + 160, 100.1, 1, "0"), (T0 + 170, 100.1, 1, ""),
+]  # fmt: skip
+
+
+def test_side_from_a_buyer_is_maker_column(tmp_path):
+    book = write_csv(tmp_path / "book.csv", HEADER, BOOK)
+    trades = write_csv(tmp_path / "bim.csv", "local_ts_ns,price,qty,buyer_is_maker", BIM_TRADES)
+    frame, report = import_ticks(book, trades, settings())
+    traded = frame.last_size > 0
+    assert frame.aggressor[traded].tolist() == [-1, 1, -1, 1, -1, 1, 0]  # the empty cell: unknown
+    assert not frame.aggressor[~traded].any()
+    assert report.aggressor_column == "buyer_is_maker" and report.dropped == 0
+    assert report.trade_sides == {"buy": 3, "sell": 3, "unknown": 1}
+    # mapped from another column name; Parquet with a boolean column
+    renamed = write_csv(tmp_path / "m.csv", "local_ts_ns,price,qty,maker_buys", BIM_TRADES)
+    mapped, _ = import_ticks(book, renamed, settings(trades_mapping={"buyer_is_maker": "maker_buys"}))
+    assert np.array_equal(mapped.aggressor, frame.aggressor)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"local_ts_ns": [t[0] for t in BIM_TRADES[:6]], "price": [t[1] for t in BIM_TRADES[:6]],
+                      "qty": [t[2] for t in BIM_TRADES[:6]], "buyer_is_maker": [True, False, True, False, True, False]})
+    pq.write_table(table, str(tmp_path / "bim.parquet"))
+    from_parquet, _ = import_ticks(book, tmp_path / "bim.parquet", settings())
+    assert from_parquet.aggressor[from_parquet.last_size > 0].tolist() == [-1, 1, -1, 1, -1, 1]
+
+
+def test_aggressor_column_wins_over_buyer_is_maker_and_bad_sides_are_dropped_and_counted(tmp_path):
+    book = write_csv(tmp_path / "book.csv", HEADER, BOOK)
+    rows = [  # buyer_is_maker says the opposite on purpose: the aggressor column is the one read
+        (T0 + 110, 100.1, 1, "true", "BUY"), (T0 + 120, 100.0, 1, "false", " sell "), (T0 + 130, 100.1, 1, "", "b"),
+        (T0 + 140, 100.0, 1, "", "S"), (T0 + 150, 100.1, 1, "", "1"), (T0 + 160, 100.0, 1, "", "-1"),
+        (T0 + 170, 100.1, 1, "true", ""),  # empty: unknown (0), kept
+        (T0 + 180, 100.1, 1, "true", "up"),  # not a side: dropped
+        (T0 + 190, 100.1, 1, "true", "0"),  # 0 is not one of the aggressor values
+        (T0 + 195, "x", 1, "true", "up"),  # the first reason counts: unparseable price
+    ]  # fmt: skip
+    trades = write_csv(tmp_path / "both.csv", "local_ts_ns,price,qty,buyer_is_maker,aggressor", rows)
+    frame, report = import_ticks(book, trades, settings())
+    assert report.aggressor_column == "aggressor"
+    assert frame.aggressor[frame.last_size > 0].tolist() == [1, -1, 1, -1, 1, -1, 0]
+    assert dict(report.trades.dropped) == {"invalid_aggressor": 2, "unparseable_value": 1}
+    assert report.trades.examples["invalid_aggressor"] == [8, 9] and report.trades.kept == 7
+    assert report.trade_sides == {"buy": 3, "sell": 3, "unknown": 1}
+    lines = "\n".join(report.lines())
+    assert "invalid_aggressor" in lines and "aggressor side from column 'aggressor': 3 buy, 3 sell, 1 unknown" in lines
+    for tick in frame.ticks():
+        validate_tick(tick)
+    # mapping only buyer_is_maker picks that column even though the file has an aggressor column
+    bim, _ = import_ticks(book, trades, settings(trades_mapping={"buyer_is_maker": "buyer_is_maker"}))
+    assert bim.aggressor[bim.last_size > 0].tolist() == [-1, 1, 0, 0, 0, 0, -1, -1, -1]
+    # a side column mapped to a column the file does not have is named
+    with pytest.raises(ValueError, match="no column 'taker' for aggressor.*--trades-map maps it to 'taker'"):
+        import_ticks(book, trades, settings(trades_mapping={"aggressor": "taker"}))
+
+
+def test_cli_import_reads_the_side_through_trades_map(tmp_path):
+    book = write_csv(tmp_path / "book.csv", HEADER, BOOK)
+    trades = write_csv(tmp_path / "t.csv", "local_ts_ns,price,qty,taker", TRADES)
+    out = tmp_path / "ticks.parquet"
+    result = subprocess.run([*TICKSERVE, "import", "--book", str(book), "--trades", str(trades), "--out", str(out),
+                             "--instrument", "BTC", "--tick-size", "0.1", "--calendar", "24x7",
+                             "--map", "timestamp_ns=local_ts_ns", "--trades-map", "aggressor=taker"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "aggressor side from column 'taker': 2 buy, 2 sell, 0 unknown" in result.stdout
+    frame = read_parquet(out)
+    assert frame.aggressor.tolist() == [0, 0, 1, 1, -1, 0, 0, 0, -1]
+    assert read_metadata(out)["import"]["trade_sides"] == {"buy": 2, "sell": 2, "unknown": 0}
 
 
 def test_missing_columns_are_named(tmp_path, files):

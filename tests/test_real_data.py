@@ -14,7 +14,7 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.evaluation import Evaluation
 from tickserve.features import ALWAYS_OPEN, FEATURE_INDEX, FeatureConfig, batch_features
-from tickserve.importer import ImportSettings, instrument_settings, run_import
+from tickserve.importer import ImportSettings, import_ticks, instrument_settings, run_import
 from tickserve.labels import NO_LABEL, LabelConfig, make_labels
 from tickserve.repository import ModelRepository
 from tickserve.serving.app import create_server
@@ -63,6 +63,41 @@ def test_import_of_the_shared_files(imported):
     assert np.array_equal(frame.last_price[traded], price[1:]) and np.array_equal(frame.last_size[traded], qty[1:])
     sizes, calendar = instrument_settings(read_metadata(path))
     assert sizes == {INSTRUMENT: 0.1} and calendar == ALWAYS_OPEN
+    # each trade tick carries its trade's recorded side (the `aggressor` column), book ticks none
+    side = np.where(trades.column("aggressor").to_numpy(zero_copy_only=False) == "buy", 1, -1)
+    assert np.array_equal(frame.aggressor[traded], side[1:]) and not frame.aggressor[~traded].any()
+    assert report.aggressor_column == "aggressor" and report.trade_sides == {"buy": 2_564, "sell": 2_670, "unknown": 0}
+
+
+# data set -> (instrument, tick size, least share of trades whose recorded side the quote rule gives)
+SHARED = {
+    "binance-btcusd-perp": ("BTCUSD_PERP", 0.1, 0.99),
+    "binance-btcusdt-spot": ("BTCUSDT", 0.01, 0.93),  # 100 ms book diffs: the quotes lag the trades more
+    "binance-btcusdt-usdm": ("BTCUSDT_PERP", 0.1, 0.97),
+    "binance-ethusdt-usdm": ("ETHUSDT_PERP", 0.01, 0.98),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED))
+def test_recorded_aggressor_agrees_with_the_quote_rule_on_the_shared_data(name):
+    """The side the feature stage will infer when none is given (quote rule: price >= best ask a
+    buy, <= best bid a sell, else against the mid) against the side each exchange recorded, on the
+    quotes the imported trade tick carries. The aggressor and buyer_is_maker columns agree."""
+    data = DATA.parent / name
+    if not (data / "trades.csv.gz").is_file():
+        pytest.skip(f"{data} not found")
+    instrument, tick_size, least = SHARED[name]
+    settings = ImportSettings(instrument, tick_size, ALWAYS_OPEN, mapping={"timestamp_ns": "local_ts_ns"})
+    frame, report = import_ticks(data / "book10.csv.gz", data / "trades.csv.gz", settings)
+    assert report.aggressor_column == "aggressor" and report.trade_sides["unknown"] == 0 and report.dropped == 0
+    traded = frame.last_size > 0
+    price, bid, ask = frame.last_price[traded], frame.bid_price[traded, 0], frame.ask_price[traded, 0]
+    rule = np.where(price >= ask, 1, np.where(price <= bid, -1, np.sign(price - (bid + ask) / 2)))
+    agree = float((rule == frame.aggressor[traded]).mean())
+    assert agree >= least, f"{name}: the quote rule agrees with the recorded side on only {agree:.2%} of trades"
+    settings.trades_mapping = {"buyer_is_maker": "buyer_is_maker"}
+    from_maker, _ = import_ticks(data / "book10.csv.gz", data / "trades.csv.gz", settings)
+    assert np.array_equal(from_maker.aggressor, frame.aggressor)
 
 
 @pytest.mark.parametrize("labels", [LabelConfig(horizon_ns=1_000_000_000), LabelConfig(horizon_ns=250_000_000),

@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("import", help="import order-book (+ trades) files in the wide layout into a canonical tick file",
                        description="Wide layout: a timestamp column and bid_px_N, bid_qty_N, ask_px_N, ask_qty_N per "
-                                   "level (CSV, .csv.gz or Parquet); trades: timestamp, price, qty. Every setting may "
+                                   "level (CSV, .csv.gz or Parquet); trades: timestamp, price, qty and optionally the "
+                                   "aggressor side (an aggressor or a buyer_is_maker column). Every setting may "
                                    "also come from the [import] table of --config; flags win. See "
                                    "server/tickserve/importer.py for the merge rule and the bad-row reasons.")
     i.add_argument("--book", type=Path, help="the order-book file")
@@ -69,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="column for a canonical name in both files, e.g. timestamp_ns=local_ts_ns; "
                         "{n} stands for the level: bid_px_{n}=bp{n}")
     i.add_argument("--trades-map", action="append", default=[], metavar="CANONICAL=COLUMN",
-                   help="column for a canonical name in the trades file only (timestamp_ns, price, qty)")
+                   help="column for a canonical name in the trades file only (timestamp_ns, price, qty, "
+                        "aggressor: buy/sell, b/s, 1/-1; or buyer_is_maker: true/false, 1/0)")
     i.add_argument("--timestamp-unit", choices=["ns", "us", "ms", "s"], help="unit of the timestamp columns (default ns)")
     i.add_argument("--levels", type=int, help="import at most this many levels (default: all, up to 10)")
     _plugin_filter_args(i)

@@ -5,8 +5,12 @@ Input
 A book file with one row per book update: a timestamp column and, per level
 n = 1..N, `bid_px_n, bid_qty_n, ask_px_n, ask_qty_n` (level 1 = best price);
 CSV, compressed CSV (.gz, .bz2: by extension) or Parquet. Optionally a trades
-file: timestamp, `price`, `qty` (other columns, e.g. the aggressor side, are
-ignored). Other column names are mapped to these canonical names with
+file: timestamp, `price`, `qty`, and optionally the trade's aggressor side (the
+taker) in a column `aggressor` (`buy`/`sell`, also `b`/`s`, `1`/`-1`, any case)
+or `buyer_is_maker` (true: the seller took the bid, a SELL aggressor; false: a
+BUY; `True`/`False`/`true`/`false`/`1`/`0`); when the file has both, `aggressor`
+is used. An empty side cell is an unknown side (0). Other columns are ignored.
+Other column names are mapped to these canonical names with
 `--map CANONICAL=COLUMN` (both files; `{n}` stands for the level:
 `--map "bid_px_{n}=bp{n}"`) or `--trades-map` (trades file only), or the
 `[import]` table of the config file (`map = {timestamp_ns = "local_ts_ns"}`).
@@ -21,9 +25,10 @@ timestamps trades come before book updates (the exchange publishes a trade
 before the book change it causes), each file in its own row order.
 
 - a trade tick carries the current book (the last book row before it in that
-  order) and last_price / last_size = the trade's price and quantity;
-- a book tick carries last_price = the last trade's price carried forward and
-  last_size = 0.
+  order), last_price / last_size = the trade's price and quantity, and the
+  trade's own aggressor side (+1 buy, -1 sell, 0 unknown);
+- a book tick carries last_price = the last trade's price carried forward,
+  last_size = 0 and aggressor 0 (no trade on it, so no side).
 
 So the rolling VWAP counts each trade exactly once, with its own quantity,
 exactly as a live stream sending one tick per event would. Before the first
@@ -47,7 +52,8 @@ applies, in this order:
   the server accepts it), `non_monotonic_time` (earlier than a kept row before it);
 - trades: `missing_timestamp`, `unparseable_value`, `missing_value`,
   `non_finite_value`, `invalid_value` (price <= 0 or >= 1e12, quantity <= 0 or
-  >= 1e15, timestamp out of range), `non_monotonic_time`.
+  >= 1e15, timestamp out of range), `invalid_aggressor` (a side cell that is
+  none of the values above), `non_monotonic_time`.
 
 Every output tick is then checked with `validation.validate_tick`, the
 server's own rule; a tick failing it would also be dropped and counted (with
@@ -80,6 +86,15 @@ METADATA_FORMAT = 1
 TIMESTAMP = "timestamp_ns"
 SIDES = ("bid_px", "bid_qty", "ask_px", "ask_qty")
 TRADE_COLUMNS = ("price", "qty")
+# The trade's aggressor side, from the first of these columns the trades file has (canonical names,
+# mappable with --trades-map): cell text (stripped, lower case) -> +1 buy, -1 sell.
+AGGRESSOR = "aggressor"
+BUYER_IS_MAKER = "buyer_is_maker"
+SIDE_VALUES = {
+    AGGRESSOR: {"buy": 1, "b": 1, "1": 1, "+1": 1, "sell": -1, "s": -1, "-1": -1},
+    # the buyer was the maker: a seller hit the bid
+    BUYER_IS_MAKER: {"true": -1, "1": -1, "false": 1, "0": 1},
+}
 UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 BOOK_REASONS = (
     "missing_timestamp",
@@ -97,13 +112,14 @@ TRADE_REASONS = (
     "missing_value",
     "non_finite_value",
     "invalid_value",
+    "invalid_aggressor",
     "non_monotonic_time",
 )
 EXAMPLES = 5  # row numbers kept per reason
 MERGE_RULE = (
     "one tick per event in time order, trades before book updates at equal timestamps; a trade tick carries the "
-    "current book and last_price/last_size = the trade; a book tick carries the last trade price and last_size 0; "
-    "last_price 0 before the first trade"
+    "current book, last_price/last_size = the trade and its aggressor side; a book tick carries the last trade price, "
+    "last_size 0 and no side; last_price 0 before the first trade"
 )
 
 
@@ -147,6 +163,8 @@ class ImportReport:
     trades: FileCounts | None = None
     levels: int = 0
     trades_before_first_book: int = 0
+    aggressor_column: str = ""  # the trades file's column the sides came from ("" = none)
+    trade_sides: dict = field(default_factory=dict)  # over the trade ticks: buy, sell, unknown
     ticks: int = 0
     book_ticks: int = 0
     trade_ticks: int = 0
@@ -167,6 +185,8 @@ class ImportReport:
             "trades": self.trades.to_dict() if self.trades else None,
             "levels": self.levels,
             "trades_before_first_book": self.trades_before_first_book,
+            "aggressor_column": self.aggressor_column,
+            "trade_sides": dict(self.trade_sides),
             "ticks": self.ticks,
             "book_ticks": self.book_ticks,
             "trade_ticks": self.trade_ticks,
@@ -191,6 +211,12 @@ class ImportReport:
                     out.append(f"  dropped {n:>8d}  {reason:20s} (data rows {rows}{', ...' if n > EXAMPLES else ''})")
         if self.trades is not None:
             out.append(f"trades before the first book row (no tick; price carried forward): {self.trades_before_first_book}")
+            sides = self.trade_sides
+            if self.aggressor_column:
+                out.append(f"aggressor side from column {self.aggressor_column!r}: {sides.get('buy', 0)} buy, "
+                           f"{sides.get('sell', 0)} sell, {sides.get('unknown', 0)} unknown")
+            else:
+                out.append("no aggressor column (aggressor or buyer_is_maker): every trade's side is unknown (0)")
         for reason, n in sorted(self.failed_validation.items()):
             out.append(f"  dropped {n:>8d}  failed validate_tick: {reason}")
         if self.off_grid_book_rows or self.off_grid_trades:
@@ -281,12 +307,34 @@ def _from_arrow(col, integer: bool) -> _Column:
     return _Column(values, null, np.zeros(len(values), dtype=bool))
 
 
-def read_columns(path: Path, wanted: dict[str, str], integer: set[str]) -> tuple[dict[str, _Column], int]:
-    """{canonical: column} read from `path` (`wanted`: canonical -> column name in the file); row count."""
+def _side_column(col, values: dict[str, int]) -> _Column:
+    """A side column as +1 / -1 (0 where empty); cells that are none of `values` are `unparseable`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(col, pa.string())))
+    codes = text.dictionary_encode()  # each distinct cell looked up once
+    table = [values.get(v) for v in codes.dictionary.to_pylist()]
+    empty = [v == "" for v in codes.dictionary.to_pylist()]
+    index = np.asarray(codes.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    null = index < 0
+    known = np.array([t is not None for t in table] + [True], dtype=bool)  # [-1]: null
+    side = np.array([t or 0 for t in table] + [0], dtype=np.int8)
+    null |= np.array(empty + [True], dtype=bool)[index]
+    return _Column(side[index], null, ~known[index] & ~null)
+
+
+def read_columns(path: Path, wanted: dict[str, str], integer: set[str],
+                 sides: dict[str, dict[str, int]] | None = None) -> tuple[dict[str, _Column], int]:
+    """{canonical: column} read from `path` (`wanted`: canonical -> column name in the file); row count.
+    `sides`: canonical -> cell text -> side, for the side columns read as text (`_side_column`)."""
     import pyarrow as pa
 
+    sides = sides or {}
     sources = list(dict.fromkeys(wanted.values()))
     int_sources = {wanted[c] for c in integer}
+    text_sources = {wanted[c] for c in sides}
     if _is_parquet(path):
         import pyarrow.parquet as pq
 
@@ -303,12 +351,17 @@ def read_columns(path: Path, wanted: dict[str, str], integer: set[str]) -> tuple
                 ),
             )
 
+        def kind(s: str):
+            return pa.string() if s in text_sources else pa.int64() if s in int_sources else pa.float64()
+
         try:
-            table = read({s: pa.int64() if s in int_sources else pa.float64() for s in sources})
+            table = read({s: kind(s) for s in sources})
         except pa.ArrowInvalid:  # text where a number belongs: read as text, count those rows
             table = read({s: pa.string() for s in sources})
-    columns = {s: _from_arrow(table.column(s), s in int_sources) for s in sources}
-    return {c: columns[s] for c, s in wanted.items()}, table.num_rows
+    out = {}
+    for c, s in wanted.items():
+        out[c] = _side_column(table.column(s), sides[c]) if c in sides else _from_arrow(table.column(s), s in int_sources)
+    return out, table.num_rows
 
 
 def _missing_column(path: Path, canonical: str, source: str, names: list[str], flag: str) -> ValueError:
@@ -400,7 +453,8 @@ def _book(columns: dict[str, _Column], n: int, levels: int, unit: str) -> tuple[
     return book, ts, reasons
 
 
-def _trades(columns: dict[str, _Column], n: int, unit: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Reasons]:
+def _trades(columns: dict[str, _Column], n: int, unit: str):
+    """(timestamps, prices, quantities, sides (+1/-1/0), reasons) of the trade rows."""
     reasons = _Reasons(n, TRADE_REASONS)
     ts, ts_invalid = _timestamps(columns[TIMESTAMP], unit, reasons)
     price, qty = columns["price"], columns["qty"]
@@ -410,8 +464,29 @@ def _trades(columns: dict[str, _Column], n: int, unit: str) -> tuple[np.ndarray,
     reasons.mark("non_finite_value", ~np.isfinite(p) | ~np.isfinite(q))
     with np.errstate(invalid="ignore"):
         reasons.mark("invalid_value", ts_invalid | (p <= 0) | (p >= MAX_PRICE) | (q <= 0) | (q >= MAX_SIZE))
+    side_column = next((columns[c] for c in SIDE_VALUES if c in columns), None)
+    if side_column is None:
+        side = np.zeros(n, dtype=np.int8)
+    else:
+        reasons.mark("invalid_aggressor", side_column.unparseable)
+        side = side_column.values.astype(np.int8)
     reasons.mark_time_order(ts)
-    return ts, p, q, reasons
+    return ts, p, q, side, reasons
+
+
+def _side_source(path: Path, tmap: dict[str, str], names: list[str]) -> tuple[str, str] | None:
+    """(canonical, column) of the trades file's side column: `aggressor` if the file has it, else
+    `buyer_is_maker`, else None; but when only `buyer_is_maker` is mapped (--trades-map), that one.
+    A column mapped explicitly must exist."""
+    found = []
+    for canonical in SIDE_VALUES:
+        source = tmap.get(canonical, canonical)
+        if source in names:
+            found.append((canonical, source))
+        elif canonical in tmap:
+            raise _missing_column(path, canonical, source, names, "--trades-map")
+    mapped = [f for f in found if f[0] in tmap]
+    return (mapped or found or [None])[0]
 
 
 def _off_grid(prices: np.ndarray, tick_size: float) -> np.ndarray:
@@ -475,24 +550,34 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
             if source not in tnames:
                 raise _missing_column(trades_path, canonical, source, tnames, "--trades-map")
             twanted[canonical] = source
-        tcolumns, n_trades = read_columns(trades_path, twanted, {TIMESTAMP})
-        trade_ts, trade_px, trade_qty, trade_reasons = _trades(tcolumns, n_trades, settings.timestamp_unit)
+        side = _side_source(trades_path, tmap, tnames)
+        if side is not None:
+            twanted[side[0]] = side[1]
+            report.aggressor_column = side[1]
+        tcolumns, n_trades = read_columns(trades_path, twanted, {TIMESTAMP},
+                                          {side[0]: SIDE_VALUES[side[0]]} if side else None)
+        trade_ts, trade_px, trade_qty, trade_side, trade_reasons = _trades(tcolumns, n_trades, settings.timestamp_unit)
         trade_reasons.counts(report.trades)
         tkeep = trade_reasons.good
-        trade_ts, trade_px, trade_qty = trade_ts[tkeep], trade_px[tkeep], trade_qty[tkeep]
+        trade_ts, trade_px, trade_qty, trade_side = trade_ts[tkeep], trade_px[tkeep], trade_qty[tkeep], trade_side[tkeep]
         report.off_grid_trades = int(_off_grid(trade_px, settings.tick_size).sum())
     else:
         trade_ts = np.zeros(0, dtype=np.int64)
         trade_px = trade_qty = np.zeros(0)
+        trade_side = np.zeros(0, dtype=np.int8)
 
     frame, report.trades_before_first_book = merge_events(
-        settings.instrument, book_ts, book, trade_ts, trade_px, trade_qty
+        settings.instrument, book_ts, book, trade_ts, trade_px, trade_qty, trade_side
     )
     frame = _validated(frame, report)
     frame.sequence = np.arange(1, len(frame) + 1, dtype=np.int64)
     report.ticks = len(frame)
     report.trade_ticks = int((frame.last_size > 0).sum())
     report.book_ticks = report.ticks - report.trade_ticks
+    if trades_path is not None:
+        traded = frame.aggressor[frame.last_size > 0]
+        report.trade_sides = {"buy": int((traded == 1).sum()), "sell": int((traded == -1).sum()),
+                              "unknown": int((traded == 0).sum())}
     if len(frame):
         report.first_timestamp_ns = int(frame.timestamp_ns[0])
         report.last_timestamp_ns = int(frame.timestamp_ns[-1])
@@ -500,8 +585,9 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
 
 
 def merge_events(instrument: str, book_ts: np.ndarray, book: dict, trade_ts: np.ndarray, trade_px: np.ndarray,
-                 trade_qty: np.ndarray) -> tuple[TickFrame, int]:
+                 trade_qty: np.ndarray, trade_side: np.ndarray | None = None) -> tuple[TickFrame, int]:
     """One tick per event (see the module doc); the frame and the number of trades before the first book row.
+    `trade_side`: each trade's aggressor (+1 / -1 / 0), default unknown.
 
     Both inputs must already be in time order (the bad-row checks guarantee it)."""
     nb, nt = len(book_ts), len(trade_ts)
@@ -523,6 +609,8 @@ def merge_events(instrument: str, book_ts: np.ndarray, book: dict, trade_ts: np.
     has_trade = last_trade >= 0
     frame.last_price = np.where(has_trade, trade_px[np.maximum(last_trade, 0)] if nt else 0.0, 0.0)
     frame.last_size = np.where(~is_book, trade_qty[np.maximum(last_trade, 0)] if nt else 0.0, 0.0)
+    if trade_side is not None and nt:  # a trade tick's own side; a book tick has none
+        frame.aggressor = np.where(~is_book, trade_side[np.maximum(last_trade, 0)], 0).astype(np.int8)
     for side, name in (("bid_px", "bid_price"), ("bid_qty", "bid_size"), ("ask_px", "ask_price"), ("ask_qty", "ask_size")):
         values = book[side][current_book]
         getattr(frame, name)[:, : values.shape[1]] = values
@@ -554,10 +642,10 @@ def _ticks(frame: TickFrame):
     nb, na = depth(frame.bid_price), depth(frame.ask_price)
     columns = (frame.instrument.tolist(), frame.timestamp_ns.tolist(), frame.last_price.tolist(),
                frame.last_size.tolist(), frame.bid_price.tolist(), frame.bid_size.tolist(), frame.ask_price.tolist(),
-               frame.ask_size.tolist(), frame.sequence.tolist(), nb, na)
-    for name, ts, lp, ls, bp, bs, ap, asz, seq, b, a in zip(*columns):
+               frame.ask_size.tolist(), frame.sequence.tolist(), frame.aggressor.tolist(), nb, na)
+    for name, ts, lp, ls, bp, bs, ap, asz, seq, side, b, a in zip(*columns):
         yield Tick(name, ts, lp, ls, tuple(bp[:b]), tuple(bs[:b]), tuple(ap[:a]), tuple(asz[:a]),
-                   None if seq < 0 else seq)
+                   None if seq < 0 else seq, side)
 
 
 def import_metadata(settings: ImportSettings, report: ImportReport) -> dict:
