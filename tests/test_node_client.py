@@ -2,7 +2,7 @@
 must equal the Python client's for the same ticks.
 
 The ticks go to Node through the wide CSV layout that `tickserve-node` reads
-(`instrument,timestamp_ns,last_price,last_size,bid_px_1,bid_qty_1,...,ask_px_N,ask_qty_N,sequence`),
+(`instrument,timestamp_ns,last_price,last_size,bid_px_1,bid_qty_1,...,ask_px_N,ask_qty_N,sequence,aggressor`),
 written here from the project's own `Tick`s with `repr` floats, so Node parses back the very
 doubles Python sends. `--json` prints every double at full (shortest round-trip) precision and
 64-bit integers as strings, so the comparison is exact, field by field.
@@ -47,14 +47,18 @@ BIG_SEQ = 2**63 - 1
 def csv_header(levels: int = MAX_LEVELS) -> list[str]:
     bids = [f"bid_{what}_{k}" for k in range(1, levels + 1) for what in ("px", "qty")]
     asks = [f"ask_{what}_{k}" for k in range(1, levels + 1) for what in ("px", "qty")]
-    return ["instrument", "timestamp_ns", "last_price", "last_size", *bids, *asks, "sequence"]
+    return ["instrument", "timestamp_ns", "last_price", "last_size", *bids, *asks, "sequence", "aggressor"]
+
+
+SIDE_CELLS = {1: "buy", -1: "sell", 0: ""}  # Tick.aggressor -> the CSV's aggressor cell
 
 
 def write_ticks_csv(ticks, path: Path, levels: int = MAX_LEVELS) -> Path:
     """Ticks (`tickserve.ticks.Tick`, e.g. from `TickFrame.ticks()`) in the wide CSV layout.
 
     Floats are written with `repr` (shortest round-trip: the reader gets the same double; nan and
-    inf as `nan`, `inf`); an absent level, size or sequence is an empty cell. Each of the four
+    inf as `nan`, `inf`); an absent level, size or sequence is an empty cell, and so is an unknown
+    aggressor (else `buy` or `sell`). Each of the four
     level columns is written up to its own length, so a tick whose sizes and prices differ in
     number reaches the server as it is.
     """
@@ -76,7 +80,7 @@ def write_ticks_csv(ticks, path: Path, levels: int = MAX_LEVELS) -> Path:
                 [t.instrument, str(t.timestamp_ns), repr(float(t.last_price)), repr(float(t.last_size))]
                 + cells(t.bid_price, t.bid_size)
                 + cells(t.ask_price, t.ask_size)
-                + ["" if t.sequence is None else str(t.sequence)]
+                + ["" if t.sequence is None else str(t.sequence), SIDE_CELLS[t.aggressor]]
             )
     return path
 
@@ -202,6 +206,7 @@ def mixed_ticks() -> list[Tick]:
         bad(bid_size=base.bid_size[:1]),  # sizes and prices differ in number
         bad(ask_price=(1e13,), ask_size=(1.0,)),
         bad(timestamp_ns=-7, sequence=None),
+        bad(last_size=0.0, aggressor=1),  # a side on a tick without a trade
         # 64-bit values above 2^53 echoed exactly, in an error and in a signal
         bad(sequence=BIG_SEQ, bid_price=(top_ask + 0.5,), bid_size=(1.0,)),
         replace(base, instrument="BIGSEQ", timestamp_ns=7_258_118_399_999_999_999, sequence=BIG_SEQ),
@@ -210,6 +215,7 @@ def mixed_ticks() -> list[Tick]:
                 ask_price=base.ask_price[:3], ask_size=base.ask_size[:3]),  # fmt: skip
         replace(base, instrument="TINY", last_price=1e-05, bid_price=(2e-05,), bid_size=(1e-07,),
                 ask_price=(3.0000000000000004e-05,), ask_size=(123456789.123,)),  # fmt: skip
+        replace(base, instrument="SOLD", last_size=3.0, aggressor=-1),  # a trade with its side
     ]
     out = ticks[:150]
     for i, special in enumerate(specials):  # spread through the stream, also across batch edges
@@ -236,7 +242,11 @@ def test_node_stream_equals_python(node, server, client, mixed, batch):
     got = node_stream(node, server, path, batch)
     assert len(got) == len(expected) == len(ticks)
     errors = [e for e in expected if "error" in e]
-    assert len(errors) == 12 and all(e["error"]["status"] == "INVALID_ARGUMENT" for e in errors)
+    assert len(errors) == 13 and all(e["error"]["status"] == "INVALID_ARGUMENT" for e in errors)
+    # the sides went through the CSV: the side given without a trade was rejected the same way
+    assert sum(e["error"]["message"] == "aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"
+               for e in errors) == 1  # fmt: skip
+    assert {t.aggressor for t in ticks} == {-1, 0, 1}
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"result {i} (tick {ticks[i]}) differs:\n node:   {g}\n python: {e}"
     # the 64-bit values came through exactly, and the odd instrument name through the CSV
@@ -262,13 +272,40 @@ def test_node_stream_uint64_sequence(node, server, client, tmp_path, batch):
     assert got[-1]["error"]["sequence"] == "18446744073709551615"
 
 
+def test_node_sends_the_aggressor_column(node, server, client, tmp_path):
+    """An aggressor column (buy, sell in any case, or empty) reaches the server as Tick.aggressor:
+    the same answers as the Python client sending the sides, for ticks where the side decides
+    between a signal and an error; a cell that is no side is a CSV error naming the column."""
+    base = list(simulate(40, seed=26).ticks())
+    assert {t.aggressor for t in base} == {-1, 0, 1}
+    # after each tick, the same tick as a buy: an error where there was no trade
+    flipped = [replace(t, timestamp_ns=t.timestamp_ns + 1, sequence=None, aggressor=1) for t in base]
+    ticks = [t for pair in zip(base, flipped) for t in pair]
+    path = write_ticks_csv(ticks, tmp_path / "sides.csv")
+    text = path.read_text().replace(",buy\n", ",BUY\n", 3).replace(",sell\n", ",Sell\n", 3)
+    path.write_text(text)  # any case
+    for batch in (1, 40):
+        expected = [result_json(r) for r in client.stream_signals(map(to_proto, ticks), model=MODEL, batch_size=batch)]
+        got = node_stream(node, server, path, batch)
+        assert got == expected
+        rejected = [g["error"]["message"] for g in got if "error" in g]
+        no_trade = sum(t.last_size == 0 for t in flipped)
+        assert no_trade > 10 and rejected == ["aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"] * no_trade
+    bad = tmp_path / "bad-side.csv"
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",up"
+    bad.write_text("\n".join(lines) + "\n")
+    done = run_node(node, "stream", "--server", server.address, "--csv", str(bad), "--model", MODEL, check=False)
+    assert done.returncode == 2 and 'bad-side.csv:6: aggressor: expected buy, sell or an empty cell, got "up"' in done.stderr
+
+
 def test_node_stream_text_output(node, server, mixed):
     _, path = mixed
     done = run_node(node, "stream", "--server", server.address, "--csv", str(path), "--model", MODEL)
     lines = done.stdout.splitlines()
     assert lines[0].split()[:4] == ["TIME", "(UTC)", "INSTR", "SEQ"]
-    assert sum("rejected (code 3 INVALID_ARGUMENT)" in line for line in lines) == 12
-    assert lines[-1].startswith(f"{len(lines) - 2} ticks answered") and "error 12" in lines[-1]
+    assert sum("rejected (code 3 INVALID_ARGUMENT)" in line for line in lines) == 13
+    assert lines[-1].startswith(f"{len(lines) - 2} ticks answered") and "error 13" in lines[-1]
 
 
 def test_node_evaluate_equals_python(node, server, client, tmp_path):
@@ -403,7 +440,7 @@ def test_node_tls_and_token(node, secure_server, mixed, tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(results) == len(mixed[0]) and sum("error" in r for r in results) == 12
+    assert len(results) == len(mixed[0]) and sum("error" in r for r in results) == 13
 
     plaintext = run_node(node, "models", "--server", address, "--token-file", str(token_file), "--timeout", "5",
                          check=False)  # fmt: skip

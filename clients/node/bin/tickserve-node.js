@@ -24,7 +24,7 @@ const USAGE = `usage:
 
   --server     the server address (default 127.0.0.1:50051)
   --csv        the tick file: instrument,timestamp_ns,last_price,last_size,bid_px_1,bid_qty_1,...,
-               ask_px_1,ask_qty_1,...[,sequence] ('-' = standard input)
+               ask_px_1,ask_qty_1,...[,sequence][,aggressor] ('-' = standard input)
   --model      model name (default: the server's default model)
   --version    model version (default: the newest READY one)
   --batch      ticks per message (stream: 1 = one Tick message per tick, default 1;

@@ -75,10 +75,27 @@ function int64String(value, name) {
   throw new TypeError(`${name}: expected a string, BigInt or integer number, got ${typeof value}`);
 }
 
+// Tick.aggressor, the side that took the tick's trade: the Side enum's names, 'buy'/'sell'
+// (any case), or +1/-1/0 as the Python client takes it; null, undefined, '' or 0 = unspecified.
+const SIDE_NAMES = new Set(['SIDE_UNSPECIFIED', 'SIDE_BUY', 'SIDE_SELL']);
+const SIDE_OF = new Map([['buy', 'SIDE_BUY'], ['sell', 'SIDE_SELL'], [1, 'SIDE_BUY'], [-1, 'SIDE_SELL'],
+  [0, 'SIDE_UNSPECIFIED']]);
+
+/** An aggressor value (see SIDE_OF) as the Side enum name the loader encodes. */
+function sideName(value) {
+  if (value === undefined || value === null || value === '') return 'SIDE_UNSPECIFIED';
+  if (SIDE_NAMES.has(value)) return value;
+  const side = SIDE_OF.get(typeof value === 'string' ? value.trim().toLowerCase() : value);
+  if (side === undefined) {
+    throw new TypeError(`aggressor: expected SIDE_BUY, SIDE_SELL, SIDE_UNSPECIFIED, buy, sell, 1, -1 or 0, got ${JSON.stringify(value)}`);
+  }
+  return side;
+}
+
 /**
  * A tick as the message object the loader encodes. Input: {instrument, timestamp_ns,
- * last_price, last_size, bid_price, bid_size, ask_price, ask_size, sequence?}; sequence
- * null/undefined = not set.
+ * last_price, last_size, bid_price, bid_size, ask_price, ask_size, sequence?, aggressor?};
+ * sequence null/undefined = not set; aggressor as `sideName` takes it (unset = unspecified).
  */
 function toTickMessage(tick) {
   const msg = {
@@ -94,6 +111,8 @@ function toTickMessage(tick) {
   if (tick.sequence !== undefined && tick.sequence !== null) {
     msg.sequence = int64String(tick.sequence, 'sequence');
   }
+  const side = sideName(tick.aggressor);
+  if (side !== 'SIDE_UNSPECIFIED') msg.aggressor = side;
   return msg;
 }
 
@@ -364,6 +383,7 @@ module.exports = {
   TickserveClient,
   loadProto,
   toTickMessage,
+  sideName,
   int64String,
   shortName,
   statusName,

@@ -2,14 +2,16 @@
 // Reads ticks from the wide CSV layout, one tick per row:
 //
 //   instrument,timestamp_ns,last_price,last_size,
-//   bid_px_1,bid_qty_1,...,bid_px_N,bid_qty_N,ask_px_1,ask_qty_1,...,ask_px_M,ask_qty_M[,sequence]
+//   bid_px_1,bid_qty_1,...,bid_px_N,bid_qty_N,ask_px_1,ask_qty_1,...,ask_px_M,ask_qty_M[,sequence][,aggressor]
 //
 // Columns are found by name (any order); N and M come from the header (levels 1..N must all be
 // there). An empty cell is an absent value: each of the four level columns (bid_px, bid_qty,
 // ask_px, ask_qty) ends at its first empty cell, so a shallow book leaves its deeper cells
 // empty, and a row that gives a price without its size reaches the server as it is (which
 // rejects it, naming the field). A value after an empty cell of the same column is an error.
-// An empty sequence cell (or no sequence column) = no sequence. timestamp_ns and sequence stay
+// An empty sequence cell (or no sequence column) = no sequence. aggressor is the side that took
+// the tick's trade: buy or sell (any case), empty (or no such column) = unknown or no trade; it
+// is sent as Tick.aggressor (SIDE_BUY, SIDE_SELL, unset). timestamp_ns and sequence stay
 // decimal strings: 64-bit values never pass through a double. Numbers also accept nan, inf and
 // -inf (any case), as Python writes them. Quoted cells ("a,b", "say ""x""") are understood.
 
@@ -17,6 +19,8 @@ const fs = require('node:fs');
 const readline = require('node:readline');
 
 const REQUIRED = ['instrument', 'timestamp_ns', 'last_price', 'last_size'];
+const OPTIONAL = ['sequence', 'aggressor'];
+const SIDES = { buy: 'SIDE_BUY', sell: 'SIDE_SELL' };
 const LEVEL_RE = /^(bid|ask)_(px|qty)_(\d+)$/;
 
 class CsvError extends Error {}
@@ -72,7 +76,7 @@ function parseHeader(line) {
   for (const name of names) {
     const m = LEVEL_RE.exec(name);
     if (m) levels[m[1]] = Math.max(levels[m[1]], Number(m[3]));
-    else if (!REQUIRED.includes(name) && name !== 'sequence') throw new CsvError(`header: unknown column ${name}`);
+    else if (!REQUIRED.includes(name) && !OPTIONAL.includes(name)) throw new CsvError(`header: unknown column ${name}`);
   }
   for (const side of ['bid', 'ask']) {
     if (levels[side] === 0) throw new CsvError(`header: no ${side}_px_1/${side}_qty_1 columns`);
@@ -103,6 +107,12 @@ function parseInteger(cell, column) {
   const s = cell.trim();
   if (!/^[+-]?\d+$/.test(s)) throw new CsvError(`${column}: not an integer: ${JSON.stringify(cell)}`);
   return BigInt(s).toString();
+}
+
+function parseSide(cell) {
+  const side = SIDES[cell.trim().toLowerCase()];
+  if (side === undefined) throw new CsvError(`aggressor: expected buy, sell or an empty cell, got ${JSON.stringify(cell)}`);
+  return side;
 }
 
 function levelColumn(cells, index, side, what, depth) {
@@ -141,6 +151,9 @@ function parseRow(line, layout) {
   };
   if ('sequence' in index && cells[index.sequence].trim() !== '') {
     tick.sequence = parseInteger(cells[index.sequence], 'sequence');
+  }
+  if ('aggressor' in index && cells[index.aggressor].trim() !== '') {
+    tick.aggressor = parseSide(cells[index.aggressor]);
   }
   return tick;
 }
