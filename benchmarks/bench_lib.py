@@ -100,6 +100,7 @@ def protos(frame, start: int = 0, stop: int | None = None) -> list[pb.Tick]:
     lp = frame.last_price[sl].tolist()
     ls = frame.last_size[sl].tolist()
     seq = frame.sequence[sl].tolist()
+    side = frame.aggressor[sl].tolist()
     bp, bs, ap, az = (a[sl].tolist() for a in (frame.bid_price, frame.bid_size, frame.ask_price, frame.ask_size))
 
     def depth(prices: np.ndarray) -> list[int]:
@@ -115,6 +116,8 @@ def protos(frame, start: int = 0, stop: int | None = None) -> list[pb.Tick]:
                  bid_price=bp[i][:b], bid_size=bs[i][:b], ask_price=ap[i][:a], ask_size=az[i][:a])
         if seq[i] >= 0:
             t.sequence = seq[i]
+        if side[i]:
+            t.aggressor = pb.SIDE_BUY if side[i] > 0 else pb.SIDE_SELL
         out.append(t)
     return out
 

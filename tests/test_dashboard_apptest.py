@@ -267,6 +267,19 @@ def test_tick_sources_simulator_parquet_and_csv(tmp_path):
     pq.read_table(tmp_path / "ticks.parquet").to_pandas().to_csv(tmp_path / "ticks.csv", index=False)
     from_csv = dl.load_frame(dl.TickSource("file", path=str(tmp_path / "ticks.csv")))
     assert [t for t in dl.frame_to_ticks(from_csv)] == [t for t in dl.frame_to_ticks(frame)]
+    assert {t.aggressor for t in dl.frame_to_ticks(from_csv)} == {pb.SIDE_UNSPECIFIED, pb.SIDE_BUY, pb.SIDE_SELL}
+    # the aggressor column as words (buy / sell / empty, any case), or no such column at all
+    table = pd.read_csv(tmp_path / "ticks.csv")
+    table["aggressor"] = table["aggressor"].map({1: "BUY", -1: "sell", 0: None})
+    table.to_csv(tmp_path / "words.csv", index=False)
+    from_words = dl.load_frame(dl.TickSource("file", path=str(tmp_path / "words.csv")))
+    assert from_words.aggressor.tolist() == frame.aggressor.tolist()
+    table.drop(columns=["aggressor"]).to_csv(tmp_path / "no-side.csv", index=False)
+    assert not dl.load_frame(dl.TickSource("file", path=str(tmp_path / "no-side.csv"))).aggressor.any()
+    table.loc[7, "aggressor"] = "up"
+    table.to_csv(tmp_path / "bad-side.csv", index=False)
+    with pytest.raises(ValueError, match="aggressor must be buy, sell or empty, got 'up' \\(data row 8\\)"):
+        dl.load_frame(dl.TickSource("file", path=str(tmp_path / "bad-side.csv")))
     assert len(dl.load_frame(dl.TickSource("simulator", n=50, seed=1))) == 50
     with pytest.raises(FileNotFoundError):
         dl.load_frame(dl.TickSource("file", path=str(tmp_path / "missing.parquet")))

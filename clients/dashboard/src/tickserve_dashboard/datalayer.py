@@ -102,10 +102,15 @@ def load_frame(source: TickSource) -> TickFrame:
     return frame
 
 
+# the optional aggressor column of a CSV tick file: the side that took the tick's trade
+AGGRESSOR_CELLS = {"buy": 1, "b": 1, "1": 1, "+1": 1, "sell": -1, "s": -1, "-1": -1, "": 0, "0": 0, "nan": 0}
+
+
 def read_csv(path: str | Path) -> TickFrame:
     """A CSV with the canonical Parquet columns: instrument, timestamp_ns, [sequence], last_price,
-    last_size, bid_price_1..10, bid_size_1..10, ask_price_1..10, ask_size_1..10 (empty = no level).
-    `bid_price`/`bid_size`/`ask_price`/`ask_size` without a level number are taken as level 1."""
+    last_size, [aggressor], bid_price_1..10, bid_size_1..10, ask_price_1..10, ask_size_1..10 (empty = no
+    level). `bid_price`/`bid_size`/`ask_price`/`ask_size` without a level number are taken as level 1.
+    `aggressor`: buy/sell (or b/s, 1/-1, any case), empty or 0 = unknown or no trade."""
     df = pd.read_csv(path)
     df = df.rename(columns={f"{side}": f"{side}_1" for side in ("bid_price", "bid_size", "ask_price", "ask_size")})
     missing = [c for c in ("instrument", "timestamp_ns", "bid_price_1", "bid_size_1", "ask_price_1", "ask_size_1")
@@ -120,6 +125,14 @@ def read_csv(path: str | Path) -> TickFrame:
         frame.sequence = df["sequence"].fillna(-1).to_numpy().astype(np.int64)
     frame.last_price = df["last_price"].fillna(0).to_numpy(dtype=np.float64) if "last_price" in df else np.zeros(n)
     frame.last_size = df["last_size"].fillna(0).to_numpy(dtype=np.float64) if "last_size" in df else np.zeros(n)
+    if "aggressor" in df.columns:
+        cells = df["aggressor"].fillna("").astype(str).str.strip().str.lower().str.removesuffix(".0")
+        sides = cells.map(AGGRESSOR_CELLS)
+        if sides.isna().any():
+            i = int(np.flatnonzero(sides.isna().to_numpy())[0])
+            raise ValueError(f"{Path(path).name}: aggressor must be buy, sell or empty, got {df['aggressor'].iloc[i]!r} "
+                             f"(data row {i + 1})")
+        frame.aggressor = sides.to_numpy(dtype=np.int8)
     for side in ("bid_price", "bid_size", "ask_price", "ask_size"):
         values = getattr(frame, side)
         for level in range(MAX_LEVELS):
