@@ -160,7 +160,8 @@ def test_columns_answer_exactly_as_per_tick_batches(client, ticks, chunk):
 
 
 def test_the_bad_ticks_include_every_aggressor_error(client, ticks):
-    assert sum(t.aggressor == pb.SIDE_BUY for t in ticks) > 100 and sum(t.aggressor == pb.SIDE_SELL for t in ticks) > 100
+    assert sum(t.aggressor == pb.SIDE_BUY for t in ticks) > 100
+    assert sum(t.aggressor == pb.SIDE_SELL for t in ticks) > 100
     results = list(client.stream_signals(ticks, model=MODEL, batch_size=500))
     messages = {r.error.message for r in results if r.WhichOneof("result") == "error" and r.error.field == "aggressor"}
     assert messages == {

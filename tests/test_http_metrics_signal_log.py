@@ -146,11 +146,12 @@ def test_rest_aggressor_by_enum_name_in_json(full_server):
         status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [{**trade, "aggressor": side}]})
         assert status == 200 and len(json.loads(body)["signals"]) == 1, body
     book = next(t for t in as_json if "aggressor" not in t)
-    status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [{**book, "aggressor": "SIDE_SELL"}]})
+    predict = f"/v1/models/{MODEL}/predict"
+    status, body = _http(server.http_port, predict, {"ticks": [{**book, "aggressor": "SIDE_SELL"}]})
     error = json.loads(body)["error"]
     assert status == 400 and error["code"] == "INVALID_ARGUMENT"
     assert error["message"] == "ticks[0].aggressor: SIDE_SELL given but last_size is 0: no trade on this tick"
-    status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [{**trade, "aggressor": "SIDE_UP"}]})
+    status, body = _http(server.http_port, predict, {"ticks": [{**trade, "aggressor": "SIDE_UP"}]})
     assert status == 400 and json.loads(body)["error"]["code"] == "INVALID_ARGUMENT" and b"SIDE_UP" in body
 
 

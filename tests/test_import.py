@@ -115,7 +115,8 @@ def test_mapping_gzip_and_parquet_give_the_same_ticks(tmp_path, files):
     assert report.aggressor_column == "" and not frame.aggressor.any()  # no side column: unknown sides
     assert report.trade_sides == {"buy": 0, "sell": 0, "unknown": 4}
     assert any("every trade's side is unknown" in line for line in report.lines())
-    frame, _ = import_ticks(book, trades, settings(mapping=mapping, trades_mapping={**trades_mapping, "aggressor": "side"}))
+    trades_mapping["aggressor"] = "side"
+    frame, _ = import_ticks(book, trades, settings(mapping=mapping, trades_mapping=trades_mapping))
     assert frame.fingerprint() == reference.fingerprint()
 
     import pyarrow as pa

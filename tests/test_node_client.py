@@ -290,13 +290,15 @@ def test_node_sends_the_aggressor_column(node, server, client, tmp_path):
         assert got == expected
         rejected = [g["error"]["message"] for g in got if "error" in g]
         no_trade = sum(t.last_size == 0 for t in flipped)
-        assert no_trade > 10 and rejected == ["aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"] * no_trade
+        message = "aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"
+        assert no_trade > 10 and rejected == [message] * no_trade
     bad = tmp_path / "bad-side.csv"
     lines = path.read_text().splitlines()
     lines[5] = lines[5].rsplit(",", 1)[0] + ",up"
     bad.write_text("\n".join(lines) + "\n")
     done = run_node(node, "stream", "--server", server.address, "--csv", str(bad), "--model", MODEL, check=False)
-    assert done.returncode == 2 and 'bad-side.csv:6: aggressor: expected buy, sell or an empty cell, got "up"' in done.stderr
+    assert done.returncode == 2
+    assert 'bad-side.csv:6: aggressor: expected buy, sell or an empty cell, got "up"' in done.stderr
 
 
 def test_node_stream_text_output(node, server, mixed):

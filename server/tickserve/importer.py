@@ -360,7 +360,8 @@ def read_columns(path: Path, wanted: dict[str, str], integer: set[str],
             table = read({s: pa.string() for s in sources})
     out = {}
     for c, s in wanted.items():
-        out[c] = _side_column(table.column(s), sides[c]) if c in sides else _from_arrow(table.column(s), s in int_sources)
+        col = table.column(s)
+        out[c] = _side_column(col, sides[c]) if c in sides else _from_arrow(col, s in int_sources)
     return out, table.num_rows
 
 
@@ -559,7 +560,7 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
         trade_ts, trade_px, trade_qty, trade_side, trade_reasons = _trades(tcolumns, n_trades, settings.timestamp_unit)
         trade_reasons.counts(report.trades)
         tkeep = trade_reasons.good
-        trade_ts, trade_px, trade_qty, trade_side = trade_ts[tkeep], trade_px[tkeep], trade_qty[tkeep], trade_side[tkeep]
+        trade_ts, trade_px, trade_qty, trade_side = (a[tkeep] for a in (trade_ts, trade_px, trade_qty, trade_side))
         report.off_grid_trades = int(_off_grid(trade_px, settings.tick_size).sum())
     else:
         trade_ts = np.zeros(0, dtype=np.int64)

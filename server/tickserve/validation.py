@@ -78,7 +78,8 @@ def _aggressor(aggressor: int, last_size: float) -> None:
         )
     if last_size == 0:
         raise InvalidArgument(
-            f"aggressor: {AGGRESSOR_NAMES[aggressor]} given but last_size is 0: no trade on this tick", field="aggressor"
+            f"aggressor: {AGGRESSOR_NAMES[aggressor]} given but last_size is 0: no trade on this tick",
+            field="aggressor",
         )
 
 

@@ -87,7 +87,9 @@ function sideName(value) {
   if (SIDE_NAMES.has(value)) return value;
   const side = SIDE_OF.get(typeof value === 'string' ? value.trim().toLowerCase() : value);
   if (side === undefined) {
-    throw new TypeError(`aggressor: expected SIDE_BUY, SIDE_SELL, SIDE_UNSPECIFIED, buy, sell, 1, -1 or 0, got ${JSON.stringify(value)}`);
+    throw new TypeError(
+      `aggressor: expected SIDE_BUY, SIDE_SELL, SIDE_UNSPECIFIED, buy, sell, 1, -1 or 0, got ${JSON.stringify(value)}`,
+    );
   }
   return side;
 }

@@ -111,7 +111,9 @@ function parseInteger(cell, column) {
 
 function parseSide(cell) {
   const side = SIDES[cell.trim().toLowerCase()];
-  if (side === undefined) throw new CsvError(`aggressor: expected buy, sell or an empty cell, got ${JSON.stringify(cell)}`);
+  if (side === undefined) {
+    throw new CsvError(`aggressor: expected buy, sell or an empty cell, got ${JSON.stringify(cell)}`);
+  }
   return side;
 }
 

@@ -130,8 +130,8 @@ def read_csv(path: str | Path) -> TickFrame:
         sides = cells.map(AGGRESSOR_CELLS)
         if sides.isna().any():
             i = int(np.flatnonzero(sides.isna().to_numpy())[0])
-            raise ValueError(f"{Path(path).name}: aggressor must be buy, sell or empty, got {df['aggressor'].iloc[i]!r} "
-                             f"(data row {i + 1})")
+            raise ValueError(f"{Path(path).name}: aggressor must be buy, sell or empty, "
+                             f"got {df['aggressor'].iloc[i]!r} (data row {i + 1})")
         frame.aggressor = sides.to_numpy(dtype=np.int8)
     for side in ("bid_price", "bid_size", "ask_price", "ask_size"):
         values = getattr(frame, side)

@@ -30,7 +30,8 @@ def side_value(aggressor) -> int:
     try:
         return SIDES[aggressor]
     except (KeyError, TypeError):
-        raise ValueError(f"aggressor: must be +1 (buy), -1 (sell) or 0 (unknown or no trade), got {aggressor!r}") from None
+        message = f"aggressor: must be +1 (buy), -1 (sell) or 0 (unknown or no trade), got {aggressor!r}"
+        raise ValueError(message) from None
 
 
 def tick_message(tick) -> pb.Tick:
