@@ -9,11 +9,15 @@ file: timestamp, `price`, `qty`, and optionally the trade's aggressor side (the
 taker) in a column `aggressor` (`buy`/`sell`, also `b`/`s`, `1`/`-1`, any case)
 or `buyer_is_maker` (true: the seller took the bid, a SELL aggressor; false: a
 BUY; `True`/`False`/`true`/`false`/`1`/`0`); when the file has both, `aggressor`
-is used. An empty side cell is an unknown side (0). Other columns are ignored.
+is used, unless only `buyer_is_maker` is mapped. An empty side cell is an unknown
+side (0); a trade whose side is anything else is dropped (`invalid_aggressor`).
+Without either column every trade's side is unknown. Other columns are ignored.
 Other column names are mapped to these canonical names with
 `--map CANONICAL=COLUMN` (both files; `{n}` stands for the level:
-`--map "bid_px_{n}=bp{n}"`) or `--trades-map` (trades file only), or the
-`[import]` table of the config file (`map = {timestamp_ns = "local_ts_ns"}`).
+`--map "bid_px_{n}=bp{n}"`) or `--trades-map` (trades file only, e.g.
+`--trades-map aggressor=side`), or the `[import]` table of the config file
+(`map = {timestamp_ns = "local_ts_ns"}`). A side column mapped to a column the
+file does not have is an error, as for the other columns.
 The canonical timestamp column is `timestamp_ns`; `--timestamp-unit` scales
 ns, us, ms or s to ns. N is every level present in the book file, at most 10
 (`--levels` takes fewer).
