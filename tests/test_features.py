@@ -27,7 +27,7 @@ from tickserve.features import (
     batch_features,
     missing_features,
 )
-from tickserve.features.spec import BASE_FEATURES, PRICE_LEVEL_FEATURES, WINDOW_FEATURES
+from tickserve.features.spec import BASE_FEATURES, ORDER_FLOW_IMBALANCE_FEATURES, PRICE_LEVEL_FEATURES, WINDOW_FEATURES
 from tickserve.simulate import InstrumentSpec, simulate
 from tickserve.ticks import MAX_LEVELS, Tick, TickFrame
 
@@ -451,7 +451,8 @@ def test_feature_names():
     assert len(DEFAULT_MODEL_FEATURES) == len(set(DEFAULT_MODEL_FEATURES))
     assert set(DEFAULT_MODEL_FEATURES) < set(FEATURE_NAMES)
     assert not set(DEFAULT_MODEL_FEATURES) & PRICE_LEVEL_FEATURES
-    assert set(DEFAULT_MODEL_FEATURES) | PRICE_LEVEL_FEATURES == set(FEATURE_NAMES)
+    assert not set(DEFAULT_MODEL_FEATURES) & ORDER_FLOW_IMBALANCE_FEATURES
+    assert set(DEFAULT_MODEL_FEATURES) | PRICE_LEVEL_FEATURES | ORDER_FLOW_IMBALANCE_FEATURES == set(FEATURE_NAMES)
     assert missing_features(DEFAULT_MODEL_FEATURES) == []
     assert missing_features(["spread", "nope", "vwap_7", "return_50"]) == ["nope", "vwap_7"]
     assert missing_features([]) == []
@@ -504,3 +505,90 @@ def test_update_many_equals_update_tick_by_tick_in_any_chunking():
         i += len(chunk)
     assert np.array_equal(np.array(rows), expected)
     assert counts == expected_counts
+
+
+# --- order flow (feature stage version 2) ---------------------------------------------
+
+
+def _padded(frame: TickFrame, i: int) -> tuple[np.ndarray, ...]:
+    """Tick i's book with absent levels as spec.py says: bid price 0, ask price inf, size 0."""
+    def side(x, fill):
+        return np.where(np.isnan(x[i]), fill, x[i])
+
+    return (side(frame.bid_price, 0.0), side(frame.bid_size, 0.0), side(frame.ask_price, np.inf),
+            side(frame.ask_size, 0.0))
+
+
+def test_order_flow_features_match_naive_reference_tick_by_tick():
+    spec = InstrumentSpec("ONE", 80.0, 0.25)
+    frame = simulate(300, seed=4, instruments=(spec,))
+    # a mix of known and unknown aggressors (unknown: the quote rule decides), and ragged books
+    frame.aggressor[::3] = 0
+    frame.bid_price[5:9, 7:] = np.nan
+    frame.bid_size[5:9, 7:] = np.nan
+    frame.ask_price[20:30, 4:] = np.nan
+    frame.ask_size[20:30, 4:] = np.nan
+    frame.timestamp_ns[40:44] = frame.timestamp_ns[40]  # a burst on one timestamp
+    frame.last_size[100:160] = 0.0  # no trade for 60 ticks: since_trade_s covers the whole window
+    frame.aggressor[100:160] = 0
+    config = FeatureConfig(tick_sizes=(("ONE", 0.25),))
+    rows = stream_all(frame, config)
+    assert_bit_identical(rows, batch_features(frame, config))
+
+    n = len(frame)
+    b1, a1 = frame.bid_price[:, 0], frame.ask_price[:, 0]
+    mid = (a1 + b1) / 2
+    last = np.where(frame.last_price > 0, frame.last_price, mid)
+    e1, e10 = np.zeros(n), np.zeros(n)
+    for i in range(1, n):
+        pb, pqb, pa, pqa = _padded(frame, i - 1)
+        b, qb, a, qa = _padded(frame, i)
+        e = qb * (b >= pb) - pqb * (b <= pb) - qa * (a <= pa) + pqa * (a >= pa)
+        e1[i], e10[i] = e[0], e.sum()
+    depth1 = (frame.bid_size[:, 0] + frame.ask_size[:, 0]) / 2
+    depth10 = (np.nansum(frame.bid_size, axis=1) + np.nansum(frame.ask_size, axis=1)) / 2
+    quote = np.where(last >= a1, 1, np.where(last <= b1, -1, np.sign(last - mid)))
+    side = np.where(frame.aggressor != 0, frame.aggressor, quote)
+    sv = np.where(frame.last_size > 0, side * frame.last_size, 0.0)
+    ts = frame.timestamp_ns
+    for t in range(n):
+        row = rows[t]
+        where = f"tick {t}"
+        assert row[F["tick_interval_s"]] == ((ts[t] - ts[t - 1]) / 1e9 if t else 0.0), where
+        recent = [j for j in range(max(0, t - MAX_LOOKBACK + 1), t + 1)]
+        trades = [j for j in recent if frame.last_size[j] > 0]
+        since = (ts[t] - ts[trades[-1]]) / 1e9 if trades else (ts[t] - ts[recent[0]]) / 1e9
+        assert row[F["since_trade_s"]] == since, where
+        for L in LOOKBACKS:
+            w = slice(max(0, t - L + 1), t + 1)
+            c = w.stop - w.start
+            got = {name: row[F[f"{name}_{L}"]] for name in WINDOW_FEATURES}
+            assert got["ofi_l1"] == pytest.approx(e1[w].sum() / depth1[w].mean(), rel=1e-9, abs=1e-12), where
+            assert got["ofi_l10"] == pytest.approx(e10[w].sum() / depth10[w].mean(), rel=1e-9, abs=1e-12), where
+            volume = frame.last_size[w].sum()
+            assert got["trade_flow"] == pytest.approx(sv[w].sum() / volume if volume > 0 else 0.0, abs=1e-12), where
+            assert got["trade_flow_depth"] == pytest.approx(sv[w].sum() / depth1[w].mean(), rel=1e-9, abs=1e-12)
+            span = (ts[t] - ts[w.start]) / 1e9
+            rate = (frame.last_size[w] > 0).sum() / max(span, 0.001) if c > 1 else 0.0
+            assert got["trade_rate"] == pytest.approx(rate, rel=1e-12), where
+            assert got["tick_interval_mean"] == pytest.approx(span / (c - 1) if c > 1 else 0.0, rel=1e-12), where
+    # the window slides: no trade among the last 50 ticks -> since_trade_s covers those 50 ticks
+    assert rows[159, F["since_trade_s"]] == (ts[159] - ts[110]) / 1e9
+    assert rows[159, F["trade_flow_50"]] == 0.0 and rows[159, F["trade_rate_50"]] == 0.0
+
+
+def test_features_after_max_lookback_ticks_of_warm_up_are_exact():
+    """Every feature looks at most MAX_LOOKBACK ticks back, so a stream that starts MAX_LOOKBACK
+    ticks before a span computes the span's features exactly (what `tickserve evaluate --span test`
+    and a reconnecting client rely on)."""
+    frame = simulate(3_000, seed=8, instruments=FOUR_INSTRUMENTS)
+    full = batch_features(frame, FOUR_CONFIG)
+    start = 1_700
+    first = {}
+    for name in np.unique(frame.instrument):
+        rows = np.flatnonzero(frame.instrument == name)
+        first[name] = rows[rows >= start][0]
+    warm_from = min(np.flatnonzero(frame.instrument == name)[
+        np.searchsorted(np.flatnonzero(frame.instrument == name), first[name]) - MAX_LOOKBACK] for name in first)
+    resumed = batch_features(frame.take(slice(warm_from, None)), FOUR_CONFIG)
+    assert np.array_equal(resumed[start - warm_from :], full[start:])

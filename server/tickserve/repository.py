@@ -26,6 +26,7 @@ import numpy as np
 from .calibration import Calibrator
 from .errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
 from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
+from .features.spec import COMPATIBLE_STAGE_VERSIONS
 from .labels import CLASSES
 from .manifest import MANIFEST_FILE, ModelManifest, check_name
 from .plugin import ModelAdapter
@@ -187,10 +188,11 @@ class ModelRepository:
         if adapter_cls is None:
             known = ", ".join(sorted(self.adapters)) or "none"
             raise ModelLoadError(f"adapter {manifest.adapter!r} is not installed (installed: {known})")
-        if manifest.feature_stage_version != FEATURE_STAGE_VERSION:
+        if manifest.feature_stage_version not in COMPATIBLE_STAGE_VERSIONS:
             raise ModelLoadError(
                 f"trained with feature stage version {manifest.feature_stage_version!r}, "
-                f"this server computes version {FEATURE_STAGE_VERSION!r}"
+                f"this server computes version {FEATURE_STAGE_VERSION!r} (and serves models of versions "
+                f"{', '.join(sorted(COMPATIBLE_STAGE_VERSIONS))}, whose features it computes unchanged)"
             )
         missing = missing_features(manifest.feature_names)
         if missing:

@@ -1,8 +1,10 @@
-"""Batch feature path: whole arrays with numpy, for training and offline scoring.
+"""Batch feature path: whole arrays with numpy, for training, offline scoring and large messages.
 
-Mirrors `streaming.py` operation for operation (same formulas, same order of
-summation: newest tick to oldest, absent values added as +0.0, which leaves a
-sum unchanged), so both paths give bit-identical features.
+Mirrors `streaming.py`'s per-tick `update` operation for operation (same
+formulas, same order of summation: newest tick to oldest, absent values added
+as +0.0, which leaves a sum unchanged), so both give bit-identical features.
+`batch_features` is `StreamingFeatures.update_frame` on a fresh state: one
+vectorised implementation serves training and the columnar stream.
 """
 
 from __future__ import annotations
@@ -11,49 +13,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ticks import TickFrame
+from ..ticks import MAX_LEVELS, TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
-from .spec import FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK, row_features
+from .spec import LOOKBACKS, MAX_LOOKBACK, MIN_SPAN_S, NS_PER_S
 
 _MINUTE = float(MINUTE_NS)
 
 
 def batch_features(frame: TickFrame, config: FeatureConfig) -> np.ndarray:
     """The feature matrix (len(frame), len(FEATURE_NAMES)), rows in frame order."""
-    n = len(frame)
-    if n == 0:
-        return np.empty((0, len(FEATURE_NAMES)))
-    rows = row_columns(frame, config)
-    names, codes = np.unique(frame.instrument, return_inverse=True)  # object array: no str truncation
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    pos = np.arange(n) - np.searchsorted(sorted_codes, sorted_codes, side="left")  # earlier ticks of the instrument
-    mid = rows.mid[order]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ret = np.where(pos > 0, mid / _shift(mid, 1, np.nan) - 1.0, 0.0)
-    windows = window_columns(
-        WindowInputs(rows.spread_ticks[order], rows.imb1[order], rows.pv[order], rows.volume[order], mid, ret),
-        rows.last[order], rows.T[order], pos, pos,
-    )
-    out = np.empty((n, len(FEATURE_NAMES)))
-    out[:, : len(rows.base)] = np.column_stack(rows.base)
-    out[order, len(rows.base) :] = np.column_stack(windows)
-    return out
+    from .streaming import StreamingFeatures
+
+    return StreamingFeatures(config).update_frame(frame)[0]
 
 
 @dataclass
 class RowColumns:
-    """What each tick gives on its own: the base features and the inputs of the windows."""
+    """What each tick gives on its own (frame order): the inputs of the base features and of the windows."""
 
-    base: list[np.ndarray]  # the BASE_FEATURES columns, in order
+    spread: np.ndarray
     mid: np.ndarray
     spread_ticks: np.ndarray
     imb1: np.ndarray
-    pv: np.ndarray  # last * last_size
-    volume: np.ndarray  # last_size
+    imb5: np.ndarray
+    imb10: np.ndarray
+    micro: np.ndarray
     last: np.ndarray
     T: np.ndarray  # tick size per row
+    session: np.ndarray
+    since_open: np.ndarray
+    to_close: np.ndarray
+    pv: np.ndarray  # last * last_size
+    volume: np.ndarray  # last_size
+    depth1: np.ndarray
+    depth10: np.ndarray
+    sv: np.ndarray  # signed trade volume
+    trade: np.ndarray  # 1.0 on a trade tick
+    book: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # padded (n, MAX_LEVELS): bid/ask price and size
 
 
 @dataclass
@@ -66,10 +63,17 @@ class WindowInputs:
     volume: np.ndarray
     mid: np.ndarray
     ret: np.ndarray  # 1-tick return, 0 for an instrument's first tick
+    e1: np.ndarray
+    e10: np.ndarray
+    depth1: np.ndarray
+    depth10: np.ndarray
+    sv: np.ndarray
+    trade: np.ndarray
+    ts: np.ndarray  # int64 ns
 
 
 def row_columns(frame: TickFrame, config: FeatureConfig, groups: tuple | None = None) -> RowColumns:
-    """Row-wise features and window inputs, in frame order (no grouping needed).
+    """Row-wise values, in frame order (no grouping needed).
     `groups`: (names, codes) of the instruments, when the caller has them."""
     names, codes = groups if groups is not None else np.unique(frame.instrument, return_inverse=True)
     T = np.array([config.tick_size(str(name)) for name in names])[codes]
@@ -78,23 +82,61 @@ def row_columns(frame: TickFrame, config: FeatureConfig, groups: tuple | None = 
         b1, a1, bs1, as1 = bid_price[:, 0], ask_price[:, 0], bid_size[:, 0], ask_size[:, 0]
         mid = (a1 + b1) * 0.5
         spread_ticks = _snap((a1 - b1) / T)  # snapped to 1e-6 tick, as streaming
-        spread = spread_ticks * T
         d1 = bs1 + as1
         imb1 = np.where(d1 > 0, (bs1 - as1) / d1, 0.0)
-        imb5, imb10 = _depth_imbalance(bid_size, ask_size)
+        imb5, imb10, sum_b, sum_a = _depth_imbalance(bid_size, ask_size)
         micro = np.where(d1 > 0, (b1 * as1 + a1 * bs1) / d1, mid)
         last = np.where(frame.last_price > 0, frame.last_price, mid)
         session, since_open, to_close = _time_features(frame.timestamp_ns, config)
-        base = row_features(
-            spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close
-        )
-    return RowColumns(base, mid, spread_ticks, imb1, last * frame.last_size, frame.last_size, last, T)
+        size = frame.last_size
+        quote_side = np.where(last >= a1, 1.0, np.where(last <= b1, -1.0, np.where(
+            last > mid, 1.0, np.where(last < mid, -1.0, 0.0))))
+        side = np.where(frame.aggressor != 0, frame.aggressor.astype(np.float64), quote_side)
+        sv = np.where(size > 0, side * size, 0.0)
+    return RowColumns(
+        spread=spread_ticks * T, mid=mid, spread_ticks=spread_ticks, imb1=imb1, imb5=imb5, imb10=imb10, micro=micro,
+        last=last, T=T, session=session, since_open=since_open, to_close=to_close, pv=last * size, volume=size,
+        depth1=d1 * 0.5, depth10=(sum_b + sum_a) * 0.5, sv=sv, trade=np.where(size > 0, 1.0, 0.0),
+        book=_padded_book(frame),
+    )
+
+
+def _padded_book(frame: TickFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MAX_LEVELS columns per side: absent levels as bid price 0, ask price inf, size 0 (spec.py)."""
+    def padded(x: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full((len(x), MAX_LEVELS), fill)
+        k = min(x.shape[1], MAX_LEVELS)
+        out[:, :k] = np.where(np.isnan(x[:, :k]), fill, x[:, :k])
+        return out
+
+    return (padded(frame.bid_price, 0.0), padded(frame.bid_size, 0.0), padded(frame.ask_price, np.inf),
+            padded(frame.ask_size, 0.0))
+
+
+def order_flow(before: tuple, now: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(e_l1, e_l10) of spec.py per row, `before` and `now` padded books of the same shape; the
+    operations of `streaming._order_flow`, in its order."""
+    pb, pqb, pa, pqa = before
+    b, qb, a, qa = now
+    total = np.zeros(len(b))
+    e1 = total
+    for k in range(MAX_LEVELS):
+        e = np.zeros(len(b))
+        e = e + np.where(b[:, k] >= pb[:, k], qb[:, k], 0.0)
+        e = e - np.where(b[:, k] <= pb[:, k], pqb[:, k], 0.0)
+        e = e - np.where(a[:, k] <= pa[:, k], qa[:, k], 0.0)
+        e = e + np.where(a[:, k] >= pa[:, k], pqa[:, k], 0.0)
+        if k == 0:
+            e1 = e
+        total = total + e
+    return e1, total
 
 
 def window_columns(
     w: WindowInputs, last: np.ndarray, T: np.ndarray, pos: np.ndarray, real_pos: np.ndarray
-) -> list[np.ndarray]:
-    """The rolling features of every row, rows grouped by instrument and oldest first.
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The rolling features of every row (rows grouped by instrument and oldest first) and each
+    row's since_trade_s.
 
     `pos` counts the earlier rows of the same instrument present in these arrays;
     `real_pos` the earlier ticks the instrument really had (more, when the arrays
@@ -102,11 +144,12 @@ def window_columns(
     """
     n = len(pos)
     index = np.arange(n)
-    spread_ticks, imb1, pv, volume, mid, ret = w.spread_ticks, w.imb1, w.pv, w.volume, w.mid, w.ret
+    spread_ticks, ret = w.spread_ticks, w.ret
     cols: list[np.ndarray] = []
     with np.errstate(divide="ignore", invalid="ignore"):
         zeros = lambda: np.zeros(n)  # noqa: E731
         s_sum, s_sq, i_sum, pv_sum, v_sum, r_sum, r_sq = (zeros() for _ in range(7))
+        e1_sum, e10_sum, d1_sum, d10_sum, sv_sum, t_sum = (zeros() for _ in range(6))
         s_min = np.full(n, np.inf)
         s_max = np.full(n, -np.inf)
         m_min = np.full(n, np.inf)
@@ -115,20 +158,23 @@ def window_columns(
             have = pos >= k
             st = np.where(have, _shift(spread_ticks, k, 0.0), 0.0)
             r = np.where(have, _shift(ret, k, 0.0), 0.0)
-            m = _shift(mid, k, np.nan)
+            m = _shift(w.mid, k, np.nan)
             s_sum += st
             ds = np.where(have, st - spread_ticks, 0.0)
             s_sq += ds * ds
             s_min = np.where(have, np.minimum(s_min, st), s_min)
             s_max = np.where(have, np.maximum(s_max, st), s_max)
-            i_sum += np.where(have, _shift(imb1, k, 0.0), 0.0)
-            pv_sum += np.where(have, _shift(pv, k, 0.0), 0.0)
-            v_sum += np.where(have, _shift(volume, k, 0.0), 0.0)
+            i_sum += np.where(have, _shift(w.imb1, k, 0.0), 0.0)
+            pv_sum += np.where(have, _shift(w.pv, k, 0.0), 0.0)
+            v_sum += np.where(have, _shift(w.volume, k, 0.0), 0.0)
             m_min = np.where(have, np.minimum(m_min, m), m_min)
             m_max = np.where(have, np.maximum(m_max, m), m_max)
             dr = np.where(have, r - ret, 0.0)
             r_sum += dr
             r_sq += dr * dr
+            for total, x in ((e1_sum, w.e1), (e10_sum, w.e10), (d1_sum, w.depth1), (d10_sum, w.depth10),
+                             (sv_sum, w.sv), (t_sum, w.trade)):
+                total += np.where(have, _shift(x, k, 0.0), 0.0)
             lookback = k + 1
             if lookback not in LOOKBACKS:
                 continue
@@ -139,18 +185,20 @@ def window_columns(
             r_shift = r_sum / c
             r_var = r_sq / c - r_shift * r_shift
             # pos >= lookback whenever real_pos > pos (a history of MAX_LOOKBACK rows is kept)
-            back = mid[index - np.minimum(lookback, pos)]
+            back = w.mid[index - np.minimum(lookback, pos)]
+            oldest = w.ts[index - (c.astype(np.int64) - 1)]
             cols += _lookback_columns(
-                s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_sum / c, pv_sum, v_sum, mid, last, T, back, r_var,
-                m_min, m_max,
+                s_mean, s_var, s_min, s_max, spread_ticks, w.imb1, i_sum / c, pv_sum, v_sum, w.mid, last, T, back,
+                r_var, m_min, m_max, c, e1_sum, e10_sum, d1_sum, d10_sum, sv_sum, t_sum, (w.ts - oldest) / NS_PER_S,
             )  # fmt: skip
-    return cols
+    return cols, since_trade(w.trade, w.ts, pos)
 
 
 def _lookback_columns(s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_mean, pv_sum, v_sum, mid, last, T, back,
-                      r_var, m_min, m_max) -> list[np.ndarray]:  # fmt: skip
-    """The nine features of one lookback from its window statistics: the one formula both
-    window kernels use, so they cannot drift apart (streaming == batch to the last bit)."""
+                      r_var, m_min, m_max, c, e1_sum, e10_sum, d1_sum, d10_sum, sv_sum, t_sum,
+                      span) -> list[np.ndarray]:  # fmt: skip
+    """The features of one lookback from its window statistics: the one formula both window
+    kernels use, so they cannot drift apart (streaming == batch to the last bit)."""
     vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
     m_range = _snap((m_max - m_min) / T)
     return [
@@ -163,12 +211,28 @@ def _lookback_columns(s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_mean, p
         mid / back - 1.0,
         np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
         np.where(m_range > 0, _snap((mid - m_min) / T) / m_range, 0.5),
+        np.where(d1_sum > 0, e1_sum / (d1_sum / c), 0.0),
+        np.where(d10_sum > 0, e10_sum / (d10_sum / c), 0.0),
+        np.where(v_sum > 0, sv_sum / v_sum, 0.0),
+        np.where(d1_sum > 0, sv_sum / (d1_sum / c), 0.0),
+        np.where(c > 1, t_sum / np.maximum(span, MIN_SPAN_S), 0.0),
+        np.where(c > 1, span / (c - 1), 0.0),
     ]
+
+
+def since_trade(trade: np.ndarray, ts: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """since_trade_s of spec.py per row (rows grouped by instrument, oldest first, `pos` as in
+    `window_columns`; the arrays hold at least each row's last MAX_LOOKBACK ticks)."""
+    index = np.arange(len(pos))
+    newest = np.maximum.accumulate(np.where(trade > 0, index, -1))
+    window_start = index - np.minimum(pos, MAX_LOOKBACK - 1)
+    found = newest >= window_start
+    return (ts - ts[np.where(found, newest, window_start)]) / NS_PER_S
 
 
 def window_columns_padded(
     w: WindowInputs, last: np.ndarray, T: np.ndarray, pos: np.ndarray, real_pos: np.ndarray
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], np.ndarray]:
     """`window_columns`, the same values to the last bit, with fewer numpy calls: each
     instrument's rows are laid out after MAX_LOOKBACK fill rows (+0.0 for the sums, +-inf for
     the minima and maxima), so the value k ticks back is a slice, with no shifted copy and no
@@ -190,24 +254,25 @@ def window_columns_padded(
         out[q] = x
         return out
 
-    spread_ticks, imb1, pv, volume, mid, ret = w.spread_ticks, w.imb1, w.pv, w.volume, w.mid, w.ret
+    spread_ticks, imb1, mid, ret = w.spread_ticks, w.imb1, w.mid, w.ret
     P_st = padded(spread_ticks, 0.0)
     P_st_lo = padded(spread_ticks, np.inf)
     P_st_hi = padded(spread_ticks, -np.inf)
-    P_imb = padded(imb1, 0.0)
-    P_pv = padded(pv, 0.0)
-    P_vol = padded(volume, 0.0)
     P_m_lo = padded(mid, np.inf)
     P_m_hi = padded(mid, -np.inf)
     P_ret = padded(ret, 0.0)
     P_pos = padded(pos.astype(np.int64), -1)
+    # the plain sums: (padded input, running sum)
+    summed = {name: padded(getattr(w, name), 0.0) for name in
+              ("imb1", "pv", "volume", "e1", "e10", "depth1", "depth10", "sv", "trade")}
     cur = slice(K, M)  # every position that has MAX_LOOKBACK positions before it
     N = M - K
     s_ref = P_st[cur]
     r_ref = P_ret[cur]
     p_ref = P_pos[cur]
     zeros = lambda: np.zeros(N)  # noqa: E731
-    s_sum, s_sq, i_sum, pv_sum, v_sum, r_sum, r_sq = (zeros() for _ in range(7))
+    s_sum, s_sq, r_sum, r_sq = (zeros() for _ in range(4))
+    sums = {name: zeros() for name in summed}
     s_min = np.full(N, np.inf)
     s_max = np.full(N, -np.inf)
     m_min = np.full(N, np.inf)
@@ -228,9 +293,8 @@ def window_columns_padded(
             s_sq += ds
             np.minimum(s_min, P_st_lo[back], out=s_min)
             np.maximum(s_max, P_st_hi[back], out=s_max)
-            i_sum += P_imb[back]
-            pv_sum += P_pv[back]
-            v_sum += P_vol[back]
+            for name, x in summed.items():
+                sums[name] += x[back]
             np.minimum(m_min, P_m_lo[back], out=m_min)
             np.maximum(m_max, P_m_hi[back], out=m_max)
             np.subtract(P_ret[back], r_ref, out=tmp)
@@ -248,11 +312,14 @@ def window_columns_padded(
             r_shift = r_sum[at] / c
             r_var = r_sq[at] / c - r_shift * r_shift
             back_mid = mid[index - np.minimum(lookback, pos)]
+            oldest = w.ts[index - (c.astype(np.int64) - 1)]
+            g = {name: total[at] for name, total in sums.items()}
             cols += _lookback_columns(
-                s_mean, s_var, s_min[at], s_max[at], spread_ticks, imb1, i_sum[at] / c, pv_sum[at], v_sum[at], mid,
-                last, T, back_mid, r_var, m_min[at], m_max[at],
+                s_mean, s_var, s_min[at], s_max[at], spread_ticks, imb1, g["imb1"] / c, g["pv"], g["volume"], mid,
+                last, T, back_mid, r_var, m_min[at], m_max[at], c, g["e1"], g["e10"], g["depth1"], g["depth10"],
+                g["sv"], g["trade"], (w.ts - oldest) / NS_PER_S,
             )  # fmt: skip
-    return cols
+    return cols, since_trade(w.trade, w.ts, pos)
 
 
 def _snap(ticks: np.ndarray) -> np.ndarray:
@@ -270,7 +337,8 @@ def _shift(x: np.ndarray, k: int, fill: float) -> np.ndarray:
     return y
 
 
-def _depth_imbalance(bid_size: np.ndarray, ask_size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _depth_imbalance(bid_size: np.ndarray, ask_size: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Imbalance over 5 and 10 levels, and the ten-level bid and ask size sums."""
     bids = np.where(np.isnan(bid_size), 0.0, bid_size)
     asks = np.where(np.isnan(ask_size), 0.0, ask_size)
     sb = np.zeros(len(bids))
@@ -284,7 +352,7 @@ def _depth_imbalance(bid_size: np.ndarray, ask_size: np.ndarray) -> tuple[np.nda
         sb += bids[:, level]
         sa += asks[:, level]
     d10 = sb + sa
-    return imb5, np.where(d10 > 0, (sb - sa) / d10, 0.0)
+    return imb5, np.where(d10 > 0, (sb - sa) / d10, 0.0), sb, sa
 
 
 def _time_features(ts: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
