@@ -16,12 +16,12 @@ from tickserve.labels import (
     NO_LABEL,
     SELL,
     LabelConfig,
-    label_move,
+    label_class,
     make_labels,
     mid_prices,
 )
 from tickserve.metrics import ClassificationMetrics
-from tickserve.signals import SignalRules, decide, predicted_class
+from tickserve.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many, predicted_class
 from tickserve.ticks import Tick, TickFrame
 from tickserve.validation import validate_tick
 
@@ -50,7 +50,9 @@ def test_two_tick_moves_survive_float_noise():
     y, future = make_labels(frame, LabelConfig(horizon_ticks=1, threshold_ticks=2.0), FeatureConfig())
     assert y.tolist() == [BUY, SELL, NO_LABEL]
     assert future.tolist() == [1, 2, -1]
-    assert label_move(up, 2.0) == BUY and label_move(down, 2.0) == SELL
+    labels = LabelConfig(horizon_ticks=1, threshold_ticks=2.0)
+    assert label_class(100.01, 100.03, 100.03, 100.05, 0.01, labels) == BUY
+    assert label_class(100.03, 100.05, 100.01, 100.03, 0.01, labels) == SELL
 
 
 @pytest.mark.parametrize(
@@ -111,26 +113,50 @@ def test_instrument_with_too_few_ticks_is_unlabeled():
     assert y[3:].tolist() == [HOLD, HOLD, NO_LABEL, NO_LABEL, NO_LABEL]
 
 
-def test_label_move_agrees_with_make_labels():
+def test_label_class_agrees_with_make_labels_in_both_modes():
     rng = np.random.default_rng(0)
     n = 4_000
     steps = rng.integers(-4, 5, n) * 0.01
     # many moves within a hair of the threshold (+-1e-7 tick), where rounding decides
     steps += rng.choice([0.0, 1e-9, -1e-9, 5e-9, -5e-9, 2e-8], n) * 0.01
     bids = np.round(100.0 + np.cumsum(steps), 12)
-    frame = frame_from_books([("A", float(b), float(b) + 0.02) for b in bids])
+    spreads = rng.choice([0.01, 0.02, 0.03, 0.05], n)
+    frame = frame_from_books([("A", float(b), float(b + s)) for b, s in zip(bids, spreads)])
     h = 3
-    for threshold in (2.0, 1.5, 3.0):
-        y, future = make_labels(frame, LabelConfig(horizon_ticks=h, threshold_ticks=threshold), FeatureConfig())
-        mid = mid_prices(frame)
-        got = [label_move((mid[i + h] - mid[i]) / 0.01, threshold) for i in range(n - h)]
-        assert y[: n - h].tolist() == got
+    bid, ask = frame.bid_price[:, 0], frame.ask_price[:, 0]
+    for labels in (LabelConfig(horizon_ticks=h, threshold_ticks=2.0), LabelConfig(horizon_ticks=h, threshold_ticks=1.5),
+                   LabelConfig(horizon_ticks=h, mode="taker"), LabelConfig(horizon_ticks=h, mode="taker", cost_ticks=1.0)):
+        y, future = make_labels(frame, labels, FeatureConfig())
+        got = [label_class(bid[i], ask[i], bid[i + h], ask[i + h], 0.01, labels) for i in range(n - h)]
+        assert y[: n - h].tolist() == got, labels
         assert set(got) == {SELL, HOLD, BUY}
-    assert label_move(2.0000004, 2.0) == BUY
-    assert label_move(1.9999996, 2.0) == BUY  # rounds to 2.0 at 1e-6 tick
-    assert label_move(1.999999, 2.0) == HOLD
-    assert label_move(-1.9999996, 2.0) == SELL
-    assert label_move(-1.999999, 2.0) == HOLD
+    mid = LabelConfig(horizon_ticks=1, threshold_ticks=2.0)
+    # mid moves of +2.0000004, +1.9999996 (rounds to 2.0 at 1e-6 tick), +1.999999 ticks
+    assert label_class(100.0, 100.02, 100.020000004, 100.040000004, 0.01, mid) == BUY
+    assert label_class(100.0, 100.02, 100.019999996, 100.039999996, 0.01, mid) == BUY
+    assert label_class(100.0, 100.02, 100.01999999, 100.03999999, 0.01, mid) == HOLD
+    assert label_class(100.0, 100.02, 99.980000004, 100.000000004, 0.01, mid) == SELL
+
+
+@pytest.mark.parametrize(
+    "later_bid, later_ask, cost, expected",
+    [
+        # now: bid 100.00, ask 100.03 (a 3-tick spread)
+        (100.04, 100.05, 0.0, BUY),  # sell at 100.04 what was bought at 100.03: +1 tick
+        (100.03, 100.04, 0.0, HOLD),  # the mid rose 2 ticks but the round trip earns 0
+        (100.05, 100.06, 1.0, BUY),  # +2 ticks > 1 tick of cost
+        (100.04, 100.05, 1.0, HOLD),  # +1 tick does not beat 1 tick of cost
+        (99.98, 99.99, 0.0, SELL),  # bought back at 99.99 what was sold at 100.00: +1 tick
+        (99.97, 100.00, 0.0, HOLD),  # a wider book: buying back at the old bid earns nothing
+        (100.0, 100.03, 0.0, HOLD),
+    ],
+)
+def test_taker_labels_are_round_trips_after_the_spread(later_bid, later_ask, cost, expected):
+    frame = frame_from_books([("A", 100.00, 100.03), ("A", later_bid, later_ask)])
+    labels = LabelConfig(horizon_ticks=1, mode="taker", cost_ticks=cost)
+    y, _ = make_labels(frame, labels, FeatureConfig())
+    assert y[0] == expected
+    assert label_class(100.00, 100.03, later_bid, later_ask, 0.01, labels) == expected
 
 
 def test_label_config_validation_and_round_trip():
@@ -140,8 +166,17 @@ def test_label_config_validation_and_round_trip():
         LabelConfig(threshold_ticks=0.0)
     with pytest.raises(ValueError):
         LabelConfig(threshold_ticks=float("nan"))
-    config = LabelConfig(horizon_ticks=7, threshold_ticks=1.5)
-    assert LabelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="label mode"):
+        LabelConfig(mode="maker")
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="cost_ticks"):
+            LabelConfig(mode="taker", cost_ticks=bad)
+    for config in (LabelConfig(horizon_ticks=7, threshold_ticks=1.5), LabelConfig(horizon_ns=10**9, mode="taker",
+                                                                                    cost_ticks=0.5)):
+        assert LabelConfig.from_dict(config.to_dict()) == config
+    # a mid label writes exactly the keys older manifests have; a manifest without a mode is a mid one
+    assert LabelConfig(horizon_ticks=7).to_dict() == {"horizon_ticks": 7, "threshold_ticks": 2.0}
+    assert LabelConfig.from_dict({"horizon_ticks": 50, "threshold_ticks": 2.0}).mode == "mid"
     assert CLASSES == ("SELL", "HOLD", "BUY") and (SELL, HOLD, BUY) == (0, 1, 2)
 
 
@@ -163,11 +198,21 @@ BELOW = lambda x: float(np.nextafter(x, -math.inf))  # noqa: E731  the float jus
     ],
 )
 def test_strength_boundaries_both_directions(p_buy, expected):
-    # p_sell = 0 makes edge == p_buy exactly, so the boundary is hit exactly
-    buy = decide(0.0, 1.0 - p_buy, p_buy, 1.0, RULES)
+    # p_sell = 0 makes edge == p_buy exactly, so the boundary is hit exactly; p_hold = 0 keeps
+    # the BUY (SELL) the most probable class (decide() does not need normalised probabilities)
+    buy = decide(0.0, 0.0, p_buy, 1.0, RULES)
     assert buy.edge_score == p_buy and buy.strength == expected
-    sell = decide(p_buy, 1.0 - p_buy, 0.0, 1.0, RULES)
+    sell = decide(p_buy, 0.0, 0.0, 1.0, RULES)
     assert sell.edge_score == -p_buy and sell.strength == expected
+
+
+def test_hold_is_always_weak_and_strong_needs_the_most_probable_class():
+    assert decide(0.0, 0.7, 0.3, 1.0, RULES).strength == "WEAK"  # HOLD with |edge| 0.3 is not STRONG
+    assert decide(0.45, 0.1, 0.45, 1.0, RULES).strength == "WEAK"  # a SELL with edge 0
+    weighted = SignalRules(action_weight=2.0)
+    s = decide(0.0, 0.6, 0.4, 1.0, weighted)  # the weight makes it a BUY, but HOLD is more probable
+    assert (s.action, s.strength, s.urgency) == ("BUY", "MEDIUM", "PASSIVE")
+    assert decide(0.0, 0.4, 0.6, 1.0, weighted).strength == "STRONG"
 
 
 @pytest.mark.parametrize(
@@ -181,43 +226,58 @@ def test_strength_boundaries_both_directions(p_buy, expected):
     ],
 )
 def test_urgency_boundaries(p_buy, spread, expected):
-    assert decide(0.0, 1.0 - p_buy, p_buy, spread, RULES).urgency == expected
-    assert decide(p_buy, 1.0 - p_buy, 0.0, spread, RULES).urgency == expected
+    assert decide(0.0, 0.0, p_buy, spread, RULES).urgency == expected
+    assert decide(p_buy, 0.0, 0.0, spread, RULES).urgency == expected
 
 
-@pytest.mark.parametrize(
-    "p_sell, p_hold, p_buy, expected",
-    [
-        # decide() does not need normalised probabilities; these isolate each condition
-        (0.0, 0.0, 0.8, "LOW"),  # confidence 0.8, edge 0.8
-        (0.4, 0.0, 0.8, "LOW"),  # edge exactly 0.4
-        (BELOW(0.8) - 0.4, 0.0, BELOW(0.8), "MEDIUM"),  # confidence just under 0.8
-        (0.0, 0.8, 0.4, "LOW"),  # HOLD is the most probable, confidence 0.8 counts
-        (0.0, 0.8, BELOW(0.4), "MEDIUM"),  # edge just under 0.4
-        (0.0, 0.6, 0.2, "MEDIUM"),  # confidence 0.6, edge exactly 0.2
-        (0.0, BELOW(0.6), 0.2, "HIGH"),  # confidence just under 0.6
-        (0.0, 0.6, BELOW(0.2), "HIGH"),  # edge just under 0.2
-        (0.7, 0.0, 0.0, "MEDIUM"),  # SELL side: |edge| counts
-        (0.9, 0.05, 0.05, "LOW"),
-        (1 / 3, 1 / 3, 1 / 3, "HIGH"),
-    ],
-)
-def test_risk_boundaries(p_sell, p_hold, p_buy, expected):
-    assert decide(p_sell, p_hold, p_buy, 1.0, RULES).risk == expected
+def test_action_weight_and_cost_gate():
+    gate = SignalRules(action_weight=2.0, cost_gate=True, expected_move_sell_ticks=-6.0,
+                       expected_move_hold_ticks=0.0, expected_move_buy_ticks=6.0, cost_ticks=0.5,
+                       strong_cost_multiple=1.0)
+    # 2 x 0.3 > 0.55: a BUY by weight; expected move 0.3 x 6 - 0.15 x 6 = 0.9 ticks > 0.5 of cost
+    buy = decide(0.15, 0.55, 0.3, 0.2, gate)
+    assert (buy.action, buy.strength) == ("BUY", "MEDIUM")  # HOLD is more probable: never STRONG
+    assert decide(0.15, 0.55, 0.3, 5.0, gate).action == "BUY"  # a passive BUY does not cross the spread
+    assert decide(0.3, 0.55, 0.15, 5.0, gate).action == "SELL"
+    small = SignalRules(action_weight=2.0, cost_gate=True, expected_move_sell_ticks=-2.0,
+                        expected_move_buy_ticks=2.0, cost_ticks=0.5)
+    # expected move 0.3 x 2 - 0.15 x 2 = 0.3 ticks: not even the 0.5 ticks of cost: abstain
+    assert decide(0.15, 0.55, 0.3, 0.0, small).action == "HOLD"
+    assert decide(0.15, 0.55, 0.3, 0.0, small).strength == "WEAK"
+    # STRONG needs the expected move to pay (spread + cost) x strong_cost_multiple
+    top = dict(p_sell=0.05, p_hold=0.15, p_buy=0.8)  # expected move 0.75 x 6 = 4.5 ticks, edge 0.75
+    assert decide(*top.values(), 3.9, gate).strength == "STRONG"  # 4.5 > 3.9 + 0.5
+    assert decide(*top.values(), 4.1, gate).strength == "MEDIUM"  # 4.5 is not > 4.6
+    assert decide(*top.values(), 4.1, gate).urgency == "PASSIVE"
+    twice = SignalRules(**{**gate.to_dict(), "strong_cost_multiple": 2.0})
+    assert decide(*top.values(), 1.7, twice).strength == "STRONG"  # 4.5 > (1.7 + 0.5) x 2
+    assert decide(*top.values(), 1.8, twice).strength == "MEDIUM"
+    no_gate = SignalRules(action_weight=2.0)
+    assert decide(0.15, 0.55, 0.3, 100.0, no_gate).action == "BUY"
+    with pytest.raises(ValueError, match="action_weight"):
+        SignalRules(action_weight=0.0)
+    with pytest.raises(ValueError, match="cost_gate"):
+        SignalRules.from_dict({"cost_gate": "yes"})
+    assert SignalRules.from_dict(gate.to_dict()) == gate
+    assert gate.to_numbers()["cost_gate"] == 1.0
 
 
-def test_decide_values_and_action():
-    s = decide(0.1, 0.2, 0.7, 1.5, RULES)
-    assert (s.action, s.p_sell, s.p_hold, s.p_buy) == ("BUY", 0.1, 0.2, 0.7)
-    assert s.confidence == 0.7
-    assert s.edge_score == 0.7 - 0.1
-    assert (s.strength, s.urgency, s.risk) == ("STRONG", "AGGRESSIVE", "MEDIUM")
-    assert decide(0.6, 0.3, 0.1, 1.0, RULES).action == "SELL"
-    assert decide(0.2, 0.5, 0.3, 1.0, RULES).action == "HOLD"
-    # ties: HOLD first, then the earlier class (SELL before BUY)
-    assert decide(0.4, 0.4, 0.2, 1.0, RULES).action == "HOLD"
-    assert decide(0.2, 0.4, 0.4, 1.0, RULES).action == "HOLD"
-    assert decide(0.45, 0.1, 0.45, 1.0, RULES).action == "SELL"
+def test_decide_many_equals_decide_with_the_cost_gate():
+    rng = np.random.default_rng(7)
+    probs = rng.dirichlet([1.0, 2.0, 1.0], 4_000)
+    spread = rng.choice([0.0, 1.0, 2.0, 3.5, 20.0], 4_000)
+    rules = SignalRules(action_weight=2.5, cost_gate=True, expected_move_sell_ticks=-8.0,
+                        expected_move_hold_ticks=0.3, expected_move_buy_ticks=7.0, cost_ticks=0.25)
+    arrays = decide_many(probs, spread, rules)
+    actions = strengths = 0
+    for i, row in enumerate(probs):
+        s = decide(*map(float, row), float(spread[i]), rules)
+        assert (CLASSES[arrays.action[i]], STRENGTHS[arrays.strength[i]], URGENCIES[arrays.urgency[i]],
+                RISKS[arrays.risk[i]]) == (s.action, s.strength, s.urgency, s.risk)
+        assert (arrays.confidence[i], arrays.edge_score[i]) == (s.confidence, s.edge_score)
+        actions += s.action != "HOLD"
+        strengths += s.strength == "STRONG"
+    assert actions > 500 and strengths > 100  # both rules really were exercised
 
 
 def test_custom_rules_are_honoured():
@@ -230,16 +290,18 @@ def test_custom_rules_are_honoured():
         medium_risk_confidence=0.5,
         medium_risk_edge=0.1,
     )
-    default = decide(0.0, 0.6, 0.4, 1.0, RULES)
-    assert (default.strength, default.urgency, default.risk) == ("STRONG", "AGGRESSIVE", "MEDIUM")
-    s = decide(0.0, 0.6, 0.4, 1.0, rules)
-    assert (s.strength, s.urgency, s.risk) == ("MEDIUM", "PASSIVE", "MEDIUM")
+    default = decide(0.0, 0.35, 0.45, 1.0, RULES)
+    assert (default.strength, default.urgency, default.risk) == ("STRONG", "AGGRESSIVE", "HIGH")
+    s = decide(0.0, 0.35, 0.45, 1.0, rules)
+    assert (s.strength, s.urgency, s.risk) == ("MEDIUM", "PASSIVE", "HIGH")
     assert decide(0.0, 0.15, 0.85, 1.0, RULES).risk == "LOW"
     assert decide(0.0, 0.55, 0.1, 1.0, RULES).risk == "HIGH"
-    assert decide(0.0, 0.5, 0.5, 1.0, rules).strength == "STRONG"
-    assert decide(0.0, 0.5, 0.5, 1.0, rules).urgency == "AGGRESSIVE"
-    assert decide(0.0, 0.5, 0.5, 1.5, rules).urgency == "PASSIVE"  # 1.5 > 1.0 (default would allow)
-    assert decide(0.0, 0.76, 0.24, 1.0, rules).strength == "WEAK"  # 0.24 < 0.25 (default: MEDIUM)
+    assert decide(0.0, 0.5, 0.5, 1.0, rules).strength == "WEAK"  # a tie goes to HOLD
+    assert decide(0.0, 0.4, 0.5, 1.0, rules).strength == "STRONG"
+    assert decide(0.0, 0.4, 0.5, 1.0, rules).urgency == "AGGRESSIVE"
+    assert decide(0.0, 0.4, 0.5, 1.5, rules).urgency == "PASSIVE"  # 1.5 > 1.0 (default would allow)
+    assert decide(0.0, 0.2, 0.24, 1.0, rules).strength == "WEAK"  # 0.24 < 0.25 (default: MEDIUM)
+    assert decide(0.0, 0.2, 0.24, 1.0, RULES).strength == "MEDIUM"
     assert decide(0.0, 0.1, 0.9, 1.0, rules).risk == "LOW"
     assert decide(0.0, 0.15, 0.85, 1.0, rules).risk == "MEDIUM"  # default rules: LOW
     assert decide(0.0, 0.55, 0.1, 1.0, rules).risk == "MEDIUM"  # default rules: HIGH

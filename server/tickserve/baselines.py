@@ -2,10 +2,11 @@
 
 - majority: always the most frequent true class of the evaluated span (chosen
   in hindsight, so it is an upper bound for any constant predictor);
-- last_move: the class of the previous mid move over the same horizon, i.e. of
-  mid(now) - mid(past tick) with the label threshold (`labels.past_index`: the
-  h-th earlier tick of the instrument, or the last one at or before t - H with a
-  time horizon); HOLD when the instrument has no past tick yet;
+- last_move: the label the past tick would have had with this tick as its label
+  tick, in the model's own label mode (`labels.past_index`: the h-th earlier
+  tick of the instrument, or the last one at or before t - H with a time
+  horizon): momentum in the units of the label; HOLD when the instrument has
+  no past tick yet;
 - imbalance: the sign of the level-1 size imbalance: BUY if bid_size[0] >
   ask_size[0], SELL if bid_size[0] < ask_size[0], HOLD if equal (no threshold).
 
@@ -19,14 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 from .features.config import FeatureConfig
-from .labels import BUY, HOLD, SELL, LabelConfig, classify_moves, mid_prices, past_index, tick_sizes
+from .labels import BUY, HOLD, SELL, LabelConfig, labels_between, past_index, tick_sizes
 from .metrics import ClassificationMetrics
 from .ticks import TickFrame
 
 BASELINES = ("majority", "last_move", "imbalance")
 DESCRIPTIONS = {
     "majority": "always the most frequent true class of this span",
-    "last_move": "the class of the previous mid move over the same horizon (HOLD when none)",
+    "last_move": "the label of the previous horizon (past tick -> this tick), in the model's label mode; HOLD when none",
     "imbalance": "sign of level-1 size imbalance: BUY if bid size > ask size, SELL if <, HOLD if equal",
 }
 
@@ -42,8 +43,7 @@ def baseline_predictions(frame: TickFrame, labels: LabelConfig, features: Featur
     last_move = np.full(n, HOLD, dtype=np.int64)
     ok = np.flatnonzero(past >= 0)
     if len(ok):
-        mid = mid_prices(frame)
-        last_move[ok] = classify_moves((mid[ok] - mid[past[ok]]) / tick_sizes(frame, features)[ok], labels.threshold_ticks)
+        last_move[ok] = labels_between(frame, past[ok], ok, labels, tick_sizes(frame, features))
     b, a = frame.bid_size[:, 0], frame.ask_size[:, 0]
     imbalance = np.where(b > a, BUY, np.where(b < a, SELL, HOLD)).astype(np.int64)
     return {"last_move": last_move, "imbalance": imbalance}

@@ -1,4 +1,4 @@
-"""Labels from the ticks themselves: where the mid goes `horizon` later.
+"""Labels from the ticks themselves: what a trade opened now would have been worth `horizon` later.
 
 The horizon is given in ticks or in time (exactly one of the two):
 
@@ -9,19 +9,31 @@ The horizon is given in ticks or in time (exactly one of the two):
   ("first" in arrival order, which is time order within an instrument; ticks
   with equal timestamps count in arrival order).
 
-future mid - current mid, in tick sizes and rounded to 1e-6 tick so that float
-noise in prices like 100.01 does not flip a 2-tick move: >= +threshold is BUY,
-<= -threshold is SELL, else HOLD. A tick with no label tick (the last h ticks
-of an instrument, or the ticks within H of its last one) gets no label.
+Two label modes compare the tick with its label tick, in tick sizes, each
+difference rounded to 1e-6 tick so that float noise in prices like 100.01
+cannot flip a label:
 
-The batch path (`make_labels`) and the streaming path (`StreamingLabeler`, used
-by `evaluation.Evaluation`) implement the same rule and give identical labels
-(tests/test_real_data.py and tests/test_trading_metrics.py compare them tick by
-tick).
+- `taker` (cost-aware, the default of `tickserve train`): BUY when the bid at
+  the label tick is above today's ask by more than `cost_ticks`, SELL when the
+  ask at the label tick is below today's bid by more than `cost_ticks`, else
+  HOLD. A correct BUY or SELL is a round trip that pays for crossing the spread
+  twice and the cost; on a market where nothing short-term pays for the spread
+  almost every tick is HOLD, and abstaining is the right answer.
+- `mid` (the seed's rule): the mid move, >= +threshold is BUY, <= -threshold is
+  SELL, else HOLD. It ignores the spread, so a correct BUY can lose money.
+
+A tick with no label tick (the last h ticks of an instrument, or the ticks
+within H of its last one) gets no label.
+
+The batch path (`make_labels`) and the streaming path (`StreamingLabeler` +
+`label_class`, used by `evaluation.Evaluation`) implement the same rule and
+give identical labels (tests compare them tick by tick).
 
 The "past" tick of tick i, used by the last-move baseline, mirrors the label
 tick backwards: the h-th earlier tick of the same instrument, or, with a time
-horizon, the last earlier tick whose timestamp is at or before t - H.
+horizon, the last earlier tick whose timestamp is at or before t - H. The
+baseline predicts the label the past tick would have had with tick i as its
+label tick (`label_class(past, now)`), in the model's own label mode.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from math import isfinite
 
 import numpy as np
 
@@ -40,6 +53,7 @@ CLASSES = ("SELL", "HOLD", "BUY")
 SELL, HOLD, BUY = 0, 1, 2
 NO_LABEL = -1
 DEFAULT_HORIZON_TICKS = 50
+LABEL_MODES = ("mid", "taker")
 
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
              "min": 60_000_000_000, "h": 3_600_000_000_000}
@@ -67,11 +81,16 @@ def format_duration_ns(ns: int) -> str:
 
 @dataclass(frozen=True)
 class LabelConfig:
-    """horizon_ticks (default 50) or horizon_ns: exactly one is set after construction."""
+    """horizon_ticks (default 50) or horizon_ns: exactly one is set after construction.
+
+    `mode` "mid" uses `threshold_ticks`; "taker" uses `cost_ticks` (the round trip's
+    cost beyond the spread, >= 0). A manifest without a mode is a "mid" one."""
 
     horizon_ticks: int | None = None
     threshold_ticks: float = 2.0
     horizon_ns: int | None = None
+    mode: str = "mid"
+    cost_ticks: float = 0.0
 
     def __post_init__(self) -> None:
         if self.horizon_ticks is None and self.horizon_ns is None:
@@ -82,43 +101,81 @@ class LabelConfig:
             raise ValueError(f"horizon_ticks must be >= 1, got {self.horizon_ticks}")
         if self.horizon_ns is not None and (isinstance(self.horizon_ns, bool) or self.horizon_ns < 1):
             raise ValueError(f"horizon_ns must be >= 1, got {self.horizon_ns}")
-        if not self.threshold_ticks > 0:
+        if self.mode not in LABEL_MODES:
+            raise ValueError(f"label mode must be one of {', '.join(LABEL_MODES)}, got {self.mode!r}")
+        if not (isfinite(self.threshold_ticks) and self.threshold_ticks > 0):
             raise ValueError(f"threshold_ticks must be > 0, got {self.threshold_ticks}")
+        if not (isfinite(self.cost_ticks) and self.cost_ticks >= 0):
+            raise ValueError(f"cost_ticks must be a finite number >= 0, got {self.cost_ticks}")
 
     @property
     def in_time(self) -> bool:
         return self.horizon_ns is not None
 
+    @property
+    def taker(self) -> bool:
+        return self.mode == "taker"
+
     def describe(self) -> str:
         horizon = format_duration_ns(self.horizon_ns) if self.in_time else f"{self.horizon_ticks} ticks"
-        return f"horizon {horizon}, threshold {self.threshold_ticks:g} ticks"
+        if self.taker:
+            return f"taker, horizon {horizon}, cost {self.cost_ticks:g} ticks beyond the spread"
+        return f"mid, horizon {horizon}, threshold {self.threshold_ticks:g} ticks"
 
     def to_dict(self) -> dict:
-        # a tick horizon writes exactly the keys manifests always had, so older readers still load it
-        if self.in_time:
-            return {"horizon_ns": self.horizon_ns, "threshold_ticks": self.threshold_ticks}
-        return {"horizon_ticks": self.horizon_ticks, "threshold_ticks": self.threshold_ticks}
+        # a mid label writes exactly the keys manifests always had, so older readers still load it
+        d: dict = {"horizon_ns": self.horizon_ns} if self.in_time else {"horizon_ticks": self.horizon_ticks}
+        d["threshold_ticks"] = self.threshold_ticks
+        if self.taker:
+            d.update(mode=self.mode, cost_ticks=self.cost_ticks)
+        return d
 
     @staticmethod
     def from_dict(d: dict) -> "LabelConfig":
+        mode = str(d.get("mode", "mid"))
+        cost = float(d.get("cost_ticks", 0.0))
         horizon_ns = d.get("horizon_ns")
         if horizon_ns is not None:
             if "horizon_ticks" in d and d["horizon_ticks"] is not None:
                 raise ValueError("label_config: horizon_ticks and horizon_ns are both set")
-            return LabelConfig(None, float(d["threshold_ticks"]), horizon_ns=int(horizon_ns))
-        return LabelConfig(int(d["horizon_ticks"]), float(d["threshold_ticks"]))
+            return LabelConfig(None, float(d["threshold_ticks"]), horizon_ns=int(horizon_ns), mode=mode, cost_ticks=cost)
+        return LabelConfig(int(d["horizon_ticks"]), float(d["threshold_ticks"]), mode=mode, cost_ticks=cost)
 
 
-def label_move(move_ticks: float, threshold: float) -> int:
-    """The class of one mid move given in ticks (the same rule as `make_labels`)."""
+def _snap(ticks: float) -> float:
     # np.round(x, 6) is rint(x * 1e6) / 1e6 and Python's round() is round-half-even like
-    # rint: the same value as make_labels without a numpy call per tick
-    move = round(move_ticks * 1e6) / 1e6
-    if move >= threshold:
+    # rint: the same value as the array path without a numpy call per tick
+    return round(ticks * 1e6) / 1e6
+
+
+def label_class(now_bid: float, now_ask: float, later_bid: float, later_ask: float, tick_size: float,
+                labels: LabelConfig) -> int:
+    """The class of one tick given its label tick's best bid and ask (the rule of `label_classes`)."""
+    if labels.taker:
+        if _snap((later_bid - now_ask) / tick_size) > labels.cost_ticks:
+            return BUY
+        if _snap((now_bid - later_ask) / tick_size) > labels.cost_ticks:
+            return SELL
+        return HOLD
+    move = _snap(((later_ask + later_bid) * 0.5 - (now_ask + now_bid) * 0.5) / tick_size)
+    if move >= labels.threshold_ticks:
         return BUY
-    if move <= -threshold:
+    if move <= -labels.threshold_ticks:
         return SELL
     return HOLD
+
+
+def label_classes(now_bid: np.ndarray, now_ask: np.ndarray, later_bid: np.ndarray, later_ask: np.ndarray,
+                  tick_size: np.ndarray, labels: LabelConfig) -> np.ndarray:
+    """`label_class` over arrays (the same operations, so the same classes)."""
+    if labels.taker:
+        up = np.round((later_bid - now_ask) / tick_size, 6)
+        down = np.round((now_bid - later_ask) / tick_size, 6)
+        cost = labels.cost_ticks
+        return np.where(up > cost, BUY, np.where(down > cost, SELL, HOLD)).astype(np.int64)
+    move = np.round(((later_ask + later_bid) * 0.5 - (now_ask + now_bid) * 0.5) / tick_size, 6)
+    threshold = labels.threshold_ticks
+    return np.where(move >= threshold, BUY, np.where(move <= -threshold, SELL, HOLD)).astype(np.int64)
 
 
 def mid_prices(frame: TickFrame) -> np.ndarray:
@@ -168,11 +225,6 @@ def past_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
     return past
 
 
-def classify_moves(move_ticks: np.ndarray, threshold: float) -> np.ndarray:
-    move = np.round(move_ticks, 6)
-    return np.where(move >= threshold, BUY, np.where(move <= -threshold, SELL, HOLD)).astype(np.int64)
-
-
 def tick_sizes(frame: TickFrame, features: FeatureConfig) -> np.ndarray:
     sizes = np.empty(len(frame))
     for name in np.unique(frame.instrument):
@@ -180,15 +232,20 @@ def tick_sizes(frame: TickFrame, features: FeatureConfig) -> np.ndarray:
     return sizes
 
 
+def labels_between(frame: TickFrame, now: np.ndarray, later: np.ndarray, labels: LabelConfig,
+                   sizes: np.ndarray) -> np.ndarray:
+    """The classes of rows `now` with label ticks `later` (row indices, same length)."""
+    bid, ask = frame.bid_price[:, 0], frame.ask_price[:, 0]
+    return label_classes(bid[now], ask[now], bid[later], ask[later], sizes[now], labels)
+
+
 def make_labels(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(label per row, index of the row whose mid defines it); both -1 where unlabeled."""
+    """(label per row, index of the row that defines it); both -1 where unlabeled."""
     y = np.full(len(frame), NO_LABEL, dtype=np.int64)
     future = future_index(frame, labels)
     now = np.flatnonzero(future >= 0)
     if len(now):
-        mid = mid_prices(frame)
-        later = future[now]
-        y[now] = classify_moves((mid[later] - mid[now]) / tick_sizes(frame, features)[now], labels.threshold_ticks)
+        y[now] = labels_between(frame, now, future[now], labels, tick_sizes(frame, features))
     return y, future
 
 
