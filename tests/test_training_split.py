@@ -14,7 +14,7 @@ from tickserve.manifest import MANIFEST_FILE, ModelManifest, check_name
 from tickserve.signals import SignalRules
 from tickserve.simulate import InstrumentSpec, simulate
 from tickserve.ticks import Tick, TickFrame
-from tickserve.training import time_split
+from tickserve.walk_forward import fold_rows, fold_spans
 
 
 @pytest.fixture(scope="module")
@@ -24,87 +24,82 @@ def labeled():
     return frame, y, future
 
 
-@pytest.mark.parametrize("valid_fraction, test_fraction", [(0.15, 0.15), (0.2, 0.1), (0.3, 0.0)])
-def test_split_is_disjoint_time_ordered_and_purged(labeled, valid_fraction, test_fraction):
+@pytest.mark.parametrize("folds, test_fraction, valid_fraction", [(3, 0.2, 0.15), (1, 0.2, 0.15), (4, 0.1, 0.3)])
+def test_folds_are_disjoint_time_ordered_and_purged(labeled, folds, test_fraction, valid_fraction):
     frame, y, future = labeled
     ts = frame.timestamp_ns
-    split = time_split(frame, future, valid_fraction, test_fraction)
-    train, valid, test = split.train, split.valid, split.test
-
-    for part in (train, valid, test):
-        assert part.dtype.kind == "i"
-        assert (np.diff(part) > 0).all(), "indices sorted, no repeats"
-        assert (future[part] >= 0).all(), "only labeled rows"
-        assert (y[part] >= 0).all()
-    assert not set(train) & set(valid)
-    assert not set(train) & set(test)
-    assert not set(valid) & set(test)
-    assert len(train) and len(valid)
-
-    # time order: every train tick before every validation tick before every test tick
-    assert ts[train].max() < ts[valid].min()
-    # purged: the tick that defines a training label comes before the validation span starts
-    assert ts[future[train]].max() < ts[valid].min()
     n = len(frame)
-    t_valid = np.sort(ts)[int(n * (1 - valid_fraction - test_fraction))]
-    assert ts[future[train]].max() < t_valid <= ts[valid].min()
-
-    if test_fraction > 0:
-        assert len(test)
-        assert ts[valid].max() < ts[test].min()
-        assert ts[future[valid]].max() < ts[test].min()
-        t_test = np.sort(ts)[int(n * (1 - test_fraction))]
-        assert ts[future[valid]].max() < t_test <= ts[test].min()
-        # the test span is everything labeled from its start on: it is not purged against anything
-        assert set(test) == set(np.flatnonzero((ts >= t_test) & (future >= 0)))
-        assert len(test) == pytest.approx(n * test_fraction - 3 * 50, abs=5)
-    else:
-        assert len(test) == 0
-        # without a test span the validation span runs to the end of the labeled data
-        assert set(valid) == set(np.flatnonzero((ts >= t_valid) & (future >= 0)))
-
+    spans = fold_spans(ts, folds, test_fraction, valid_fraction)
+    assert [s.fold for s in spans] == list(range(1, folds + 1))
+    for k, spans_k in enumerate(spans):
+        rows = fold_rows(frame, future, spans_k)
+        train, valid, test = rows.train, rows.valid, rows.test
+        for part in (train, valid, test):
+            assert part.dtype.kind == "i"
+            assert (np.diff(part) > 0).all(), "indices sorted, no repeats"
+            assert (future[part] >= 0).all(), "only labeled rows"
+            assert (y[part] >= 0).all()
+            assert len(part)
+        assert not set(train) & set(valid) and not set(train) & set(test) and not set(valid) & set(test)
+        # time order, and purged: every label tick lies before the next span starts
+        assert ts[train].max() < ts[valid].min() and ts[valid].max() < ts[test].min()
+        assert ts[future[train]].max() < spans_k.valid_start_ns <= ts[valid].min()
+        assert ts[future[valid]].max() < spans_k.test_start_ns <= ts[test].min()
+        # the test block is every labeled tick inside it, by time, and the blocks tile the end of the data
+        start = int(n * (1 - (folds - k) * test_fraction))
+        assert spans_k.test_start_ns == np.sort(ts)[start]
+        inside = (ts >= spans_k.test_start_ns) & (ts < spans_k.test_end_ns) & (future >= 0)
+        assert set(test) == set(np.flatnonzero(inside))
+        if k + 1 < folds:
+            assert spans_k.test_end_ns == spans[k + 1].test_start_ns
+        else:
+            assert spans_k.test_end_ns > ts.max()
+        # expanding window: every fold trains from the first tick, on more ticks than the one before
+        assert spans_k.train_start_ns == ts.min()
+        if k:
+            assert len(train) > len(fold_rows(frame, future, spans[k - 1]).train)
     # the purge really removed rows: labeled ticks just before a boundary whose label crosses it
-    gap = np.flatnonzero((future >= 0) & (ts < t_valid) & (ts[np.maximum(future, 0)] >= t_valid))
-    assert len(gap) > 0
-    assert not set(gap) & (set(train) | set(valid) | set(test))
-    # ... and nothing else: every labeled row is in a span or purged
-    kept = len(train) + len(valid) + len(test)
-    assert kept > 0.9 * (future >= 0).sum()
+    last = spans[-1]
+    gap = np.flatnonzero((future >= 0) & (ts < last.valid_start_ns) & (ts[np.maximum(future, 0)] >= last.valid_start_ns))
+    rows = fold_rows(frame, future, last)
+    assert len(gap) > 0 and not set(gap) & (set(rows.train) | set(rows.valid) | set(rows.test))
 
 
-def test_split_by_hand():
-    """One instrument, timestamps 1..20, horizon 2, 25 % validation, 25 % test."""
+def test_folds_by_hand():
+    """One instrument, timestamps 1..20, horizon 2, one fold: 25 % test, a third of the rest validation."""
     ticks = [Tick("A", t, 0.0, 0.0, (100.0,), (1.0,), (100.01,), (1.0,)) for t in range(1, 21)]
     frame = TickFrame.from_ticks(ticks)
     _, future = make_labels(frame, LabelConfig(horizon_ticks=2, threshold_ticks=1.0), FeatureConfig())
-    split = time_split(frame, future, 0.25, 0.25)
-    # validation starts at t=11 (row 10): training labels must land before it -> rows 0..7
-    assert split.train.tolist() == list(range(0, 8))
-    # test starts at t=16 (row 15): validation labels must land before it -> rows 10..12
-    assert split.valid.tolist() == [10, 11, 12]
-    # rows 18, 19 have no label
-    assert split.test.tolist() == [15, 16, 17]
+    (spans,) = fold_spans(frame.timestamp_ns, 1, 0.25, 1 / 3)
+    # test starts at row 15 (t=16), validation at row int(15 * 2/3) = 10 (t=11)
+    assert (spans.valid_start_ns, spans.test_start_ns) == (11, 16)
+    rows = fold_rows(frame, future, spans)
+    assert rows.train.tolist() == list(range(0, 8))  # labels must land before t=11
+    assert rows.valid.tolist() == [10, 11, 12]  # ... before t=16
+    assert rows.test.tolist() == [15, 16, 17]  # rows 18, 19 have no label
 
 
-def test_split_uses_time_not_row_order():
+def test_folds_use_time_not_row_order():
     """Rows out of time order across instruments (time order per instrument, as TickFrame requires)."""
     a = simulate(2_000, seed=1, start_ns=1_704_205_800 * 10**9)
     late = (InstrumentSpec("LATE1", 10.0), InstrumentSpec("LATE2", 20.0))
     b = simulate(2_000, seed=2, start_ns=1_704_205_800 * 10**9 + 3_600 * 10**9, instruments=late)
     frame = TickFrame.concat([b, a])  # the later instruments' rows first
     _, future = make_labels(frame, LabelConfig(horizon_ticks=20), FeatureConfig())
-    split = time_split(frame, future, 0.25, 0.25)
+    (spans,) = fold_spans(frame.timestamp_ns, 1, 0.25, 1 / 3)
+    rows = fold_rows(frame, future, spans)
     ts = frame.timestamp_ns
-    assert ts[split.train].max() < ts[split.valid].min() <= ts[split.valid].max() < ts[split.test].min()
-    assert ts[future[split.train]].max() < ts[split.valid].min()
-    assert (split.train >= 2_000).all(), "the early ticks (rows 2000..) make up the training span"
+    assert ts[rows.train].max() < ts[rows.valid].min() <= ts[rows.valid].max() < ts[rows.test].min()
+    assert ts[future[rows.train]].max() < ts[rows.valid].min()
+    assert (rows.train >= 2_000).all(), "the early ticks (rows 2000..) make up the training span"
 
 
-@pytest.mark.parametrize("valid_fraction, test_fraction", [(0.0, 0.1), (1.0, 0.0), (0.5, 0.5), (0.2, -0.1), (0.2, 1.0)])
-def test_split_rejects_bad_fractions(labeled, valid_fraction, test_fraction):
-    frame, _, future = labeled
+@pytest.mark.parametrize("folds, test_fraction, valid_fraction",
+                         [(0, 0.2, 0.15), (5, 0.2, 0.15), (3, 0.0, 0.15), (3, 0.2, 0.0), (3, 0.2, 1.0)])
+def test_folds_reject_bad_fractions(labeled, folds, test_fraction, valid_fraction):
+    frame, _, _ = labeled
     with pytest.raises(ValueError):
-        time_split(frame, future, valid_fraction, test_fraction)
+        fold_spans(frame.timestamp_ns, folds, test_fraction, valid_fraction)
 
 
 # --- manifest -------------------------------------------------------------------------

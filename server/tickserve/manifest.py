@@ -63,6 +63,9 @@ class ModelManifest:
     # sha256 of the model file, checked before any adapter parses it: native
     # parsers can crash the process on a truncated file (LightGBM segfaults).
     model_sha256: str = ""
+    # What training chose and how the model scored per walk-forward fold (training_report.TrainingReport
+    # as a dict); {} for ensembles and models trained before it was recorded.
+    training: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class ModelManifest:
             "calibration": self.calibration,
             "members": self.members,
             "model_sha256": self.model_sha256,
+            "training": self.training,
         }
 
     def save(self, model_dir: Path) -> Path:
@@ -128,6 +132,7 @@ class ModelManifest:
                 calibration=dict(d.get("calibration", {})),
                 members=[dict(m) for m in d.get("members", [])],
                 model_sha256=str(d.get("model_sha256", "")),
+                training=dict(d.get("training", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)

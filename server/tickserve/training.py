@@ -1,21 +1,25 @@
-"""Training: ticks -> batch features and labels -> a time-ordered split -> an adapter -> a model directory.
+"""Training: ticks -> features and labels -> walk-forward folds -> an adapter -> a model directory.
 
-The split is by time, never shuffled, and purged: a training row is kept only
-if the tick that defines its label (its label tick, a horizon in ticks or in
-time later) comes before the validation span starts, and likewise for
-validation against the test span, so no label looks into a later split.
+`train_model` runs the walk-forward of `walk_forward.py` (expanding windows,
+purged, time order only): one model per fold, each scored on the block after
+its training ticks against the baselines, with one-position trading figures.
+The last fold's model is the one written: it was trained on every tick before
+the test span, which informed no choice. What was chosen and why, and every
+fold where the model lost to a baseline, is recorded in words in the
+manifest's `training` report (`training_report.py`).
 
-The manifest's metrics hold, for the validation and test spans, the model's
-accuracy, macro-F1, log loss and calibration, and the same for the baselines
-of `baselines.py` on the same rows (`{span}_baseline_{name}_accuracy` and
-`_macro_f1`, name in majority, last_move, imbalance).
+Choices made from the data, never from a test span the choice is scored on:
 
-Walk-forward (`folds=K`): the ticks are cut by time into K + 1 equal blocks;
-fold k (1..K) trains on blocks 0..k-1 (its last `valid_fraction` by time for
-early stopping and calibration, purged like the main split) and tests on block
-k. Only time order is used, never shuffling. Each fold's model is thrown away;
-its test metrics and baselines go to the manifest as `wf{k}_...`, with their
-means as `wf_mean_...`. The model written is the one of the main split.
+- the label horizon (`label_choice.choose_horizon`) and a mid threshold in
+  spreads, from the ticks before the first test block;
+- the features: session features only where they can generalise (a calendar
+  with sessions and training ticks over at least MIN_SESSIONS of them);
+- per fold, from its training and validation ticks: the temperature, the
+  decision rule's expected class moves and the action weight (macro-F1 on the
+  validation span, cost gate included);
+- whether to apply calibration at all: only if it improved the held-out log
+  loss of the earlier folds (all folds but the last; the last one alone when
+  there is only one).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,76 +35,77 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .calibration import Calibrator, brier_score, expected_calibration_error, fit_temperature
-from .features import DEFAULT_MODEL_FEATURES, FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
-from .features.spec import missing_features
-from .baselines import baseline_predictions, score_baselines
-from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels
+from .baselines import baseline_predictions
+from .calibration import Calibrator, fit_temperature, log_loss
+from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
+from .features.calendar import DAY_NS, HOUR_NS
+from .features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_features
+from .fold_scoring import expected_moves, score_span, tune_action_weight
+from .label_choice import choose_horizon, median_spread_ticks
+from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
 from .manifest import ModelManifest, check_name
 from .metrics import ClassificationMetrics
 from .plugin import ModelAdapter, Progress, TrainingData
 from .repository import version_key
-from .signals import SignalRules, predicted_class
+from .signals import SignalRules, decide_many
 from .ticks import TickFrame
+from .training_report import FoldReport, TrainingReport
+from .walk_forward import FoldRows, fold_rows, fold_spans
+
+MIN_SESSIONS = 5
+_SPREAD_TICKS = FEATURE_INDEX["spread_ticks"]
 
 
 @dataclass
-class Split:
-    train: np.ndarray  # row indices
-    valid: np.ndarray
-    test: np.ndarray
-
-
-def span_starts(timestamps: np.ndarray, valid_fraction: float, test_fraction: float) -> tuple[int, int]:
-    """(first timestamp of the validation span, of the test span): the time_split boundaries."""
-    if not (0 < valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError("need 0 < valid_fraction, 0 <= test_fraction, valid + test < 1")
-    sorted_ts = np.sort(timestamps)
-    n = len(sorted_ts)
-    t_valid = sorted_ts[int(n * (1 - valid_fraction - test_fraction))]
-    t_test = sorted_ts[min(n - 1, int(n * (1 - test_fraction)))] if test_fraction > 0 else np.iinfo(np.int64).max
-    return int(t_valid), int(t_test)
-
-
-def time_split(frame: TickFrame, future: np.ndarray, valid_fraction: float, test_fraction: float) -> Split:
-    """Row indices of the purged train / validation / test spans (see the module doc)."""
-    t_valid, t_test = span_starts(frame.timestamp_ns, valid_fraction, test_fraction)
-    ts = frame.timestamp_ns
-    labeled = future >= 0
-    label_ts = np.where(labeled, ts[np.maximum(future, 0)], np.iinfo(np.int64).max)
-    train = np.flatnonzero(labeled & (label_ts < t_valid))
-    valid = np.flatnonzero(labeled & (ts >= t_valid) & (label_ts < t_test))
-    test = np.flatnonzero(labeled & (ts >= t_test))
-    return Split(train, valid, test)
-
-
-def walk_forward_splits(frame: TickFrame, future: np.ndarray, folds: int, valid_fraction: float) -> list[Split]:
-    """The K walk-forward folds of the module doc, each purged like `time_split`."""
-    if folds < 1:
-        raise ValueError(f"folds must be >= 1, got {folds}")
-    if not 0 < valid_fraction < 1:
-        raise ValueError("need 0 < valid_fraction < 1")
-    ts = frame.timestamp_ns
-    sorted_ts = np.sort(ts)
-    n = len(ts)
-    labeled = future >= 0
-    label_ts = np.where(labeled, ts[np.maximum(future, 0)], np.iinfo(np.int64).max)
-    end = np.iinfo(np.int64).max
-    splits = []
-    for k in range(1, folds + 1):
-        t_test = sorted_ts[min(n - 1, n * k // (folds + 1))]
-        t_next = sorted_ts[n * (k + 1) // (folds + 1)] if k < folds else end
-        t_valid = sorted_ts[int(n * k // (folds + 1) * (1 - valid_fraction))]
-        train = np.flatnonzero(labeled & (label_ts < t_valid))
-        valid = np.flatnonzero(labeled & (ts >= t_valid) & (label_ts < t_test))
-        test = np.flatnonzero(labeled & (ts >= t_test) & (ts < t_next))
-        splits.append(Split(train, valid, test))
-    return splits
+class _FoldFit:
+    rows: FoldRows
+    staging: Path
+    model: Any
+    result: Any
+    raw_valid: np.ndarray
+    raw_test: np.ndarray
+    temperature: float
+    moves: tuple[float, float, float]
 
 
 def next_version(models_dir: Path, name: str) -> str:
     existing = [p.name for p in (models_dir / name).glob("*") if p.is_dir() and p.name.isascii() and p.name.isdecimal()]
     return str(max((int(v) for v in existing), default=0) + 1)
+
+
+def default_features(frame: TickFrame, config: FeatureConfig, end_ns: int) -> tuple[tuple[str, ...], list[str]]:
+    """The default model input and, in words, what it leaves out and why."""
+    calendar = config.calendar
+    left_out = ["price-level features (microprice, vwap_*, spread, spread_pct) are left out: they follow the price "
+                "level (and, across instruments, the tick size), which a later span need not share",
+                "order-flow imbalance (ofi_l1_*, ofi_l10_*) is left out: in walk-forward ablations it added nothing "
+                "to signed trade flow (docs/signals.md)"]
+    always_open = calendar.open_minute == 0 and calendar.close_minute == 1440 and len(set(calendar.weekdays)) == 7
+    if always_open:
+        why = f"the {calendar.name} calendar has no sessions, so they only tell the time of day"
+    else:
+        sessions = _sessions_seen(frame.timestamp_ns[frame.timestamp_ns < end_ns], config)
+        why = None if sessions >= MIN_SESSIONS else (
+            f"the training ticks cover {sessions} {calendar.name} session(s), fewer than {MIN_SESSIONS}: "
+            "a model would learn the clock of those days, not a session pattern")
+    if why is None:
+        return DEFAULT_MODEL_FEATURES, left_out
+    left_out.append(f"session features ({', '.join(SESSION_FEATURES)}) are left out: {why}")
+    return tuple(n for n in DEFAULT_MODEL_FEATURES if n not in SESSION_FEATURES), left_out
+
+
+def _sessions_seen(ts: np.ndarray, config: FeatureConfig) -> int:
+    """Distinct local dates with at least one tick inside the calendar's session."""
+    if len(ts) == 0:
+        return 0
+    calendar = config.calendar
+    hours, inverse = np.unique(ts // HOUR_NS, return_inverse=True)
+    local = ts + np.array([calendar.utc_offset_ns(int(h)) for h in hours], dtype=np.int64)[inverse]
+    day = local // DAY_NS
+    in_day = local - day * DAY_NS
+    weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
+    inside = np.isin(weekday, calendar.weekdays) & (in_day >= calendar.open_ns) & (in_day < calendar.close_ns)
+    return int(len(np.unique(day[inside])))
 
 
 def train_model(
@@ -112,140 +117,209 @@ def train_model(
     version: str | None = None,
     feature_config: FeatureConfig | None = None,
     label_config: LabelConfig | None = None,
+    choose: str | None = None,
+    threshold_spreads: float | None = None,
     signal_rules: SignalRules | None = None,
-    feature_names: tuple[str, ...] = DEFAULT_MODEL_FEATURES,
+    feature_names: tuple[str, ...] | None = None,
     params: dict[str, Any] | None = None,
+    folds: int = 3,
+    test_fraction: float = 0.2,
     valid_fraction: float = 0.15,
-    test_fraction: float = 0.15,
     progress: Progress | None = None,
     calibrate: bool = True,
-    folds: int = 0,
+    cost_gate: bool = True,
+    fee_bps: float = 0.0,
 ) -> tuple[Path, ModelManifest]:
-    """Train and write `models_dir/<name>/<version>/` atomically; returns its path and manifest."""
+    """Train (walk-forward) and write `models_dir/<name>/<version>/` atomically; returns its path and manifest.
+
+    `label_config` None: taker labels with the horizon chosen from the data (`choose="ticks"`).
+    `choose`: "ticks" or "time" to choose the horizon from the data (label_config's horizon is
+    then ignored), None to keep label_config's. `threshold_spreads`: a mid threshold of this many
+    median spreads."""
     check_name("model", name)
     feature_config = feature_config or FeatureConfig()
-    label_config = label_config or LabelConfig()
-    missing = missing_features(feature_names)
-    if missing:
-        raise ValueError(f"unknown feature(s): {', '.join(missing)}")
+    if label_config is None:
+        label_config, choose = LabelConfig(mode="taker"), choose or "ticks"
+    if feature_names is not None:
+        missing = missing_features(feature_names)
+        if missing:
+            raise ValueError(f"unknown feature(s): {', '.join(missing)}")
     models_dir = Path(models_dir)
     version = check_name("version", version or next_version(models_dir, name))
     target = models_dir / name / version
     if target.exists():
         raise FileExistsError(f"{target} already exists")
+    if len(frame) == 0:
+        raise ValueError("no ticks to train on")
 
-    x_all = batch_features(frame, feature_config)[:, [FEATURE_INDEX[f] for f in feature_names]]
+    spans = fold_spans(frame.timestamp_ns, folds, test_fraction, valid_fraction)
+    first_test = spans[0].test_start_ns
+    rule = f"label: {label_config.describe()}, as given"
+    if threshold_spreads is not None:
+        median = median_spread_ticks(frame, feature_config, first_test)
+        label_config = replace(label_config, threshold_ticks=max(round(threshold_spreads * median, 6), 1e-6))
+        rule = (f"threshold {label_config.threshold_ticks:g} ticks: {threshold_spreads:g} x the median spread "
+                f"({median:g} ticks) before the first test block")
+    shares: tuple = ()
+    if choose is not None:
+        choice = choose_horizon(frame, label_config, feature_config, first_test, in_time=choose == "time")
+        label_config, shares = choice.labels, choice.shares
+        rule = choice.rule if threshold_spreads is None else f"{choice.rule}; {rule}"
+    if feature_names is None:
+        feature_names, left_out = default_features(frame, feature_config, spans[-1].valid_start_ns)
+    else:
+        left_out = []
+
+    full = batch_features(frame, feature_config)
+    x_all = full[:, [FEATURE_INDEX[f] for f in feature_names]]
+    spread = full[:, _SPREAD_TICKS]
     y, future = make_labels(frame, label_config, feature_config)
+    sizes = tick_sizes(frame, feature_config)
     baselines = baseline_predictions(frame, label_config, feature_config)
-    split = time_split(frame, future, valid_fraction, test_fraction)
-    if len(split.train) == 0 or len(split.valid) == 0:
-        raise ValueError(f"too few ticks to train: {len(frame)} ticks gave {len(split.train)} training rows")
-    data = TrainingData(
-        x_train=x_all[split.train],
-        y_train=y[split.train],
-        x_valid=x_all[split.valid],
-        y_valid=y[split.valid],
-        feature_names=list(feature_names),
-        classes=list(CLASSES),
+    base_manifest = ModelManifest(
+        name=name, version=version, adapter=adapter.name, model_file="", feature_names=list(feature_names),
+        feature_stage_version=FEATURE_STAGE_VERSION, feature_config=feature_config, label_config=label_config,
     )
-    (target.parent).mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=target.parent))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fits: list[_FoldFit] = []
     try:
-        result = adapter.train(data, dict(params or {}), staging, progress or (lambda *a: None))
-        manifest = ModelManifest(
-            name=name,
-            version=version,
-            adapter=adapter.name,
-            model_file=result.model_file,
-            feature_names=list(feature_names),
-            feature_stage_version=FEATURE_STAGE_VERSION,
-            feature_config=feature_config,
-            label_config=label_config,
-            signal_rules=signal_rules or SignalRules(),
-            parameters=result.parameters,
-            options=result.options,
+        for k, fold_span in enumerate(spans, start=1):
+            rows = fold_rows(frame, future, fold_span)
+            _check_rows(k, rows, y)
+            fits.append(_fit_fold(k, len(spans), rows, x_all, y, frame, future, sizes, adapter, params, base_manifest,
+                                  target.parent, progress, calibrate))
+        calibrated, calibration_text = _calibration_decision(fits, y, calibrate)
+        rules = replace(signal_rules or SignalRules(), cost_gate=cost_gate,
+                        cost_ticks=label_config.cost_ticks if label_config.taker else 0.0)
+        reports = []
+        for fit in fits:
+            reports.append(_score_fold(fit, calibrated, rules, y, frame, future, sizes, spread, baselines,
+                                       label_config, fee_bps))
+        report = TrainingReport(
+            label=label_config.describe(), label_rule=rule, horizon_shares=list(shares),
+            features=list(feature_names), left_out=left_out, calibrated=calibrated, calibration=calibration_text,
+            folds=[r for r, _ in reports], instruments=sorted(set(frame.instrument.tolist())),
+            notes=_loss_notes([r for r, _ in reports], y, fits),
+        )
+        final, final_rules = fits[-1], reports[-1][1]
+        manifest = replace(
+            base_manifest,
+            model_file=final.result.model_file,
+            signal_rules=final_rules,
+            parameters=final.result.parameters,
+            options=final.result.options,
             data_fingerprint=frame.fingerprint(),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             tickserve_version=__version__,
+            calibration={"method": "temperature", "temperature": final.temperature, "fitted_on": "valid"}
+            if calibrated else {},
+            metrics={**dict(final.result.info), **report.flat_metrics(), "ticks": float(len(frame))},
+            training=report.to_dict(),
         )
-        manifest.model_sha256 = file_sha256(staging / result.model_file)
-        model = adapter.load(staging, manifest)
-        if calibrate:
-            temperature = fit_temperature(model.predict_proba(data.x_valid), data.y_valid)
-            manifest.calibration = {"method": "temperature", "temperature": temperature, "fitted_on": "valid"}
-        calibrator = Calibrator(manifest.calibration)
-        metrics = dict(result.info)
-        metrics.update({"train_rows": float(len(split.train)), "ticks": float(len(frame))})
-        for span, rows in (("valid", split.valid), ("test", split.test)):
-            if len(rows) == 0:
-                continue
-            raw = model.predict_proba(x_all[rows])
-            probs = calibrator(raw)
-            m = ClassificationMetrics()
-            m.add_batch(y[rows], predicted_class(probs), probs)
-            metrics.update({f"{span}_{k}": v for k, v in m.summary().items()})
-            metrics[f"{span}_brier_uncalibrated"] = brier_score(raw, y[rows])
-            metrics[f"{span}_brier"] = brier_score(probs, y[rows])
-            metrics[f"{span}_ece_uncalibrated"] = expected_calibration_error(raw, y[rows])
-            metrics[f"{span}_ece"] = expected_calibration_error(probs, y[rows])
-            metrics.update(_baseline_metrics(f"{span}_baseline", y, rows, baselines))
-        if folds:
-            metrics.update(
-                _walk_forward(frame, x_all, y, future, baselines, folds, valid_fraction, adapter, params, manifest,
-                              target.parent, calibrate)
-            )
-        manifest.metrics = metrics
-        manifest.save(staging)
-        os.replace(staging, target)  # readers never see a half-written model
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        manifest.model_sha256 = file_sha256(final.staging / final.result.model_file)
+        manifest.save(final.staging)
+        os.replace(final.staging, target)  # readers never see a half-written model
+    finally:
+        for fit in fits:
+            shutil.rmtree(fit.staging, ignore_errors=True)
     return target, manifest
 
 
-def _baseline_metrics(prefix: str, y: np.ndarray, rows: np.ndarray, baselines: dict[str, np.ndarray]) -> dict[str, float]:
-    scored = score_baselines(y[rows], {name: pred[rows] for name, pred in baselines.items()})
-    return {f"{prefix}_{name}_{k}": float(v) for name, values in scored.items() for k, v in values.items()}
+def _check_rows(k: int, rows: FoldRows, y: np.ndarray) -> None:
+    for what, r in (("training", rows.train), ("validation", rows.valid), ("test", rows.test)):
+        if len(r) == 0:
+            raise ValueError(f"walk-forward fold {k}: no labeled {what} ticks; use fewer --folds, a shorter horizon "
+                             "or more data")
+    for what, r in (("training", rows.train), ("validation", rows.valid)):
+        classes = np.unique(y[r])
+        if len(classes) < 2:
+            raise ValueError(
+                f"walk-forward fold {k}: every {what} label is {CLASSES[int(classes[0])]} ({len(r)} ticks): there is "
+                "nothing to learn; use a longer --horizon, a smaller --threshold or --cost-ticks, or more data")
 
 
-def _walk_forward(frame, x_all, y, future, baselines, folds, valid_fraction, adapter, params, manifest, workdir,
-                  calibrate) -> dict[str, float]:
-    """Train and test one throw-away model per fold (see the module doc); the fold metrics."""
-    import dataclasses
+def _fit_fold(k, folds, rows, x_all, y, frame, future, sizes, adapter, params, manifest, workdir, progress,
+              calibrate) -> _FoldFit:
+    data = TrainingData(x_train=x_all[rows.train], y_train=y[rows.train], x_valid=x_all[rows.valid],
+                        y_valid=y[rows.valid], feature_names=list(manifest.feature_names), classes=list(CLASSES))
+    staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-{manifest.version}-fold{k}-", dir=workdir))
+    try:
+        report = (lambda done, total, msg: progress(done, total, f"fold {k}/{folds} {msg}".strip())) if progress \
+            else (lambda *a: None)
+        result = adapter.train(data, dict(params or {}), staging, report)
+        fold_manifest = replace(manifest, model_file=result.model_file, options=result.options, calibration={})
+        model = adapter.load(staging, fold_manifest)
+        raw_valid = model.predict_proba(x_all[rows.valid])
+        raw_test = model.predict_proba(x_all[rows.test])
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    temperature = fit_temperature(raw_valid, y[rows.valid]) if calibrate else 1.0
+    moves = expected_moves(frame, rows.train, y, future, sizes)
+    return _FoldFit(rows, staging, model, result, raw_valid, raw_test, temperature, moves)
 
-    metrics: dict[str, float] = {"wf_folds": float(folds)}
-    per_fold: list[dict[str, float]] = []
-    for k, split in enumerate(walk_forward_splits(frame, future, folds, valid_fraction), start=1):
-        if len(split.train) == 0 or len(split.valid) == 0 or len(split.test) == 0:
-            raise ValueError(f"walk-forward fold {k} of {folds}: too few ticks ({len(split.train)} training, "
-                             f"{len(split.valid)} validation, {len(split.test)} test rows); use fewer folds")
-        data = TrainingData(x_train=x_all[split.train], y_train=y[split.train], x_valid=x_all[split.valid],
-                            y_valid=y[split.valid], feature_names=list(manifest.feature_names), classes=list(CLASSES))
-        staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-fold{k}-", dir=workdir))
-        try:
-            result = adapter.train(data, dict(params or {}), staging, lambda *a: None)
-            fold_manifest = dataclasses.replace(manifest, model_file=result.model_file, options=result.options,
-                                                calibration={})
-            model = adapter.load(staging, fold_manifest)
-            calibration = {}
-            if calibrate:
-                calibration = {"method": "temperature",
-                               "temperature": fit_temperature(model.predict_proba(data.x_valid), data.y_valid)}
-            probs = Calibrator(calibration)(model.predict_proba(x_all[split.test]))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        m = ClassificationMetrics()
-        m.add_batch(y[split.test], predicted_class(probs), probs)
-        fold = {"train_rows": float(len(split.train)), "test_rows": float(len(split.test)),
-                "accuracy": m.accuracy, "macro_f1": m.macro_f1, "log_loss": m.log_loss}
-        fold.update(_baseline_metrics("baseline", y, split.test, baselines))
-        fold["test_start_ns"] = float(frame.timestamp_ns[split.test].min())
-        per_fold.append(fold)
-        metrics.update({f"wf{k}_{name}": v for name, v in fold.items()})
-    for name in per_fold[0]:
-        if name not in ("train_rows", "test_rows", "test_start_ns"):
-            metrics[f"wf_mean_{name}"] = float(np.mean([f[name] for f in per_fold]))
-    return metrics
+
+def _calibration_decision(fits: list[_FoldFit], y: np.ndarray, calibrate: bool) -> tuple[bool, str]:
+    if not calibrate:
+        return False, "calibration: off (--no-calibrate)"
+    judged = fits[:-1] or fits
+    which = f"folds 1-{len(judged)}" if len(judged) > 1 else "fold 1"
+    before = float(np.mean([log_loss(f.raw_test, y[f.rows.test]) for f in judged]))
+    after = float(np.mean([log_loss(Calibrator({"method": "temperature", "temperature": f.temperature})(f.raw_test),
+                                    y[f.rows.test]) for f in judged]))
+    if after < before:
+        return True, (f"calibration: temperature scaling improved the held-out log loss of {which} "
+                      f"({before:.4f} -> {after:.4f}), so it is applied (T = {fits[-1].temperature:.3f})")
+    return False, (f"calibration: temperature scaling made the held-out log loss of {which} worse "
+                   f"({before:.4f} -> {after:.4f}), so it is not applied")
+
+
+def _score_fold(fit: _FoldFit, calibrated: bool, rules: SignalRules, y, frame, future, sizes, spread, baselines,
+                labels: LabelConfig, fee_bps: float) -> tuple[FoldReport, SignalRules]:
+    calibrator = Calibrator({"method": "temperature", "temperature": fit.temperature} if calibrated else {})
+    valid, test = fit.rows.valid, fit.rows.test
+    p_valid, p_test = calibrator(fit.raw_valid), calibrator(fit.raw_test)
+    rules = replace(rules, expected_move_sell_ticks=fit.moves[0], expected_move_hold_ticks=fit.moves[1],
+                    expected_move_buy_ticks=fit.moves[2])
+    rules = replace(rules, action_weight=tune_action_weight(p_valid, y[valid], spread[valid], rules))
+    m = ClassificationMetrics()
+    m.add_batch(y[valid], decide_many(p_valid, spread[valid], rules).action)
+    scores = score_span(frame, test, y, future, sizes, p_test, spread[test], rules, baselines,
+                        cost_ticks=labels.cost_ticks if labels.taker else 0.0, fee_bps=fee_bps)
+    report = FoldReport(
+        spans=fit.rows.spans, train_rows=len(fit.rows.train), valid_rows=len(valid), test=scores,
+        valid_macro_f1=m.macro_f1, action_weight=rules.action_weight, temperature=fit.temperature,
+        test_log_loss_uncalibrated=log_loss(fit.raw_test, y[test]),
+        test_log_loss_calibrated=log_loss(Calibrator({"method": "temperature", "temperature": fit.temperature})(
+            fit.raw_test), y[test]),
+        best_iteration=float(fit.result.info.get("best_iteration", 0.0)),
+    )
+    return report, rules
+
+
+def _loss_notes(folds: list[FoldReport], y: np.ndarray, fits: list[_FoldFit]) -> list[str]:
+    """Every fold where the model lost to a baseline, on macro-F1 or on P&L, in words."""
+    notes = []
+    for k, (fold, fit) in enumerate(zip(folds, fits), start=1):
+        s = fold.test
+        if len(np.unique(y[fit.rows.test])) < 2:
+            notes.append(f"fold {k}: every test label is {CLASSES[int(y[fit.rows.test][0])]}: its scores say little")
+        name, best = s.best_baseline()
+        if s.macro_f1 <= best:
+            notes.append(f"fold {k}: the model's macro-F1 {s.macro_f1:.4f} is not above the {name} baseline's "
+                         f"{best:.4f} ({s.macro_f1 - best:+.4f})")
+        strong = s.trading["strong"]
+        if strong["total_pnl_ticks"] < 0:
+            notes.append(f"fold {k}: STRONG signals lost {strong['total_pnl_ticks']:.1f} ticks "
+                         f"({strong['total_pnl_bps']:.2f} bps) over {strong['trades']} one-position trades after "
+                         "the spread")
+        mine = s.trading["all"]["total_pnl_ticks"]
+        for baseline in ("last_move", "imbalance"):
+            theirs = s.trading[baseline]["total_pnl_ticks"]
+            if theirs > mine:
+                notes.append(f"fold {k}: on P&L (one position, every BUY/SELL, after the spread) the {baseline} rule "
+                             f"earned {theirs:+.1f} ticks, the model {mine:+.1f}")
+    return notes
 
 
 def file_sha256(path: Path) -> str:
@@ -262,5 +336,4 @@ def label_counts(y: np.ndarray) -> dict[str, int]:
     return {CLASSES[k]: int((y == k).sum()) for k in range(len(CLASSES))} | {"unlabeled": int((y == NO_LABEL).sum())}
 
 
-__all__ = ["Split", "label_counts", "next_version", "span_starts", "time_split", "train_model", "version_key",
-           "walk_forward_splits"]
+__all__ = ["MIN_SESSIONS", "default_features", "label_counts", "next_version", "train_model", "version_key"]
