@@ -32,7 +32,6 @@ from tickserve.serving.converters import frame_to_protos, report_to_proto
 from tickserve.signals import SignalValues, decide
 from tickserve.simulate import simulate
 from tickserve.ticks import Tick, TickFrame
-from tickserve.training import walk_forward_splits
 
 from .conftest import MODEL
 
@@ -83,8 +82,11 @@ def test_trading_metrics_by_hand():
     t = r["trading"]
     assert (t["signals"], t["trades"]) == (4, 3)
     assert t["signals_per_1000_ticks"] == pytest.approx(1000 * 4 / 6)
-    assert t["all"] == {"trades": 3, "hit_rate": pytest.approx(2 / 3), "mean_move_ticks": 1.0, "mean_pnl_ticks": 0.0,
-                        "total_pnl_ticks": 0.0, "total_pnl_price": 0.0}
+    # bps of the entry mid: t0 +0.5 / 100.25, t1 0, t3 -0.5 / 99.75
+    bps = [0.5 / 100.25 * 1e4, 0.0, -0.5 / 99.75 * 1e4]
+    assert t["all"] == {"trades": 3, "hit_rate": pytest.approx(2 / 3), "win_rate": pytest.approx(1 / 3),
+                        "mean_move_ticks": 1.0, "mean_pnl_ticks": 0.0, "total_pnl_ticks": 0.0, "total_pnl_price": 0.0,
+                        "mean_pnl_bps": pytest.approx(sum(bps) / 3), "total_pnl_bps": pytest.approx(sum(bps))}
     assert t["by_strength"]["STRONG"]["trades"] == 1 and t["by_strength"]["STRONG"]["total_pnl_ticks"] == 1.0
     assert t["by_strength"]["MEDIUM"]["total_pnl_ticks"] == 0.0 and t["by_strength"]["MEDIUM"]["hit_rate"] == 1.0
     assert t["by_strength"]["WEAK"]["total_pnl_ticks"] == -1.0 and t["by_strength"]["WEAK"]["hit_rate"] == 0.0
@@ -98,6 +100,17 @@ def test_trading_metrics_by_hand():
     assert t["baselines"]["last_move"]["trades"] == 2 and t["baselines"]["last_move"]["total_pnl_ticks"] == -3.0
     assert t["baselines"]["last_move"]["hit_rate"] == 0.0
     assert t["baselines"]["imbalance"]["total_pnl_ticks"] == 0.0 and t["baselines"]["imbalance"]["trades"] == 3
+    # one position at a time: t0 BUY opens (closes at t2, +1); t1 SELL is skipped (still long); t3 BUY opens
+    # (closes at t5, -1); t4 SELL is skipped. STRONG only: t0 (+1); t4 opens but its label tick never comes
+    one = t["one_position_all"]
+    assert (one["trades"], one["total_pnl_ticks"], one["win_rate"]) == (2, 0.0, 0.5)
+    assert one["total_pnl_bps"] == pytest.approx(bps[0] + bps[2])
+    strong = t["one_position_strong"]
+    assert (strong["trades"], strong["total_pnl_ticks"], strong["hit_rate"]) == (1, 1.0, 1.0)
+    # last_move: BUY at t2 (-2 ticks, closes at t4); SELL at t3 is skipped; imbalance as the model
+    assert t["one_position_baselines"]["last_move"]["trades"] == 1
+    assert t["one_position_baselines"]["last_move"]["total_pnl_ticks"] == -2.0
+    assert t["one_position_baselines"]["imbalance"]["trades"] == 2
 
 
 def test_cost_per_round_trip():
@@ -110,6 +123,25 @@ def test_cost_per_round_trip():
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(InvalidArgument, match="cost_ticks"):
             Evaluation(stub_model(LabelConfig()), cost_ticks=bad)
+        with pytest.raises(InvalidArgument, match="fee_bps"):
+            Evaluation(stub_model(LabelConfig()), fee_bps=bad)
+
+
+def test_fees_in_bps_and_warm_up_ticks():
+    evaluation = Evaluation(stub_model(LabelConfig(2, 1.0)), fee_bps=10.0, score_from_ns=T0 + 1)
+    for i, (bid, ask, bs, az, s) in enumerate(SEQUENCE):
+        evaluation.add_tick(tick(i, bid, ask, bs, az), s, (s.p_sell, s.p_hold, s.p_buy))
+    r = evaluation.report()
+    # t0 is warm-up: not scored, but it is t2's past tick; t1 SELL (0 ticks) and t3 BUY (-1 tick) trade
+    assert (r["ticks"], r["warmup_ticks"], r["labeled"]) == (5, 1, 3)
+    t = r["trading"]
+    assert t["fee_bps"] == 10.0 and t["all"]["trades"] == 2
+    fee_ticks = [10.0 * 100.25 * 1e-4 / 0.5, 10.0 * 99.75 * 1e-4 / 0.5]
+    assert t["all"]["total_pnl_ticks"] == pytest.approx(-1.0 - sum(fee_ticks))
+    assert t["all"]["total_pnl_bps"] == pytest.approx(0.0 - 10.0 + (-0.5 / 99.75 * 1e4 - 10.0))
+    b = {x["name"]: x for x in r["baselines"]}
+    # last move at t2 (past tick t0, a warm-up tick): +2 ticks -> BUY, still seen
+    assert b["last_move"]["accuracy"] == 0.0
 
 
 def test_baselines_by_hand():
@@ -173,6 +205,8 @@ def test_time_horizon_by_hand():
     LabelConfig(horizon_ns=1, threshold_ticks=1.0),
     LabelConfig(horizon_ns=250_000_000, threshold_ticks=2.0),
     LabelConfig(horizon_ns=3_000_000_000, threshold_ticks=3.0),
+    LabelConfig(horizon_ticks=20, mode="taker"),
+    LabelConfig(horizon_ns=2_000_000_000, mode="taker", cost_ticks=1.0),
 ])
 def test_streaming_labels_equal_batch_labels_on_simulated_ticks(labels):
     """Three interleaved instruments, timestamps coarsened so that many ticks share one."""
@@ -197,6 +231,33 @@ def test_streaming_labels_equal_batch_labels_on_simulated_ticks(labels):
         assert got[name]["accuracy"] == pytest.approx(scored[name]["accuracy"], abs=1e-15)
 
 
+def test_streaming_one_position_round_trips_equal_the_batch_ones():
+    """Evaluate's one-position books (streaming) equal `trading.round_trips` (training, the scoreboard)."""
+    from tickserve.labels import tick_sizes
+    from tickserve.trading import round_trips
+
+    frame = simulate(5_000, seed=23)
+    labels = LabelConfig(horizon_ticks=15, mode="taker")
+    config = FeatureConfig()
+    rng = np.random.default_rng(4)
+    actions = rng.choice(["BUY", "SELL", "HOLD", "HOLD"], len(frame))
+    strengths = rng.choice(["STRONG", "WEAK"], len(frame))
+    evaluation = Evaluation(stub_model(labels, tick_size=0.01), cost_ticks=0.5, fee_bps=1.0)
+    for t, a, st in zip(frame.ticks(), actions, strengths):
+        evaluation.add_tick(t, signal(a, st if a != "HOLD" else "WEAK"), (0.2, 0.6, 0.2))
+    _, future = make_labels(frame, labels, config)
+    direction = np.where(actions == "BUY", 1, np.where(actions == "SELL", -1, 0))
+    rows = np.arange(len(frame))
+    sizes = tick_sizes(frame, config)
+    t = evaluation.report()["trading"]
+    for book, d in (("one_position_all", direction), ("one_position_strong", np.where(strengths == "STRONG", direction, 0))):
+        expected = round_trips(frame, rows, d, future, sizes, cost_ticks=0.5, fee_bps=1.0).to_dict()
+        assert t[book] == pytest.approx(expected, rel=1e-12), book
+        assert expected["trades"] > 50
+    overlapping = round_trips(frame, rows, direction, future, sizes, cost_ticks=0.5, fee_bps=1.0, one_position=False)
+    assert t["all"] == pytest.approx(overlapping.to_dict(), rel=1e-12)
+
+
 def test_label_config_round_trip_and_old_manifests(tmp_path):
     assert LabelConfig() == LabelConfig(50, 2.0) and LabelConfig().horizon_ns is None
     assert LabelConfig().to_dict() == {"horizon_ticks": 50, "threshold_ticks": 2.0}  # unchanged on disk
@@ -210,7 +271,8 @@ def test_label_config_round_trip_and_old_manifests(tmp_path):
             LabelConfig(**bad)
     with pytest.raises(ValueError):
         LabelConfig.from_dict({"horizon_ticks": 5, "horizon_ns": 10, "threshold_ticks": 2.0})
-    assert timed.describe() == "horizon 1s, threshold 2 ticks"
+    assert timed.describe() == "mid, horizon 1s, threshold 2 ticks"
+    assert LabelConfig(5, mode="taker", cost_ticks=0.5).describe() == "taker, horizon 5 ticks, cost 0.5 ticks beyond the spread"
     # a manifest from before time horizons loads with its tick horizon; a timed one round-trips
     old = {"format": 1, "name": "m", "version": "1", "adapter": "lightgbm", "model_file": "model.txt",
            "feature_names": ["spread"], "feature_stage_version": "1",
@@ -258,23 +320,6 @@ def test_cumulative_pnl_is_downsampled_and_ends_with_the_total():
     assert [p[0] for p in small.series()] == [0, 1, 2, 3, 4]
 
 
-def test_walk_forward_folds_are_time_ordered_and_purged():
-    frame = simulate(6_000, seed=3)
-    _, future = make_labels(frame, LabelConfig(horizon_ticks=20), FeatureConfig())
-    splits = walk_forward_splits(frame, future, 3, 0.2)
-    ts = frame.timestamp_ns
-    previous_test_end = None
-    for split in splits:
-        assert len(split.train) and len(split.valid) and len(split.test)
-        assert ts[future[split.train]].max() < ts[split.valid].min()  # purged: train labels before validation
-        assert ts[future[split.valid]].max() < ts[split.test].min()
-        if previous_test_end is not None:
-            assert ts[split.test].min() > previous_test_end
-        previous_test_end = ts[split.test].max()
-    with pytest.raises(ValueError):
-        walk_forward_splits(frame, future, 0, 0.2)
-
-
 # --- served Evaluate == the same Evaluation offline ----------------------------------------------
 
 
@@ -305,7 +350,9 @@ def test_served_evaluate_report_equals_the_offline_evaluation(server, client):
     served = reports[0]
     assert served == expected
     assert [b.name for b in served.baselines] == ["majority", "last_move", "imbalance"]
-    assert served.label_config.horizon_ticks == 50 and served.trading.cost_ticks == 0.25
+    labels = server.repository.get(MODEL, "").manifest.label_config
+    assert (served.label_config.horizon_ticks, served.label_config.mode) == (labels.horizon_ticks, "taker")
+    assert served.trading.cost_ticks == 0.25
     assert served.trading.trades > 0 and 0 < len(served.trading.cumulative_pnl) <= 1_000
     assert served.trading.cumulative_pnl[-1].cumulative_pnl_ticks == pytest.approx(served.trading.all.total_pnl_ticks)
 
@@ -327,24 +374,33 @@ def test_training_records_baselines_and_walk_forward_folds(tmp_path, plugins):
     from tickserve.repository import ModelEntry, ModelState
     from tickserve.serving.converters import model_info
     from tickserve.training import train_model
+    from tickserve.training_report import TrainingReport
 
     labels = LabelConfig(horizon_ns=2_000_000_000, threshold_ticks=2.0)
     path, manifest = train_model(simulate(8_000, seed=4), adapter=plugins.adapters["lightgbm"], models_dir=tmp_path,
                                  name="wf", label_config=labels, folds=2,
                                  params={"num_boost_round": 5, "early_stopping_rounds": 5})
     m = manifest.metrics
-    for span in ("valid", "test"):
-        for name in ("majority", "last_move", "imbalance"):
-            assert 0 <= m[f"{span}_baseline_{name}_accuracy"] <= 1 and 0 <= m[f"{span}_baseline_{name}_macro_f1"] <= 1
+    for name in ("majority", "last_move", "imbalance"):
+        assert 0 <= m[f"test_baseline_{name}_accuracy"] <= 1 and 0 <= m[f"test_baseline_{name}_macro_f1"] <= 1
     assert m["wf_folds"] == 2
     for k in (1, 2):
         assert m[f"wf{k}_test_rows"] > 0 and 0 <= m[f"wf{k}_macro_f1"] <= 1
+        assert m[f"wf{k}_margin"] == pytest.approx(m[f"wf{k}_macro_f1"] - max(
+            m[f"wf{k}_baseline_{b}_macro_f1"] for b in ("majority", "last_move", "imbalance")))
     assert m["wf_mean_macro_f1"] == pytest.approx((m["wf1_macro_f1"] + m["wf2_macro_f1"]) / 2)
     assert m["wf2_test_start_ns"] > m["wf1_test_start_ns"]
+    assert m["test_macro_f1"] == m["wf2_macro_f1"]  # the model written is the last fold's
     assert sorted(p.name for p in tmp_path.joinpath("wf").iterdir()) == ["1"]  # fold models are thrown away
     assert Manifest.load(path).label_config == labels
+    report = TrainingReport.from_dict(Manifest.load(path).training)
+    assert len(report.folds) == 2 and report.label_rule == f"label: {labels.describe()}, as given"
+    assert report.spans()["test_start_ns"] == report.folds[-1].spans.test_start_ns
     info = model_info(ModelEntry("wf", "1", path, ModelState.READY, manifest=manifest))
     assert (info.label_config.horizon_ticks, info.label_config.horizon_ns) == (0, 2_000_000_000)
+    assert info.training_spans.test_start_ns == report.spans()["test_start_ns"]
+    assert info.training_spans.instruments == ["SIMA", "SIMB", "SIMC"]
+    assert any("calibration" in note for note in info.training_notes)
 
 
 def test_a_time_horizon_over_a_clock_that_stands_still_is_bounded(monkeypatch):

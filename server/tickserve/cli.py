@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--trades", type=Path, help="the trades file (optional)")
     i.add_argument("--out", type=Path, help="the canonical Parquet tick file to write")
     i.add_argument("--instrument", help="instrument name for every tick, e.g. BTCUSD_PERP")
-    i.add_argument("--tick-size", type=float, help="the instrument's price tick size, e.g. 0.1")
+    i.add_argument("--tick-size", help="the instrument's price tick size, e.g. 0.1, or auto: the smallest gap "
+                                       "between the imported prices (server/tickserve/tick_size.py)")
     i.add_argument("--calendar", help="session calendar name: us-equities, 24x7 (always open) or a plugin's")
     i.add_argument("--map", action="append", default=[], metavar="CANONICAL=COLUMN",
                    help="column for a canonical name in both files, e.g. timestamp_ns=local_ts_ns; "
@@ -87,14 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--version", default=None, help="default: the next integer")
     t.add_argument("--adapter", default="lightgbm")
     _feature_args(t)
+    t.add_argument("--label", choices=["taker", "mid"], default="taker",
+                   help="taker (default): BUY/SELL only when a round trip at the touch pays for the spread and "
+                        "--cost-ticks; mid: the mid moves by --threshold (docs/trading-metrics.md)")
+    t.add_argument("--cost-ticks", type=float, default=0.0,
+                   help="taker labels and the cost gate: cost per round trip beyond the spread, in ticks (default 0)")
+    t.add_argument("--fee-bps", type=float, default=0.0,
+                   help="fees per round trip in bps of price, charged in the report's trading figures (default 0)")
     horizon = t.add_mutually_exclusive_group()
-    horizon.add_argument("--horizon", type=int, default=None, help="label horizon in ticks (default 50)")
-    horizon.add_argument("--horizon-time", default=None, metavar="DURATION",
-                         help="label horizon in time instead, e.g. 500ms, 1s, 5s: the label tick is the first tick "
-                              "at or after t + DURATION")
-    t.add_argument("--folds", type=int, default=0,
-                   help="also report a time-ordered walk-forward over K folds (K extra throw-away models)")
-    t.add_argument("--threshold", type=float, default=2.0, help="label threshold in tick sizes")
+    horizon.add_argument("--horizon", default="auto", metavar="TICKS|auto",
+                         help="label horizon in ticks, or auto (default): the shortest of a ladder at which at least "
+                              "15%% of the training labels are BUY or SELL (server/tickserve/label_choice.py)")
+    horizon.add_argument("--horizon-time", default=None, metavar="DURATION|auto",
+                         help="label horizon in time instead, e.g. 500ms, 1s, 5s (the label tick is the first tick "
+                              "at or after t + DURATION), or auto")
+    t.add_argument("--folds", type=int, default=3,
+                   help="walk-forward folds (default 3; each tests on 20%% of the ticks, the last fold's model is "
+                        "the one written)")
+    t.add_argument("--threshold", default="2", metavar="TICKS|Nspread",
+                   help="mid labels: move in ticks (default 2), or a multiple of the median spread, e.g. 1.5spread")
+    t.add_argument("--no-cost-gate", action="store_true",
+                   help="let BUY/SELL stand even where the expected move does not pay for the spread")
     t.add_argument("--features", default="", help="comma-separated feature names (default: the standard set)")
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="adapter parameter override")
     t.add_argument("--no-compile", action="store_true",
@@ -159,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--cost-ticks", type=float, default=0.0,
                            help="trading cost per round trip in tick sizes, on top of the spread "
                                 "(docs/trading-metrics.md)")
+            c.add_argument("--fee-bps", type=float, default=0.0,
+                           help="fees per round trip in bps of the entry mid, on top of the spread and --cost-ticks")
+            c.add_argument("--span", choices=["test", "all"], default="test",
+                           help="test (default): of a file the model was trained on, score only the held-out test "
+                                "span (the ticks before it are sent as warm-up); all: every tick, with a warning")
         c.set_defaults(func=func)
 
     e = sub.add_parser("ensemble", help="write an ensemble manifest from models in the repository")
@@ -391,7 +410,7 @@ def cmd_import(args) -> int:
     out = Path(setting("out", args.out))
     settings = ImportSettings(
         instrument=str(setting("instrument", args.instrument)),
-        tick_size=float(setting("tick_size", args.tick_size)),
+        tick_size=_tick_size(setting("tick_size", args.tick_size)),
         calendar=_calendar(_plugins(args), str(setting("calendar", args.calendar))),
         mapping={**table.get("map", {}), **parse_mapping(args.map, "--map")},
         trades_mapping={**table.get("trades_map", {}), **parse_mapping(args.trades_map, "--trades-map")},
@@ -401,9 +420,20 @@ def cmd_import(args) -> int:
     report = run_import(book, Path(trades) if trades else None, out, settings)
     for line in report.lines():
         print(line)
+    if report.tick_size_inferred:
+        print(f"tick size {settings.tick_size:g} inferred from the prices (--tick-size auto)")
     print(f"wrote {out}: {report.ticks} ticks of {settings.instrument} (tick size {settings.tick_size:g}, calendar "
           f"{settings.calendar.name}, sequence 1..{report.ticks}); {report.dropped} rows dropped")
     return 0
+
+
+def _tick_size(value) -> float | None:
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--tick-size: a positive number or auto, got {value!r}") from None
 
 
 def _calendar(plugins, name: str):
@@ -433,7 +463,7 @@ def _load_frame(path: Path | None, samples: int, seed: int, limit: int = 0):
 def cmd_train(args) -> int:
     import json
 
-    from .features import DEFAULT_MODEL_FEATURES, FeatureConfig
+    from .features import FeatureConfig
     from .labels import LabelConfig
     from .progress import ProgressBar
     from .training import train_model
@@ -462,14 +492,36 @@ def cmd_train(args) -> int:
         print(f"instrument settings recorded in {args.data_file}: "
               + ", ".join(f"{k} tick {v:g}" for k, v in sorted(recorded_sizes.items()))
               + (f", calendar {recorded_calendar.name}" if recorded_calendar else ""))
-    horizon_ns = parse_duration_ns(args.horizon_time) if args.horizon_time else None
-    label_config = LabelConfig(args.horizon, args.threshold, horizon_ns=horizon_ns)
+    from .label_choice import parse_threshold
+    from .output import format_training
+    from .training_report import TrainingReport
+
+    threshold, spreads = parse_threshold(args.threshold)
+    if args.label == "taker" and args.threshold != "2":
+        raise ValueError("--threshold applies to --label mid; taker labels use --cost-ticks")
+    choose = None
+    horizon_ticks = horizon_ns = None
+    if args.horizon_time is not None:
+        if args.horizon_time == "auto":
+            choose = "time"
+        else:
+            horizon_ns = parse_duration_ns(args.horizon_time)
+    elif args.horizon == "auto":
+        choose = "ticks"
+    else:
+        try:
+            horizon_ticks = int(args.horizon)
+        except ValueError:
+            raise ValueError(f"--horizon: a number of ticks or auto, got {args.horizon!r}") from None
+    label_config = LabelConfig(horizon_ticks, threshold or 2.0, horizon_ns=horizon_ns, mode=args.label,
+                               cost_ticks=args.cost_ticks)
     params = {k: json.loads(v) if _is_json(v) else v for k, v in _key_values(args.param, "--param").items()}
-    features = tuple(f.strip() for f in args.features.split(",") if f.strip()) or DEFAULT_MODEL_FEATURES
+    features = tuple(f.strip() for f in args.features.split(",") if f.strip()) or None
     frame = _load_frame(args.data_file, args.samples, args.seed)
     source = args.data_file or f"simulator (seed {args.seed})"
     print(f"training {args.adapter} model {args.name!r} on {len(frame)} ticks from {source} "
-          f"(labels: {label_config.describe()}; calendar {calendar.name})")
+          f"({args.label} labels, horizon {'chosen from the data' if choose else label_config.describe()}; "
+          f"calendar {calendar.name}; {args.folds} walk-forward folds)")
     path, manifest = train_model(
         frame,
         adapter=adapter,
@@ -478,32 +530,18 @@ def cmd_train(args) -> int:
         version=args.version,
         feature_config=feature_config,
         label_config=label_config,
+        choose=choose,
+        threshold_spreads=spreads,
         feature_names=features,
         params=params,
         progress=ProgressBar("boosting"),
         folds=args.folds,
+        cost_gate=not args.no_cost_gate,
+        fee_bps=args.fee_bps,
     )
-    m = manifest.metrics
     print(f"wrote {path}")
-    for span in ("valid", "test"):
-        if f"{span}_accuracy" in m:
-            print(
-                f"  {span:5s}: accuracy {m[f'{span}_accuracy']:.4f}  macro-F1 {m[f'{span}_macro_f1']:.4f}  "
-                f"log loss {m[f'{span}_log_loss']:.4f}  majority baseline {m[f'{span}_majority_baseline_accuracy']:.4f}  "
-                f"Brier {m[f'{span}_brier_uncalibrated']:.4f} -> {m[f'{span}_brier']:.4f} calibrated"
-            )
-            print("         baselines on the same rows (accuracy / macro-F1): " + ", ".join(
-                f"{b} {m[f'{span}_baseline_{b}_accuracy']:.4f} / {m[f'{span}_baseline_{b}_macro_f1']:.4f}"
-                for b in ("majority", "last_move", "imbalance") if f"{span}_baseline_{b}_accuracy" in m))
-    if args.folds:
-        print(f"  walk-forward, {args.folds} time-ordered folds (test macro-F1; baselines majority / last_move / imbalance):")
-        for k in range(1, args.folds + 1):
-            print(f"    fold {k}: {int(m[f'wf{k}_test_rows'])} test rows, model {m[f'wf{k}_macro_f1']:.4f}; baselines "
-                  + " / ".join(f"{m[f'wf{k}_baseline_{b}_macro_f1']:.4f}" for b in ("majority", "last_move", "imbalance")))
-        print(f"    mean  : model {m['wf_mean_macro_f1']:.4f}; baselines "
-              + " / ".join(f"{m[f'wf_mean_baseline_{b}_macro_f1']:.4f}" for b in ("majority", "last_move", "imbalance")))
-    if manifest.calibration:
-        print(f"  calibration: temperature {manifest.calibration['temperature']:.3f} (fitted on the validation span)")
+    for line in format_training(TrainingReport.from_dict(manifest.training)):
+        print(line)
     if not args.no_compile:
         _compile_one(adapter, path, manifest, quick=True)
     return 0
@@ -705,29 +743,36 @@ def _action_name(value: int) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from .output import format_report
+    from tickserve_proto.v1 import tickserve_pb2 as pb
+
+    from .evaluate_span import choose_span
+    from .output import format_comparison, format_report
     from .progress import ProgressBar
     from .serving.converters import frame_to_protos
 
-    from tickserve_proto.v1 import tickserve_pb2 as pb
-
-    from .output import format_comparison
-
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
-    ticks = frame_to_protos(frame)
     with _client(args) as client:
+        if args.all_models:
+            listing = client.list_models()
+            infos = [m for m in listing.models if m.state == pb.MODEL_STATE_READY]
+            infos = [next(m for m in infos if m.name == name) for name in sorted({m.name for m in infos})]
+        else:
+            infos = [client.get_model(args.model, args.version)]
+        span = choose_span(frame, infos, args.span)
+        if span.message:
+            print(span.message, file=sys.stderr)
+        ticks = frame_to_protos(span.frame)
+        options = dict(cost_ticks=args.cost_ticks, fee_bps=args.fee_bps, score_from_ns=span.score_from_ns)
         if not args.all_models:
             print(format_report(_evaluate_one(client, ticks, args.model, args.version, ProgressBar("evaluating"),
-                                              cost_ticks=args.cost_ticks)))
+                                              **options)))
             return 0
-        listing = client.list_models()
-        ready = sorted({m.name for m in listing.models if m.state == pb.MODEL_STATE_READY})
         reports = []
-        for name in ready:  # a log (not a terminal) gets one line per model, not ten
-            bar = ProgressBar(f"evaluating {name}", enabled=sys.stderr.isatty())
-            reports.append(_evaluate_one(client, ticks, name, "", bar, cost_ticks=args.cost_ticks))
+        for info in infos:  # the newest READY version of each; a log (not a terminal) gets one line per model
+            bar = ProgressBar(f"evaluating {info.name}", enabled=sys.stderr.isatty())
+            reports.append(_evaluate_one(client, ticks, info.name, "", bar, **options))
             if not sys.stderr.isatty():
-                print(f"evaluated {name}: {len(ticks)} ticks", file=sys.stderr)
+                print(f"evaluated {info.name}: {len(ticks)} ticks", file=sys.stderr)
     print(format_comparison(reports))
     default = next((r for r in reports if r.model == listing.default_model), reports[0] if reports else None)
     if default is not None:
@@ -736,13 +781,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _evaluate_one(client, ticks, model: str, version: str, bar, cost_ticks: float = 0.0):
+def _evaluate_one(client, ticks, model: str, version: str, bar, *, cost_ticks: float = 0.0, fee_bps: float = 0.0,
+                  score_from_ns: int = 0):
     from tickserve_proto.v1 import tickserve_pb2 as pb
 
     every = max(1, len(ticks) // 10)
 
-    def requests():  # as client.evaluate, plus EvaluateConfig.cost_ticks
-        config = pb.EvaluateConfig(model=model, version=version, progress_every=every, cost_ticks=cost_ticks)
+    def requests():  # as client.evaluate, plus the EvaluateConfig options
+        config = pb.EvaluateConfig(model=model, version=version, progress_every=every, cost_ticks=cost_ticks,
+                                   fee_bps=fee_bps, score_from_ns=score_from_ns)
         yield pb.EvaluateRequest(config=config)
         for start in range(0, len(ticks), 1000):
             yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[start : start + 1000]))

@@ -14,11 +14,12 @@
 With `--data DIR` (`make demo DATA=DIR`) the same pipeline runs on real data
 instead (`run_real_demo`): import DIR's book file (book*.csv[.gz] or
 book*.parquet) and trades file (trades*, if any) with `tickserve import`,
-train the default models on the imported ticks (time-ordered 70/15/15 split,
-the instrument's tick size and calendar read from the imported file), serve
-them, stream the held-out end (the test span: the last 15% by time, which no
-model trained or early-stopped on) and Evaluate every model on it, with the
-baselines and trading metrics. Models go to a temporary directory unless
+train the default models on the imported ticks (walk-forward, the
+instrument's tick size and calendar read from the imported file), serve
+them, stream the held-out end (the test span: the last 20% by time, which no
+model trained on or chose anything from) and Evaluate every model on the
+imported file: `evaluate --span test` scores only that test span, with the
+ticks before it as warm-up, against the baselines and with trading metrics. Models go to a temporary directory unless
 `--data-models` names one. The defaults of --instrument, --tick-size and
 --calendar fit the Binance BTCUSD_PERP sample in /work/shared/data.
 """
@@ -108,7 +109,7 @@ def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: st
                   models: Path | None = None) -> int:
     from .importer import column_names
     from .ticks import read_parquet, write_parquet
-    from .training import span_starts
+    from .walk_forward import fold_spans
 
     data = Path(data)
     book = _find(data, "book")
@@ -132,25 +133,26 @@ def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: st
         _run(cmd)
 
         frame = read_parquet(imported)
-        _, t_test = span_starts(frame.timestamp_ns, 0.15, 0.15)
+        t_test = fold_spans(frame.timestamp_ns)[-1].test_start_ns  # `tickserve train`'s default folds
         holdout_rows = frame.timestamp_ns >= t_test
         holdout = tmp / "holdout.parquet"
         write_parquet(frame.take(holdout_rows), holdout)
         n_hold = int(holdout_rows.sum())
         span_s = (int(frame.timestamp_ns[-1]) - t_test) / 1e9
         print(f"== {len(frame)} ticks over {(int(frame.timestamp_ns[-1]) - int(frame.timestamp_ns[0])) / 1e9:.0f} s; "
-              f"held-out end (test span, last 15% by time): {n_hold} ticks over {span_s:.0f} s")
+              f"held-out end (test span, last 20% by time): {n_hold} ticks over {span_s:.0f} s")
 
-        default = _train_default_models(models, imported, " on the imported ticks (time-ordered split 70/15/15)")
+        default = _train_default_models(models, imported, " on the imported ticks (walk-forward, 3 folds)")
         what = f"the held-out end of {data.name} ({n_hold} ticks)"
         return _serve_stream_evaluate(models, default, holdout, Path(tmp), stream_ticks=n_hold, show=show,
-                                      stream_what=what, evaluate_what=what)  # fmt: skip
+                                      stream_what=what, evaluate_what=what, evaluate_file=imported)
 
 
 def _serve_stream_evaluate(models: Path, default: str, holdout: Path, tmp: Path, *, stream_ticks: int, show: int,
-                           stream_what: str, evaluate_what: str) -> int:
+                           stream_what: str, evaluate_what: str, evaluate_file: Path | None = None) -> int:
     """Start `tickserve serve`, stream `stream_ticks` of `holdout` printing `show` signals,
-    evaluate every model on all of it, then stop the server with SIGTERM (its exit code decides)."""
+    evaluate every model on all of it (or on `evaluate_file`, whose test span `evaluate` picks),
+    then stop the server with SIGTERM (its exit code decides)."""
     ready = tmp / "port"
     print("== starting the server")
     serve = [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
@@ -166,7 +168,7 @@ def _serve_stream_evaluate(models: Path, default: str, holdout: Path, tmp: Path,
         _run(["stream", "--server", address, "--file", str(holdout), "--limit", str(stream_ticks),
               "--every", str(every)])
         print(f"\n== evaluating every model on {evaluate_what} over Evaluate: model vs baselines, trading metrics")
-        _run(["evaluate", "--server", address, "--file", str(holdout), "--all-models"])
+        _run(["evaluate", "--server", address, "--file", str(evaluate_file or holdout), "--all-models"])
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=30)

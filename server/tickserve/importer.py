@@ -130,7 +130,7 @@ MERGE_RULE = (
 @dataclass
 class ImportSettings:
     instrument: str
-    tick_size: float
+    tick_size: float | None  # None: inferred from the imported prices (tick_size.infer_tick_size)
     calendar: SessionCalendar
     mapping: dict[str, str] = field(default_factory=dict)  # canonical -> column, both files
     trades_mapping: dict[str, str] = field(default_factory=dict)  # canonical -> column, trades file only
@@ -140,8 +140,10 @@ class ImportSettings:
     def __post_init__(self) -> None:
         if not self.instrument or not self.instrument.isprintable() or len(self.instrument) > 128:
             raise ValueError(f"instrument: a printable name of 1 to 128 characters is required, got {self.instrument!r}")
-        if not (isinstance(self.tick_size, (int, float)) and np.isfinite(self.tick_size) and self.tick_size > 0):
-            raise ValueError(f"tick size must be > 0, got {self.tick_size!r}")
+        if self.tick_size is not None and not (
+            isinstance(self.tick_size, (int, float)) and np.isfinite(self.tick_size) and self.tick_size > 0
+        ):
+            raise ValueError(f"tick size must be > 0 (or None: inferred from the prices), got {self.tick_size!r}")
         if self.timestamp_unit not in UNIT_NS:
             raise ValueError(f"timestamp unit must be one of {', '.join(UNIT_NS)}, got {self.timestamp_unit!r}")
         if self.levels is not None and not 1 <= self.levels <= MAX_LEVELS:
@@ -175,6 +177,7 @@ class ImportReport:
     failed_validation: Counter = field(default_factory=Counter)
     off_grid_book_rows: int = 0
     off_grid_trades: int = 0
+    tick_size_inferred: bool = False
     first_timestamp_ns: int = 0
     last_timestamp_ns: int = 0
 
@@ -541,8 +544,6 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
     keep = book_reasons.good
     book = {side: values[keep] for side, values in book.items()}
     book_ts = book_ts[keep]
-    report.off_grid_book_rows = int((_off_grid(book["bid_px"], settings.tick_size)
-                                     | _off_grid(book["ask_px"], settings.tick_size)).sum())
 
     if trades_path is not None:
         trades_path = Path(trades_path)
@@ -565,11 +566,18 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
         trade_reasons.counts(report.trades)
         tkeep = trade_reasons.good
         trade_ts, trade_px, trade_qty, trade_side = (a[tkeep] for a in (trade_ts, trade_px, trade_qty, trade_side))
-        report.off_grid_trades = int(_off_grid(trade_px, settings.tick_size).sum())
     else:
         trade_ts = np.zeros(0, dtype=np.int64)
         trade_px = trade_qty = np.zeros(0)
         trade_side = np.zeros(0, dtype=np.int8)
+    if settings.tick_size is None:
+        from .tick_size import infer_tick_size
+
+        settings.tick_size = infer_tick_size(np.concatenate([book["bid_px"].ravel(), book["ask_px"].ravel(), trade_px]))
+        report.tick_size_inferred = True
+    report.off_grid_book_rows = int((_off_grid(book["bid_px"], settings.tick_size)
+                                     | _off_grid(book["ask_px"], settings.tick_size)).sum())
+    report.off_grid_trades = int(_off_grid(trade_px, settings.tick_size).sum())
 
     frame, report.trades_before_first_book = merge_events(
         settings.instrument, book_ts, book, trade_ts, trade_px, trade_qty, trade_side

@@ -37,12 +37,12 @@ def format_comparison(reports: list[pb.EvaluationReport]) -> str:
     """One line per model, same held-out ticks: the models side by side."""
     lines = [
         f"{'MODEL':18s} {'VERSION':7s} {'ACCURACY':>8s} {'BASELINE':>8s} {'MACRO-F1':>8s} {'LOG LOSS':>8s} "
-        f"{'BRIER raw->cal':>15s} {'ECE raw->cal':>15s} {'STRONG':>7s} {'HIT':>6s} {'P&L/TRADE':>9s}"
+        f"{'BRIER raw->cal':>15s} {'ECE raw->cal':>15s} {'STRONG':>7s} {'WIN':>6s} {'P&L TICKS':>10s} {'P&L BPS':>8s}"
     ]
     for r in reports:
-        strong = r.trading.by_strength.get("STRONG") if r.HasField("trading") else None
-        trading = (f" {strong.trades:7d} {strong.hit_rate:6.3f} {strong.mean_pnl_ticks:+9.3f}" if strong is not None
-                   else f" {'-':>7s} {'-':>6s} {'-':>9s}")
+        strong = r.trading.one_position_strong if r.HasField("trading") else None
+        trading = (f" {strong.trades:7d} {strong.win_rate:6.3f} {strong.total_pnl_ticks:+10.1f} "
+                   f"{strong.total_pnl_bps:+8.2f}" if strong is not None else f" {'-':>7s} {'-':>6s} {'-':>10s} {'-':>8s}")
         lines.append(
             f"{r.model:18s} {r.model_version:7s} {r.accuracy:8.4f} {r.majority_baseline_accuracy:8.4f} "
             f"{r.macro_f1:8.4f} {r.log_loss:8.4f} {r.brier_score_uncalibrated:7.4f}->{r.brier_score:.4f} "
@@ -52,8 +52,9 @@ def format_comparison(reports: list[pb.EvaluationReport]) -> str:
         first = reports[0]
         for b in first.baselines:
             lines.append(f"{'baseline ' + b.name:18s} {'':7s} {b.accuracy:8.4f} {'':8s} {b.macro_f1:8.4f}   ({b.description})")
-        lines.append(f"(same {first.labeled} labeled ticks for every row; STRONG: the STRONG BUY/SELL signals' round "
-                     f"trips, hit rate and mean P&L in ticks after the spread and {first.trading.cost_ticks:g} ticks cost)")
+        lines.append(f"(same {first.labeled} labeled ticks for every row; STRONG: one position per instrument on the "
+                     f"STRONG BUY/SELL signals, held to the label tick: trades, win rate and total P&L after the "
+                     f"spread, {first.trading.cost_ticks:g} ticks and {first.trading.fee_bps:g} bps per round trip)")
     return "\n".join(lines)
 
 
@@ -91,8 +92,12 @@ def _horizon(r: pb.EvaluationReport) -> str:
     if lc.horizon_ns:
         from tickserve.labels import format_duration_ns
 
-        return f"horizon {format_duration_ns(lc.horizon_ns)}, threshold {lc.threshold_ticks:g} ticks"
-    return f"horizon {lc.horizon_ticks} ticks, threshold {lc.threshold_ticks:g} ticks"
+        horizon = f"horizon {format_duration_ns(lc.horizon_ns)}"
+    else:
+        horizon = f"horizon {lc.horizon_ticks} ticks"
+    if lc.mode == "taker":
+        return f"taker labels, {horizon}, cost {lc.cost_ticks:g} ticks beyond the spread"
+    return f"mid labels, {horizon}, threshold {lc.threshold_ticks:g} ticks"
 
 
 def format_baselines(r: pb.EvaluationReport) -> list[str]:
@@ -116,18 +121,26 @@ def format_trading(r: pb.EvaluationReport) -> list[str]:
     t = r.trading
     lines = [
         f"  trading (docs/trading-metrics.md): {t.signals} BUY/SELL signals ({t.signals_per_1000_ticks:.1f} per 1,000 "
-        f"ticks), {t.trades} round trips to the label tick; cost {t.cost_ticks:g} ticks per round trip",
-        f"    {'signals':18s} {'trades':>7s} {'hit rate':>8s} {'move':>8s} {'P&L/trade':>9s} {'P&L ticks':>11s} "
-        f"{'P&L price':>11s}",
+        f"ticks), {t.trades} round trips to the label tick; cost {t.cost_ticks:g} ticks + {t.fee_bps:g} bps per "
+        "round trip, after crossing the spread",
+        f"    {'signals':24s} {'trades':>7s} {'hit':>6s} {'win':>6s} {'move':>8s} {'P&L/trade':>9s} {'P&L ticks':>11s} "
+        f"{'P&L bps':>9s}",
     ]
 
     def row(name: str, b) -> str:
-        return (f"    {name:18s} {b.trades:7d} {b.hit_rate:8.3f} {b.mean_move_ticks:+8.3f} {b.mean_pnl_ticks:+9.3f} "
-                f"{b.total_pnl_ticks:+11.1f} {b.total_pnl_price:+11.2f}")
+        return (f"    {name:24s} {b.trades:7d} {b.hit_rate:6.3f} {b.win_rate:6.3f} {b.mean_move_ticks:+8.2f} "
+                f"{b.mean_pnl_ticks:+9.2f} {b.total_pnl_ticks:+11.1f} {b.total_pnl_bps:+9.2f}")
 
+    lines.append("  one position per instrument, held to the label tick (what one account earns):")
+    lines.append(row("model, every BUY/SELL", t.one_position_all))
+    lines.append(row("model, STRONG", t.one_position_strong))
+    for name in ("last_move", "imbalance"):
+        if name in t.one_position_baselines:
+            lines.append(row(f"baseline {name}", t.one_position_baselines[name]))
+    lines.append("  every signal its own round trip (overlapping: the average edge of a signal):")
     lines.append(row("model, all", t.all))
-    for group, keys, label in (("by_strength", ("STRONG", "MEDIUM", "WEAK"), ""), ("by_risk", ("LOW", "MEDIUM", "HIGH"), "risk "),
-                               ("by_action", ("BUY", "SELL"), "")):
+    for group, keys, label in (("by_strength", ("STRONG", "MEDIUM", "WEAK"), ""),
+                               ("by_risk", ("LOW", "MEDIUM", "HIGH"), "risk "), ("by_action", ("BUY", "SELL"), "")):
         for key in keys:
             if key in getattr(t, group):
                 lines.append(row(label + key, getattr(t, group)[key]))
@@ -136,6 +149,30 @@ def format_trading(r: pb.EvaluationReport) -> list[str]:
             lines.append(row(f"baseline {name}", t.baselines[name]))
     if t.cumulative_pnl:
         last = t.cumulative_pnl[-1]
-        lines.append(f"    (move and P&L in ticks, per trade, after crossing the spread; cumulative P&L series: "
-                     f"{len(t.cumulative_pnl)} points, final {last.cumulative_pnl_ticks:+.1f} ticks)")
+        lines.append(f"    (hit: the mid moved the signal's way; win: the round trip made money; move and P&L in "
+                     f"ticks; cumulative P&L series: {len(t.cumulative_pnl)} points, final "
+                     f"{last.cumulative_pnl_ticks:+.1f} ticks)")
+    return lines
+
+
+def format_training(report) -> list[str]:
+    """`tickserve train`'s summary of a `training_report.TrainingReport`: per fold, the model beside each
+    baseline (macro-F1) and the one-position P&L, then every choice and loss in words."""
+    lines = [f"  labels: {report.label}",
+             f"  walk-forward, {len(report.folds)} folds (expanding window, purged; the last fold's model is the one "
+             "written, its test span the held-out test span):",
+             f"    {'fold':4s} {'train':>7s} {'test':>6s} {'model':>7s} {'majority':>8s} {'last_mv':>8s} "
+             f"{'imbal.':>7s} {'margin':>7s}  {'STRONG trades / P&L ticks / bps / win':>37s}  {'w':>4s}"]
+    for k, f in enumerate(report.folds, start=1):
+        s = f.test
+        b = s.baselines
+        st = s.trading["strong"]
+        lines.append(
+            f"    {k:<4d} {f.train_rows:7d} {s.rows:6d} {s.macro_f1:7.4f} {b['majority']['macro_f1']:8.4f} "
+            f"{b['last_move']['macro_f1']:8.4f} {b['imbalance']['macro_f1']:7.4f} {s.margin:+7.4f}  "
+            f"{st['trades']:9d} / {st['total_pnl_ticks']:+10.1f} / {st['total_pnl_bps']:+8.2f} / "
+            f"{st['win_rate']:5.3f}  {f.action_weight:4g}")
+    mean = sum(f.test.margin for f in report.folds) / len(report.folds)
+    lines.append(f"    mean macro-F1 margin over the best baseline: {mean:+.4f}")
+    lines.extend(f"  - {n}" for n in report.sentences())
     return lines

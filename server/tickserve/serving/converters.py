@@ -241,11 +241,25 @@ def model_info(entry: ModelEntry) -> pb.ModelInfo:
         info.label_config.horizon_ticks = m.label_config.horizon_ticks or 0  # 0: a time horizon
         info.label_config.horizon_ns = m.label_config.horizon_ns or 0
         info.label_config.threshold_ticks = m.label_config.threshold_ticks
+        info.label_config.mode = m.label_config.mode
+        info.label_config.cost_ticks = m.label_config.cost_ticks
         info.feature_stage_version = m.feature_stage_version
         info.parameters.update({k: json.dumps(v) for k, v in m.parameters.items()})
         info.metrics.update(m.metrics)
-        info.signal_rules.update(m.signal_rules.to_dict())
+        info.signal_rules.update(m.signal_rules.to_numbers())
         info.data_fingerprint = m.data_fingerprint
+        spans = m.training.get("spans")
+        if spans:
+            info.training_spans.CopyFrom(pb.TrainingSpans(
+                train_start_ns=spans["train_start_ns"], valid_start_ns=spans["valid_start_ns"],
+                test_start_ns=spans["test_start_ns"], test_end_ns=min(spans["test_end_ns"], 2**63 - 1),
+                instruments=spans.get("instruments", []),
+            ))
+        if m.training:
+            info.training_notes.extend(
+                [m.training["label_rule"], *m.training.get("left_out", []), m.training["calibration"],
+                 *m.training.get("notes", [])]
+            )
     if entry.model is not None:
         try:  # a plugin's metadata() must not break ListModels for every model
             runtime = entry.model.adapter.metadata()
@@ -274,6 +288,7 @@ def report_to_proto(report: dict) -> pb.EvaluationReport:
         expected_calibration_error=report["expected_calibration_error"],
         expected_calibration_error_uncalibrated=report["expected_calibration_error_uncalibrated"],
         calibration_temperature=report["calibration_temperature"],
+        warmup_ticks=report.get("warmup_ticks", 0),
     )
     for c in report["per_class"]:
         msg.per_class.add(**c)
@@ -290,13 +305,17 @@ def report_to_proto(report: dict) -> pb.EvaluationReport:
     if trading is not None:
         t = msg.trading
         t.cost_ticks = trading["cost_ticks"]
+        t.fee_bps = trading.get("fee_bps", 0.0)
         t.signals = trading["signals"]
         t.trades = trading["trades"]
         t.signals_per_1000_ticks = trading["signals_per_1000_ticks"]
         t.all.CopyFrom(pb.EvaluationReport.TradingBucket(**trading["all"]))
-        for group in ("by_strength", "by_risk", "by_action", "baselines"):
+        for group in ("by_strength", "by_risk", "by_action", "baselines", "one_position_baselines"):
             for key, bucket in trading.get(group, {}).items():
                 getattr(t, group)[key].CopyFrom(pb.EvaluationReport.TradingBucket(**bucket))
+        for group in ("one_position_all", "one_position_strong"):
+            if group in trading:
+                getattr(t, group).CopyFrom(pb.EvaluationReport.TradingBucket(**trading[group]))
         for index, ts, pnl_ticks, pnl_price in trading["cumulative_pnl"]:
             t.cumulative_pnl.add(
                 tick_index=index, timestamp_ns=ts, cumulative_pnl_ticks=pnl_ticks, cumulative_pnl_price=pnl_price

@@ -265,7 +265,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 session = self._open_session(request.config.model, request.config.version, False)
                 every = every or DEFAULT_PROGRESS_EVERY
                 next_progress = every
-                evaluation = Evaluation(session.model, cost_ticks=request.config.cost_ticks)
+                config = request.config
+                evaluation = Evaluation(session.model, cost_ticks=config.cost_ticks, fee_bps=config.fee_bps,
+                                        score_from_ns=config.score_from_ns)
                 continue
             if kind is None:
                 raise InvalidArgument("payload: the message carries none of config, tick or batch")
@@ -282,8 +284,14 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                         ticks=evaluation.ticks, labeled=evaluation.labeled, accuracy=evaluation.metrics.accuracy
                     )
                 )
-        if evaluation is None or evaluation.ticks == 0:
+        if evaluation is None or evaluation.ticks + evaluation.warmup_ticks == 0:
             raise InvalidArgument("Evaluate: the stream ended before any tick was sent")
+        if evaluation.ticks == 0:
+            raise InvalidArgument(
+                f"config.score_from_ns: all {evaluation.warmup_ticks} ticks sent were before it "
+                f"({evaluation.score_from_ns}): nothing to score",
+                field="config.score_from_ns",
+            )
         yield pb.EvaluateResponse(report=converters.report_to_proto(evaluation.report()))
 
     # --- Models --------------------------------------------------------------------
