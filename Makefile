@@ -14,7 +14,7 @@ PYPROJECTS := pyproject.toml clients/python/pyproject.toml clients/dashboard/pyp
 # (onnx with its exporter, which training and the tests use; serving needs only onnxruntime).
 PLUGINS := plugins/lightgbm plugins/xgboost 'plugins/onnx[export]' 
 
-.PHONY: install stubs models demo test bench clean-models clean
+.PHONY: install stubs models demo test bench signal-bench clean-models clean
 
 install: $(VENV)/.installed
 
@@ -65,6 +65,10 @@ dashboard: install
 
 bench: install
 	$(PY) benchmarks/run.py
+
+# The signal scoreboard on every real data set under ../shared/data: benchmarks/SIGNALS.md
+signal-bench: install
+	$(PY) benchmarks/signals.py
 
 models: install
 	$(VENV)/bin/tickserve demo --models models --prepare-only
