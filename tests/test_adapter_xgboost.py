@@ -84,7 +84,9 @@ def test_training_writes_a_native_booster_and_a_manifest(trained):
     assert 1 <= best <= 30
     booster = xgb.Booster(model_file=str(path / "model.ubj"))
     assert booster.num_boosted_rounds() == best  # saved truncated to the best iteration
-    assert manifest.metrics["valid_accuracy"] > manifest.metrics["valid_majority_baseline_accuracy"]
+    # the action weight is tuned for macro-F1, so compare that: the model beats always-HOLD
+    majority = manifest.metrics["valid_majority_baseline_accuracy"]
+    assert manifest.metrics["valid_macro_f1"] > 2 * majority / (majority + 1) / 3
 
 
 def test_predictions_equal_the_native_booster(model, x, native):

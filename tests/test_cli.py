@@ -59,7 +59,9 @@ def test_serve_stream_evaluate_models_then_sigterm(served, tmp_path):
 
     evaluate = run("evaluate", "--server", address, "--file", str(ticks))
     assert evaluate.returncode == 0, evaluate.stderr
-    assert "600 ticks, 450 labeled" in evaluate.stdout
+    horizon = int(re.search(r"taker labels, horizon (\d+) ticks", evaluate.stdout).group(1))
+    assert f"600 ticks, {600 - 3 * horizon} labeled" in evaluate.stdout  # the last `horizon` of each instrument
+    assert "one position per instrument" in evaluate.stdout and not evaluate.stderr.startswith("warning")
     assert "majority-class baseline" in evaluate.stdout
 
     proc.send_signal(signal.SIGTERM)
@@ -89,11 +91,12 @@ def test_train_writes_a_json_manifest_and_no_pickle(tmp_path):
     import json
 
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    assert manifest["adapter"] == "lightgbm" and manifest["feature_stage_version"] == "1"
+    assert manifest["adapter"] == "lightgbm" and manifest["feature_stage_version"] == "2"
     assert manifest["parameters"]["num_leaves"] == 127 and manifest["parameters"]["min_data_in_leaf"] == 400
-    assert manifest["label_config"] == {"horizon_ticks": 50, "threshold_ticks": 2.0}
+    assert manifest["label_config"]["mode"] == "taker" and manifest["label_config"]["cost_ticks"] == 0.0
     assert "valid_accuracy" in manifest["metrics"] and len(manifest["data_fingerprint"]) == 64
-    assert "valid: accuracy" in result.stdout
+    assert "walk-forward, 3 folds" in result.stdout and "mean macro-F1 margin" in result.stdout
+    assert "horizon" in manifest["training"]["label_rule"] and "calibration:" in result.stdout
     # a second run gets the next version
     assert run("train", "--models", str(tmp_path), "--name", "m", "--samples", "6000",
                "--param", "num_boost_round=5").returncode == 0

@@ -63,5 +63,6 @@ def test_stream_and_evaluate_with_each_model(served, name):
     got = np.array([[s.p_sell, s.p_hold, s.p_buy] for s in signals])
     assert np.array_equal(got, expected)
     report = list(client.evaluate(ticks, model=name))[-1].report
-    assert (report.model, report.ticks, report.labeled) == (name, 400, 400 - 3 * 50)
+    horizon = report.label_config.horizon_ticks  # chosen from the training ticks, as train does by default
+    assert (report.model, report.ticks, report.labeled) == (name, 400, 400 - 3 * horizon)
     assert 0 < report.accuracy <= 1 and len(report.feature_importance) > 0

@@ -320,11 +320,12 @@ def test_cli_import_with_a_config_table_then_train_reads_the_settings(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "instrument settings recorded in" in result.stdout and "calendar 24x7" in result.stdout
-    assert "baselines on the same rows" in result.stdout
+    assert "walk-forward, 3 folds" in result.stdout and "majority" in result.stdout
     manifest = json.loads((models / "m" / "1" / "manifest.json").read_text())
     assert manifest["feature_config"]["tick_sizes"] == {"SIMA": 0.01}
     assert manifest["feature_config"]["calendar"]["name"] == "24x7"
-    assert manifest["label_config"] == {"horizon_ns": 500_000_000, "threshold_ticks": 2.0}
+    assert manifest["label_config"] == {"horizon_ns": 500_000_000, "threshold_ticks": 2.0, "mode": "taker",
+                                        "cost_ticks": 0.0}
     assert "test_baseline_last_move_macro_f1" in manifest["metrics"]
 
     result = subprocess.run([*TICKSERVE, "import", "--book", str(tmp_path / "book.csv"), "--out", str(out),

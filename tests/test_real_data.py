@@ -21,7 +21,8 @@ from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos, report_to_proto
 from tickserve.signals import decide
 from tickserve.ticks import read_metadata, read_parquet
-from tickserve.training import span_starts, train_model
+from tickserve.training import train_model
+from tickserve.training_report import TrainingReport
 
 from .conftest import _LoopThread
 
@@ -137,8 +138,8 @@ def served(imported, plugins, tmp_path_factory):
     repository.load_all()
     runner = _LoopThread()
     server = runner.run(create_server("127.0.0.1:0", repository))
-    _, t_test = span_starts(frame.timestamp_ns, 0.15, 0.15)
-    holdout = frame.take(frame.timestamp_ns >= t_test)  # the test span: no model saw it
+    t_test = TrainingReport.from_dict(repository.get("btc", "").manifest.training).spans()["test_start_ns"]
+    holdout = frame.take(frame.timestamp_ns >= t_test)  # the test span: the model chose nothing from it
     yield repository, f"127.0.0.1:{server.port}", holdout
     runner.run(server.stop(1.0))
     runner.close()
@@ -199,3 +200,38 @@ def test_served_evaluate_on_real_data_equals_the_offline_evaluation(served):
     y, _ = make_labels(holdout, model.manifest.label_config, model.manifest.feature_config)
     assert served_report.labeled == int((y >= 0).sum())
     assert served_report.trading.trades > 0 and served_report.trading.cost_ticks == 0.5
+
+
+def test_evaluate_span_test_reproduces_the_training_reports_test_scores(served, imported):
+    """`tickserve evaluate --span test` on the training file: Evaluate scores only the held-out span,
+    with the ticks before it as warm-up, and gets the scores training recorded for that span."""
+    from tickserve.evaluate_span import choose_span
+
+    repository, address, _ = served
+    _, _, frame = imported
+    report = TrainingReport.from_dict(repository.get("btc", "").manifest.training).final.test
+    with TickserveClient(address, timeout=120) as client:
+        info = client.get_model("btc")
+        span = choose_span(frame, [info], "test")
+        assert span.score_from_ns == info.training_spans.test_start_ns and "held-out test span" in span.message
+        assert len(span.frame) < len(frame)
+
+        def requests():
+            yield pb.EvaluateRequest(config=pb.EvaluateConfig(model="btc", score_from_ns=span.score_from_ns))
+            ticks = frame_to_protos(span.frame)
+            for start in range(0, len(ticks), 1_000):
+                yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[start : start + 1_000]))
+
+        served_report = [r.report for r in client.stub.Evaluate(requests()) if r.WhichOneof("payload") == "report"][0]
+    assert served_report.labeled == report.rows
+    assert served_report.macro_f1 == pytest.approx(report.macro_f1, abs=1e-12)
+    assert served_report.accuracy == pytest.approx(report.accuracy, abs=1e-12)
+    baselines = {b.name: b.macro_f1 for b in served_report.baselines}
+    for name, values in report.baselines.items():
+        assert baselines[name] == pytest.approx(values["macro_f1"], abs=1e-12), name
+    strong = served_report.trading.one_position_strong
+    assert strong.trades == report.trading["strong"]["trades"]
+    assert strong.total_pnl_ticks == pytest.approx(report.trading["strong"]["total_pnl_ticks"], abs=1e-6)
+    assert served_report.trading.one_position_all.trades == report.trading["all"]["trades"]
+    # --span all scores the training ticks too, and says so
+    assert "flatter the model" in choose_span(frame, [info], "all").message

@@ -14,7 +14,7 @@ from tickserve.features import FEATURE_INDEX, batch_features
 from tickserve.labels import CLASSES, make_labels
 from tickserve.metrics import ClassificationMetrics
 from tickserve.serving.converters import frame_to_protos
-from tickserve.signals import decide, predicted_class
+from tickserve.signals import decide, decide_many, predicted_class
 from tickserve.simulate import simulate
 
 from .conftest import MODEL
@@ -108,10 +108,13 @@ def test_evaluate_streams_progress_then_a_report_matching_offline(server, client
     y, _ = make_labels(frame, model.manifest.label_config, model.manifest.feature_config)
     labeled = y >= 0
     expected = ClassificationMetrics()
-    expected.add_batch(y[labeled], predicted_class(probs)[labeled], probs[labeled])
+    full = batch_features(frame, model.manifest.feature_config)
+    actions = decide_many(probs, full[:, FEATURE_INDEX["spread_ticks"]], model.manifest.signal_rules).action
+    expected.add_batch(y[labeled], actions[labeled], probs[labeled])
 
     assert report.ticks == 3_000
-    assert report.labeled == 3_000 - 3 * 50 == expected.count
+    horizon = model.manifest.label_config.horizon_ticks
+    assert report.labeled == 3_000 - 3 * horizon == expected.count
     assert list(report.classes) == list(CLASSES)
     assert list(report.confusion_matrix) == expected.confusion.ravel().tolist()
     assert report.accuracy == pytest.approx(expected.accuracy, abs=1e-12)
@@ -126,7 +129,7 @@ def test_evaluate_streams_progress_then_a_report_matching_offline(server, client
 
     raw = model.adapter.predict_proba(x_model := batch_features(frame, model.manifest.feature_config)[:, model.feature_index])
     assert x_model.shape[0] == 3_000
-    assert report.calibration_temperature == model.manifest.calibration["temperature"] != 1.0
+    assert report.calibration_temperature == model.calibrator.temperature
     assert report.brier_score == pytest.approx(brier_score(probs[labeled], y[labeled]), rel=1e-9)
     assert report.brier_score_uncalibrated == pytest.approx(brier_score(raw[labeled], y[labeled]), rel=1e-9)
     assert report.expected_calibration_error == pytest.approx(expected_calibration_error(probs[labeled], y[labeled]), rel=1e-9)
@@ -150,7 +153,10 @@ def test_list_and_get_model(client):
     assert info.version == "2" and info.adapter == "lightgbm"
     assert "imbalance_l1" in info.feature_names and "microprice" not in info.feature_names
     assert list(info.classes) == ["SELL", "HOLD", "BUY"]
-    assert (info.label_config.horizon_ticks, info.label_config.threshold_ticks) == (50, 2.0)
+    # taker labels with the horizon chosen from the training ticks (server/tickserve/label_choice.py)
+    assert info.label_config.mode == "taker" and info.label_config.horizon_ticks in (5, 10, 20, 50, 100)
+    assert info.training_spans.test_start_ns > info.training_spans.valid_start_ns > info.training_spans.train_start_ns
+    assert len(info.training_spans.sample_timestamps_ns) == 32 and info.training_notes
     assert info.parameters["num_leaves"] == "127" and info.parameters["objective"] == '"multiclass"'
     assert 0 < info.metrics["valid_accuracy"] <= 1
     assert info.signal_rules["strong_edge"] == 0.30

@@ -63,7 +63,8 @@ def test_installed_plugin_is_listed_trained_and_served(site, tmp_path):
             assert len(results) == 300 and all(r.WhichOneof("result") == "signal" for r in results)
             assert {r.signal.model for r in results} == {"np-model"}
             report = list(client.evaluate(ticks, model="np-model"))[-1].report
-            assert report.labeled == 300 - 3 * 50 and len(report.feature_importance) == len(info.feature_names)
+            horizon = info.label_config.horizon_ticks  # chosen from the training ticks
+            assert report.labeled == 300 - 3 * horizon and len(report.feature_importance) == len(info.feature_names)
     finally:
         server.terminate()
         server.wait(30)

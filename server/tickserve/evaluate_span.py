@@ -1,7 +1,10 @@
 """Which ticks `tickserve evaluate` scores: never, silently, the ticks a model was trained on.
 
 A model's ModelInfo.training_spans says which ticks trained it (up to
-test_start_ns) and which were held out (from test_start_ns). Given a tick file:
+test_start_ns) and which were held out (from test_start_ns), and names a sample
+of its training ticks. A tick file holding at least half of that sample holds
+the model's training ticks (another file over the same hours does not: its
+ticks have other timestamps). Given such a file:
 
 - `--span test` (the default): if the file holds ticks of the model's
   instruments from before test_start_ns, only the ticks from test_start_ns on
@@ -38,7 +41,7 @@ def choose_span(frame: TickFrame, infos: list, span: str = "test") -> Evaluation
     """`infos`: the ModelInfo of each model to be evaluated (spans unset: trained on other data)."""
     if span not in ("test", "all"):
         raise ValueError(f"--span: test or all, got {span!r}")
-    trained = [i for i in infos if i.HasField("training_spans") and i.training_spans.test_start_ns > 0]
+    trained = [i for i in infos if i.HasField("training_spans") and _holds_training_ticks(frame, i.training_spans)]
     if not trained or len(frame) == 0:
         return EvaluationSpan(frame, 0, "")
     start = max(i.training_spans.test_start_ns for i in trained)
@@ -65,6 +68,15 @@ def choose_span(frame: TickFrame, infos: list, span: str = "test") -> Evaluation
         f"scoring the held-out test span of {names} only: {scored} ticks from {start} ns on (with "
         f"{int(warm.sum())} ticks before it as warm-up, not scored); {seen} ticks of the file were training ticks "
         "(--span all scores them too)"))
+
+
+def _holds_training_ticks(frame: TickFrame, spans) -> bool:
+    sample = set(zip(spans.sample_instruments, spans.sample_timestamps_ns))
+    if not sample or spans.test_start_ns <= 0:
+        return False
+    wanted = np.isin(frame.timestamp_ns, [ts for _, ts in sample])
+    found = set(zip(frame.instrument[wanted].tolist(), frame.timestamp_ns[wanted].tolist()))
+    return len(found & sample) * 2 >= len(sample)
 
 
 def _warmup_rows(frame: TickFrame, start: int, infos: list) -> np.ndarray:

@@ -44,12 +44,11 @@ from .fold_scoring import expected_moves, score_span, tune_action_weight
 from .label_choice import choose_horizon, median_spread_ticks
 from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
 from .manifest import ModelManifest, check_name
-from .metrics import ClassificationMetrics
 from .plugin import ModelAdapter, Progress, TrainingData
 from .repository import version_key
-from .signals import SignalRules, decide_many
+from .signals import SignalRules
 from .ticks import TickFrame
-from .training_report import FoldReport, TrainingReport
+from .training_report import FoldReport, TrainingReport, training_sample
 from .walk_forward import FoldRows, fold_rows, fold_spans
 
 MIN_SESSIONS = 5
@@ -200,6 +199,7 @@ def train_model(
             features=list(feature_names), left_out=left_out, calibrated=calibrated, calibration=calibration_text,
             folds=[r for r, _ in reports], instruments=sorted(set(frame.instrument.tolist())),
             notes=_loss_notes([r for r, _ in reports], y, fits),
+            sample=training_sample(frame, spans[-1].test_start_ns),
         )
         final, final_rules = fits[-1], reports[-1][1]
         manifest = replace(
@@ -282,13 +282,14 @@ def _score_fold(fit: _FoldFit, calibrated: bool, rules: SignalRules, y, frame, f
     rules = replace(rules, expected_move_sell_ticks=fit.moves[0], expected_move_hold_ticks=fit.moves[1],
                     expected_move_buy_ticks=fit.moves[2])
     rules = replace(rules, action_weight=tune_action_weight(p_valid, y[valid], spread[valid], rules))
-    m = ClassificationMetrics()
-    m.add_batch(y[valid], decide_many(p_valid, spread[valid], rules).action)
+    cost = labels.cost_ticks if labels.taker else 0.0
+    valid_scores = score_span(frame, valid, y, future, sizes, p_valid, spread[valid], rules, baselines,
+                              cost_ticks=cost, fee_bps=fee_bps)
     scores = score_span(frame, test, y, future, sizes, p_test, spread[test], rules, baselines,
                         cost_ticks=labels.cost_ticks if labels.taker else 0.0, fee_bps=fee_bps)
     report = FoldReport(
         spans=fit.rows.spans, train_rows=len(fit.rows.train), valid_rows=len(valid), test=scores,
-        valid_macro_f1=m.macro_f1, action_weight=rules.action_weight, temperature=fit.temperature,
+        valid=valid_scores, action_weight=rules.action_weight, temperature=fit.temperature,
         test_log_loss_uncalibrated=log_loss(fit.raw_test, y[test]),
         test_log_loss_calibrated=log_loss(Calibrator({"method": "temperature", "temperature": fit.temperature})(
             fit.raw_test), y[test]),

@@ -14,13 +14,25 @@ from .fold_scoring import SpanScores
 from .walk_forward import FoldSpans
 
 
+SAMPLE_TICKS = 32
+
+
+def training_sample(frame, end_ns: int, n: int = SAMPLE_TICKS) -> list[tuple[str, int]]:
+    """(instrument, timestamp_ns) of up to n ticks evenly spaced among those before end_ns."""
+    import numpy as np
+
+    rows = np.flatnonzero(frame.timestamp_ns < end_ns)
+    picked = rows[np.unique(np.linspace(0, len(rows) - 1, min(n, len(rows))).astype(np.int64))] if len(rows) else rows
+    return [(str(frame.instrument[i]), int(frame.timestamp_ns[i])) for i in picked]
+
+
 @dataclass
 class FoldReport:
     spans: FoldSpans
     train_rows: int
     valid_rows: int
     test: SpanScores
-    valid_macro_f1: float
+    valid: SpanScores  # the validation span, with the fold's fitted decision rule (not held out)
     action_weight: float
     temperature: float  # fitted on the validation span (applied only if the report's calibration says so)
     test_log_loss_uncalibrated: float
@@ -29,7 +41,7 @@ class FoldReport:
 
     def to_dict(self) -> dict:
         return {"spans": self.spans.to_dict(), "train_rows": self.train_rows, "valid_rows": self.valid_rows,
-                "test": self.test.to_dict(), "valid_macro_f1": self.valid_macro_f1,
+                "test": self.test.to_dict(), "valid": self.valid.to_dict(),
                 "action_weight": self.action_weight, "temperature": self.temperature,
                 "test_log_loss_uncalibrated": self.test_log_loss_uncalibrated,
                 "test_log_loss_calibrated": self.test_log_loss_calibrated, "best_iteration": self.best_iteration}
@@ -38,7 +50,7 @@ class FoldReport:
     def from_dict(d: dict) -> "FoldReport":
         return FoldReport(
             spans=FoldSpans(**d["spans"]), train_rows=int(d["train_rows"]), valid_rows=int(d["valid_rows"]),
-            test=SpanScores.from_dict(d["test"]), valid_macro_f1=float(d["valid_macro_f1"]),
+            test=SpanScores.from_dict(d["test"]), valid=SpanScores.from_dict(d["valid"]),
             action_weight=float(d["action_weight"]), temperature=float(d["temperature"]),
             test_log_loss_uncalibrated=float(d["test_log_loss_uncalibrated"]),
             test_log_loss_calibrated=float(d["test_log_loss_calibrated"]),
@@ -57,6 +69,8 @@ class TrainingReport:
     folds: list[FoldReport]
     instruments: list[str]
     notes: list[str] = field(default_factory=list)  # where the model lost, warnings, in words
+    # (instrument, timestamp_ns) of up to SAMPLE_TICKS training ticks: recognises the training file later
+    sample: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def final(self) -> FoldReport:
@@ -65,7 +79,8 @@ class TrainingReport:
     def spans(self) -> dict:
         s = self.final.spans
         return {"train_start_ns": s.train_start_ns, "valid_start_ns": s.valid_start_ns,
-                "test_start_ns": s.test_start_ns, "test_end_ns": s.test_end_ns, "instruments": self.instruments}
+                "test_start_ns": s.test_start_ns, "test_end_ns": s.test_end_ns, "instruments": self.instruments,
+                "sample": [list(x) for x in self.sample]}
 
     def sentences(self) -> list[str]:
         """Every choice and every loss, one sentence each (ModelInfo.training_notes)."""
@@ -86,22 +101,22 @@ class TrainingReport:
             features=[str(x) for x in d["features"]], left_out=[str(x) for x in d.get("left_out", [])],
             calibrated=bool(d["calibrated"]), calibration=str(d["calibration"]),
             folds=[FoldReport.from_dict(f) for f in d["folds"]],
-            instruments=[str(x) for x in d.get("instruments", [])], notes=[str(x) for x in d.get("notes", [])])
+            instruments=[str(x) for x in d.get("instruments", [])], notes=[str(x) for x in d.get("notes", [])],
+            sample=[(str(a), int(b)) for a, b in d.get("spans", {}).get("sample", [])])
 
     def flat_metrics(self) -> dict[str, float]:
         """The manifest's flat metrics: test_* (the shipped model on the test span), wf{k}_* per fold
         and wf_mean_* over the folds (model and baselines)."""
         out: dict[str, float] = {"wf_folds": float(len(self.folds))}
         final = self.final
-        t = final.test
-        out.update({"test_accuracy": t.accuracy, "test_macro_f1": t.macro_f1, "test_log_loss": t.log_loss,
-                    "test_brier": t.brier, "test_ece": t.ece, "test_count": float(t.rows),
-                    "test_majority_baseline_accuracy": t.baselines["majority"]["accuracy"],
-                    "valid_macro_f1": final.valid_macro_f1, "train_rows": float(final.train_rows),
-                    "action_weight": final.action_weight})
-        for name, b in t.baselines.items():
-            out[f"test_baseline_{name}_accuracy"] = b["accuracy"]
-            out[f"test_baseline_{name}_macro_f1"] = b["macro_f1"]
+        out.update({"train_rows": float(final.train_rows), "action_weight": final.action_weight})
+        for span, t in (("valid", final.valid), ("test", final.test)):
+            out.update({f"{span}_accuracy": t.accuracy, f"{span}_macro_f1": t.macro_f1, f"{span}_log_loss": t.log_loss,
+                        f"{span}_brier": t.brier, f"{span}_ece": t.ece, f"{span}_count": float(t.rows),
+                        f"{span}_majority_baseline_accuracy": t.baselines["majority"]["accuracy"]})
+            for name, b in t.baselines.items():
+                out[f"{span}_baseline_{name}_accuracy"] = b["accuracy"]
+                out[f"{span}_baseline_{name}_macro_f1"] = b["macro_f1"]
         per_fold = []
         for k, fold in enumerate(self.folds, start=1):
             s = fold.test

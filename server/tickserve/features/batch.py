@@ -16,7 +16,7 @@ import numpy as np
 from ..ticks import MAX_LEVELS, TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
-from .spec import LOOKBACKS, MAX_LOOKBACK, MIN_SPAN_S, NS_PER_S
+from .spec import LOOKBACKS, MAX_LOOKBACK, MAX_PER_DEPTH, MIN_SPAN_S, NS_PER_S
 
 _MINUTE = float(MINUTE_NS)
 
@@ -211,13 +211,18 @@ def _lookback_columns(s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_mean, p
         mid / back - 1.0,
         np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
         np.where(m_range > 0, _snap((mid - m_min) / T) / m_range, 0.5),
-        np.where(d1_sum > 0, e1_sum / (d1_sum / c), 0.0),
-        np.where(d10_sum > 0, e10_sum / (d10_sum / c), 0.0),
+        _per_depth(e1_sum, d1_sum / c),
+        _per_depth(e10_sum, d10_sum / c),
         np.where(v_sum > 0, sv_sum / v_sum, 0.0),
-        np.where(d1_sum > 0, sv_sum / (d1_sum / c), 0.0),
+        _per_depth(sv_sum, d1_sum / c),
         np.where(c > 1, t_sum / np.maximum(span, MIN_SPAN_S), 0.0),
         np.where(c > 1, span / (c - 1), 0.0),
     ]
+
+
+def _per_depth(flow: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """`streaming._per_depth` on arrays."""
+    return np.where(depth > 0, np.clip(flow / depth, -MAX_PER_DEPTH, MAX_PER_DEPTH), 0.0)
 
 
 def since_trade(trade: np.ndarray, ts: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -49,8 +49,10 @@ price and size (an absent level: bid price 0, ask price +inf, size 0):
   time differences are taken in integer ns, then divided by 1e9.
 - per lookback L (c = min(ticks so far, L), span = seconds from the oldest of
   the window's c ticks to this one): ofi_l1_L = sum e_l1 / (sum depth_l1 / c),
-  ofi_l10_L likewise (0 when the depth sum is 0); trade_flow_L = sum sv / sum
+  ofi_l10_L likewise; trade_flow_L = sum sv / sum
   last_size (0 without volume); trade_flow_depth_L = sum sv / (sum depth_l1 / c);
+  a flow over a mean depth is 0 when that mean is 0 and is clamped to
+  +-MAX_PER_DEPTH (a near-empty book must not make it infinite);
   trade_rate_L = trades / max(span, 0.001) and tick_interval_mean_L =
   span / (c - 1), both 0 while c < 2.
 
@@ -155,3 +157,4 @@ def row_features(spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, s
 # The floor of a window's span in trade_rate_L: ticks sharing one timestamp must not make it infinite.
 MIN_SPAN_S = 0.001
 NS_PER_S = 1e9
+MAX_PER_DEPTH = 1e9

@@ -17,7 +17,7 @@ import numpy as np
 from ..ticks import MAX_LEVELS, Tick, TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
-from .spec import BASE_FEATURES, FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK, MIN_SPAN_S, NS_PER_S, row_features
+from .spec import BASE_FEATURES, FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK, MAX_PER_DEPTH, MIN_SPAN_S, NS_PER_S, row_features
 
 _MINUTE = float(MINUTE_NS)
 
@@ -197,10 +197,10 @@ class StreamingFeatures:
                     mid / back - 1.0,
                     sqrt(r_var) if r_var > 0 else 0.0,
                     _snap((mid - m_min) / T) / m_range if m_range > 0 else 0.5,
-                    e1_sum / (d1_sum / c) if d1_sum > 0 else 0.0,
-                    e10_sum / (d10_sum / c) if d10_sum > 0 else 0.0,
+                    _per_depth(e1_sum, d1_sum / c),
+                    _per_depth(e10_sum, d10_sum / c),
                     sv_sum / v_sum if v_sum > 0 else 0.0,
-                    sv_sum / (d1_sum / c) if d1_sum > 0 else 0.0,
+                    _per_depth(sv_sum, d1_sum / c),
                     t_sum / (span if span > MIN_SPAN_S else MIN_SPAN_S) if c > 1 else 0.0,
                     span / (c - 1) if c > 1 else 0.0,
                 )
@@ -330,6 +330,13 @@ class StreamingFeatures:
         weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
         session = 1.0 if weekday in self._weekdays and self._open_ns <= in_day < self._close_ns else 0.0
         return session, (in_day - self._open_ns) / _MINUTE, (self._close_ns - in_day) / _MINUTE
+
+
+def _per_depth(flow: float, depth: float) -> float:
+    """flow / mean depth, 0 without depth, clamped to +-MAX_PER_DEPTH (see spec.py)."""
+    if not depth > 0:
+        return 0.0
+    return max(-MAX_PER_DEPTH, min(MAX_PER_DEPTH, flow / depth))
 
 
 def _snap(ticks: float) -> float:

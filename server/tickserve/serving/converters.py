@@ -254,6 +254,8 @@ def model_info(entry: ModelEntry) -> pb.ModelInfo:
                 train_start_ns=spans["train_start_ns"], valid_start_ns=spans["valid_start_ns"],
                 test_start_ns=spans["test_start_ns"], test_end_ns=min(spans["test_end_ns"], 2**63 - 1),
                 instruments=spans.get("instruments", []),
+                sample_instruments=[str(name) for name, _ in spans.get("sample", [])],
+                sample_timestamps_ns=[int(ts) for _, ts in spans.get("sample", [])],
             ))
         if m.training:
             info.training_notes.extend(
