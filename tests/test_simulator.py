@@ -73,7 +73,7 @@ RAGGED_FINGERPRINT = "2e6a67b28a5a76ca3c5568d00840aa25f9497fd52689963181a0e918c4
 # simulate(2_000, seed=5) of the event-driven simulator: pinned so that a change to the simulator's draws
 # (which changes the demo's training data and every test that uses simulated ticks) is made on purpose.
 # It replaces the pin of the earlier simulator (46db2271...), whose draws the redesign changed.
-SIMULATED_2000_SEED_5_FINGERPRINT = "2191ebc5cdc1b0d1cf1c8d55a953d11b73fe87c575494814acc6282ec7bdcf71"
+SIMULATED_2000_SEED_5_FINGERPRINT = "0deb94fabab69c9c50b71f10781a56f5c670defcf97f2d6f9054b0fc8623ee7d"
 
 
 def _ragged_ticks(aggressors=(0, 0, 0)) -> list[Tick]:

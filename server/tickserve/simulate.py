@@ -27,8 +27,9 @@ Every other event makes one book tick (last_size 0, aggressor 0, the last trade 
 0 before the first trade). Timestamps are event-driven (exponential gaps at the current event rate,
 scaled so that the mean gap between an instrument's ticks is `mean_interval_ms`), strictly increasing per
 instrument; instruments are interleaved in time order. Simplifications: a market order never walks the
-book, a limit order never leaves an empty level, and queues are small next to orders (typical order 20,
-best queue ~15-50), so the mid moves every few ticks and a 50-tick label has all three classes.
+book, a limit order never leaves an empty level, and queues hold only a few orders (order sizes median
+20; best queues ~50 on average, deeper ones ~35), so the mid moves every few ticks and a 50-tick label
+has all three classes.
 """
 
 from __future__ import annotations
@@ -60,11 +61,11 @@ DEFAULT_INSTRUMENTS = (
 # The model's parameters. Event rates are relative to each other (the clock is scaled afterwards);
 # RATE_IMPROVE is per tick of spread beyond one; sizes are in shares.
 PERSISTENCE = 0.99  # AR(1) coefficient of the pressure per event (half-life ~70 events)
-RATE_MARKET, RATE_JOIN, RATE_CANCEL, RATE_DEEP, RATE_IMPROVE = 0.35, 0.4, 0.3, 0.4, 1.5
+RATE_MARKET, RATE_JOIN, RATE_CANCEL, RATE_DEEP, RATE_IMPROVE = 0.45, 0.4, 0.3, 0.4, 1.5
 MARKET_ACTIVITY, ACTIVITY = 0.6, 0.5  # how |p| raises the market-order rate and every rate
 SIDE_MARKET, SIDE_JOIN, SIDE_CANCEL, SIDE_IMPROVE = 1.2, 0.8, 0.8, 1.0  # P(buy side) = logistic(slope * p)
 ORDER_MU, ORDER_SIGMA = 3.0, 0.8  # lognormal order sizes: median 20
-DEPTH = tuple(15.0 * (1.0 + 0.15 * level) for level in range(MAX_LEVELS))  # typical queue by level
+DEPTH = tuple(8.0 * (1.0 + 0.15 * level) for level in range(MAX_LEVELS))  # typical queue by level
 LATENCY_NS = (1_000, 50_000)  # from a trade tick to the book tick that shows its effect
 
 
