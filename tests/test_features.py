@@ -103,7 +103,9 @@ def test_streaming_equals_batch_bit_for_bit_on_100k_ticks(big_frame):
     x_rows = frame.instrument == "X"
     x_spread_ticks = batch[x_rows, F["spread_ticks"]]
     assert np.array_equal(x_spread_ticks, np.round(x_spread_ticks))
-    assert set(np.unique(x_spread_ticks)) <= {1.0, 2.0, 3.0}
+    # a few ticks (mostly 1, wider for a while after a depletion); with tick size 0.01 they would be 50+.
+    # (Was <= {1, 2, 3}: the spreads the earlier simulator drew; the event-driven one widens up to ~6.)
+    assert x_spread_ticks.min() == 1.0 and x_spread_ticks.max() < 10
     assert np.allclose(batch[x_rows, F["spread"]], 0.5 * x_spread_ticks)
 
 
