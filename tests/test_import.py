@@ -316,7 +316,8 @@ def test_cli_import_with_a_config_table_then_train_reads_the_settings(tmp_path):
 
     models = tmp_path / "models"
     result = subprocess.run([*TICKSERVE, "train", "--data-file", str(out), "--models", str(models), "--name", "m",
-                             "--param", "num_boost_round=3", "--horizon-time", "500ms"],
+                             "--param", "num_boost_round=3", "--horizon-time", "2s", "--label", "mid",
+                             "--threshold", "1"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "instrument settings recorded in" in result.stdout and "calendar 24x7" in result.stdout
@@ -324,8 +325,7 @@ def test_cli_import_with_a_config_table_then_train_reads_the_settings(tmp_path):
     manifest = json.loads((models / "m" / "1" / "manifest.json").read_text())
     assert manifest["feature_config"]["tick_sizes"] == {"SIMA": 0.01}
     assert manifest["feature_config"]["calendar"]["name"] == "24x7"
-    assert manifest["label_config"] == {"horizon_ns": 500_000_000, "threshold_ticks": 2.0, "mode": "taker",
-                                        "cost_ticks": 0.0}
+    assert manifest["label_config"] == {"horizon_ns": 2_000_000_000, "threshold_ticks": 1.0}
     assert "test_baseline_last_move_macro_f1" in manifest["metrics"]
 
     result = subprocess.run([*TICKSERVE, "import", "--book", str(tmp_path / "book.csv"), "--out", str(out),

@@ -127,6 +127,7 @@ def train_model(
     progress: Progress | None = None,
     calibrate: bool = True,
     cost_gate: bool = True,
+    tune_action: bool = True,
     fee_bps: float = 0.0,
 ) -> tuple[Path, ModelManifest]:
     """Train (walk-forward) and write `models_dir/<name>/<version>/` atomically; returns its path and manifest.
@@ -134,7 +135,8 @@ def train_model(
     `label_config` None: taker labels with the horizon chosen from the data (`choose="ticks"`).
     `choose`: "ticks" or "time" to choose the horizon from the data (label_config's horizon is
     then ignored), None to keep label_config's. `threshold_spreads`: a mid threshold of this many
-    median spreads."""
+    median spreads. `cost_gate` / `tune_action` False: the seed's decision (the most probable
+    class), for comparisons."""
     check_name("model", name)
     feature_config = feature_config or FeatureConfig()
     if label_config is None:
@@ -193,7 +195,7 @@ def train_model(
         reports = []
         for fit in fits:
             reports.append(_score_fold(fit, calibrated, rules, y, frame, future, sizes, spread, baselines,
-                                       label_config, fee_bps))
+                                       label_config, fee_bps, tune_action))
         report = TrainingReport(
             label=label_config.describe(), label_rule=rule, horizon_shares=list(shares),
             features=list(feature_names), left_out=left_out, calibrated=calibrated, calibration=calibration_text,
@@ -275,13 +277,14 @@ def _calibration_decision(fits: list[_FoldFit], y: np.ndarray, calibrate: bool) 
 
 
 def _score_fold(fit: _FoldFit, calibrated: bool, rules: SignalRules, y, frame, future, sizes, spread, baselines,
-                labels: LabelConfig, fee_bps: float) -> tuple[FoldReport, SignalRules]:
+                labels: LabelConfig, fee_bps: float, tune_action: bool = True) -> tuple[FoldReport, SignalRules]:
     calibrator = Calibrator({"method": "temperature", "temperature": fit.temperature} if calibrated else {})
     valid, test = fit.rows.valid, fit.rows.test
     p_valid, p_test = calibrator(fit.raw_valid), calibrator(fit.raw_test)
     rules = replace(rules, expected_move_sell_ticks=fit.moves[0], expected_move_hold_ticks=fit.moves[1],
                     expected_move_buy_ticks=fit.moves[2])
-    rules = replace(rules, action_weight=tune_action_weight(p_valid, y[valid], spread[valid], rules))
+    if tune_action:
+        rules = replace(rules, action_weight=tune_action_weight(p_valid, y[valid], spread[valid], rules))
     cost = labels.cost_ticks if labels.taker else 0.0
     valid_scores = score_span(frame, valid, y, future, sizes, p_valid, spread[valid], rules, baselines,
                               cost_ticks=cost, fee_bps=fee_bps)
