@@ -27,7 +27,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -49,14 +48,6 @@ class Result:
     train_seconds: float
 
 
-def find(directory: Path, stem: str) -> Path | None:
-    for pattern in (f"{stem}*.csv.gz", f"{stem}*.csv", f"{stem}*.parquet", f"{stem}*.csv.bz2"):
-        found = sorted(directory.glob(pattern))
-        if found:
-            return found[0]
-    return None
-
-
 def readme_tick_size(directory: Path) -> float | None:
     for readme in sorted(directory.glob("README*")):
         match = _TICK_SIZE.search(readme.read_text(errors="replace"))
@@ -70,10 +61,12 @@ def import_dir(directory: Path, out: Path, max_ticks: int):
     from tickserve.importer import ImportSettings, column_names, run_import
     from tickserve.ticks import read_parquet
 
-    book = find(directory, "book")
+    from tickserve.demo import find_file
+
+    book = find_file(directory, "book")
     if book is None:
         raise FileNotFoundError(f"no book file (book*.csv[.gz] or book*.parquet) in {directory}")
-    trades = find(directory, "trades")
+    trades = find_file(directory, "trades")
     tick_size = readme_tick_size(directory)
     mapping = {}
     if "timestamp_ns" not in column_names(book) and "local_ts_ns" in column_names(book):

@@ -14,7 +14,7 @@ from tickserve.features import FEATURE_INDEX, batch_features
 from tickserve.labels import CLASSES, make_labels
 from tickserve.metrics import ClassificationMetrics
 from tickserve.serving.converters import frame_to_protos
-from tickserve.signals import decide, decide_many, predicted_class
+from tickserve.signals import decide, decide_many
 from tickserve.simulate import simulate
 
 from .conftest import MODEL

@@ -97,7 +97,8 @@ def run_demo(models: Path, train_samples: int, holdout_samples: int, show: int, 
         )  # fmt: skip
 
 
-def _find(data: Path, stem: str) -> Path | None:
+def find_file(data: Path, stem: str) -> Path | None:
+    """The first file of `data` named stem*.csv.gz, .csv, .parquet or .csv.bz2 (None if none)."""
     for pattern in (f"{stem}*.csv.gz", f"{stem}*.csv", f"{stem}*.parquet", f"{stem}*.csv.bz2"):
         found = sorted(data.glob(pattern))
         if found:
@@ -112,10 +113,10 @@ def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: st
     from .walk_forward import fold_spans
 
     data = Path(data)
-    book = _find(data, "book")
+    book = find_file(data, "book")
     if book is None:
         raise FileNotFoundError(f"{data}: no book file (book*.csv, book*.csv.gz or book*.parquet)")
-    trades = _find(data, "trades")
+    trades = find_file(data, "trades")
     with tempfile.TemporaryDirectory(prefix="tickserve-real-") as tmp:
         tmp = Path(tmp)
         models = Path(models) if models else tmp / "models"
