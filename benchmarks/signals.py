@@ -124,6 +124,7 @@ def fold_rows(r: Result) -> list[str]:
             f"**{s.macro_f1:.3f}** | {b['majority']['macro_f1']:.3f} | {b['last_move']['macro_f1']:.3f} | "
             f"{b['imbalance']['macro_f1']:.3f} | {s.margin:+.3f} ({best_name}) | {st['trades']} | "
             f"{st['hit_rate']:.2f} / {st['win_rate']:.2f} | {st['total_pnl_ticks']:+.1f} | {st['total_pnl_bps']:+.2f} | "
+            f"{st['mean_pnl_bps']:+.3f} | "
             f"{rules['all']['trades']} / {rules['all']['total_pnl_bps']:+.2f} | "
             f"{rules['last_move']['total_pnl_bps']:+.2f} | {rules['imbalance']['total_pnl_bps']:+.2f} |")
     return rows
@@ -185,10 +186,15 @@ def write_report(results: list[Result], skipped: list[str], out: Path, command: 
         "moved the signal's way) / win rate (the round trip made money), P&L in ticks and in bps of price; then "
         "every BUY/SELL signal of the model, and the last-move and imbalance rules, one position at a time, in bps.",
         "",
+        "Fees are not charged here: compare `bps / trade` (the STRONG round trips' mean P&L after the spread) with "
+        "your own fees per round trip. On these crypto books the spread is a fraction of a basis point, so the "
+        "edges are real but small: at a typical exchange taker fee of a few bps per side none of them would pay; "
+        "train with `--cost-ticks` so the labels and the cost gate charge your costs.",
+        "",
         "| instrument | fold | test ticks | BUY/SELL share | model | majority | last_move | imbalance | margin "
-        "(best) | STRONG trades | hit / win | STRONG P&L ticks | STRONG P&L bps | model all: trades / bps | "
+        "(best) | STRONG trades | hit / win | STRONG P&L ticks | STRONG P&L bps | bps / trade | model all: trades / bps | "
         "last_move bps | imbalance bps |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | --- | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for r in results:
         lines += fold_rows(r)
