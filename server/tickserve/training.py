@@ -76,9 +76,7 @@ def default_features(frame: TickFrame, config: FeatureConfig, end_ns: int) -> tu
     """The default model input and, in words, what it leaves out and why."""
     calendar = config.calendar
     left_out = ["price-level features (microprice, vwap_*, spread, spread_pct) are left out: they follow the price "
-                "level (and, across instruments, the tick size), which a later span need not share",
-                "order-flow imbalance (ofi_l1_*, ofi_l10_*) is left out: in walk-forward ablations it added nothing "
-                "to signed trade flow (docs/signals.md)"]
+                "level (and, across instruments, the tick size), which a later span need not share"]
     always_open = calendar.open_minute == 0 and calendar.close_minute == 1440 and len(set(calendar.weekdays)) == 7
     if always_open:
         why = f"the {calendar.name} calendar has no sessions, so they only tell the time of day"

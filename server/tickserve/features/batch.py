@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ticks import MAX_LEVELS, TickFrame
+from ..ticks import TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
 from .spec import LOOKBACKS, MAX_LOOKBACK, MAX_PER_DEPTH, MIN_SPAN_S, NS_PER_S
@@ -47,10 +47,8 @@ class RowColumns:
     pv: np.ndarray  # last * last_size
     volume: np.ndarray  # last_size
     depth1: np.ndarray
-    depth10: np.ndarray
     sv: np.ndarray  # signed trade volume
     trade: np.ndarray  # 1.0 on a trade tick
-    book: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # padded (n, MAX_LEVELS): bid/ask price and size
 
 
 @dataclass
@@ -63,10 +61,7 @@ class WindowInputs:
     volume: np.ndarray
     mid: np.ndarray
     ret: np.ndarray  # 1-tick return, 0 for an instrument's first tick
-    e1: np.ndarray
-    e10: np.ndarray
     depth1: np.ndarray
-    depth10: np.ndarray
     sv: np.ndarray
     trade: np.ndarray
     ts: np.ndarray  # int64 ns
@@ -84,7 +79,7 @@ def row_columns(frame: TickFrame, config: FeatureConfig, groups: tuple | None = 
         spread_ticks = _snap((a1 - b1) / T)  # snapped to 1e-6 tick, as streaming
         d1 = bs1 + as1
         imb1 = np.where(d1 > 0, (bs1 - as1) / d1, 0.0)
-        imb5, imb10, sum_b, sum_a = _depth_imbalance(bid_size, ask_size)
+        imb5, imb10 = _depth_imbalance(bid_size, ask_size)
         micro = np.where(d1 > 0, (b1 * as1 + a1 * bs1) / d1, mid)
         last = np.where(frame.last_price > 0, frame.last_price, mid)
         session, since_open, to_close = _time_features(frame.timestamp_ns, config)
@@ -96,106 +91,80 @@ def row_columns(frame: TickFrame, config: FeatureConfig, groups: tuple | None = 
     return RowColumns(
         spread=spread_ticks * T, mid=mid, spread_ticks=spread_ticks, imb1=imb1, imb5=imb5, imb10=imb10, micro=micro,
         last=last, T=T, session=session, since_open=since_open, to_close=to_close, pv=last * size, volume=size,
-        depth1=d1 * 0.5, depth10=(sum_b + sum_a) * 0.5, sv=sv, trade=np.where(size > 0, 1.0, 0.0),
-        book=_padded_book(frame),
+        depth1=d1 * 0.5, sv=sv, trade=np.where(size > 0, 1.0, 0.0),
     )
 
 
-def _padded_book(frame: TickFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """MAX_LEVELS columns per side: absent levels as bid price 0, ask price inf, size 0 (spec.py)."""
-    def padded(x: np.ndarray, fill: float) -> np.ndarray:
-        out = np.full((len(x), MAX_LEVELS), fill)
-        k = min(x.shape[1], MAX_LEVELS)
-        out[:, :k] = np.where(np.isnan(x[:, :k]), fill, x[:, :k])
-        return out
-
-    return (padded(frame.bid_price, 0.0), padded(frame.bid_size, 0.0), padded(frame.ask_price, np.inf),
-            padded(frame.ask_size, 0.0))
-
-
-def order_flow(before: tuple, now: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """(e_l1, e_l10) of spec.py per row, `before` and `now` padded books of the same shape; the
-    operations of `streaming._order_flow`, in its order."""
-    pb, pqb, pa, pqa = before
-    b, qb, a, qa = now
-    total = np.zeros(len(b))
-    e1 = total
-    for k in range(MAX_LEVELS):
-        e = np.zeros(len(b))
-        e = e + np.where(b[:, k] >= pb[:, k], qb[:, k], 0.0)
-        e = e - np.where(b[:, k] <= pb[:, k], pqb[:, k], 0.0)
-        e = e - np.where(a[:, k] <= pa[:, k], qa[:, k], 0.0)
-        e = e + np.where(a[:, k] >= pa[:, k], pqa[:, k], 0.0)
-        if k == 0:
-            e1 = e
-        total = total + e
-    return e1, total
-
-
 def window_columns(
-    w: WindowInputs, last: np.ndarray, T: np.ndarray, pos: np.ndarray, real_pos: np.ndarray
+    w: WindowInputs, last: np.ndarray, T: np.ndarray, pos: np.ndarray, real_pos: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """The rolling features of every row (rows grouped by instrument and oldest first) and each
-    row's since_trade_s.
+    """The rolling features (rows grouped by instrument and oldest first) and since_trade_s of
+    the rows `rows` (default: every row; the others are only read as history).
 
     `pos` counts the earlier rows of the same instrument present in these arrays;
     `real_pos` the earlier ticks the instrument really had (more, when the arrays
-    start with only the last MAX_LOOKBACK ticks of a longer history).
+    start with only the last MAX_LOOKBACK ticks of a longer history). Computing only the
+    rows asked for keeps a message of one tick each for many instruments from paying for
+    (and holding the memory of) their carried history rows.
     """
-    n = len(pos)
-    index = np.arange(n)
-    spread_ticks, ret = w.spread_ticks, w.ret
+    if rows is None:
+        rows = np.arange(len(pos))
+    n = len(rows)
+    p = pos[rows]
+    spread_ticks, ret, mid = w.spread_ticks[rows], w.ret[rows], w.mid[rows]
     cols: list[np.ndarray] = []
     with np.errstate(divide="ignore", invalid="ignore"):
         zeros = lambda: np.zeros(n)  # noqa: E731
         s_sum, s_sq, i_sum, pv_sum, v_sum, r_sum, r_sq = (zeros() for _ in range(7))
-        e1_sum, e10_sum, d1_sum, d10_sum, sv_sum, t_sum = (zeros() for _ in range(6))
+        d1_sum, sv_sum, t_sum = (zeros() for _ in range(3))
         s_min = np.full(n, np.inf)
         s_max = np.full(n, -np.inf)
         m_min = np.full(n, np.inf)
         m_max = np.full(n, -np.inf)
         for k in range(MAX_LOOKBACK):
-            have = pos >= k
-            st = np.where(have, _shift(spread_ticks, k, 0.0), 0.0)
-            r = np.where(have, _shift(ret, k, 0.0), 0.0)
-            m = _shift(w.mid, k, np.nan)
+            have = p >= k
+            back_k = np.maximum(rows - k, 0)  # masked by `have` wherever it would leave the instrument
+            st = np.where(have, w.spread_ticks[back_k], 0.0)
+            r = np.where(have, w.ret[back_k], 0.0)
+            m = w.mid[back_k]
             s_sum += st
             ds = np.where(have, st - spread_ticks, 0.0)
             s_sq += ds * ds
             s_min = np.where(have, np.minimum(s_min, st), s_min)
             s_max = np.where(have, np.maximum(s_max, st), s_max)
-            i_sum += np.where(have, _shift(w.imb1, k, 0.0), 0.0)
-            pv_sum += np.where(have, _shift(w.pv, k, 0.0), 0.0)
-            v_sum += np.where(have, _shift(w.volume, k, 0.0), 0.0)
+            i_sum += np.where(have, w.imb1[back_k], 0.0)
+            pv_sum += np.where(have, w.pv[back_k], 0.0)
+            v_sum += np.where(have, w.volume[back_k], 0.0)
             m_min = np.where(have, np.minimum(m_min, m), m_min)
             m_max = np.where(have, np.maximum(m_max, m), m_max)
             dr = np.where(have, r - ret, 0.0)
             r_sum += dr
             r_sq += dr * dr
-            for total, x in ((e1_sum, w.e1), (e10_sum, w.e10), (d1_sum, w.depth1), (d10_sum, w.depth10),
-                             (sv_sum, w.sv), (t_sum, w.trade)):
-                total += np.where(have, _shift(x, k, 0.0), 0.0)
+            for total, x in ((d1_sum, w.depth1), (sv_sum, w.sv), (t_sum, w.trade)):
+                total += np.where(have, x[back_k], 0.0)
             lookback = k + 1
             if lookback not in LOOKBACKS:
                 continue
-            c = np.minimum(real_pos + 1, lookback).astype(np.float64)
+            c = np.minimum(real_pos[rows] + 1, lookback).astype(np.float64)
             s_mean = s_sum / c
             s_shift = s_mean - spread_ticks
             s_var = s_sq / c - s_shift * s_shift
             r_shift = r_sum / c
             r_var = r_sq / c - r_shift * r_shift
             # pos >= lookback whenever real_pos > pos (a history of MAX_LOOKBACK rows is kept)
-            back = w.mid[index - np.minimum(lookback, pos)]
-            oldest = w.ts[index - (c.astype(np.int64) - 1)]
+            back = w.mid[rows - np.minimum(lookback, p)]
+            oldest = w.ts[rows - (c.astype(np.int64) - 1)]
             cols += _lookback_columns(
-                s_mean, s_var, s_min, s_max, spread_ticks, w.imb1, i_sum / c, pv_sum, v_sum, w.mid, last, T, back,
-                r_var, m_min, m_max, c, e1_sum, e10_sum, d1_sum, d10_sum, sv_sum, t_sum, (w.ts - oldest) / NS_PER_S,
+                s_mean, s_var, s_min, s_max, spread_ticks, w.imb1[rows], i_sum / c, pv_sum, v_sum, mid, last[rows],
+                T[rows], back, r_var, m_min, m_max, c, d1_sum, sv_sum, t_sum,
+                (w.ts[rows] - oldest) / NS_PER_S,
             )  # fmt: skip
-    return cols, since_trade(w.trade, w.ts, pos)
+    return cols, since_trade(w.trade, w.ts, pos)[rows]
 
 
 def _lookback_columns(s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_mean, pv_sum, v_sum, mid, last, T, back,
-                      r_var, m_min, m_max, c, e1_sum, e10_sum, d1_sum, d10_sum, sv_sum, t_sum,
+                      r_var, m_min, m_max, c, d1_sum, sv_sum, t_sum,
                       span) -> list[np.ndarray]:  # fmt: skip
     """The features of one lookback from its window statistics: the one formula both window
     kernels use, so they cannot drift apart (streaming == batch to the last bit)."""
@@ -211,8 +180,6 @@ def _lookback_columns(s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_mean, p
         mid / back - 1.0,
         np.where(r_var > 0, np.sqrt(np.maximum(r_var, 0.0)), 0.0),
         np.where(m_range > 0, _snap((mid - m_min) / T) / m_range, 0.5),
-        _per_depth(e1_sum, d1_sum / c),
-        _per_depth(e10_sum, d10_sum / c),
         np.where(v_sum > 0, sv_sum / v_sum, 0.0),
         _per_depth(sv_sum, d1_sum / c),
         np.where(c > 1, t_sum / np.maximum(span, MIN_SPAN_S), 0.0),
@@ -269,7 +236,7 @@ def window_columns_padded(
     P_pos = padded(pos.astype(np.int64), -1)
     # the plain sums: (padded input, running sum)
     summed = {name: padded(getattr(w, name), 0.0) for name in
-              ("imb1", "pv", "volume", "e1", "e10", "depth1", "depth10", "sv", "trade")}
+              ("imb1", "pv", "volume", "depth1", "sv", "trade")}
     cur = slice(K, M)  # every position that has MAX_LOOKBACK positions before it
     N = M - K
     s_ref = P_st[cur]
@@ -321,8 +288,8 @@ def window_columns_padded(
             g = {name: total[at] for name, total in sums.items()}
             cols += _lookback_columns(
                 s_mean, s_var, s_min[at], s_max[at], spread_ticks, imb1, g["imb1"] / c, g["pv"], g["volume"], mid,
-                last, T, back_mid, r_var, m_min[at], m_max[at], c, g["e1"], g["e10"], g["depth1"], g["depth10"],
-                g["sv"], g["trade"], (w.ts - oldest) / NS_PER_S,
+                last, T, back_mid, r_var, m_min[at], m_max[at], c, g["depth1"], g["sv"], g["trade"],
+                (w.ts - oldest) / NS_PER_S,
             )  # fmt: skip
     return cols, since_trade(w.trade, w.ts, pos)
 
@@ -342,8 +309,7 @@ def _shift(x: np.ndarray, k: int, fill: float) -> np.ndarray:
     return y
 
 
-def _depth_imbalance(bid_size: np.ndarray, ask_size: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Imbalance over 5 and 10 levels, and the ten-level bid and ask size sums."""
+def _depth_imbalance(bid_size: np.ndarray, ask_size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     bids = np.where(np.isnan(bid_size), 0.0, bid_size)
     asks = np.where(np.isnan(ask_size), 0.0, ask_size)
     sb = np.zeros(len(bids))
@@ -357,7 +323,7 @@ def _depth_imbalance(bid_size: np.ndarray, ask_size: np.ndarray) -> tuple[np.nda
         sb += bids[:, level]
         sa += asks[:, level]
     d10 = sb + sa
-    return imb5, np.where(d10 > 0, (sb - sa) / d10, 0.0), sb, sa
+    return imb5, np.where(d10 > 0, (sb - sa) / d10, 0.0)
 
 
 def _time_features(ts: np.ndarray, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

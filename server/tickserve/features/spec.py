@@ -29,14 +29,9 @@ last = last_price, or mid when last_price is 0):
   price_range_pos_L = (mid - min mid) / (max mid - min mid), both differences
   in ticks snapped to 1e-6 tick (0.5 when flat).
 
-Order flow (version 2), per tick of an instrument against its previous tick
-(0 for its first tick), with b_k, a_k, qb_k, qa_k the level-k bid and ask
-price and size (an absent level: bid price 0, ask price +inf, size 0):
+Order flow (version 2), per tick of an instrument (depth_l1 = (qb_1 + qa_1) / 2,
+the mean level-1 depth; b_1, a_1 the best bid and ask):
 
-- e_k = qb_k [b_k >= b'_k] - qb'_k [b_k <= b'_k] - qa_k [a_k <= a'_k] + qa'_k [a_k >= a'_k]
-  (Cont, Kukanov & Stoikov 2014; primes: the previous tick), e_l1 = e_1,
-  e_l10 = e_1 + ... + e_10 (Xu, Gould & Howison 2019, summed across levels);
-- depth_l1 = (qb_1 + qa_1) / 2, depth_l10 = (sum of the ten bid and ask sizes) / 2;
 - signed volume sv = side x last_size, side = the tick's aggressor (+1 buy,
   -1 sell) or, when unknown, the quote rule: last >= a_1 is +1, last <= b_1 is
   -1, else the sign of last - mid; 0 when last_size is 0;
@@ -48,8 +43,7 @@ price and size (an absent level: bid price 0, ask price +inf, size 0):
   so a stream resumed after MAX_LOOKBACK ticks of warm-up computes them exactly);
   time differences are taken in integer ns, then divided by 1e9.
 - per lookback L (c = min(ticks so far, L), span = seconds from the oldest of
-  the window's c ticks to this one): ofi_l1_L = sum e_l1 / (sum depth_l1 / c),
-  ofi_l10_L likewise; trade_flow_L = sum sv / sum
+  the window's c ticks to this one): trade_flow_L = sum sv / sum
   last_size (0 without volume); trade_flow_depth_L = sum sv / (sum depth_l1 / c);
   a flow over a mean depth is 0 when that mean is 0 and is clamped to
   +-MAX_PER_DEPTH (a near-empty book must not make it infinite);
@@ -96,8 +90,6 @@ WINDOW_FEATURES = (
     "return",
     "volatility",
     "price_range_pos",
-    "ofi_l1",
-    "ofi_l10",
     "trade_flow",
     "trade_flow_depth",
     "trade_rate",
@@ -117,14 +109,7 @@ PRICE_LEVEL_FEATURES = frozenset({"microprice", "spread", "spread_pct"} | {f"vwa
 # The session calendar's features: a clock unless the training ticks span several sessions
 # (`training.default_features` decides).
 SESSION_FEATURES = ("session_open", "minutes_since_open", "minutes_to_close")
-# Order-flow imbalance (ofi_l1_L, ofi_l10_L) is computed but left out of the default model input:
-# in walk-forward ablations on four real instruments and their large-tick and wide-spread
-# variants it did not add to signed trade flow (mean macro-F1 change +0.001, within seed noise;
-# normalised by depth or by its own absolute sum alike). `tickserve train --features` can use it.
-ORDER_FLOW_IMBALANCE_FEATURES = frozenset(f"ofi_{depth}_{lb}" for depth in ("l1", "l10") for lb in LOOKBACKS)
-DEFAULT_MODEL_FEATURES: tuple[str, ...] = tuple(
-    n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES and n not in ORDER_FLOW_IMBALANCE_FEATURES
-)
+DEFAULT_MODEL_FEATURES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in PRICE_LEVEL_FEATURES)
 
 
 def missing_features(names) -> list[str]:

@@ -14,7 +14,7 @@ from math import floor, sqrt
 
 import numpy as np
 
-from ..ticks import MAX_LEVELS, Tick, TickFrame
+from ..ticks import Tick, TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
 from .spec import BASE_FEATURES, FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK, MAX_PER_DEPTH, MIN_SPAN_S, NS_PER_S, row_features
@@ -25,8 +25,8 @@ _MINUTE = float(MINUTE_NS)
 class InstrumentState:
     """Rolling history of one instrument, newest value first in every deque."""
 
-    __slots__ = ("tick_size", "count", "spread_ticks", "imbalance", "pv", "volume", "mid", "ret", "e1", "e10",
-                 "depth1", "depth10", "sv", "trade", "ts", "book")
+    __slots__ = ("tick_size", "count", "spread_ticks", "imbalance", "pv", "volume", "mid", "ret", "depth1", "sv",
+                 "trade", "ts")
 
     def __init__(self, tick_size: float) -> None:
         self.tick_size = tick_size
@@ -38,15 +38,10 @@ class InstrumentState:
         # one more mid than the longest lookback: return_50 needs mid 50 ticks ago
         self.mid: deque[float] = deque(maxlen=MAX_LOOKBACK + 1)
         self.ret: deque[float] = deque(maxlen=MAX_LOOKBACK)
-        self.e1: deque[float] = deque(maxlen=MAX_LOOKBACK)  # order-flow imbalance, level 1
-        self.e10: deque[float] = deque(maxlen=MAX_LOOKBACK)  # order-flow imbalance, summed over 10 levels
         self.depth1: deque[float] = deque(maxlen=MAX_LOOKBACK)
-        self.depth10: deque[float] = deque(maxlen=MAX_LOOKBACK)
         self.sv: deque[float] = deque(maxlen=MAX_LOOKBACK)  # signed trade volume
         self.trade: deque[float] = deque(maxlen=MAX_LOOKBACK)  # 1.0 on a trade tick
         self.ts: deque[int] = deque(maxlen=MAX_LOOKBACK)
-        # the previous tick's book, padded to MAX_LEVELS (bid price 0, ask price inf, size 0 where absent)
-        self.book: tuple | None = None
 
 
 class StreamingFeatures:
@@ -89,12 +84,10 @@ class StreamingFeatures:
         spread = spread_ticks * T
         d1 = bs1 + as1
         imb1 = (bs1 - as1) / d1 if d1 > 0 else 0.0
-        imb5, imb10, sum_b, sum_a = _depth_imbalance(tick.bid_size, tick.ask_size)
+        imb5, imb10 = _depth_imbalance(tick.bid_size, tick.ask_size)
         micro = (b1 * as1 + a1 * bs1) / d1 if d1 > 0 else mid
         last = tick.last_price if tick.last_price > 0 else mid
         session, since_open, to_close = self._time_features(tick.timestamp_ns)
-        book = _padded_book(tick)
-        e1, e10 = _order_flow(state.book, book)
         size = tick.last_size
         if size > 0:
             side = tick.aggressor or (1.0 if last >= a1 else -1.0 if last <= b1 else
@@ -108,17 +101,13 @@ class StreamingFeatures:
         mids = state.mid
         ret1 = mid / mids[0] - 1.0 if state.count else 0.0
         state.count += 1
-        state.book = book
         state.spread_ticks.appendleft(spread_ticks)
         state.imbalance.appendleft(imb1)
         state.pv.appendleft(last * size)
         state.volume.appendleft(size)
         mids.appendleft(mid)
         state.ret.appendleft(ret1)
-        state.e1.appendleft(e1)
-        state.e10.appendleft(e10)
         state.depth1.appendleft(d1 * 0.5)
-        state.depth10.appendleft((sum_b + sum_a) * 0.5)
         state.sv.appendleft(sv)
         state.trade.appendleft(1.0 if size > 0 else 0.0)
         stamps = state.ts
@@ -140,7 +129,7 @@ class StreamingFeatures:
         # exactly 0 and there is no cancellation when values sit far from 0.
         n = len(state.spread_ticks)
         s_sum = s_sq = i_sum = pv_sum = v_sum = r_sum = r_sq = 0.0
-        e1_sum = e10_sum = d1_sum = d10_sum = sv_sum = t_sum = 0.0
+        d1_sum = sv_sum = t_sum = 0.0
         s_ref = spread_ticks
         r_ref = ret1
         s_min = s_max = spread_ticks
@@ -148,9 +137,9 @@ class StreamingFeatures:
         k = 0
         lookbacks = iter(LOOKBACKS)
         target = next(lookbacks)
-        for st, im, pv, vol, m, r, f1, f10, dp1, dp10, v_signed, traded in zip(
-            state.spread_ticks, state.imbalance, state.pv, state.volume, mids, state.ret, state.e1, state.e10,
-            state.depth1, state.depth10, state.sv, state.trade,
+        for st, im, pv, vol, m, r, dp1, v_signed, traded in zip(
+            state.spread_ticks, state.imbalance, state.pv, state.volume, mids, state.ret, state.depth1, state.sv,
+            state.trade,
         ):
             s_sum += st
             ds = st - s_ref
@@ -169,10 +158,7 @@ class StreamingFeatures:
             dr = r - r_ref
             r_sum += dr
             r_sq += dr * dr
-            e1_sum += f1
-            e10_sum += f10
             d1_sum += dp1
-            d10_sum += dp10
             sv_sum += v_signed
             t_sum += traded
             k += 1
@@ -197,8 +183,6 @@ class StreamingFeatures:
                     mid / back - 1.0,
                     sqrt(r_var) if r_var > 0 else 0.0,
                     _snap((mid - m_min) / T) / m_range if m_range > 0 else 0.5,
-                    _per_depth(e1_sum, d1_sum / c),
-                    _per_depth(e10_sum, d10_sum / c),
                     sv_sum / v_sum if v_sum > 0 else 0.0,
                     _per_depth(sv_sum, d1_sum / c),
                     t_sum / (span if span > MIN_SPAN_S else MIN_SPAN_S) if c > 1 else 0.0,
@@ -236,15 +220,14 @@ class StreamingFeatures:
         with the values each tick got when it arrived) is laid before its new ticks, so the
         windows see exactly what `update` would see.
         """
-        from .batch import WindowInputs, order_flow, row_columns, window_columns, window_columns_padded
+        from .batch import WindowInputs, row_columns, window_columns, window_columns_padded
 
         n = len(frame)
         if n == 0:
             return np.empty((0, len(FEATURE_NAMES))), np.zeros(0, dtype=np.int64)
         names, codes = groups if groups is not None else np.unique(frame.instrument, return_inverse=True)
         rows = row_columns(frame, self.config, (names, codes))
-        keys = ("spread_ticks", "imb1", "pv", "volume", "mid", "ret", "e1", "e10", "depth1", "depth10", "sv", "trade",
-                "ts", "last", "T")
+        keys = ("spread_ticks", "imb1", "pv", "volume", "mid", "ret", "depth1", "sv", "trade", "ts", "last", "T")
         pieces: dict[str, list] = {k: [] for k in keys}
         pos_parts, real_parts, new_at = [], [], []
         counts_after = np.zeros(n, dtype=np.int64)
@@ -258,27 +241,20 @@ class StreamingFeatures:
                 state = self._states[name] = InstrumentState(self.config.tick_size(name))
             h = min(state.count, MAX_LOOKBACK)
             deques = {"spread_ticks": state.spread_ticks, "imb1": state.imbalance, "pv": state.pv,
-                      "volume": state.volume, "mid": state.mid, "ret": state.ret, "e1": state.e1, "e10": state.e10,
-                      "depth1": state.depth1, "depth10": state.depth10, "sv": state.sv, "trade": state.trade,
-                      "ts": state.ts}
+                      "volume": state.volume, "mid": state.mid, "ret": state.ret, "depth1": state.depth1,
+                      "sv": state.sv, "trade": state.trade, "ts": state.ts}
             hist = {k: list(islice(dq, h))[::-1] for k, dq in deques.items()}
             new = {k: getattr(rows, k)[members] for k in ("spread_ticks", "imb1", "pv", "volume", "mid", "depth1",
-                                                          "depth10", "sv", "trade")}
+                                                          "sv", "trade")}
             new["ts"] = frame.timestamp_ns[members]
             # the values a tick gets against the instrument's previous tick
             mid_before = np.concatenate([[hist["mid"][-1] if h else np.nan], new["mid"][:-1]])
             with np.errstate(divide="ignore", invalid="ignore"):
                 new["ret"] = new["mid"] / mid_before - 1.0
-            book = tuple(side[members] for side in rows.book)
-            if state.book is not None:
-                before = tuple(np.concatenate([np.array([prev]), side[:-1]]) for prev, side in zip(state.book, book))
-            else:
-                before = tuple(np.concatenate([side[:1], side[:-1]]) for side in book)
-            new["e1"], new["e10"] = order_flow(before, book)
             ts_before = np.concatenate([[hist["ts"][-1] if h else 0], new["ts"][:-1]])
             new_interval = (new["ts"] - ts_before) / NS_PER_S
             if not h:  # an instrument's first tick
-                new["ret"][0] = new["e1"][0] = new["e10"][0] = new_interval[0] = 0.0
+                new["ret"][0] = new_interval[0] = 0.0
             interval[members] = new_interval
             for key in deques:
                 pieces[key].append(np.concatenate([np.asarray(hist[key], dtype=new[key].dtype), new[key]]))
@@ -293,20 +269,27 @@ class StreamingFeatures:
             # the new ticks enter the state, oldest first, as `update` would add them
             for key, dq in deques.items():
                 dq.extendleft(new[key].tolist())
-            state.book = tuple(tuple(side[-1].tolist()) for side in book)
             counts_after[members] = np.arange(state.count + 1, state.count + m + 1)
             state.count += m
         cat = {k: np.concatenate(v) for k, v in pieces.items()}
         cat["ts"] = cat["ts"].astype(np.int64)
-        # the padded layout adds MAX_LOOKBACK rows per instrument: worth it with few instruments
-        windows_of = window_columns_padded if MAX_LOOKBACK * len(names) <= offset else window_columns
-        windows, since = windows_of(
-            WindowInputs(*(cat[k] for k in keys[:13])), cat["last"], cat["T"], np.concatenate(pos_parts), np.concatenate(real_parts),
-        )
+        inputs = WindowInputs(*(cat[k] for k in keys[:10]))
+        pos, real = np.concatenate(pos_parts), np.concatenate(real_parts)
+        if MAX_LOOKBACK * len(names) <= n:
+            # the padded layout adds MAX_LOOKBACK rows per instrument: worth it with few instruments
+            windows, since = window_columns_padded(inputs, cat["last"], cat["T"], pos, real)
+            at = new_at
+        else:  # mostly carried history (many instruments, few new ticks each): compute the new rows only
+            new_rows = np.concatenate([np.arange(start, start + len(members)) for start, members in new_at])
+            windows, since = window_columns(inputs, cat["last"], cat["T"], pos, real, rows=new_rows)
+            at, done = [], 0
+            for _, members in new_at:
+                at.append((done, members))
+                done += len(members)
         since_trade = np.empty(n)
         out = np.empty((n, len(FEATURE_NAMES)))
         n_base = len(BASE_FEATURES)
-        for start, members in new_at:
+        for start, members in at:
             since_trade[members] = since[start : start + len(members)]
         with np.errstate(divide="ignore", invalid="ignore"):
             out[:, :n_base] = np.column_stack(row_features(
@@ -315,7 +298,7 @@ class StreamingFeatures:
             ))
         if windows:
             stacked = np.column_stack(windows)
-            for start, members in new_at:
+            for start, members in at:
                 out[members, n_base:] = stacked[start : start + len(members)]
         return out, counts_after
 
@@ -344,9 +327,8 @@ def _snap(ticks: float) -> float:
     return floor(ticks * 1e6 + 0.5) / 1e6
 
 
-def _depth_imbalance(bid_size, ask_size) -> tuple[float, float, float, float]:
-    """Imbalance over the first 5 and the first 10 levels, summed level by level; and the ten-level
-    bid and ask size sums."""
+def _depth_imbalance(bid_size, ask_size) -> tuple[float, float]:
+    """Imbalance over the first 5 and the first 10 levels, summed level by level."""
     nb, na = len(bid_size), len(ask_size)
     sb = sa = 0.0
     for level in range(min(nb, 5)):
@@ -360,46 +342,4 @@ def _depth_imbalance(bid_size, ask_size) -> tuple[float, float, float, float]:
     for level in range(5, min(na, 10)):
         sa += ask_size[level]
     d10 = sb + sa
-    return imb5, ((sb - sa) / d10 if d10 > 0 else 0.0), sb, sa
-
-
-_INF = float("inf")
-_NO_BIDS = (0.0,) * MAX_LEVELS
-_NO_ASKS = (_INF,) * MAX_LEVELS
-_NO_SIZES = (0.0,) * MAX_LEVELS
-
-
-def _padded_book(tick: Tick) -> tuple:
-    """(bid prices, bid sizes, ask prices, ask sizes), each MAX_LEVELS long: absent levels as
-    bid price 0, ask price inf, size 0 (see spec.py)."""
-    nb, na = len(tick.bid_price), len(tick.ask_price)
-    return (
-        tuple(tick.bid_price) + _NO_BIDS[nb:],
-        tuple(tick.bid_size) + _NO_SIZES[nb:],
-        tuple(tick.ask_price) + _NO_ASKS[na:],
-        tuple(tick.ask_size) + _NO_SIZES[na:],
-    )
-
-
-def _order_flow(before: tuple | None, now: tuple) -> tuple[float, float]:
-    """(e_l1, e_l10) of spec.py: order-flow imbalance at level 1 and summed over the ten levels."""
-    if before is None:
-        return 0.0, 0.0
-    pb, pqb, pa, pqa = before
-    b, qb, a, qa = now
-    e1 = 0.0
-    total = 0.0
-    for k in range(MAX_LEVELS):
-        e = 0.0
-        if b[k] >= pb[k]:
-            e += qb[k]
-        if b[k] <= pb[k]:
-            e -= pqb[k]
-        if a[k] <= pa[k]:
-            e -= qa[k]
-        if a[k] >= pa[k]:
-            e += pqa[k]
-        if k == 0:
-            e1 = e
-        total += e
-    return e1, total
+    return imb5, ((sb - sa) / d10 if d10 > 0 else 0.0)
