@@ -359,7 +359,7 @@ def test_memory_is_bounded():
     assert set(features._states) == set(frame.instruments())
     for name, state in features._states.items():
         assert state.count == int((frame.instrument == name).sum()) > MAX_LOOKBACK + 1
-        for attr in ("spread_ticks", "imbalance", "pv", "volume", "ret"):
+        for attr in ("spread_ticks", "imbalance", "pv", "volume", "ret", "depth1", "sv", "trade", "ts"):
             assert len(getattr(state, attr)) == MAX_LOOKBACK == 50, (name, attr)
         assert len(state.mid) == MAX_LOOKBACK + 1 == 51, name
 
