@@ -14,7 +14,7 @@ PYPROJECTS := pyproject.toml clients/python/pyproject.toml clients/dashboard/pyp
 # (onnx with its exporter, which training and the tests use; serving needs only onnxruntime).
 PLUGINS := plugins/lightgbm plugins/xgboost 'plugins/onnx[export]' 
 
-.PHONY: install stubs models demo test bench signal-bench clean-models clean
+.PHONY: install stubs models demo test lint format bench signal-bench clean-models clean
 
 install: $(VENV)/.installed
 
@@ -51,8 +51,18 @@ $(VENV)/.installed: $(PYPROJECTS) $(STUBS)/.generated | $(VENV)/bin/python
 demo: install
 	$(VENV)/bin/tickserve demo --models models $(if $(DATA),--data $(DATA))
 
-test: install
+test: install lint
 	$(PY) -m pytest -q
+
+# ruff: the rule set and the formatter's settings are in pyproject.toml ([tool.ruff]).
+# `make test` runs it first; `make format` fixes what can be fixed.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The Streamlit dashboard (clients/dashboard/README.md), a client of a running server: address from
 # TICKSERVE_SERVER (default 127.0.0.1:50051), TLS and token from TICKSERVE_TLS_CA / TICKSERVE_TLS_CERT /

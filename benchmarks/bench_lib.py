@@ -112,8 +112,16 @@ def protos(frame, start: int = 0, stop: int | None = None) -> list[pb.Tick]:
     Tick = pb.Tick
     for i in range(stop - start):
         b, a = nb[i], na[i]
-        t = Tick(instrument=inst[i], timestamp_ns=ts[i], last_price=lp[i], last_size=ls[i],
-                 bid_price=bp[i][:b], bid_size=bs[i][:b], ask_price=ap[i][:a], ask_size=az[i][:a])
+        t = Tick(
+            instrument=inst[i],
+            timestamp_ns=ts[i],
+            last_price=lp[i],
+            last_size=ls[i],
+            bid_price=bp[i][:b],
+            bid_size=bs[i][:b],
+            ask_price=ap[i][:a],
+            ask_size=az[i][:a],
+        )
         if seq[i] >= 0:
             t.sequence = seq[i]
         if side[i]:
@@ -126,16 +134,20 @@ def signal_requests(ticks: Sequence[pb.Tick], per_message: int) -> list[bytes]:
     """Serialized StreamSignalsRequest: one `tick` each, or `batch`es of `per_message`."""
     if per_message == 1:
         return [pb.StreamSignalsRequest(tick=t).SerializeToString() for t in ticks]
-    return [pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=ticks[i:i + per_message])).SerializeToString()
-            for i in range(0, len(ticks), per_message)]
+    return [
+        pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=ticks[i : i + per_message])).SerializeToString()
+        for i in range(0, len(ticks), per_message)
+    ]
 
 
 def column_requests(ticks: Sequence[pb.Tick], per_message: int) -> list[bytes]:
     """Serialized StreamSignalsRequest carrying `columns` (TickColumns) of `per_message` ticks."""
     from tickserve_client import columns_from_ticks
 
-    return [pb.StreamSignalsRequest(columns=columns_from_ticks(ticks[i:i + per_message])).SerializeToString()
-            for i in range(0, len(ticks), per_message)]
+    return [
+        pb.StreamSignalsRequest(columns=columns_from_ticks(ticks[i : i + per_message])).SerializeToString()
+        for i in range(0, len(ticks), per_message)
+    ]
 
 
 def evaluate_requests(frame, per_message: int, chunk: int = 50_000) -> list[bytes]:
@@ -144,8 +156,10 @@ def evaluate_requests(frame, per_message: int, chunk: int = 50_000) -> list[byte
     out = []
     for start in range(0, len(frame), chunk):
         ticks = protos(frame, start, start + chunk)
-        out.extend(pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[i:i + per_message])).SerializeToString()
-                   for i in range(0, len(ticks), per_message))
+        out.extend(
+            pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[i : i + per_message])).SerializeToString()
+            for i in range(0, len(ticks), per_message)
+        )
     return out
 
 
@@ -195,8 +209,9 @@ class Trace:
         return (np.array(self.recv[skip:n]) - np.array(self.sent[skip:n])) * 1e6
 
 
-def ping_pong(call, requests: Sequence[bytes], prefix: Sequence[bytes] = (), stop_at: float = math.inf,
-              timeout: float = 300.0) -> Trace:
+def ping_pong(
+    call, requests: Sequence[bytes], prefix: Sequence[bytes] = (), stop_at: float = math.inf, timeout: float = 300.0
+) -> Trace:
     """One message in flight on one stream: send, wait for its answer, send the next.
     `prefix` messages (a StreamConfig) get no answer and are not timed. Stops after the
     last request or at the first answer after `stop_at` (perf_counter)."""
@@ -223,7 +238,9 @@ def ping_pong(call, requests: Sequence[bytes], prefix: Sequence[bytes] = (), sto
     return trace
 
 
-def pipelined(call, requests: Sequence[bytes], prefix: Sequence[bytes] = (), timeout: float = 600.0) -> tuple[float, list[bytes]]:
+def pipelined(
+    call, requests: Sequence[bytes], prefix: Sequence[bytes] = (), timeout: float = 600.0
+) -> tuple[float, list[bytes]]:
     """Send every request without waiting; (seconds from the call to the last answer, answers)."""
     t = time.perf_counter()
     responses = list(call(iter([*prefix, *requests]), timeout=timeout))
@@ -240,8 +257,9 @@ class Concurrent:
     traces: list[Trace]
 
 
-def concurrent_ping_pong(address: str, streams: int, requests: Sequence[bytes], prefix: Sequence[bytes],
-                         duration_s: float, warmup: int = 20) -> Concurrent:
+def concurrent_ping_pong(
+    address: str, streams: int, requests: Sequence[bytes], prefix: Sequence[bytes], duration_s: float, warmup: int = 20
+) -> Concurrent:
     """`streams` one-at-a-time streams driven by grpc.aio coroutines in one client process.
 
     A thread per stream (the sync client) made the client, not the server, the bottleneck:
@@ -253,8 +271,7 @@ def concurrent_ping_pong(address: str, streams: int, requests: Sequence[bytes], 
     traces = [Trace() for _ in range(streams)]
 
     async def one(i: int, start: asyncio.Event, stop_at: list[float]) -> None:
-        options = [("grpc.use_local_subchannel_pool", 1),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        options = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         async with grpc.aio.insecure_channel(address, options=options) as ch:
             await asyncio.wait_for(ch.channel_ready(), 30)
             call = ch.stream_stream(STREAM_SIGNALS)()

@@ -45,8 +45,20 @@ REQUIREMENTS = [
     "uvloop<0.22",
 ]
 MARKER = "tickserve-mlserver-env.json"  # written last: its presence means the env is complete
-REPORTED = ["mlserver", "mlserver-lightgbm", "tritonclient", "uvloop", "lightgbm", "numpy",
-            "grpcio", "protobuf", "pandas", "fastapi", "uvicorn", "pydantic"]
+REPORTED = [
+    "mlserver",
+    "mlserver-lightgbm",
+    "tritonclient",
+    "uvloop",
+    "lightgbm",
+    "numpy",
+    "grpcio",
+    "protobuf",
+    "pandas",
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+]
 
 MODEL_NAME = "tickmodel"
 STARTUP_TIMEOUT_S = 120.0
@@ -88,22 +100,30 @@ def ensure_env(path: Path = DEFAULT_ENV) -> Path:
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", *REQUIREMENTS], check=True, timeout=1800)
     versions = installed_versions(py)
     freeze = subprocess.run([str(py), "-m", "pip", "freeze", "--all"], capture_output=True, text=True, timeout=120)
-    marker.write_text(json.dumps({
-        "requirements": REQUIREMENTS,
-        "versions": versions,
-        "freeze": freeze.stdout.split(),
-        "install_seconds": round(time.monotonic() - t0, 1),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }, indent=2) + "\n")
+    marker.write_text(
+        json.dumps(
+            {
+                "requirements": REQUIREMENTS,
+                "versions": versions,
+                "freeze": freeze.stdout.split(),
+                "install_seconds": round(time.monotonic() - t0, 1),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     _log(f"env ready in {time.monotonic() - t0:.0f} s: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     return py
 
 
 def installed_versions(py: Path, names: list[str] = REPORTED) -> dict[str, str]:
-    code = ("import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
-            "out = {}\nfor n in sys.argv[1:]:\n"
-            "    try: out[n] = version(n)\n    except PackageNotFoundError: pass\n"
-            "print(json.dumps(out))")
+    code = (
+        "import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
+        "out = {}\nfor n in sys.argv[1:]:\n"
+        "    try: out[n] = version(n)\n    except PackageNotFoundError: pass\n"
+        "print(json.dumps(out))"
+    )
     res = subprocess.run([str(py), "-c", code, *names], check=True, capture_output=True, text=True, timeout=60)
     return json.loads(res.stdout)
 
@@ -169,8 +189,16 @@ def _stop(proc: subprocess.Popen) -> str:
     return "unknown"
 
 
-def measure(model_file: Path, n_features: int, *, single: int = 2000, batch_rows: int = 1000,
-            batches: int = 30, parallel_workers: int = 0, env: Path = DEFAULT_ENV) -> dict:
+def measure(
+    model_file: Path,
+    n_features: int,
+    *,
+    single: int = 2000,
+    batch_rows: int = 1000,
+    batches: int = 30,
+    parallel_workers: int = 0,
+    env: Path = DEFAULT_ENV,
+) -> dict:
     """Serve `model_file` with MLServer and measure it with a tritonclient gRPC client."""
     model_file = Path(model_file).resolve()
     if not model_file.is_file():
@@ -184,11 +212,16 @@ def measure(model_file: Path, n_features: int, *, single: int = 2000, batch_rows
         mdir = repo / MODEL_NAME
         mdir.mkdir(parents=True)
         shutil.copyfile(model_file, mdir / "model.txt")
-        (mdir / "model-settings.json").write_text(json.dumps({
-            "name": MODEL_NAME,
-            "implementation": "mlserver_lightgbm.LightGBMModel",
-            "parameters": {"uri": "./model.txt", "version": "1"},
-        }, indent=2))
+        (mdir / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": MODEL_NAME,
+                    "implementation": "mlserver_lightgbm.LightGBMModel",
+                    "parameters": {"uri": "./model.txt", "version": "1"},
+                },
+                indent=2,
+            )
+        )
         (repo / "settings.json").write_text(json.dumps({"debug": False}))
         grpc_port, http_port, metrics_port = _free_ports(3)
         env_vars = {
@@ -210,42 +243,63 @@ def measure(model_file: Path, n_features: int, *, single: int = 2000, batch_rows
         t_start = time.monotonic()
         with open(log, "wb") as logf:
             try:
-                proc = subprocess.Popen([str(bindir / "mlserver"), "start", str(repo)], cwd=tmp, env=env_vars,
-                                        stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    [str(bindir / "mlserver"), "start", str(repo)],
+                    cwd=tmp,
+                    env=env_vars,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
                 ready_s = _wait_ready(proc, http_port, STARTUP_TIMEOUT_S, log)
                 client = tmp / "client.py"
                 client.write_text(CLIENT)
-                args = {"url": f"127.0.0.1:{grpc_port}", "model": MODEL_NAME, "model_file": str(mdir / "model.txt"),
-                        "n_features": n_features, "single": single, "batch_rows": batch_rows, "batches": batches}
-                res = subprocess.run([str(py), str(client), json.dumps(args)], capture_output=True, text=True,
-                                     timeout=CLIENT_TIMEOUT_S, cwd=tmp)
+                args = {
+                    "url": f"127.0.0.1:{grpc_port}",
+                    "model": MODEL_NAME,
+                    "model_file": str(mdir / "model.txt"),
+                    "n_features": n_features,
+                    "single": single,
+                    "batch_rows": batch_rows,
+                    "batches": batches,
+                }
+                res = subprocess.run(
+                    [str(py), str(client), json.dumps(args)],
+                    capture_output=True,
+                    text=True,
+                    timeout=CLIENT_TIMEOUT_S,
+                    cwd=tmp,
+                )
                 if res.stderr.strip():
                     print(res.stderr.rstrip(), file=sys.stderr)
                 if res.returncode != 0:
-                    raise RuntimeError(f"client failed ({res.returncode}):\n{res.stderr[-3000:]}\n"
-                                       f"server log:\n{_tail(log)}")
+                    raise RuntimeError(
+                        f"client failed ({res.returncode}):\n{res.stderr[-3000:]}\nserver log:\n{_tail(log)}"
+                    )
                 out = json.loads(res.stdout.strip().splitlines()[-1])
             finally:
                 stopped = _stop(proc) if proc is not None else "not started"
         versions = installed_versions(py)
-        out.update({
-            "loadavg_1m_before": load_before,
-            "mlserver_version": versions.get("mlserver"),
-            "mlserver_lightgbm_version": versions.get("mlserver-lightgbm"),
-            "parallel_workers": parallel_workers,
-            "startup_to_ready_s": round(ready_s, 1),
-            "wall_s": round(time.monotonic() - t_start, 1),
-            "stopped_with": stopped,
-            "env_versions": versions,
-        })
+        out.update(
+            {
+                "loadavg_1m_before": load_before,
+                "mlserver_version": versions.get("mlserver"),
+                "mlserver_lightgbm_version": versions.get("mlserver-lightgbm"),
+                "parallel_workers": parallel_workers,
+                "startup_to_ready_s": round(ready_s, 1),
+                "wall_s": round(time.monotonic() - t_start, 1),
+                "stopped_with": stopped,
+                "env_versions": versions,
+            }
+        )
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 # Runs inside the MLServer venv: numpy, lightgbm and tritonclient are there.
-CLIENT = r'''
+CLIENT = r"""
 import json, sys, time
 import numpy as np
 import lightgbm as lgb
@@ -352,7 +406,7 @@ print(json.dumps({
     "outputs_ok": not problems,
     "problems": problems,
 }))
-'''
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -363,8 +417,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single", type=int, default=2000)
     p.add_argument("--batch-rows", type=int, default=1000)
     p.add_argument("--batches", type=int, default=30)
-    p.add_argument("--workers", action="store_true",
-                   help="also measure MLServer's default worker mode (MLSERVER_PARALLEL_WORKERS=1)")
+    p.add_argument(
+        "--workers",
+        action="store_true",
+        help="also measure MLServer's default worker mode (MLSERVER_PARALLEL_WORKERS=1)",
+    )
     a = p.parse_args(argv)
     kw = dict(single=a.single, batch_rows=a.batch_rows, batches=a.batches, env=a.env)
     results = {"parallel_workers_0": measure(a.model_file, a.features, parallel_workers=0, **kw)}

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -77,6 +77,7 @@ from bench_lib import (  # noqa: E402
     stop,
     stream_config,
 )
+
 from tickserve.ensemble import ensemble_manifest  # noqa: E402
 from tickserve.features import FeatureConfig, StreamingFeatures, batch_features  # noqa: E402
 from tickserve.manifest import ModelManifest  # noqa: E402
@@ -122,12 +123,36 @@ class Counts:
     per_instrument: int = 60
 
 
-FULL = Counts(rounds=5, round_ticks=1_000, warmup=50, pipe1=10_000, pipe100=50_000, pipe1000=100_000,
-              conc_seconds=6.0, conc_cap=20_000, evaluate=1_000_000, feat_stream=20_000, feat_batch=200_000,
-              single=2_000, batch_rows=20_000)
-QUICK = Counts(rounds=2, round_ticks=300, warmup=50, pipe1=1_000, pipe100=5_000, pipe1000=10_000,
-               conc_seconds=1.5, conc_cap=5_000, evaluate=100_000, feat_stream=3_000, feat_batch=50_000,
-               single=500, batch_rows=5_000)
+FULL = Counts(
+    rounds=5,
+    round_ticks=1_000,
+    warmup=50,
+    pipe1=10_000,
+    pipe100=50_000,
+    pipe1000=100_000,
+    conc_seconds=6.0,
+    conc_cap=20_000,
+    evaluate=1_000_000,
+    feat_stream=20_000,
+    feat_batch=200_000,
+    single=2_000,
+    batch_rows=20_000,
+)
+QUICK = Counts(
+    rounds=2,
+    round_ticks=300,
+    warmup=50,
+    pipe1=1_000,
+    pipe100=5_000,
+    pipe1000=10_000,
+    conc_seconds=1.5,
+    conc_cap=5_000,
+    evaluate=100_000,
+    feat_stream=3_000,
+    feat_batch=50_000,
+    single=500,
+    batch_rows=5_000,
+)
 
 ROWS: list[tuple[str, str, str]] = []  # (scenario, figure, ratio)
 TARGETS: list[tuple[str, str, str, str]] = []  # (target, figures, ratio vs limit, MET/MISSED/n/a)
@@ -149,8 +174,14 @@ def target(name: str, figures: str, ratio: float | None, limit: float, at_most: 
     met = ratio <= limit if at_most else ratio >= limit
     margin = (ratio / limit - 1) * 100
     side = "over" if margin > 0 else "under"
-    TARGETS.append((name, figures, f"{ratio:.2f}x (limit {'<=' if at_most else '>='} {limit:g}x: "
-                    f"{abs(margin):.0f}% {side} the limit)", "MET" if met else "MISSED"))
+    TARGETS.append(
+        (
+            name,
+            figures,
+            f"{ratio:.2f}x (limit {'<=' if at_most else '>='} {limit:g}x: {abs(margin):.0f}% {side} the limit)",
+            "MET" if met else "MISSED",
+        )
+    )
 
 
 def pct(a: np.ndarray) -> str:
@@ -162,14 +193,33 @@ def p50(a: np.ndarray) -> float:
 
 
 def serve_cmd(models: Path, port_file: Path) -> list[str]:
-    return [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
-            "--ready-file", str(port_file)]
+    return [
+        sys.executable,
+        "-m",
+        "tickserve.cli",
+        "serve",
+        "--models",
+        str(models),
+        "--port",
+        "0",
+        "--ready-file",
+        str(port_file),
+    ]
 
 
 def server_only_cmd(models: Path, port_file: Path) -> list[str]:
     """The same server, with pandas unimportable (as in a deployment without the dashboard)."""
-    return [sys.executable, str(Path(__file__).with_name("serve_server_only.py")), "serve", "--models", str(models),
-            "--port", "0", "--ready-file", str(port_file)]
+    return [
+        sys.executable,
+        str(Path(__file__).with_name("serve_server_only.py")),
+        "serve",
+        "--models",
+        str(models),
+        "--port",
+        "0",
+        "--ready-file",
+        str(port_file),
+    ]
 
 
 # --- the models ------------------------------------------------------------------------
@@ -184,11 +234,15 @@ def build_models(models: Path) -> None:
         if adapter not in adapters:
             raise RuntimeError(f"adapter {adapter!r} is not installed (run `make install`)")
         t = time.perf_counter()
-        _, manifest = train_model(frame, adapter=adapters[adapter], models_dir=models, name=name, version="1",
-                                  params=dict(params))
+        _, manifest = train_model(
+            frame, adapter=adapters[adapter], models_dir=models, name=name, version="1", params=dict(params)
+        )
         manifests.append(manifest)
-        print(f"  {name:16s} ({adapter}) trained in {time.perf_counter() - t:4.1f} s, "
-              f"{int(manifest.metrics.get('best_iteration', 0))} rounds", flush=True)
+        print(
+            f"  {name:16s} ({adapter}) trained in {time.perf_counter() - t:4.1f} s, "
+            f"{int(manifest.metrics.get('best_iteration', 0))} rounds",
+            flush=True,
+        )
     target_dir = models / ENSEMBLE[1] / "1"
     target_dir.mkdir(parents=True)
     ensemble_manifest(ENSEMBLE[1], "1", [(m, 1.0) for m in manifests]).save(target_dir)
@@ -236,8 +290,8 @@ class AdapterFigures:
 def adapter_alone(label: str, model: LoadedModel, x: np.ndarray, counts: Counts) -> AdapterFigures:
     a = model.adapter
     for i in range(100):  # warm-up (onnxruntime, xgboost's thread pools)
-        a.predict_proba(x[i:i + 1])
-        model.predict(x[i:i + 1])
+        a.predict_proba(x[i : i + 1])
+        model.predict(x[i : i + 1])
     raw, cal = [], []
     for i in range(counts.single):
         row = x[i % len(x)][None, :]
@@ -254,19 +308,28 @@ def adapter_alone(label: str, model: LoadedModel, x: np.ndarray, counts: Counts)
     for _ in range(3):  # the median of three passes: this rate is the reference of two targets
         t = time.perf_counter()
         for i in range(0, len(rows), 1000):
-            a.predict_proba(rows[i:i + 1000])
+            a.predict_proba(rows[i : i + 1000])
         passes.append(len(rows) / (time.perf_counter() - t))
     b1000 = float(np.median(passes))
     t = time.perf_counter()
     a.predict_proba(rows)
     big = len(rows) / (time.perf_counter() - t)
     record(f"7a. {label} adapter alone, single row, predict_proba", pct(raw_us), "raw (reference)")
-    record(f"7b. {label} LoadedModel.predict, single row (+calibration)", pct(cal_us),
-           f"{p50(cal_us) / p50(raw_us):.2f}x raw p50")
-    record(f"7c. {label} adapter alone, batches of 1,000 rows (median of 3 passes)", f"{b1000:9.0f} rows/s",
-           f"{b1000 / (1e6 / p50(raw_us)):.1f}x single-row rate")
-    record(f"7d. {label} adapter alone, one call of {len(rows):,} rows", f"{big:9.0f} rows/s",
-           f"{big / b1000:.2f}x batches of 1,000")
+    record(
+        f"7b. {label} LoadedModel.predict, single row (+calibration)",
+        pct(cal_us),
+        f"{p50(cal_us) / p50(raw_us):.2f}x raw p50",
+    )
+    record(
+        f"7c. {label} adapter alone, batches of 1,000 rows (median of 3 passes)",
+        f"{b1000:9.0f} rows/s",
+        f"{b1000 / (1e6 / p50(raw_us)):.1f}x single-row rate",
+    )
+    record(
+        f"7d. {label} adapter alone, one call of {len(rows):,} rows",
+        f"{big:9.0f} rows/s",
+        f"{big / b1000:.2f}x batches of 1,000",
+    )
     return AdapterFigures(p50(raw_us), float(np.percentile(raw_us, 99)), p50(cal_us), b1000, big)
 
 
@@ -282,13 +345,20 @@ def mlserver_scenario(args: argparse.Namespace, model_file: Path, n_features: in
     import mlserver_bench
 
     try:
-        result = mlserver_bench.measure(model_file, n_features, single=counts.single, batch_rows=1000,
-                                        batches=max(1, counts.batch_rows // 1000) * 10)
+        result = mlserver_bench.measure(
+            model_file,
+            n_features,
+            single=counts.single,
+            batch_rows=1000,
+            batches=max(1, counts.batch_rows // 1000) * 10,
+        )
     except Exception as exc:  # the comparison must not sink the rest of the run
         print(f"8. MLServer: skipped, it failed: {type(exc).__name__}: {exc}", flush=True)
         return None
     if "batch_rows_per_s" in result:
-        record("8b. MLServer 1.7.1 (PARALLEL_WORKERS=0), 1,000-row ModelInfer", f"{result['batch_rows_per_s']:9.0f} rows/s")
+        record(
+            "8b. MLServer 1.7.1 (PARALLEL_WORKERS=0), 1,000-row ModelInfer", f"{result['batch_rows_per_s']:9.0f} rows/s"
+        )
     return result
 
 
@@ -318,16 +388,31 @@ class Figures:
         return self.adapters[LGBM].batch1000
 
 
-def server_scenarios(tmp: Path, models_dir: Path, ticks: list, ev_requests: list[bytes], n_eval: int,
-                     response_bytes: int, counts: Counts, fig: Figures, procs: list) -> None:
+def server_scenarios(
+    tmp: Path,
+    models_dir: Path,
+    ticks: list,
+    ev_requests: list[bytes],
+    n_eval: int,
+    response_bytes: int,
+    counts: Counts,
+    fig: Figures,
+    procs: list,
+) -> None:
     one = signal_requests(ticks[: counts.round_ticks], 1)
     pipe1 = signal_requests(ticks[: counts.pipe1], 1)
-    batched = {100: signal_requests(ticks[: counts.pipe100], 100), 1000: signal_requests(ticks[: counts.pipe1000], 1000)}
+    batched = {
+        100: signal_requests(ticks[: counts.pipe100], 100),
+        1000: signal_requests(ticks[: counts.pipe1000], 1000),
+    }
     columns1000 = column_requests(ticks[: counts.pipe1000], 1000)
     conc = signal_requests(ticks[: counts.conc_cap], 1)
 
-    echo, echo_addr = start([sys.executable, str(HERE / "echo_server.py"), str(tmp / "echo.port"),
-                             str(response_bytes)], tmp / "echo.port", tmp / "echo.log")
+    echo, echo_addr = start(
+        [sys.executable, str(HERE / "echo_server.py"), str(tmp / "echo.port"), str(response_bytes)],
+        tmp / "echo.port",
+        tmp / "echo.log",
+    )
     procs.append(echo)
     serve, serve_addr = start(serve_cmd(models_dir, tmp / "serve.port"), tmp / "serve.port", tmp / "serve.log")
     procs.append(serve)
@@ -338,8 +423,11 @@ def server_scenarios(tmp: Path, models_dir: Path, ticks: list, ev_requests: list
         lgbm_cfg = [stream_config(LGBM)]
 
         # 1 + 2: interleaved rounds (the floor, then each model, each on a fresh stream)
-        print(f"\n-- one stream, one tick at a time: {counts.rounds} rounds x {counts.round_ticks} ticks "
-              f"(first {counts.warmup} of each stream dropped)", flush=True)
+        print(
+            f"\n-- one stream, one tick at a time: {counts.rounds} rounds x {counts.round_ticks} ticks "
+            f"(first {counts.warmup} of each stream dropped)",
+            flush=True,
+        )
         lat: dict[str, list[np.ndarray]] = {k: [] for k in ["floor", *(n for _, n in ALL)]}
         for _ in range(counts.rounds):
             lat["floor"].append(ping_pong(echo_call, one).latencies_us(counts.warmup))
@@ -354,8 +442,11 @@ def server_scenarios(tmp: Path, models_dir: Path, ticks: list, ev_requests: list
             ours = np.concatenate(lat[name])
             fig.ts50[name] = p50(ours)
             bound = fig.floor50 + fig.adapters[name].raw_p50
-            record(f"2. StreamSignals {label} ({name}), 1 tick ping-pong", pct(ours),
-                   f"{fig.ts50[name] / fig.floor50:.2f}x floor p50; {fig.ts50[name] / bound:.2f}x (floor + adapter p50)")
+            record(
+                f"2. StreamSignals {label} ({name}), 1 tick ping-pong",
+                pct(ours),
+                f"{fig.ts50[name] / fig.floor50:.2f}x floor p50; {fig.ts50[name] / bound:.2f}x (floor + adapter p50)",
+            )
 
         # 3: pipelined
         print("\n-- pipelined StreamSignals (signal-lgbm)", flush=True)
@@ -365,19 +456,27 @@ def server_scenarios(tmp: Path, models_dir: Path, ticks: list, ev_requests: list
         secs, resp = pipelined(ts_call, pipe1, lgbm_cfg)
         check_signals(resp, len(pipe1), LGBM)
         tp1 = fig.pipelined[1] = len(pipe1) / secs
-        record("3b. StreamSignals pipelined, 1 tick/message", f"{tp1:9.0f} ticks/s", f"{tp1 / floor_tp:.2f}x floor msg/s")
+        record(
+            "3b. StreamSignals pipelined, 1 tick/message", f"{tp1:9.0f} ticks/s", f"{tp1 / floor_tp:.2f}x floor msg/s"
+        )
         for (per, reqs), letter in zip(batched.items(), "cd"):
             n = {100: counts.pipe100, 1000: counts.pipe1000}[per]
             secs, resp = pipelined(ts_call, reqs, lgbm_cfg)
             check_signals(resp, n, LGBM)
             rate = fig.pipelined[per] = n / secs
-            record(f"3{letter}. StreamSignals pipelined, {per:,} ticks/message", f"{rate:9.0f} ticks/s",
-                   f"{rate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s; {rate / tp1:.1f}x 1 tick/message")
+            record(
+                f"3{letter}. StreamSignals pipelined, {per:,} ticks/message",
+                f"{rate:9.0f} ticks/s",
+                f"{rate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s; {rate / tp1:.1f}x 1 tick/message",
+            )
         secs, resp = pipelined(ts_call, columns1000, lgbm_cfg)
         check_columns(resp, counts.pipe1000, LGBM)
         rate = fig.columns1000 = counts.pipe1000 / secs
-        record("3e. StreamSignals pipelined, 1,000 ticks per TickColumns message", f"{rate:9.0f} ticks/s",
-               f"{rate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s; {rate / fig.pipelined[1000]:.1f}x 3d (TickBatch)")
+        record(
+            "3e. StreamSignals pipelined, 1,000 ticks per TickColumns message",
+            f"{rate:9.0f} ticks/s",
+            f"{rate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s; {rate / fig.pipelined[1000]:.1f}x 3d (TickBatch)",
+        )
 
         # 4: concurrent one-at-a-time streams
         print(f"\n-- concurrent one-tick-at-a-time streams (signal-lgbm), {counts.conc_seconds:g} s each", flush=True)
@@ -385,15 +484,19 @@ def server_scenarios(tmp: Path, models_dir: Path, ticks: list, ev_requests: list
             cpu0, own0, wall0 = cpu_seconds(serve.pid), cpu_seconds(os.getpid()), time.perf_counter()
             c = concurrent_ping_pong(serve_addr, k, conc, lgbm_cfg, counts.conc_seconds)
             wall = time.perf_counter() - wall0
-            busy = (f"server {(cpu_seconds(serve.pid) - cpu0) / wall:.2f} cores, "
-                    f"client {(cpu_seconds(os.getpid()) - own0) / wall:.2f} cores")
+            busy = (
+                f"server {(cpu_seconds(serve.pid) - cpu0) / wall:.2f} cores, "
+                f"client {(cpu_seconds(os.getpid()) - own0) / wall:.2f} cores"
+            )
             for tr in c.traces:
                 check_signals(tr.responses, len(tr.sent), LGBM)
             fig.streams[k] = c.rate
-            record(f"4{letter}. {k} concurrent stream{'s' if k > 1 else ''}, 1 tick ping-pong each",
-                   f"{c.rate:7.0f} ticks/s  p99 {np.percentile(c.latencies_us, 99):6.0f} us",
-                   ("1.00x (reference)" if k == 1 else f"{c.rate / fig.streams[1]:.2f}x 1 stream")
-                   + f" (p50 {p50(c.latencies_us):.0f} us, {c.ticks_in_window} ticks in {c.window_s:.1f} s; {busy})")
+            record(
+                f"4{letter}. {k} concurrent stream{'s' if k > 1 else ''}, 1 tick ping-pong each",
+                f"{c.rate:7.0f} ticks/s  p99 {np.percentile(c.latencies_us, 99):6.0f} us",
+                ("1.00x (reference)" if k == 1 else f"{c.rate / fig.streams[1]:.2f}x 1 stream")
+                + f" (p50 {p50(c.latencies_us):.0f} us, {c.ticks_in_window} ticks in {c.window_s:.1f} s; {busy})",
+            )
 
         # 5: Evaluate
         print(f"\n-- Evaluate over {n_eval:,} ticks (signal-lgbm, TickBatch of 1,000)", flush=True)
@@ -403,9 +506,12 @@ def server_scenarios(tmp: Path, models_dir: Path, ticks: list, ev_requests: list
         if report.WhichOneof("payload") != "report" or report.report.ticks != n_eval:
             raise RuntimeError(f"Evaluate: no report for {n_eval} ticks: {str(report)[:300]}")
         fig.evaluate, fig.n_evaluate = n_eval / secs, n_eval
-        record(f"5. Evaluate, {n_eval:,} ticks in TickBatch of 1,000", f"{fig.evaluate:9.0f} ticks/s",
-               f"{fig.evaluate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s ({secs:.1f} s, accuracy "
-               f"{report.report.accuracy:.3f})")
+        record(
+            f"5. Evaluate, {n_eval:,} ticks in TickBatch of 1,000",
+            f"{fig.evaluate:9.0f} ticks/s",
+            f"{fig.evaluate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s ({secs:.1f} s, accuracy "
+            f"{report.report.accuracy:.3f})",
+        )
         fig.rss_after_1_5 = rss_bytes(serve.pid)
     finally:
         echo_ch.close()
@@ -436,20 +542,32 @@ def memory_scenario(tmp: Path, models_dir: Path, ticks: list, counts: Counts, fi
     )
     for mark, what, command in variants:
         print(f"\n-- memory: tickserve server VmRSS, {what}", flush=True)
-        idle_rss, models_rss, state_rss = _memory_run(tmp / f"mem{len(mark)}", command, models_dir, batches, counts, procs)
+        idle_rss, models_rss, state_rss = _memory_run(
+            tmp / f"mem{len(mark)}", command, models_dir, batches, counts, procs
+        )
         if not mark:
             fig.rss_idle, fig.rss_models, fig.rss_state = idle_rss, models_rss, state_rss
         record(f"9a{mark}. server RSS, idle, no model ({what})", f"{idle_rss / MB:7.1f} MB", "1.00x (reference)")
-        record(f"9b{mark}. server RSS, every default model loaded", f"{models_rss / MB:7.1f} MB",
-               f"{models_rss / idle_rss:.2f}x idle (+{(models_rss - idle_rss) / MB:.1f} MB)")
-        record(f"9c{mark}. server RSS, + one open stream, {counts.instruments:,} instruments x {counts.per_instrument}",
-               f"{state_rss / MB:7.1f} MB", f"{state_rss / models_rss:.2f}x models loaded "
-               f"(+{(state_rss - models_rss) / MB:.1f} MB, signal-ensemble)")
-    record("9d. server RSS after scenarios 1-5 (info)", f"{fig.rss_after_1_5 / MB:7.1f} MB",
-           "the process that served 1-5 (this .venv)")
+        record(
+            f"9b{mark}. server RSS, every default model loaded",
+            f"{models_rss / MB:7.1f} MB",
+            f"{models_rss / idle_rss:.2f}x idle (+{(models_rss - idle_rss) / MB:.1f} MB)",
+        )
+        record(
+            f"9c{mark}. server RSS, + one open stream, {counts.instruments:,} instruments x {counts.per_instrument}",
+            f"{state_rss / MB:7.1f} MB",
+            f"{state_rss / models_rss:.2f}x models loaded (+{(state_rss - models_rss) / MB:.1f} MB, signal-ensemble)",
+        )
+    record(
+        "9d. server RSS after scenarios 1-5 (info)",
+        f"{fig.rss_after_1_5 / MB:7.1f} MB",
+        "the process that served 1-5 (this .venv)",
+    )
 
 
-def _memory_run(tmp: Path, command, models_dir: Path, batches: list, counts: Counts, procs: list) -> tuple[int, int, int]:
+def _memory_run(
+    tmp: Path, command, models_dir: Path, batches: list, counts: Counts, procs: list
+) -> tuple[int, int, int]:
     tmp.mkdir()
     empty = tmp / "empty-models"
     empty.mkdir()
@@ -468,8 +586,12 @@ def _memory_run(tmp: Path, command, models_dir: Path, batches: list, counts: Cou
         full_ch = channel(full_addr)
         held: list[int] = []
         try:
-            resp = hold_open(full_ch.stream_stream(STREAM_SIGNALS), batches, [stream_config(ENSEMBLE[1])],
-                             lambda: held.append(rss_bytes(full.pid)))
+            resp = hold_open(
+                full_ch.stream_stream(STREAM_SIGNALS),
+                batches,
+                [stream_config(ENSEMBLE[1])],
+                lambda: held.append(rss_bytes(full.pid)),
+            )
         finally:
             full_ch.close()
         check_signals(resp, counts.instruments * counts.per_instrument, ENSEMBLE[1])
@@ -485,36 +607,68 @@ def compute_targets(fig: Figures) -> None:
     for label, name in ALL:
         raw = fig.adapters[name].raw_p50
         bound = fig.floor50 + raw
-        target(f"one stream, one tick at a time, {label}: p50 <= 1.3 x (floor p50 + adapter single-row p50)",
-               f"{fig.ts50[name]:.0f} us vs 1.3 x ({fig.floor50:.0f} + {raw:.0f}) = {1.3 * bound:.0f} us",
-               fig.ts50[name] / bound, 1.3, at_most=True)
+        target(
+            f"one stream, one tick at a time, {label}: p50 <= 1.3 x (floor p50 + adapter single-row p50)",
+            f"{fig.ts50[name]:.0f} us vs 1.3 x ({fig.floor50:.0f} + {raw:.0f}) = {1.3 * bound:.0f} us",
+            fig.ts50[name] / bound,
+            1.3,
+            at_most=True,
+        )
     name = "same LightGBM model: tickserve p50 <= 0.4 x MLServer single-row p50"
     if fig.mlserver is None:
         target(name, "MLServer skipped", None, 0.4, at_most=True)
     else:
         ml50 = float(fig.mlserver["single_p50_us"])
-        target(name, f"{fig.ts50[LGBM]:.0f} us vs 0.4 x {ml50:.0f} = {0.4 * ml50:.0f} us", fig.ts50[LGBM] / ml50, 0.4,
-               at_most=True)
+        target(
+            name,
+            f"{fig.ts50[LGBM]:.0f} us vs 0.4 x {ml50:.0f} = {0.4 * ml50:.0f} us",
+            fig.ts50[LGBM] / ml50,
+            0.4,
+            at_most=True,
+        )
     b = fig.lgbm_batch
-    target("1,000 ticks per message: >= 0.8 x lightgbm raw batch rows/s",
-           f"{fig.pipelined[1000]:.0f} vs 0.8 x {b:.0f} = {0.8 * b:.0f} ticks/s", fig.pipelined[1000] / b, 0.8,
-           at_most=False)
-    target("1,000 ticks per TickColumns message: >= 0.8 x lightgbm raw batch rows/s",
-           f"{fig.columns1000:.0f} vs 0.8 x {b:.0f} = {0.8 * b:.0f} ticks/s", fig.columns1000 / b, 0.8,
-           at_most=False)
-    target("Evaluate: >= 0.8 x lightgbm raw batch rows/s",
-           f"{fig.evaluate:.0f} vs 0.8 x {b:.0f} = {0.8 * b:.0f} ticks/s", fig.evaluate / b, 0.8, at_most=False)
-    target("64 concurrent one-at-a-time streams: aggregate >= 3 x single-stream rate",
-           f"{fig.streams[64]:.0f} vs 3 x {fig.streams[1]:.0f} = {3 * fig.streams[1]:.0f} ticks/s",
-           fig.streams[64] / fig.streams[1], 3.0, at_most=False)
-    target("RSS, every default model loaded + 1,000 instruments of state: <= 250 MB (server-only install, 9c)",
-           f"{fig.rss_state / MB:.1f} MB vs 250 MB", fig.rss_state / (250 * MB), 1.0, at_most=True)
+    target(
+        "1,000 ticks per message: >= 0.8 x lightgbm raw batch rows/s",
+        f"{fig.pipelined[1000]:.0f} vs 0.8 x {b:.0f} = {0.8 * b:.0f} ticks/s",
+        fig.pipelined[1000] / b,
+        0.8,
+        at_most=False,
+    )
+    target(
+        "1,000 ticks per TickColumns message: >= 0.8 x lightgbm raw batch rows/s",
+        f"{fig.columns1000:.0f} vs 0.8 x {b:.0f} = {0.8 * b:.0f} ticks/s",
+        fig.columns1000 / b,
+        0.8,
+        at_most=False,
+    )
+    target(
+        "Evaluate: >= 0.8 x lightgbm raw batch rows/s",
+        f"{fig.evaluate:.0f} vs 0.8 x {b:.0f} = {0.8 * b:.0f} ticks/s",
+        fig.evaluate / b,
+        0.8,
+        at_most=False,
+    )
+    target(
+        "64 concurrent one-at-a-time streams: aggregate >= 3 x single-stream rate",
+        f"{fig.streams[64]:.0f} vs 3 x {fig.streams[1]:.0f} = {3 * fig.streams[1]:.0f} ticks/s",
+        fig.streams[64] / fig.streams[1],
+        3.0,
+        at_most=False,
+    )
+    target(
+        "RSS, every default model loaded + 1,000 instruments of state: <= 250 MB (server-only install, 9c)",
+        f"{fig.rss_state / MB:.1f} MB vs 250 MB",
+        fig.rss_state / (250 * MB),
+        1.0,
+        at_most=True,
+    )
     both = 1 / (1 / FEATURE_RATES["batch"] + 1 / b)
     NOTES.append(
         f"For scale: the streaming feature stage alone (6a) runs at {FEATURE_RATES['streaming']:.0f} ticks/s, "
         f"{FEATURE_RATES['streaming'] / b:.2f}x the lightgbm raw batch rate, and the batch feature stage (6b) at "
         f"{FEATURE_RATES['batch'] / b:.2f}x; features then model, each at its in-process batch rate, would give "
-        f"{both:.0f} ticks/s ({both / b:.2f}x) before any gRPC or conversion cost.")
+        f"{both:.0f} ticks/s ({both / b:.2f}x) before any gRPC or conversion cost."
+    )
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -555,7 +709,8 @@ def main() -> int:
                 native = copy.copy(model.adapter)
                 native.compiled = None
                 fig.adapters[LGBM_NATIVE] = adapter_alone(
-                    "lightgbm native", dataclasses.replace(model, adapter=native), x_all[:, model.feature_index], counts)
+                    "lightgbm native", dataclasses.replace(model, adapter=native), x_all[:, model.feature_index], counts
+                )
                 print(f"   ({LGBM} is served by: {model.adapter.predictor})", flush=True)
             fig.adapters[name] = adapter_alone(label, model, x_all[:, model.feature_index], counts)
         del repo, model
@@ -566,13 +721,34 @@ def main() -> int:
         n_eval = len(ev_frame)
         ev_requests = evaluate_requests(ev_frame, 1000)
         del ev_frame
-        print(f"   {len(ev_requests)} messages, {sum(map(len, ev_requests)) / MB:.0f} MB, "
-              f"built in {time.perf_counter() - t:.1f} s", flush=True)
-        sample = pb.StreamSignalsResponse(results=[pb.TickResult(signal=pb.Signal(
-            action=pb.ACTION_BUY, p_buy=0.51234, p_hold=0.1234, p_sell=0.36426, confidence=0.51234,
-            edge_score=0.14808, strength=pb.STRENGTH_WEAK, urgency=pb.URGENCY_PASSIVE, risk=pb.RISK_HIGH,
-            model=LGBM, model_version="1", instrument="SIMA", timestamp_ns=1_704_205_800_123_456_789,
-            sequence=12345, warmed_up=True))])  # a typical answer: the floor's payload size
+        print(
+            f"   {len(ev_requests)} messages, {sum(map(len, ev_requests)) / MB:.0f} MB, "
+            f"built in {time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
+        sample = pb.StreamSignalsResponse(
+            results=[
+                pb.TickResult(
+                    signal=pb.Signal(
+                        action=pb.ACTION_BUY,
+                        p_buy=0.51234,
+                        p_hold=0.1234,
+                        p_sell=0.36426,
+                        confidence=0.51234,
+                        edge_score=0.14808,
+                        strength=pb.STRENGTH_WEAK,
+                        urgency=pb.URGENCY_PASSIVE,
+                        risk=pb.RISK_HIGH,
+                        model=LGBM,
+                        model_version="1",
+                        instrument="SIMA",
+                        timestamp_ns=1_704_205_800_123_456_789,
+                        sequence=12345,
+                        warmed_up=True,
+                    )
+                )
+            ]
+        )  # a typical answer: the floor's payload size
         sizes = (len(signal_requests(ticks[:1], 1)[0]), sample.ByteSize())
         print(f"   message sizes: request {sizes[0]} B, response {sizes[1]} B", flush=True)
 
@@ -589,9 +765,11 @@ def main() -> int:
             record("8. MLServer, same LightGBM model, single row", "skipped: --no-mlserver or not available", "n/a")
         else:
             ml50 = float(fig.mlserver["single_p50_us"])
-            record("8. MLServer, same LightGBM model, single row",
-                   f"p50 {ml50:6.0f} us  p99 {float(fig.mlserver['single_p99_us']):6.0f} us",
-                   f"{ml50 / fig.floor50:.2f}x floor p50; tickserve lightgbm p50 = {fig.ts50[LGBM] / ml50:.2f}x this")
+            record(
+                "8. MLServer, same LightGBM model, single row",
+                f"p50 {ml50:6.0f} us  p99 {float(fig.mlserver['single_p99_us']):6.0f} us",
+                f"{ml50 / fig.floor50:.2f}x floor p50; tickserve lightgbm p50 = {fig.ts50[LGBM] / ml50:.2f}x this",
+            )
 
         # 9
         memory_scenario(tmp, models_dir, ticks, counts, fig, procs)
@@ -634,10 +812,29 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def write_results(path: Path, command: str, counts: Counts, sizes: tuple[int, int], elapsed: float,
-                  load_before: tuple[float, float, float], n_eval: int) -> None:
-    versions = ", ".join(f"{d} {_version(d)}" for d in (
-        "tickserve", "grpcio", "protobuf", "numpy", "lightgbm", "xgboost-cpu", "onnxruntime", "lleaves", "llvmlite"))
+def write_results(
+    path: Path,
+    command: str,
+    counts: Counts,
+    sizes: tuple[int, int],
+    elapsed: float,
+    load_before: tuple[float, float, float],
+    n_eval: int,
+) -> None:
+    versions = ", ".join(
+        f"{d} {_version(d)}"
+        for d in (
+            "tickserve",
+            "grpcio",
+            "protobuf",
+            "numpy",
+            "lightgbm",
+            "xgboost-cpu",
+            "onnxruntime",
+            "lleaves",
+            "llvmlite",
+        )
+    )
     load_after = os.getloadavg()
     order = {s: i for i, s in enumerate(ROWS)}
     rows = sorted(ROWS, key=lambda r: (int("".join(c for c in r[0].split(".")[0] if c.isdigit())), order[r]))
@@ -646,7 +843,7 @@ def write_results(path: Path, command: str, counts: Counts, sizes: tuple[int, in
         "# Benchmark results",
         "",
         f"- command: `{command}` (`make bench` runs it without flags; `--quick` is a smoke run)",
-        f"- when: {datetime.now(timezone.utc).isoformat(timespec='seconds')}, run time {elapsed:.0f} s",
+        f"- when: {datetime.now(UTC).isoformat(timespec='seconds')}, run time {elapsed:.0f} s",
         f"- machine: {_cpu()}, {os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), "
         f"{mem_gib:.1f} GiB, {platform.platform()}, Python {platform.python_version()}",
         f"- load average (1/5/15 min): {' '.join(f'{v:.2f}' for v in load_before)} before, "
@@ -684,7 +881,8 @@ def write_results(path: Path, command: str, counts: Counts, sizes: tuple[int, in
         "- Adapters (7) and the feature stage (6) run in the benchmark process on rows of the same simulated "
         "ticks; `predict_proba` is the adapter's raw call, `LoadedModel.predict` adds the calibration. "
         "signal-lgbm is compiled as `tickserve compile` does it (lleaves, full level; "
-        + ("; ".join(COMPILE_NOTE) or "not compiled") + ") and served that way, bit-exact with LightGBM; "
+        + ("; ".join(COMPILE_NOTE) or "not compiled")
+        + ") and served that way, bit-exact with LightGBM; "
         "`lightgbm native` is the same model with the compiled artifact set aside, for comparison. The "
         "targets use the adapter as served.",
         "- Memory (9): measured twice: 9a-9c as a server-only install runs (`benchmarks/serve_server_only.py` makes "

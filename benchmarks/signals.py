@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +57,10 @@ def readme_tick_size(directory: Path) -> float | None:
 
 
 def import_dir(directory: Path, out: Path, max_ticks: int):
+    from tickserve.demo import find_file
     from tickserve.features import ALWAYS_OPEN
     from tickserve.importer import ImportSettings, column_names, run_import
     from tickserve.ticks import read_parquet
-
-    from tickserve.demo import find_file
 
     book = find_file(directory, "book")
     if book is None:
@@ -90,15 +89,28 @@ def score(directory: Path, models: Path, max_ticks: int, params: dict) -> Result
     adapter = load_plugins().adapters["lightgbm"]
     config = FeatureConfig(default_tick_size=tick_size, tick_sizes=((directory.name, tick_size),), calendar=ALWAYS_OPEN)
     started = time.perf_counter()
-    path, manifest = train_model(frame, adapter=adapter, models_dir=models, name=_model_name(directory.name),
-                                 feature_config=config, params=params)
+    path, manifest = train_model(
+        frame,
+        adapter=adapter,
+        models_dir=models,
+        name=_model_name(directory.name),
+        feature_config=config,
+        params=params,
+    )
     elapsed = time.perf_counter() - started
     model = adapter.load(path, ModelManifest.load(path))
     importance = sorted(model.feature_importance().items(), key=lambda kv: -kv[1])
     total = sum(v for _, v in importance) or 1.0
-    return Result(directory.name, len(frame), (int(frame.timestamp_ns[-1]) - int(frame.timestamp_ns[0])) / 1e9,
-                  tick_size, source, TrainingReport.from_dict(manifest.training),
-                  [(k, v / total) for k, v in importance[:10]], elapsed)
+    return Result(
+        directory.name,
+        len(frame),
+        (int(frame.timestamp_ns[-1]) - int(frame.timestamp_ns[0])) / 1e9,
+        tick_size,
+        source,
+        TrainingReport.from_dict(manifest.training),
+        [(k, v / total) for k, v in importance[:10]],
+        elapsed,
+    )
 
 
 def _model_name(name: str) -> str:
@@ -126,14 +138,17 @@ def fold_rows(r: Result) -> list[str]:
             f"{st['hit_rate']:.2f} / {st['win_rate']:.2f} | {st['total_pnl_ticks']:+.1f} | {st['total_pnl_bps']:+.2f} | "
             f"{st['mean_pnl_bps']:+.3f} | "
             f"{rules['all']['trades']} / {rules['all']['total_pnl_bps']:+.2f} | "
-            f"{rules['last_move']['total_pnl_bps']:+.2f} | {rules['imbalance']['total_pnl_bps']:+.2f} |")
+            f"{rules['last_move']['total_pnl_bps']:+.2f} | {rules['imbalance']['total_pnl_bps']:+.2f} |"
+        )
     return rows
 
 
 def targets(results: list[Result]) -> list[str]:
-    lines = ["| instrument | above the best baseline in every fold | mean margin | margin >= +0.05 | "
-             "STRONG P&L >= 0 (every fold, summed) | STRONG P&L > 0 and hit rate > 55% (summed) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| instrument | above the best baseline in every fold | mean margin | margin >= +0.05 | "
+        "STRONG P&L >= 0 (every fold, summed) | STRONG P&L > 0 and hit rate > 55% (summed) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     every = half_margin = nonneg = good = 0
     for r in results:
         folds = [f.test for f in r.report.folds]
@@ -150,14 +165,19 @@ def targets(results: list[Result]) -> list[str]:
         half_margin += mean >= 0.05
         nonneg += pnl_ok
         good += profitable
-        lines.append(f"| {r.name} | {'yes' if all_above else 'NO'} ({', '.join(f'{m:+.3f}' for m in margins)}) | "
-                     f"{mean:+.3f} | {'yes' if mean >= 0.05 else 'no'} | {'yes' if pnl_ok else 'NO'} "
-                     f"({pnl:+.1f} ticks, {trades} trades) | {'yes' if profitable else 'no'} (hit rate "
-                     f"{hit_rate:.2f}) |")
+        lines.append(
+            f"| {r.name} | {'yes' if all_above else 'NO'} ({', '.join(f'{m:+.3f}' for m in margins)}) | "
+            f"{mean:+.3f} | {'yes' if mean >= 0.05 else 'no'} | {'yes' if pnl_ok else 'NO'} "
+            f"({pnl:+.1f} ticks, {trades} trades) | {'yes' if profitable else 'no'} (hit rate "
+            f"{hit_rate:.2f}) |"
+        )
     n = len(results)
-    lines += ["", f"Every fold above the best baseline: {every} of {n} instruments (target: all). Mean margin >= +0.05: "
-              f"{half_margin} of {n} (target: at least half). STRONG P&L >= 0 in every fold: {nonneg} of {n} "
-              f"(target: all). STRONG P&L > 0 with hit rate > 55%: {good} of {n} (target: at least half)."]
+    lines += [
+        "",
+        f"Every fold above the best baseline: {every} of {n} instruments (target: all). Mean margin >= +0.05: "
+        f"{half_margin} of {n} (target: at least half). STRONG P&L >= 0 in every fold: {nonneg} of {n} "
+        f"(target: all). STRONG P&L > 0 with hit rate > 55%: {good} of {n} (target: at least half).",
+    ]
     return lines
 
 
@@ -169,7 +189,7 @@ def write_report(results: list[Result], skipped: list[str], out: Path, command: 
     lines = [
         "# Signal scoreboard",
         "",
-        f"`{command}` ({datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, {elapsed:.0f} s; "
+        f"`{command}` ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {elapsed:.0f} s; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, tickserve "
         f"{tickserve.__version__}, LightGBM {lightgbm.__version__}, numpy {np.__version__}). Written by "
         "`benchmarks/signals.py`; what each figure means: docs/trading-metrics.md.",
@@ -202,12 +222,17 @@ def write_report(results: list[Result], skipped: list[str], out: Path, command: 
     lines += ["", "## Per instrument", ""]
     for r in results:
         rep = r.report
-        lines += [f"### {r.name}", "",
-                  f"{r.ticks} ticks over {r.seconds:.0f} s; tick size {r.tick_size:g} ({r.tick_size_from}); "
-                  f"training took {r.train_seconds:.0f} s.", "",
-                  f"- labels: {rep.label}", *[f"- {n}" for n in rep.sentences()],
-                  "- top ten features (share of total gain): "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in r.top_features), ""]
+        lines += [
+            f"### {r.name}",
+            "",
+            f"{r.ticks} ticks over {r.seconds:.0f} s; tick size {r.tick_size:g} ({r.tick_size_from}); "
+            f"training took {r.train_seconds:.0f} s.",
+            "",
+            f"- labels: {rep.label}",
+            *[f"- {n}" for n in rep.sentences()],
+            "- top ten features (share of total gain): " + ", ".join(f"{k} {v:.3f}" for k, v in r.top_features),
+            "",
+        ]
     if skipped:
         lines += ["## Skipped", ""] + [f"- {s}" for s in skipped] + [""]
     text = "\n".join(lines) + "\n"
@@ -217,12 +242,19 @@ def write_report(results: list[Result], skipped: list[str], out: Path, command: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"one directory per instrument (default {DEFAULT_DATA})")
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help=f"one directory per instrument (default {DEFAULT_DATA})"
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "SIGNALS.md")
     p.add_argument("--max-ticks", type=int, default=0, help="use only the first N ticks of each instrument (0: all)")
     p.add_argument("--only", action="append", default=[], help="only this instrument directory (repeatable)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="LightGBM parameter override (JSON values), as `tickserve train --param`")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="LightGBM parameter override (JSON values), as `tickserve train --param`",
+    )
     args = p.parse_args(argv)
     import json
 

@@ -48,8 +48,14 @@ HORIZON, THRESHOLD, WINDOWS, FOLDS = 20, 1.0, (5, 10, 20, 50), 3
 TICK_SIZES = {spec.name: spec.tick_size for spec in DEFAULT_INSTRUMENTS}
 
 
-def old_simulate(n_ticks: int, *, seed: int = 0, instruments=DEFAULT_INSTRUMENTS, start_ns: int = DEFAULT_START_NS,
-                 mean_interval_ms: float = 250.0) -> TickFrame:
+def old_simulate(
+    n_ticks: int,
+    *,
+    seed: int = 0,
+    instruments=DEFAULT_INSTRUMENTS,
+    start_ns: int = DEFAULT_START_NS,
+    mean_interval_ms: float = 250.0,
+) -> TickFrame:
     """`tickserve.simulate.simulate` as of a321614: an AR(1) pressure tilts level-1..3 sizes directly."""
     rng = np.random.default_rng(seed)
     per = [n_ticks // len(instruments) + (1 if i < n_ticks % len(instruments) else 0) for i in range(len(instruments))]
@@ -128,8 +134,12 @@ def features_and_labels(frame: TickFrame, tick_sizes: dict[str, float] = TICK_SI
         snap[rows, MAX_LEVELS:] = (cb - ca) / (cb + ca)
         b, a, qb1, qa1 = frame.bid_price[rows, 0], frame.ask_price[rows, 0], qb[:, 0], qa[:, 0]
         e = np.zeros(len(rows))
-        e[1:] = ((b[1:] >= b[:-1]) * qb1[1:] - (b[1:] <= b[:-1]) * qb1[:-1]
-                 - (a[1:] <= a[:-1]) * qa1[1:] + (a[1:] >= a[:-1]) * qa1[:-1])
+        e[1:] = (
+            (b[1:] >= b[:-1]) * qb1[1:]
+            - (b[1:] <= b[:-1]) * qb1[:-1]
+            - (a[1:] <= a[:-1]) * qa1[1:]
+            + (a[1:] >= a[:-1]) * qa1[:-1]
+        )
         depth = (qb1 + qa1) / 2
         traded = frame.last_size[rows] > 0
         signed = frame.aggressor[rows] * frame.last_size[rows]
@@ -165,8 +175,9 @@ def evaluate(frame: TickFrame, tick_sizes: dict[str, float] = TICK_SIZES) -> tup
         test = start + np.flatnonzero(y[start:end] >= 0)
         scores = {}
         for key, x in sets.items():
-            model = lightgbm.LGBMClassifier(n_estimators=200, num_leaves=31, min_child_samples=200, learning_rate=0.05,
-                                            verbose=-1, n_jobs=1)
+            model = lightgbm.LGBMClassifier(
+                n_estimators=200, num_leaves=31, min_child_samples=200, learning_rate=0.05, verbose=-1, n_jobs=1
+            )
             model.fit(x[train], y[train])
             scores[key] = f1_score(y[test], model.predict(x[test]), average="macro", labels=[0, 1, 2])
         results.append(scores)
@@ -188,8 +199,10 @@ def main() -> int:
         frame = read_parquet(args.data_file)
         sizes = {name: spec["tick_size"] for name, spec in read_metadata(args.data_file)["instruments"].items()}
         results, shares = evaluate(frame, sizes)
-        print(f"{args.data_file}: {len(frame):,} ticks; label: mid move over the next {HORIZON} ticks, "
-              f"threshold {THRESHOLD:g} tick; macro-F1 per walk-forward fold\n")
+        print(
+            f"{args.data_file}: {len(frame):,} ticks; label: mid move over the next {HORIZON} ticks, "
+            f"threshold {THRESHOLD:g} tick; macro-F1 per walk-forward fold\n"
+        )
         _table([(args.data_file, results)])
         print("\nlabel shares SELL/HOLD/BUY " + "/".join(f"{v:.1%}" for v in shares))
         return 0
@@ -198,8 +211,10 @@ def main() -> int:
     assert check.fingerprint() == OLD_FINGERPRINT, "old_simulate is no longer the simulator of a321614"
     runs = [("old (a321614)", old_simulate), ("new", simulate)]
     runs = runs[:1] if args.old_only else runs[1:] if args.new_only else runs
-    print(f"{args.ticks:,} ticks, seed {args.seed}; label: mid move over the next {HORIZON} ticks, "
-          f"threshold {THRESHOLD:g} tick; macro-F1 per walk-forward fold\n")
+    print(
+        f"{args.ticks:,} ticks, seed {args.seed}; label: mid move over the next {HORIZON} ticks, "
+        f"threshold {THRESHOLD:g} tick; macro-F1 per walk-forward fold\n"
+    )
     rows, notes = [], []
     for label, simulator in runs:
         started = time.perf_counter()
@@ -207,21 +222,26 @@ def main() -> int:
         seconds = time.perf_counter() - started
         results, shares = evaluate(frame)
         rows.append((label, results))
-        notes.append(f"{label}: generated in {seconds:.2f} s; label shares SELL/HOLD/BUY "
-                     + "/".join(f"{v:.1%}" for v in shares))
+        notes.append(
+            f"{label}: generated in {seconds:.2f} s; label shares SELL/HOLD/BUY " + "/".join(f"{v:.1%}" for v in shares)
+        )
     _table(rows)
     print("\n" + "\n".join(notes))
     return 0
 
 
 def _table(rows: list[tuple[str, list[dict[str, float]]]]) -> None:
-    print("| data | fold | (a) L1 imbalance | (b) L1-10 snapshot | (c) (b) + order flow | (c) - (b) | (b) - (a) "
-          "| (m) (b) + mid moves |")
+    print(
+        "| data | fold | (a) L1 imbalance | (b) L1-10 snapshot | (c) (b) + order flow | (c) - (b) | (b) - (a) "
+        "| (m) (b) + mid moves |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, results in rows:
         for k, s in enumerate(results, 1):
-            print(f"| {label} | {k} | {s['a']:.3f} | {s['b']:.3f} | {s['c']:.3f} | {s['c'] - s['b']:+.3f} | "
-                  f"{s['b'] - s['a']:+.3f} | {s['m']:.3f} |")
+            print(
+                f"| {label} | {k} | {s['a']:.3f} | {s['b']:.3f} | {s['c']:.3f} | {s['c'] - s['b']:+.3f} | "
+                f"{s['b'] - s['a']:+.3f} | {s['m']:.3f} |"
+            )
 
 
 if __name__ == "__main__":

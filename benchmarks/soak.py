@@ -45,11 +45,12 @@ import tempfile
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import numpy as np
+
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
@@ -70,8 +71,21 @@ class ServerProcess:
         ready = workdir / "soak-port"
         ready.unlink(missing_ok=True)
         self.log = workdir / "soak-server.log"
-        self.command = [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
-                        "--ready-file", str(ready), "--grace", str(grace), *extra]
+        self.command = [
+            sys.executable,
+            "-m",
+            "tickserve.cli",
+            "serve",
+            "--models",
+            str(models),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--grace",
+            str(grace),
+            *extra,
+        ]
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
@@ -159,9 +173,15 @@ class SoakResult:
     @property
     def ok(self) -> bool:
         return (
-            self.lost == 0 and self.duplicated == 0 and self.never_sent == 0 and self.unexpected == 0
-            and self.tick_errors == 0 and self.unanswered_at_clean_end == 0 and self.warmup_mismatches == 0
-            and not self.failures and self.answered == self.config.ticks
+            self.lost == 0
+            and self.duplicated == 0
+            and self.never_sent == 0
+            and self.unexpected == 0
+            and self.tick_errors == 0
+            and self.unanswered_at_clean_end == 0
+            and self.warmup_mismatches == 0
+            and not self.failures
+            and self.answered == self.config.ticks
         )
 
     def rows(self) -> list[tuple[str, str]]:
@@ -179,20 +199,30 @@ class SoakResult:
             ("unanswered at a clean stream end", f"{self.unanswered_at_clean_end:,}"),
             ("streams opened (first + resumed)", f"{self.connections:,}"),
             ("client disconnects", ", ".join(f"{k} {v:,}" for k, v in sorted(self.disconnects.items())) or "0"),
-            ("streams ended by the server with an error", ", ".join(f"{k} {v}" for k, v in self.failures.items()) or "0"),
+            (
+                "streams ended by the server with an error",
+                ", ".join(f"{k} {v}" for k, v in self.failures.items()) or "0",
+            ),
             ("cold answers (warmed_up false)", f"{self.cold_answers:,} (warm-up mismatches: {self.warmup_mismatches})"),
             ("elapsed", f"{self.elapsed_s:.1f} s ({self.transmissions / max(self.elapsed_s, 1e-9):,.0f} ticks/s)"),
         ]
         if self.memory:
             b, a = self.memory.get("before", {}), self.memory.get("after", {})
-            rows.append(("server RSS before / after", f"{b.get('VmRSS', 0) / 1024:.1f} MiB / {a.get('VmRSS', 0) / 1024:.1f} MiB "
-                         f"({(a.get('VmRSS', 0) - b.get('VmRSS', 0)) / 1024:+.1f} MiB)"))
+            rows.append(
+                (
+                    "server RSS before / after",
+                    f"{b.get('VmRSS', 0) / 1024:.1f} MiB / {a.get('VmRSS', 0) / 1024:.1f} MiB "
+                    f"({(a.get('VmRSS', 0) - b.get('VmRSS', 0)) / 1024:+.1f} MiB)",
+                )
+            )
             rows.append(("server peak RSS (VmHWM)", f"{a.get('VmHWM', 0) / 1024:.1f} MiB"))
         return rows
 
     def table(self) -> str:
         width = max(len(k) for k, _ in self.rows())
-        return "\n".join(f"| {k:<{width}} | {v} |" for k, v in [("figure", "value"), ("-" * width, "---"), *self.rows()])
+        return "\n".join(
+            f"| {k:<{width}} | {v} |" for k, v in [("figure", "value"), ("-" * width, "---"), *self.rows()]
+        )
 
 
 class _StreamState:
@@ -284,8 +314,9 @@ async def _connection(stub, st: _StreamState, cfg: SoakConfig, rng: np.random.Ge
         return False
 
 
-def _account(st: _StreamState, response: pb.StreamSignalsResponse, first: int, size: int, counts: Counter,
-             res: SoakResult) -> None:
+def _account(
+    st: _StreamState, response: pb.StreamSignalsResponse, first: int, size: int, counts: Counter, res: SoakResult
+) -> None:
     results = response.results
     if len(results) != size:
         res.unexpected += abs(len(results) - size)
@@ -319,8 +350,9 @@ async def _stream(stub, st: _StreamState, cfg: SoakConfig, rng: np.random.Genera
         else:
             st.failures_in_a_row += 1
             if st.failures_in_a_row >= cfg.max_failures:
-                raise RuntimeError(f"stream {st.k}: {cfg.max_failures} connections in a row made no progress "
-                                   f"({dict(res.failures)})")
+                raise RuntimeError(
+                    f"stream {st.k}: {cfg.max_failures} connections in a row made no progress ({dict(res.failures)})"
+                )
             await asyncio.sleep(0.05 * st.failures_in_a_row)
 
 
@@ -339,7 +371,10 @@ async def run_soak(address: str, cfg: SoakConfig, server: ServerProcess | None =
     states = [_StreamState(k, per[k], bases[k % len(bases)]) for k in range(cfg.streams)]
     rng = np.random.default_rng(cfg.seed)
     rngs = [np.random.default_rng(s) for s in rng.integers(0, 2**63, size=cfg.streams)]
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
     if server is not None:
         res.memory["before"] = server.memory_kib()
     started = time.monotonic()
@@ -381,7 +416,7 @@ def _record(path: Path, command: str, result: SoakResult, exit_code: int, server
     cpus = os.cpu_count()
     lines = [
         "",
-        f"## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {result.config.ticks:,} ticks, "
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {result.config.ticks:,} ticks, "
         f"{result.config.streams} streams, model {result.config.model}",
         "",
         "```sh",
@@ -417,19 +452,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-record", action="store_true")
     args = p.parse_args(argv)
     if not _has_models(args.models):
-        print(f"soak: no model repository at {args.models}: run `make models` first (it trains signal-lgbm, "
-              f"signal-xgb, signal-onnx and signal-ensemble into models/), or pass --models DIR", file=sys.stderr)
+        print(
+            f"soak: no model repository at {args.models}: run `make models` first (it trains signal-lgbm, "
+            f"signal-xgb, signal-onnx and signal-ensemble into models/), or pass --models DIR",
+            file=sys.stderr,
+        )
         return 2
     if not (1 <= args.min_batch <= args.max_batch) or args.ticks < args.streams or args.streams < 1:
         p.error("need 1 <= --min-batch <= --max-batch and --ticks >= --streams >= 1")
-    cfg = SoakConfig(ticks=args.ticks, streams=args.streams, model=args.model, min_batch=args.min_batch,
-                     max_batch=args.max_batch, window=args.window, disconnect_rate=args.disconnect_rate, seed=args.seed)
-    python = os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(Path.cwd())) else sys.executable
+    cfg = SoakConfig(
+        ticks=args.ticks,
+        streams=args.streams,
+        model=args.model,
+        min_batch=args.min_batch,
+        max_batch=args.max_batch,
+        window=args.window,
+        disconnect_rate=args.disconnect_rate,
+        seed=args.seed,
+    )
+    python = (
+        os.path.relpath(sys.executable, Path.cwd()) if sys.executable.startswith(str(Path.cwd())) else sys.executable
+    )
     command = shlex.join([python, *sys.argv]) if argv is None else shlex.join([python, "benchmarks/soak.py", *argv])
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         with ServerProcess(args.models, Path(tmp)) as server:
-            print(f"soak: server pid {server.pid} on {server.address}; {cfg.ticks:,} ticks over {cfg.streams} streams",
-                  flush=True)
+            print(
+                f"soak: server pid {server.pid} on {server.address}; {cfg.ticks:,} ticks over {cfg.streams} streams",
+                flush=True,
+            )
             result = asyncio.run(run_soak(server.address, cfg, server))
             exit_code = server.stop()
         if exit_code != 0:

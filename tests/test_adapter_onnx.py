@@ -21,10 +21,10 @@ from tickserve.simulate import simulate
 from tickserve.training import train_model
 from tickserve_client import TickserveClient
 
+from .conftest import _LoopThread
+
 onnxruntime = pytest.importorskip("onnxruntime")
 from tickserve_onnx import OnnxAdapter  # noqa: E402  (after the skip: the plugin needs onnxruntime)
-
-from .conftest import _LoopThread
 
 FAST_PARAMS = {"num_boost_round": 40, "early_stopping_rounds": 10}
 TRAIN_SEED, HELD_OUT_SEED = 21, 31
@@ -289,7 +289,12 @@ def test_options_name_the_output_when_the_graph_has_two_candidates(tmp_path):
     [
         ({}, {}, HAND_FEATURES + ["return_10"], r"input 'x' takes 4 features, the manifest lists 5"),
         ({"n_out": 2}, {}, HAND_FEATURES, r"need exactly one float tensor of shape \[n, 3\]"),
-        ({"n_out": 2}, {"probabilities": "probs"}, HAND_FEATURES, r"output 'probs' has shape \[None, 2\]; need \[n, 3\]"),
+        (
+            {"n_out": 2},
+            {"probabilities": "probs"},
+            HAND_FEATURES,
+            r"output 'probs' has shape \[None, 2\]; need \[n, 3\]",
+        ),
         ({"softmax": False}, {"probabilities": "logits"}, HAND_FEATURES, r"output 'logits' is not probabilities"),
         ({}, {"input": "features"}, HAND_FEATURES, r"the graph has no input 'features'"),
         ({}, {"class_order": [0, 0, 1]}, HAND_FEATURES, r"class_order"),

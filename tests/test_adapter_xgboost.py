@@ -78,7 +78,10 @@ def test_training_writes_a_native_booster_and_a_manifest(trained):
     assert (manifest.adapter, manifest.model_file) == ("xgboost", "model.ubj")
     params = manifest.parameters
     assert params["objective"] == "multi:softprob" and params["eta"] == 0.1  # user params override the seed's
-    assert json.loads(XGBoostAdapter.load(path, manifest).booster.save_config())["learner"]["generic_param"]["nthread"] == "0"
+    assert (
+        json.loads(XGBoostAdapter.load(path, manifest).booster.save_config())["learner"]["generic_param"]["nthread"]
+        == "0"
+    )
     assert (params["num_boost_round"], params["early_stopping_rounds"]) == (30, 10)
     best = manifest.metrics["best_iteration"]
     assert 1 <= best <= 30

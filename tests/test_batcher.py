@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from tickserve_client import TickserveClient
 
 from tickserve.features import batch_features
 from tickserve.repository import ModelRepository
@@ -17,6 +16,7 @@ from tickserve.serving.batcher import MicroBatcher
 from tickserve.serving.converters import frame_to_protos
 from tickserve.serving.servicer import ServerLimits
 from tickserve.simulate import simulate
+from tickserve_client import TickserveClient
 
 from .conftest import MODEL, _LoopThread
 
@@ -123,7 +123,9 @@ def test_every_caller_fails_when_the_adapter_always_fails():
         batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
         a, b = batcher.stream_opened(model), batcher.stream_opened(model)
         return await asyncio.gather(
-            batcher.predict(model, np.ones((1, 2)), a), batcher.predict(model, np.ones((1, 2)), b), return_exceptions=True
+            batcher.predict(model, np.ones((1, 2)), a),
+            batcher.predict(model, np.ones((1, 2)), b),
+            return_exceptions=True,
         )
 
     results = run(scenario())

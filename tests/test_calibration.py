@@ -47,7 +47,9 @@ def test_temperature_never_changes_the_predicted_class_and_keeps_sums():
 def test_brier_and_ece_by_hand():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.25, 0.5, 0.25]])
     y = np.array([0, 1, 1])
-    assert brier_score(probs, y) == pytest.approx(((0.09 + 0.04 + 0.01) + (0.01 + 0.49 + 0.36) + (0.0625 + 0.25 + 0.0625)) / 3)
+    assert brier_score(probs, y) == pytest.approx(
+        ((0.09 + 0.04 + 0.01) + (0.01 + 0.49 + 0.36) + (0.0625 + 0.25 + 0.0625)) / 3
+    )
     # bins: 0.7 -> bin 7 correct; 0.6 -> bin 6 wrong; 0.5 -> bin 5 correct
     assert expected_calibration_error(probs, y) == pytest.approx((abs(1 - 0.7) + abs(0 - 0.6) + abs(1 - 0.5)) / 3)
 

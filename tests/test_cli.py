@@ -25,8 +25,18 @@ def served(model_repo, tmp_path):
     """`tickserve serve --port 0` in its own process; yields (process, address)."""
     ready = tmp_path / "port"
     proc = subprocess.Popen(
-        [*TICKSERVE, "serve", "--models", str(model_repo), "--port", "0", "--ready-file", str(ready),
-         "--default-model", MODEL],
+        [
+            *TICKSERVE,
+            "serve",
+            "--models",
+            str(model_repo),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--default-model",
+            MODEL,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -79,8 +89,7 @@ def test_unknown_model_on_the_command_line_is_a_clear_error(served):
 
 
 def test_train_writes_a_json_manifest_and_no_pickle(tmp_path):
-    result = run("train", "--models", str(tmp_path), "--name", "m", "--samples", "6000",
-                 "--param", "num_boost_round=5")
+    result = run("train", "--models", str(tmp_path), "--name", "m", "--samples", "6000", "--param", "num_boost_round=5")
     assert result.returncode == 0, result.stderr
     version_dir = tmp_path / "m" / "1"
     names = sorted(p.name for p in version_dir.iterdir())
@@ -99,8 +108,12 @@ def test_train_writes_a_json_manifest_and_no_pickle(tmp_path):
     assert "walk-forward, 3 folds" in result.stdout and "mean macro-F1 margin" in result.stdout
     assert "horizon" in manifest["training"]["label_rule"] and "calibration:" in result.stdout
     # a second run gets the next version
-    assert run("train", "--models", str(tmp_path), "--name", "m", "--samples", "6000",
-               "--param", "num_boost_round=5").returncode == 0
+    assert (
+        run(
+            "train", "--models", str(tmp_path), "--name", "m", "--samples", "6000", "--param", "num_boost_round=5"
+        ).returncode
+        == 0
+    )
     assert (tmp_path / "m" / "2" / "manifest.json").exists()
 
 
@@ -134,8 +147,9 @@ def test_broken_plugins_are_reported_by_name_and_skipped(tmp_path):
     assert "failed" in rows["broken_import"] and "missing native library" in rows["broken_import"]
     assert "failed" in rows["bad_hook"] and "not ModelAdapter subclasses" in rows["bad_hook"]
     assert "loaded" in rows["lightgbm"]
-    denied = subprocess.run([*TICKSERVE, "plugins", "--deny-plugin", "broken_import"], capture_output=True,
-                            text=True, env=env, timeout=60)
+    denied = subprocess.run(
+        [*TICKSERVE, "plugins", "--deny-plugin", "broken_import"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert "disabled" in next(ln for ln in denied.stdout.splitlines() if ln.startswith("broken_import"))
 
 
@@ -159,6 +173,8 @@ def test_client_install_needs_no_model_library(tmp_path):
 
 
 def test_no_bare_server_or_plugins_module_is_installed(tmp_path):
-    code = "import importlib.util as u; print([n for n in ('server', 'plugins', 'clients', 'protos') if u.find_spec(n)])"
+    code = (
+        "import importlib.util as u; print([n for n in ('server', 'plugins', 'clients', 'protos') if u.find_spec(n)])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

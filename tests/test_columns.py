@@ -14,8 +14,6 @@ import math
 import grpc
 import numpy as np
 import pytest
-from tickserve_client import columns_from_ticks, columns_message, frame_columns
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.columnar import process_columns
 from tickserve.engine import Scored, SessionLimits, SignalSession
@@ -24,6 +22,8 @@ from tickserve.serving import converters
 from tickserve.serving.converters import frame_to_protos
 from tickserve.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many
 from tickserve.simulate import simulate
+from tickserve_client import columns_from_ticks, columns_message, frame_columns
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL
 
@@ -45,6 +45,7 @@ def _bad_ticks(ticks: list[pb.Tick]) -> list[pb.Tick]:
     def level(side, k, value):
         def edit(t):
             getattr(t, side)[k] = value
+
         return edit
 
     def shallow(t):  # 3 bid levels and 1 ask level: valid
@@ -95,7 +96,7 @@ def _bad_ticks(ticks: list[pb.Tick]) -> list[pb.Tick]:
         side_without_trade,
         flip_side,
     ]
-    for n, edit in enumerate(edits * 3):
+    for edit in edits * 3:
         i = int(rng.integers(60, len(ticks) - 1))
         out.insert(out.index(ticks[i]) + 1, variant(i, edit))
     del out[300:305]  # a sequence gap
@@ -119,8 +120,19 @@ def _assert_same(results: list[pb.TickResult], answers: list[pb.SignalColumns], 
     errors = 0
     for cols in answers:
         n = len(cols.code)
-        for field in ("p_sell", "p_hold", "p_buy", "confidence", "edge_score", "action", "strength", "urgency",
-                      "risk", "warmed_up", "sequence_gap"):  # fmt: skip
+        for field in (
+            "p_sell",
+            "p_hold",
+            "p_buy",
+            "confidence",
+            "edge_score",
+            "action",
+            "strength",
+            "urgency",
+            "risk",
+            "warmed_up",
+            "sequence_gap",
+        ):
             assert len(getattr(cols, field)) == n, field
         err = dict(zip(cols.error_index, cols.errors))
         width = len(cols.features) // n if features else 0
@@ -138,7 +150,11 @@ def _assert_same(results: list[pb.TickResult], answers: list[pb.SignalColumns], 
             for field in ("p_sell", "p_hold", "p_buy", "confidence", "edge_score"):
                 assert getattr(cols, field)[j] == getattr(s, field), (i + j, field)  # bit for bit
             assert (cols.action[j], cols.strength[j], cols.urgency[j], cols.risk[j]) == (
-                s.action, s.strength, s.urgency, s.risk)
+                s.action,
+                s.strength,
+                s.urgency,
+                s.risk,
+            )
             assert cols.warmed_up[j] == s.warmed_up
             assert cols.sequence_gap[j] == s.sequence_gap
             if features:
@@ -289,21 +305,48 @@ def test_decide_many_equals_decide_on_random_rows_ties_and_thresholds():
     for edge in (rules.strong_edge, rules.medium_edge, rules.low_risk_edge, rules.medium_risk_edge):
         for conf in (rules.low_risk_confidence, rules.medium_risk_confidence, 0.5):
             rows.append(np.array([[conf - edge, 1 - 2 * conf + edge, conf], [conf, 1 - 2 * conf + edge, conf - edge]]))
-    rows.append(np.array([[1 / 3, 1 / 3, 1 / 3], [0.4, 0.4, 0.2], [0.2, 0.4, 0.4], [0.4, 0.2, 0.4], [0.5, 0.0, 0.5],
-                          [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.3, 0.3, 0.4]]))  # fmt: skip
+    rows.append(
+        np.array(
+            [
+                [1 / 3, 1 / 3, 1 / 3],
+                [0.4, 0.4, 0.2],
+                [0.2, 0.4, 0.4],
+                [0.4, 0.2, 0.4],
+                [0.5, 0.0, 0.5],
+                [0.0, 1.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [0.3, 0.3, 0.4],
+            ]
+        )
+    )
     q = rng.integers(0, 5, size=(5_000, 3)).astype(float)  # many ties on a coarse grid
     q[q.sum(axis=1) == 0] = 1.0
     rows.append(q / q.sum(axis=1, keepdims=True))
     probs = np.concatenate(rows)
     spread = rng.choice([0.0, 1.0, 2.0, 2.0000001, 3.0, 1.999999], size=len(probs))
-    for r in (rules, SignalRules(strong_edge=0.2, medium_edge=0.1, aggressive_max_spread_ticks=1.0,
-                                 low_risk_confidence=0.5, low_risk_edge=0.3, medium_risk_confidence=0.4,
-                                 medium_risk_edge=0.1)):  # fmt: skip
+    for r in (
+        rules,
+        SignalRules(
+            strong_edge=0.2,
+            medium_edge=0.1,
+            aggressive_max_spread_ticks=1.0,
+            low_risk_confidence=0.5,
+            low_risk_edge=0.3,
+            medium_risk_confidence=0.4,
+            medium_risk_edge=0.1,
+        ),
+    ):
         many = decide_many(probs, spread, r)
         for i in range(len(probs)):
             one = decide(*map(float, probs[i]), float(spread[i]), r)
-            got = (CLASSES[many.action[i]], float(many.confidence[i]), float(many.edge_score[i]),
-                   STRENGTHS[many.strength[i]], URGENCIES[many.urgency[i]], RISKS[many.risk[i]])  # fmt: skip
+            got = (
+                CLASSES[many.action[i]],
+                float(many.confidence[i]),
+                float(many.edge_score[i]),
+                STRENGTHS[many.strength[i]],
+                URGENCIES[many.urgency[i]],
+                RISKS[many.risk[i]],
+            )
             assert got == (one.action, one.confidence, one.edge_score, one.strength, one.urgency, one.risk), i
 
 
@@ -369,8 +412,9 @@ def test_an_empty_message_a_repeated_name_and_no_levels(client):
     message.instrument.extend(names)
     for i in range(0, len(message.instrument_index), 2):
         message.instrument_index[i] += k
-    no_levels = pb.TickColumns(instrument=["A"], instrument_index=[0, 0], timestamp_ns=[1, 2],
-                               last_price=[0.0, 0.0], last_size=[0.0, 0.0])  # fmt: skip
+    no_levels = pb.TickColumns(
+        instrument=["A"], instrument_index=[0, 0], timestamp_ns=[1, 2], last_price=[0.0, 0.0], last_size=[0.0, 0.0]
+    )
     results = list(client.stream_signals(frame_to_protos(frame), model=MODEL, batch_size=200))
     answers = list(client.stream_columns([pb.TickColumns(), message, no_levels], model=MODEL, return_features=True))
     assert len(answers[0].code) == 0 and len(answers[0].errors) == 0

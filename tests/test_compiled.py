@@ -14,24 +14,22 @@ import pytest
 
 from tickserve.features import batch_features
 from tickserve.repository import ModelRepository
+from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
-from tickserve_client import TickserveClient, frame_columns
-
-from .conftest import MODEL, _LoopThread
-
-from tickserve.serving.app import create_server
 from tickserve.training import train_model
+from tickserve_client import TickserveClient, frame_columns
 from tickserve_lightgbm import compiled
 
-from .conftest import FAST_PARAMS
+from .conftest import FAST_PARAMS, MODEL, _LoopThread
 
 TICKSERVE = [sys.executable, "-m", "tickserve.cli"]
 
 
 def _compile(models: Path, *names: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*TICKSERVE, "compile", "--models", str(models), *names],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [*TICKSERVE, "compile", "--models", str(models), *names], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +48,9 @@ def repos(model_repo, tmp_path_factory) -> dict[str, Path]:
 
 def _artifact(version_dir: Path) -> Path:
     """The full build: a linked .so where a linker exists, else the object file (.o)."""
-    found = [p for p in sorted((version_dir / compiled.COMPILED_DIR).glob("lleaves-*-full.*"))
-             if p.suffix in compiled.FORMS]
+    found = [
+        p for p in sorted((version_dir / compiled.COMPILED_DIR).glob("lleaves-*-full.*")) if p.suffix in compiled.FORMS
+    ]
     assert len(found) == 1, found
     return found[0]
 
@@ -98,8 +97,9 @@ def test_compiled_probabilities_equal_lightgbm_to_the_last_bit(repos, plugins):
     k = compiled.ZERO_THRESHOLD
     tiny[:, ::2] = np.resize([k, -k, 5e-324, -1e-36, np.nextafter(k, 1.0)], tiny[:, ::2].shape)
     assert np.array_equal(fast.predict_proba(tiny), native.booster.predict(tiny))
-    assert np.array_equal(np.vstack([fast.predict_proba(tiny[i : i + 1]) for i in range(50)]),
-                          native.booster.predict(tiny[:50]))
+    assert np.array_equal(
+        np.vstack([fast.predict_proba(tiny[i : i + 1]) for i in range(50)]), native.booster.predict(tiny[:50])
+    )
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +227,11 @@ def test_without_a_linker_the_object_file_is_kept_and_loaded_through_llvmlite(re
     built = adapter_cls.compile(version, model.manifest, quick=True)
     assert "object file" in built and built.endswith("-quick.o"), built
     model = _repository(tmp_path, plugins).get(MODEL, "1")
-    assert model.adapter.compiled is not None and model.adapter.predictor.endswith(
-        "probe rows)") and "-quick.o" in model.adapter.predictor, model.adapter.predictor
+    assert (
+        model.adapter.compiled is not None
+        and model.adapter.predictor.endswith("probe rows)")
+        and "-quick.o" in model.adapter.predictor
+    ), model.adapter.predictor
     x = batch_features(simulate(1_500, seed=95), model.manifest.feature_config)[:, model.feature_index]
     expected = model.adapter.booster.predict(x)
     assert np.array_equal(model.adapter.predict_proba(x), expected)
@@ -237,8 +240,9 @@ def test_without_a_linker_the_object_file_is_kept_and_loaded_through_llvmlite(re
 
 def test_models_command_shows_what_computes_the_predictions(two_servers):
     for kind, expected in (("compiled", "lleaves"), ("native", "lightgbm")):
-        done = subprocess.run([*TICKSERVE, "models", "--server", two_servers[kind]], capture_output=True, text=True,
-                              timeout=60)
+        done = subprocess.run(
+            [*TICKSERVE, "models", "--server", two_servers[kind]], capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         row = next(line for line in done.stdout.splitlines() if line.startswith(MODEL))
         assert row.split()[5] == expected, done.stdout
@@ -261,8 +265,13 @@ def test_compile_skips_staging_directories_and_reports_an_unreadable_manifest_wi
 def test_a_zero_as_missing_model_is_not_compiled_because_lleaves_would_not_be_exact(plugins, tmp_path):
     """LightGBM treats |v| <= 1e-35 as zero in such splits, lleaves only 0.0: refused at compile and at load."""
     adapter = plugins.adapters["lightgbm"]
-    path, manifest = train_model(simulate(6_000, seed=96), adapter=adapter, models_dir=tmp_path, name=MODEL,
-                                 params={**FAST_PARAMS, "zero_as_missing": True})
+    path, manifest = train_model(
+        simulate(6_000, seed=96),
+        adapter=adapter,
+        models_dir=tmp_path,
+        name=MODEL,
+        params={**FAST_PARAMS, "zero_as_missing": True},
+    )
     done = _compile(tmp_path, MODEL)
     assert done.returncode == 1 and "zero-as-missing" in done.stdout, done.stdout + done.stderr
     assert not (path / compiled.COMPILED_DIR).exists() or not any((path / compiled.COMPILED_DIR).iterdir())
@@ -279,5 +288,9 @@ def test_the_probe_rows_cover_every_split_threshold_and_its_neighbours(repos):
     assert points, "no split parsed from the model file"
     for f, t in points[:50]:
         column = x[:, f]
-        assert (column == t).any() and (column == np.nextafter(t, np.inf)).any() and (column == np.nextafter(t, -np.inf)).any()
+        assert (
+            (column == t).any()
+            and (column == np.nextafter(t, np.inf)).any()
+            and (column == np.nextafter(t, -np.inf)).any()
+        )
     assert (x == 1e-36).any() and (x == 5e-324).any() and np.isnan(x).any() and np.isinf(x).any()

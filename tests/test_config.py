@@ -21,8 +21,11 @@ def test_config_file_lists_and_flag_precedence(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "text, message",
-    [('[plugins]\nallow = "x"\n', "allow: expected a list"), ("[plugins]\nalow = []\n", "unknown key(s) alow"),
-     ("[plugins\n", "tickserve.toml")],
+    [
+        ('[plugins]\nallow = "x"\n', "allow: expected a list"),
+        ("[plugins]\nalow = []\n", "unknown key(s) alow"),
+        ("[plugins\n", "tickserve.toml"),
+    ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, text, message):
     path = tmp_path / "tickserve.toml"
@@ -37,7 +40,11 @@ def test_serve_applies_the_config(tmp_path):
 
     path = tmp_path / "tickserve.toml"
     path.write_text('[plugins]\ndeny = ["xgboost"]\n')
-    out = subprocess.run([sys.executable, "-m", "tickserve.cli", "plugins", "--config", str(path)],
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tickserve.cli", "plugins", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert "disabled" in next(ln for ln in out.splitlines() if ln.startswith("xgboost"))
     assert "loaded" in next(ln for ln in out.splitlines() if ln.startswith("lightgbm"))

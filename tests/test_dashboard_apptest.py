@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from streamlit.testing.v1 import AppTest
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 import tickserve_dashboard
 from tickserve.repository import ModelRepository
@@ -25,6 +24,7 @@ from tickserve.ticks import write_parquet
 from tickserve_dashboard import datalayer as dl
 from tickserve_dashboard import report_fields as rf
 from tickserve_dashboard.server_config import ConfigError, ServerSettings, load_settings
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL, _LoopThread
 
@@ -36,8 +36,16 @@ TIMEOUT = 90
 
 
 def make_app(address: str, monkeypatch) -> AppTest:
-    for var in ("TICKSERVE_TLS_CA", "TICKSERVE_TLS_CERT", "TICKSERVE_TLS_KEY", "TICKSERVE_TLS", "TICKSERVE_TOKEN",
-                "TICKSERVE_TOKEN_FILE", "TICKSERVE_DASHBOARD_CONFIG", "TICKSERVE_METRICS_URL"):  # fmt: skip
+    for var in (
+        "TICKSERVE_TLS_CA",
+        "TICKSERVE_TLS_CERT",
+        "TICKSERVE_TLS_KEY",
+        "TICKSERVE_TLS",
+        "TICKSERVE_TOKEN",
+        "TICKSERVE_TOKEN_FILE",
+        "TICKSERVE_DASHBOARD_CONFIG",
+        "TICKSERVE_METRICS_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TICKSERVE_SERVER", address)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
@@ -222,15 +230,23 @@ def test_settings_from_env_and_config_file_reach_the_client(tmp_path, monkeypatc
     token_file = tmp_path / "token"
     token_file.write_text("# comment\nsecret-token\n")
     config = tmp_path / "dashboard.toml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         [dashboard]
         server = "127.0.0.2:1"
         tls_ca = "{ca}"
         token_file = "{token_file}"
         metrics_url = "http://127.0.0.1:9/metrics"
-    """))
-    settings = load_settings({"TICKSERVE_DASHBOARD_CONFIG": str(config), "TICKSERVE_SERVER": "127.0.0.1:5",
-                              "TICKSERVE_TLS_CERT": str(cert), "TICKSERVE_TLS_KEY": str(key)})  # fmt: skip
+    """)
+    )
+    settings = load_settings(
+        {
+            "TICKSERVE_DASHBOARD_CONFIG": str(config),
+            "TICKSERVE_SERVER": "127.0.0.1:5",
+            "TICKSERVE_TLS_CERT": str(cert),
+            "TICKSERVE_TLS_KEY": str(key),
+        }
+    )
     assert settings.server == "127.0.0.1:5"  # the environment wins over the file
     assert settings.token == "secret-token" and settings.secure
     assert "secret-token" not in settings.describe() and "TLS (mutual)" in settings.describe()
@@ -288,10 +304,19 @@ def test_tick_sources_simulator_parquet_and_csv(tmp_path):
 
 
 def test_a_report_without_the_newer_fields_still_renders():
-    report = pb.EvaluationReport(model="m", model_version="1", ticks=10, labeled=8, accuracy=0.5,
-                                 majority_baseline_accuracy=0.4, majority_class="HOLD",
-                                 classes=["SELL", "HOLD", "BUY"], confusion_matrix=[1, 0, 0, 0, 4, 1, 0, 1, 1],
-                                 brier_score=0.5, brier_score_uncalibrated=0.6)  # fmt: skip
+    report = pb.EvaluationReport(
+        model="m",
+        model_version="1",
+        ticks=10,
+        labeled=8,
+        accuracy=0.5,
+        majority_baseline_accuracy=0.4,
+        majority_class="HOLD",
+        classes=["SELL", "HOLD", "BUY"],
+        confusion_matrix=[1, 0, 0, 0, 4, 1, 0, 1, 1],
+        brier_score=0.5,
+        brier_score_uncalibrated=0.6,
+    )
     assert rf.confusion(report).to_numpy().tolist() == [[1, 0, 0], [0, 4, 1], [0, 1, 1]]
     assert rf.confusion(report, normalize=True).loc["HOLD", "HOLD"] == pytest.approx(0.8)
     assert not rf.trading(report).present
@@ -311,7 +336,9 @@ def _future_report_type():
         bin_.field.add(name=name, number=i, type=D.TYPE_DOUBLE if i < 3 else D.TYPE_UINT64, label=L.LABEL_OPTIONAL)
     msg = f.message_type.add(name="Report")
     msg.field.add(name="accuracy", number=1, type=D.TYPE_DOUBLE, label=L.LABEL_OPTIONAL)
-    msg.field.add(name="reliability_bins", number=2, type=D.TYPE_MESSAGE, type_name=".future.Bin", label=L.LABEL_REPEATED)
+    msg.field.add(
+        name="reliability_bins", number=2, type=D.TYPE_MESSAGE, type_name=".future.Bin", label=L.LABEL_REPEATED
+    )
     msg.field.add(name="hit_rate", number=3, type=D.TYPE_DOUBLE, label=L.LABEL_OPTIONAL)
     msg.field.add(name="pnl", number=4, type=D.TYPE_DOUBLE, label=L.LABEL_REPEATED)
     msg.field.add(name="random_baseline_accuracy", number=5, type=D.TYPE_DOUBLE, label=L.LABEL_OPTIONAL)
@@ -323,8 +350,9 @@ def _future_report_type():
 
 def test_unknown_report_fields_are_found_by_walking_the_descriptor():
     Report = _future_report_type()
-    report = Report(accuracy=0.6, hit_rate=0.55, pnl=[1.0, -0.5, 2.0], random_baseline_accuracy=0.33,
-                    something_new="hello")  # fmt: skip
+    report = Report(
+        accuracy=0.6, hit_rate=0.55, pnl=[1.0, -0.5, 2.0], random_baseline_accuracy=0.33, something_new="hello"
+    )
     for conf, acc, n in ((0.35, 0.3, 10), (0.55, 0.6, 20), (0.85, 0.8, 5)):
         report.reliability_bins.add(mean_confidence=conf, accuracy=acc, count=n)
     cal = rf.calibration(report)
@@ -357,8 +385,9 @@ def test_the_current_report_fields_from_a_real_evaluate(client):
 
 
 def test_signal_counts_and_the_prometheus_parser():
-    signals = pd.DataFrame({"action": ["BUY", "BUY", "SELL"], "strength": ["WEAK", "STRONG", "WEAK"],
-                            "risk": ["HIGH", "HIGH", "LOW"]})  # fmt: skip
+    signals = pd.DataFrame(
+        {"action": ["BUY", "BUY", "SELL"], "strength": ["WEAK", "STRONG", "WEAK"], "risk": ["HIGH", "HIGH", "LOW"]}
+    )
     counts = dl.signal_counts(signals)
     assert counts["action"].to_dict() == {"BUY": 2, "HOLD": 0, "SELL": 1}
     assert counts["strength"].to_dict() == {"WEAK": 2, "MEDIUM": 0, "STRONG": 1}
@@ -367,14 +396,25 @@ def test_signal_counts_and_the_prometheus_parser():
         "tickserve_open_streams 1\nother 5\n"
     )
     assert samples.groupby("metric")["value"].sum().to_dict() == {
-        "other": 5.0, "tickserve_open_streams": 1.0, "tickserve_ticks_total": 15.0,
-    }  # fmt: skip
+        "other": 5.0,
+        "tickserve_open_streams": 1.0,
+        "tickserve_ticks_total": 15.0,
+    }
 
 
 def test_the_dashboard_never_imports_adapters_models_or_the_server():
     """A client of the server: of the core it may import only the simulator and the tick reader."""
-    modules = ["server_config", "datalayer", "report_fields", "figures", "widgets",
-               "tab_live", "tab_performance", "tab_features", "tab_config"]  # fmt: skip
+    modules = [
+        "server_config",
+        "datalayer",
+        "report_fields",
+        "figures",
+        "widgets",
+        "tab_live",
+        "tab_performance",
+        "tab_features",
+        "tab_config",
+    ]
     code = (
         "import sys, json\n"
         + "".join(f"import tickserve_dashboard.{m}\n" for m in modules)
@@ -383,7 +423,9 @@ def test_the_dashboard_never_imports_adapters_models_or_the_server():
         "'tickserve_onnx', 'pluggy'))))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKSERVE_")}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True
+    )
     imported = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(imported) <= {"tickserve", "tickserve.simulate", "tickserve.ticks"}, imported
 

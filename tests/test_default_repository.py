@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tickserve_client import TickserveClient
 
 from tickserve.ensemble import ensemble_manifest
 from tickserve.features import batch_features
@@ -13,6 +12,7 @@ from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
 from tickserve.training import train_model
+from tickserve_client import TickserveClient
 
 from .conftest import _LoopThread
 

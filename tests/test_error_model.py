@@ -15,15 +15,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tickserve_client import make_tick
-from tickserve_proto.v1 import tickserve_pb2 as pb
-from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from tickserve.repository import ModelEntry, ModelRepository, ModelState
 from tickserve.serving.app import TickServer, create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
 from tickserve.training import train_model
+from tickserve_client import make_tick
+from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from .conftest import _LoopThread
 
@@ -162,26 +162,54 @@ BAD_TICKS = [
     ("long-instrument", lambda t: copy(t, instrument="I" * 129), "instrument", "got 129"),
     ("zero-timestamp", lambda t: copy(t, timestamp_ns=0), "timestamp_ns", "got 0"),
     ("negative-timestamp", lambda t: copy(t, timestamp_ns=-5), "timestamp_ns", "got -5"),
-    ("crossed-book", lambda t: copy(t, bid_price=[100.02, 99.98, 99.97]), "bid_price[0]",
-     "best bid 100.02 > best ask 100.01"),
+    (
+        "crossed-book",
+        lambda t: copy(t, bid_price=[100.02, 99.98, 99.97]),
+        "bid_price[0]",
+        "best bid 100.02 > best ask 100.01",
+    ),
     ("empty-bid-side", lambda t: copy(t, bid_price=[], bid_size=[]), "bid_price", "at least one level, got none"),
     ("empty-ask-side", lambda t: copy(t, ask_price=[], ask_size=[]), "ask_price", "at least one level, got none"),
-    ("bids-out-of-order", lambda t: copy(t, bid_price=[99.99, 99.995, 99.97]), "bid_price[1]",
-     "got 99.995 after 99.99"),
-    ("asks-not-strictly-ascending", lambda t: copy(t, ask_price=[100.01, 100.01, 100.03]), "ask_price[1]",
-     "got 100.01 after 100.01"),
+    (
+        "bids-out-of-order",
+        lambda t: copy(t, bid_price=[99.99, 99.995, 99.97]),
+        "bid_price[1]",
+        "got 99.995 after 99.99",
+    ),
+    (
+        "asks-not-strictly-ascending",
+        lambda t: copy(t, ask_price=[100.01, 100.01, 100.03]),
+        "ask_price[1]",
+        "got 100.01 after 100.01",
+    ),
     ("sizes-missing", lambda t: copy(t, bid_size=[10.0]), "bid_size", "has 1 values but bid_price has 3"),
-    ("too-many-levels", lambda t: copy(t, bid_price=[99.99 - 0.01 * i for i in range(11)], bid_size=[1.0] * 11),
-     "bid_price", "at most 10 levels, got 11"),
+    (
+        "too-many-levels",
+        lambda t: copy(t, bid_price=[99.99 - 0.01 * i for i in range(11)], bid_size=[1.0] * 11),
+        "bid_price",
+        "at most 10 levels, got 11",
+    ),
     # proto3 keeps an enum number it does not know as an int: rejected naming it, and -1 is not a sell
-    ("unknown-aggressor", lambda t: copy(t, aggressor=7), "aggressor",
-     "must be SIDE_UNSPECIFIED (0), SIDE_BUY (1) or SIDE_SELL (2), got 7"),
+    (
+        "unknown-aggressor",
+        lambda t: copy(t, aggressor=7),
+        "aggressor",
+        "must be SIDE_UNSPECIFIED (0), SIDE_BUY (1) or SIDE_SELL (2), got 7",
+    ),
     ("negative-aggressor", lambda t: copy(t, aggressor=-1), "aggressor", "got -1"),
-    ("buy-aggressor-without-trade", lambda t: copy(t, aggressor=pb.SIDE_BUY, last_size=0.0), "aggressor",
-     "aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"),
-    ("sell-aggressor-without-trade", lambda t: copy(t, aggressor=pb.SIDE_SELL, last_size=0.0), "aggressor",
-     "aggressor: SIDE_SELL given but last_size is 0: no trade on this tick"),
-]  # fmt: skip
+    (
+        "buy-aggressor-without-trade",
+        lambda t: copy(t, aggressor=pb.SIDE_BUY, last_size=0.0),
+        "aggressor",
+        "aggressor: SIDE_BUY given but last_size is 0: no trade on this tick",
+    ),
+    (
+        "sell-aggressor-without-trade",
+        lambda t: copy(t, aggressor=pb.SIDE_SELL, last_size=0.0),
+        "aggressor",
+        "aggressor: SIDE_SELL given but last_size is 0: no trade on this tick",
+    ),
+]
 
 
 # --- per-tick errors: the stream goes on ---------------------------------------------------
@@ -211,7 +239,10 @@ def test_bad_tick_fails_a_predict_call_naming_it(stub, mutate, field, text):
 def test_bad_tick_fails_an_evaluation_naming_it(stub):
     ticks = [tick(i=i) for i in range(10)]
     ticks[7] = _set("ask_price", 0, nan)(ticks[7])
-    requests = [pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL)), pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks))]
+    requests = [
+        pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL)),
+        pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks)),
+    ]
     err = rpc_error(lambda: list(stub.Evaluate(iter(requests), timeout=10)))
     assert err.code() == INVALID
     assert err.details() == "ticks[7].ask_price[0]: must be a price >= 1e-09 and < 1e+12, got nan"
@@ -311,7 +342,9 @@ def test_duplicate_sequence_fails_predict_and_evaluate_naming_it(stub):
     )
     requests = [pb.EvaluateRequest(tick=t) for t in ticks]
     err = rpc_error(lambda: list(stub.Evaluate(iter(requests), timeout=10)))
-    assert err.code() == grpc.StatusCode.ALREADY_EXISTS and err.details().startswith("ticks[2].sequence: 2 is not after")
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS and err.details().startswith(
+        "ticks[2].sequence: 2 is not after"
+    )
 
 
 # --- invalid ticks never poison the feature state ---------------------------------------------
@@ -366,12 +399,20 @@ def test_a_message_with_no_payload_ends_the_stream(stub):
 
 def test_unknown_model_or_version_is_not_found_everywhere(stub):
     calls = {
-        "StreamSignals": lambda m, v: list(stub.StreamSignals(stream_requests([tick()], model=m, version=v), timeout=10)),
+        "StreamSignals": lambda m, v: list(
+            stub.StreamSignals(stream_requests([tick()], model=m, version=v), timeout=10)
+        ),
         "Predict": lambda m, v: stub.Predict(pb.PredictRequest(model=m, version=v, ticks=[tick()]), timeout=10),
-        "Evaluate": lambda m, v: list(stub.Evaluate(iter([pb.EvaluateRequest(config=pb.EvaluateConfig(model=m, version=v)),
-                                                          pb.EvaluateRequest(tick=tick())]), timeout=10)),
+        "Evaluate": lambda m, v: list(
+            stub.Evaluate(
+                iter(
+                    [pb.EvaluateRequest(config=pb.EvaluateConfig(model=m, version=v)), pb.EvaluateRequest(tick=tick())]
+                ),
+                timeout=10,
+            )
+        ),
         "GetModel": lambda m, v: stub.GetModel(pb.GetModelRequest(model=m, version=v), timeout=10),
-    }  # fmt: skip
+    }
     for name, call in calls.items():
         err = rpc_error(lambda: call("nope", ""))
         assert (err.code(), err.details()) == (grpc.StatusCode.NOT_FOUND, "model: no model named 'nope'"), name
@@ -386,7 +427,9 @@ def odd_states(srv):
     entries = srv.repository._entries
     root = srv.repository.root
     entries[(MODEL, "2")] = ModelEntry(MODEL, "2", root / MODEL / "2", ModelState.LOADING)
-    entries[(MODEL, "3")] = ModelEntry(MODEL, "3", root / MODEL / "3", ModelState.FAILED, "model file 'model.txt' is missing")
+    entries[(MODEL, "3")] = ModelEntry(
+        MODEL, "3", root / MODEL / "3", ModelState.FAILED, "model file 'model.txt' is missing"
+    )
     yield
     entries.pop((MODEL, "2"))
     entries.pop((MODEL, "3"))
@@ -396,9 +439,18 @@ def test_loading_model_is_unavailable_and_failed_model_is_failed_precondition(st
     calls = {
         "StreamSignals": lambda v: list(stub.StreamSignals(stream_requests([tick()], version=v), timeout=10)),
         "Predict": lambda v: stub.Predict(pb.PredictRequest(model=MODEL, version=v, ticks=[tick()]), timeout=10),
-        "Evaluate": lambda v: list(stub.Evaluate(iter([pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL, version=v)),
-                                                        pb.EvaluateRequest(tick=tick())]), timeout=10)),
-    }  # fmt: skip
+        "Evaluate": lambda v: list(
+            stub.Evaluate(
+                iter(
+                    [
+                        pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL, version=v)),
+                        pb.EvaluateRequest(tick=tick()),
+                    ]
+                ),
+                timeout=10,
+            )
+        ),
+    }
     for name, call in calls.items():
         err = rpc_error(lambda: call("2"))
         assert err.code() == grpc.StatusCode.UNAVAILABLE, name
@@ -424,7 +476,10 @@ def test_model_and_version_outside_letters_digits_and_dot_dash_underscore_are_in
         ("version", lambda: list(stub.StreamSignals(stream_requests([], version=bad), timeout=10))),
         ("model", lambda: stub.Predict(pb.PredictRequest(model=bad, ticks=[tick()]), timeout=10)),
         ("version", lambda: stub.Predict(pb.PredictRequest(model=MODEL, version=bad), timeout=10)),
-        ("model", lambda: list(stub.Evaluate(iter([pb.EvaluateRequest(config=pb.EvaluateConfig(model=bad))]), timeout=10))),
+        (
+            "model",
+            lambda: list(stub.Evaluate(iter([pb.EvaluateRequest(config=pb.EvaluateConfig(model=bad))]), timeout=10)),
+        ),
         ("version", lambda: stub.GetModel(pb.GetModelRequest(model=MODEL, version=bad), timeout=10)),
         ("model", lambda: admin.LoadModel(pb.ModelRef(model=bad), timeout=10)),
         ("version", lambda: admin.LoadModel(pb.ModelRef(model=MODEL, version=bad), timeout=10)),

@@ -53,9 +53,8 @@ def test_a_file_with_nothing_after_the_training_span_is_refused_for_span_test(cl
 def test_the_served_evaluate_scores_only_ticks_from_score_from_ns(client, trained_on):
     info = client.get_model(MODEL, "2")
     span = choose_span(trained_on, [info], "test")
-    from tickserve_proto.v1 import tickserve_pb2 as pb
-
     from tickserve.serving.converters import frame_to_protos
+    from tickserve_proto.v1 import tickserve_pb2 as pb
 
     def requests():
         yield pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL, score_from_ns=span.score_from_ns))

@@ -26,15 +26,15 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from tickserve_client import TickserveClient
-from tickserve_proto.v1 import tickserve_pb2 as pb
-from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from tickserve.plugin import ModelAdapter
 from tickserve.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
+from tickserve_client import TickserveClient
+from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from .conftest import MODEL, _LoopThread
 
@@ -233,7 +233,11 @@ def test_an_adapter_failure_is_internal_with_a_reference_and_the_server_keeps_se
     stub, server = exploding
     caplog.set_level(logging.INFO, logger="tickserve")
     ticks = frame_to_protos(simulate(300, seed=31))
-    with Stream(stub, "exploding") as bystander, Stream(stub, MODEL) as other_model, Stream(stub, "exploding") as victim:
+    with (
+        Stream(stub, "exploding") as bystander,
+        Stream(stub, MODEL) as other_model,
+        Stream(stub, "exploding") as victim,
+    ):
         # the bystander: the same model, open across the failure; other_model: another model
         assert_signals_for(bystander.ask(ticks[:5]), ticks[:5])
         assert_signals_for(other_model.ask(ticks[:5]), ticks[:5])
@@ -298,7 +302,7 @@ def test_a_poison_row_batched_with_other_streams_fails_only_its_own_stream(explo
     victims = []
     try:
         wait_until(lambda: min(answered) > 5, 30, "the bystanders to stream")
-        for attempt in range(40):  # until the poison row shares an adapter call with other streams' rows
+        for _attempt in range(40):  # until the poison row shares an adapter call with other streams' rows
             with Stream(stub, "exploding") as victim, pytest.raises(grpc.RpcError) as err:
                 for i in range(3):
                     victim.ask(ticks[i : i + 1])
@@ -313,9 +317,8 @@ def test_a_poison_row_batched_with_other_streams_fails_only_its_own_stream(explo
     if not any(n > 1 for n in ExplodingAdapter.poison_calls):
         pytest.skip(f"the poison row was never batched with another stream in {len(victims)} attempts")
     assert all(v.code() == grpc.StatusCode.INTERNAL for v in victims)
-    assert hurt == [], (
-        f"{len(hurt)} bystander stream(s) failed with the poison stream: "
-        + "; ".join(f"{e.code().name}: {e.details()}" for e in hurt)
+    assert hurt == [], f"{len(hurt)} bystander stream(s) failed with the poison stream: " + "; ".join(
+        f"{e.code().name}: {e.details()}" for e in hurt
     )
 
 
@@ -325,7 +328,11 @@ def test_a_poison_row_batched_with_other_streams_fails_only_its_own_stream(explo
 def _broken_plugin_site(site: Path) -> None:
     """A distribution whose entry point raises on import, and one with a syntax error."""
     for dist, module, body in (
-        ("zz_broken_native", "tickserve_zz_broken_native", "raise ImportError('libquant.so: cannot open shared object file')\n"),
+        (
+            "zz_broken_native",
+            "tickserve_zz_broken_native",
+            "raise ImportError('libquant.so: cannot open shared object file')\n",
+        ),
         ("zz_syntax", "tickserve_zz_syntax", "def adapters(:\n"),
     ):
         info = site / f"{dist}-0.1.dist-info"
@@ -347,7 +354,9 @@ def test_a_plugin_that_fails_to_import_is_skipped_with_a_logged_reason(tmp_path,
     assert status["zz_broken_native"][0] == "failed" and "libquant.so" in status["zz_broken_native"][1]
     assert status["zz_syntax"][0] == "failed" and "SyntaxError" in status["zz_syntax"][1]
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert re.search(r"plugin 'zz_broken_native' \(zz_broken_native\) skipped: failed to import .*ImportError: libquant", logged)
+    assert re.search(
+        r"plugin 'zz_broken_native' \(zz_broken_native\) skipped: failed to import .*ImportError: libquant", logged
+    )
     assert re.search(r"plugin 'zz_syntax' \(zz_syntax\) skipped: failed to import .*SyntaxError", logged)
     assert status["lightgbm"][0] == "loaded" and "lightgbm" in plugins.adapters  # the others still load
 
@@ -562,8 +571,12 @@ async def _disconnect_round(address: str, n: int, ticks: list[pb.Tick], first: i
 
 def _killed_clients(address: str, count: int, ticks_file: Path, while_open=None) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, address, str(STREAMS_PER_KILLED), str(ticks_file), MODEL],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", KILLED_CLIENT, address, str(STREAMS_PER_KILLED), str(ticks_file), MODEL],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(count)
     ]
     try:
@@ -614,7 +627,9 @@ def test_a_thousand_mid_stream_disconnects_leave_no_state_behind(model_repo, tmp
 
         asyncio.run(_disconnect_round(address, DISCONNECTS - KILLED_PROCESSES * STREAMS_PER_KILLED, ticks, WARM_UP))
         seen_open = []  # the counters do see open streams: the killed clients' are all there
-        _killed_clients(address, KILLED_PROCESSES, ticks_file, while_open=lambda: seen_open.append(_server_stats(proc, stats)))
+        _killed_clients(
+            address, KILLED_PROCESSES, ticks_file, while_open=lambda: seen_open.append(_server_stats(proc, stats))
+        )
         after = _settled(proc, stats)
         rss_after = rss_kib(proc.pid)
         elapsed = time.monotonic() - started
@@ -742,15 +757,33 @@ async def _sigterm_scenario(address: str, proc: subprocess.Popen, stopping: thre
         await s.call.done_writing()
     await asyncio.wait_for(asyncio.gather(*readers), GRACE + 10)
     await channel.close()
-    return {"streams": streams, "signalled": signalled, "refused": refused, "refused_at": refused_at,
-            "served_after_stopping": served, "stopping_at": stopping_at}
+    return {
+        "streams": streams,
+        "signalled": signalled,
+        "refused": refused,
+        "refused_at": refused_at,
+        "served_after_stopping": served,
+        "stopping_at": stopping_at,
+    }
 
 
 def test_sigterm_drains_in_flight_streams_refuses_new_calls_and_exits_0(model_repo, tmp_path):
     ready = tmp_path / "port"
     proc, address = start_process(
-        [*TICKSERVE, "serve", "--models", str(model_repo), "--port", "0", "--ready-file", str(ready),
-         "--grace", str(GRACE), "--default-model", MODEL],
+        [
+            *TICKSERVE,
+            "serve",
+            "--models",
+            str(model_repo),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--grace",
+            str(GRACE),
+            "--default-model",
+            MODEL,
+        ],
         ready,
     )
     stopping = threading.Event()
@@ -784,7 +817,9 @@ def test_sigterm_drains_in_flight_streams_refuses_new_calls_and_exits_0(model_re
         assert answered == s.sent, f"stream {s.k}: answers are not exactly one per sent tick, in order"
         assert s.finished - signalled < GRACE, f"stream {s.k} finished {s.finished - signalled:.2f} s after SIGTERM"
         # answers to ticks written before the signal that arrived after it: in flight when it came
-        in_flight += sum(1 for seq, when in s.answers[before : before + PHASES[1][0] * PHASES[1][1]] if when > signalled)
+        in_flight += sum(
+            1 for seq, when in s.answers[before : before + PHASES[1][0] * PHASES[1][1]] if when > signalled
+        )
     assert in_flight > 0, "no tick was in flight when SIGTERM arrived; the scenario tested nothing"
     for name, (code, details) in outcome["refused"].items():
         # UNAVAILABLE (connection refused, GOAWAY) as a rule; CANCELLED when the call's headers

@@ -15,7 +15,6 @@ import urllib.request
 import grpc
 import pytest
 from google.protobuf import json_format
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.repository import ModelRepository
 from tickserve.serving.app import create_server
@@ -24,6 +23,7 @@ from tickserve.serving.security import TokenAuth
 from tickserve.signal_log import query_signals
 from tickserve.simulate import simulate
 from tickserve_client import TickserveClient
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL, _LoopThread
 
@@ -88,9 +88,7 @@ def test_health_ready_and_model_metadata_over_http(full_server):
 def test_rest_predict_equals_grpc_predict(full_server):
     server, _, _ = full_server
     ticks = frame_to_protos(simulate(120, seed=61))
-    status, body = _http(
-        server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [_tick_json(t) for t in ticks]}
-    )
+    status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", {"ticks": [_tick_json(t) for t in ticks]})
     assert status == 200, body
     got = json.loads(body)["signals"]
     with TickserveClient(f"127.0.0.1:{server.port}", timeout=30) as client:
@@ -138,8 +136,9 @@ def test_rest_aggressor_by_enum_name_in_json(full_server):
     assert status == 200, body
     with TickserveClient(f"127.0.0.1:{server.port}", timeout=30) as client:
         expected = client.predict(ticks, model=MODEL)
-    assert json.loads(body)["signals"] == [json_format.MessageToDict(e, preserving_proto_field_name=True)
-                                           for e in expected]  # fmt: skip
+    assert json.loads(body)["signals"] == [
+        json_format.MessageToDict(e, preserving_proto_field_name=True) for e in expected
+    ]
 
     trade = next(t for t in as_json if t.get("aggressor") == "SIDE_SELL")
     for side in ("SIDE_BUY", 1, "SIDE_UNSPECIFIED"):
@@ -194,11 +193,22 @@ def test_metrics_scrape_over_http_and_the_counters_move(full_server):
 
     labels = {"rpc": "StreamSignals", "model": MODEL}
     assert _metric(after, "tickserve_ticks_total", **labels) - _metric(before, "tickserve_ticks_total", **labels) == 60
-    assert _metric(after, "tickserve_requests_total", **labels) - _metric(before, "tickserve_requests_total", **labels) == 61
+    assert (
+        _metric(after, "tickserve_requests_total", **labels) - _metric(before, "tickserve_requests_total", **labels)
+        == 61
+    )
     errors = {"rpc": "StreamSignals", "code": "INVALID_ARGUMENT"}
-    assert _metric(after, "tickserve_tick_errors_total", **errors) - _metric(before, "tickserve_tick_errors_total", **errors) == 1
+    assert (
+        _metric(after, "tickserve_tick_errors_total", **errors)
+        - _metric(before, "tickserve_tick_errors_total", **errors)
+        == 1
+    )
     failed = {"rpc": "Predict", "code": "NOT_FOUND"}
-    assert _metric(after, "tickserve_call_errors_total", **failed) - _metric(before, "tickserve_call_errors_total", **failed) == 1
+    assert (
+        _metric(after, "tickserve_call_errors_total", **failed)
+        - _metric(before, "tickserve_call_errors_total", **failed)
+        == 1
+    )
     count = "tickserve_message_latency_seconds_count"
     assert _metric(after, count, model=MODEL) - _metric(before, count, model=MODEL) == 61
     assert _metric(after, "tickserve_models", state="READY") >= 2
@@ -272,16 +282,38 @@ def test_serve_with_http_port_and_signal_log_then_query_with_tickserve_signals(m
     config = tmp_path / "tickserve.toml"
     config.write_text(f'[server]\nmodels = "{model_repo}"\ndefault_model = "{MODEL}"\nhttp_port = {http_port}\n')
     env = {**os.environ, "TICKSERVE_SIGNAL_LOG_PATH": str(db)}
-    shown = subprocess.run([*cli, "config", "show", "--config", str(config), "--port", "0"],
-                           capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    shown = subprocess.run(
+        [*cli, "config", "show", "--config", str(config), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     assert f"http_port = {http_port}" in shown.stdout and f"# file {config}" in shown.stdout
     assert "port = 0" in shown.stdout and "# flag" in shown.stdout
     assert f'path = "{db}"' in shown.stdout and "# env TICKSERVE_SIGNAL_LOG_PATH" in shown.stdout
 
-    proc = subprocess.Popen([*cli, "--log-level", "info", "serve", "--config", str(config), "--port", "0",
-                             "--ready-file", str(ready), "--log-format", "json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            *cli,
+            "--log-level",
+            "info",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--log-format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 90
         while not (ready.exists() and ready.read_text().strip()):
@@ -289,8 +321,12 @@ def test_serve_with_http_port_and_signal_log_then_query_with_tickserve_signals(m
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
         address = f"127.0.0.1:{int(ready.read_text())}"
-        streamed = subprocess.run([*cli, "stream", "--server", address, "--samples", "300", "--batch", "50"],
-                                  capture_output=True, text=True, timeout=60)  # fmt: skip
+        streamed = subprocess.run(
+            [*cli, "stream", "--server", address, "--samples", "300", "--batch", "50"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert streamed.returncode == 0 and "300 ticks answered" in streamed.stdout, streamed.stderr
         status, body = _http(http_port, "/metrics")
         assert status == 200 and _metric(body.decode(), "tickserve_ticks_total", model=MODEL) == 300
@@ -302,13 +338,18 @@ def test_serve_with_http_port_and_signal_log_then_query_with_tickserve_signals(m
     json_lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert json_lines and all({"ts", "level", "logger", "message"} <= set(j) for j in json_lines)
 
-    queried = subprocess.run([*cli, "signals", "--db", str(db), "--limit", "1000", "--json"],
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    queried = subprocess.run(
+        [*cli, "signals", "--db", str(db), "--limit", "1000", "--json"], capture_output=True, text=True, timeout=60
+    )
     assert queried.returncode == 0, queried.stderr
     rows = [json.loads(line) for line in queried.stdout.splitlines()]
     assert len(rows) == 300 and {r["model"] for r in rows} == {MODEL}
-    one = subprocess.run([*cli, "signals", "--db", str(db), "--instrument", rows[0]["instrument"], "--limit", "5"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    one = subprocess.run(
+        [*cli, "signals", "--db", str(db), "--instrument", rows[0]["instrument"], "--limit", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert one.returncode == 0 and "5 signal(s)" in one.stdout
 
 
@@ -325,8 +366,9 @@ def test_a_failed_start_leaves_nothing_running(model_repo, plugins, tmp_path):
     threads_before = {t.name for t in threading.enumerate()}
     try:
         with pytest.raises(OSError):
-            runner.run(create_server("127.0.0.1:0", repository, http_port=taken.getsockname()[1],
-                                     signal_log=tmp_path / "s.db"))  # fmt: skip
+            runner.run(
+                create_server("127.0.0.1:0", repository, http_port=taken.getsockname()[1], signal_log=tmp_path / "s.db")
+            )
         left = {t.name for t in threading.enumerate()} - threads_before
         assert not any(name.startswith(("tickserve-signal-log", "tickserve-worker")) for name in left), left
     finally:
@@ -341,10 +383,13 @@ def test_rest_odd_bodies_and_headers_get_json_errors_not_500(model_repo, plugins
     auth = TokenAuth(["s3cret-token-for-the-http-test"])
     from tickserve.serving.servicer import ServerLimits
 
-    server = runner.run(create_server("127.0.0.1:0", repository, http_port=0, auth=auth,
-                                      limits=ServerLimits(max_message_bytes=4096)))  # fmt: skip
+    server = runner.run(
+        create_server("127.0.0.1:0", repository, http_port=0, auth=auth, limits=ServerLimits(max_message_bytes=4096))
+    )
     try:
-        status, body = _http(server.http_port, "/v1/models", headers={"Authorization": "Bearer caf\u00e9".encode().decode("latin-1")})
+        status, body = _http(
+            server.http_port, "/v1/models", headers={"Authorization": "Bearer caf\u00e9".encode().decode("latin-1")}
+        )
         assert status == 401 and "malformed" in json.loads(body)["error"]["message"]
         ok = {"Authorization": "Bearer s3cret-token-for-the-http-test"}
         status, body = _http(server.http_port, f"/v1/models/{MODEL}/predict", b"{" + b" " * 10_000 + b"}", headers=ok)

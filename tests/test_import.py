@@ -108,8 +108,13 @@ def test_mapping_gzip_and_parquet_give_the_same_ticks(tmp_path, files):
     renamed = "t,bp1,bq1,bp2,bq2,ap1,aq1,ap2,aq2"
     book = write_csv(tmp_path / "other.csv.gz", renamed, BOOK, opener=gzip.open)
     trades = write_csv(tmp_path / "other_trades.csv", "when,px,size,side", TRADES)
-    mapping = {"timestamp_ns": "t", "bid_px_{n}": "bp{n}", "bid_qty_{n}": "bq{n}", "ask_px_{n}": "ap{n}",
-               "ask_qty_{n}": "aq{n}"}
+    mapping = {
+        "timestamp_ns": "t",
+        "bid_px_{n}": "bp{n}",
+        "bid_qty_{n}": "bq{n}",
+        "ask_px_{n}": "ap{n}",
+        "ask_qty_{n}": "aq{n}",
+    }
     trades_mapping = {"timestamp_ns": "when", "price": "px", "qty": "size"}
     frame, report = import_ticks(book, trades, settings(mapping=mapping, trades_mapping=trades_mapping))
     assert report.aggressor_column == "" and not frame.aggressor.any()  # no side column: unknown sides
@@ -164,26 +169,39 @@ def test_each_bad_row_reason_is_counted_and_dropped(tmp_path):
     rows.append(row(500, bid_px_1=100.05))  # off the grid: kept, counted as a warning
     rows.append(row(600, ask_px_1=100.0))  # locked book: accepted, as the server accepts it
     book = write_csv(tmp_path / "bad.csv", HEADER, rows)
-    trades = write_csv(tmp_path / "bad_trades.csv", TRADES_HEADER, [
-        (T0 + 105, 100.1, 1, "buy"),
-        (T0 + 95, 100.1, 1, "buy"),  # non-monotonic
-        (T0 + 200, "", 1, "buy"),  # missing_value
-        (T0 + 210, "x", 1, "buy"),  # unparseable_value
-        (T0 + 220, "nan", 1, "buy"),  # non_finite_value
-        (T0 + 230, 100.1, 0, "buy"),  # invalid_value: quantity 0
-        ("", 100.1, 1, "buy"),  # missing_timestamp
-        (T0 + 235, 100.1, 1, "long"),  # invalid_aggressor
-        (T0 + 240, 100.1, 2, "buy"),
-    ])
+    trades = write_csv(
+        tmp_path / "bad_trades.csv",
+        TRADES_HEADER,
+        [
+            (T0 + 105, 100.1, 1, "buy"),
+            (T0 + 95, 100.1, 1, "buy"),  # non-monotonic
+            (T0 + 200, "", 1, "buy"),  # missing_value
+            (T0 + 210, "x", 1, "buy"),  # unparseable_value
+            (T0 + 220, "nan", 1, "buy"),  # non_finite_value
+            (T0 + 230, 100.1, 0, "buy"),  # invalid_value: quantity 0
+            ("", 100.1, 1, "buy"),  # missing_timestamp
+            (T0 + 235, 100.1, 1, "long"),  # invalid_aggressor
+            (T0 + 240, 100.1, 2, "buy"),
+        ],
+    )
     frame, report = import_ticks(book, trades, settings())
     expected = {reason: len(r) for reason, r in bad.items()}
     expected["non_monotonic_time"] = 2
     assert dict(report.book.dropped) == expected
     assert report.book.rows == len(rows) and report.book.kept == 4
     assert report.book.examples["missing_level"] == [4, 5, 6]  # data-row numbers
-    assert dict(report.trades.dropped) == {reason: 1 for reason in (
-        "non_monotonic_time", "missing_value", "unparseable_value", "non_finite_value", "invalid_value",
-        "missing_timestamp", "invalid_aggressor")}
+    assert dict(report.trades.dropped) == {
+        reason: 1
+        for reason in (
+            "non_monotonic_time",
+            "missing_value",
+            "unparseable_value",
+            "non_finite_value",
+            "invalid_value",
+            "missing_timestamp",
+            "invalid_aggressor",
+        )
+    }
     assert report.trades.kept == 2
     assert report.off_grid_book_rows == 1
     assert not report.failed_validation
@@ -195,9 +213,14 @@ def test_each_bad_row_reason_is_counted_and_dropped(tmp_path):
 
 
 BIM_TRADES = [  # buyer_is_maker in every spelling the importer takes; true = a seller hit the bid
-    (T0 + 110, 100.1, 1, "True"), (T0 + 120, 100.0, 1, "False"), (T0 + 130, 100.0, 1, "true"),
-    (T0 + 140, 100.1, 1, "false"), (T0 + 150, 100.0, 1, "1"), (T0 + 160, 100.1, 1, "0"), (T0 + 170, 100.1, 1, ""),
-]  # fmt: skip
+    (T0 + 110, 100.1, 1, "True"),
+    (T0 + 120, 100.0, 1, "False"),
+    (T0 + 130, 100.0, 1, "true"),
+    (T0 + 140, 100.1, 1, "false"),
+    (T0 + 150, 100.0, 1, "1"),
+    (T0 + 160, 100.1, 1, "0"),
+    (T0 + 170, 100.1, 1, ""),
+]
 
 
 def test_side_from_a_buyer_is_maker_column(tmp_path):
@@ -216,8 +239,14 @@ def test_side_from_a_buyer_is_maker_column(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.table({"local_ts_ns": [t[0] for t in BIM_TRADES[:6]], "price": [t[1] for t in BIM_TRADES[:6]],
-                      "qty": [t[2] for t in BIM_TRADES[:6]], "buyer_is_maker": [True, False, True, False, True, False]})
+    table = pa.table(
+        {
+            "local_ts_ns": [t[0] for t in BIM_TRADES[:6]],
+            "price": [t[1] for t in BIM_TRADES[:6]],
+            "qty": [t[2] for t in BIM_TRADES[:6]],
+            "buyer_is_maker": [True, False, True, False, True, False],
+        }
+    )
     pq.write_table(table, str(tmp_path / "bim.parquet"))
     from_parquet, _ = import_ticks(book, tmp_path / "bim.parquet", settings())
     assert from_parquet.aggressor[from_parquet.last_size > 0].tolist() == [-1, 1, -1, 1, -1, 1]
@@ -226,13 +255,17 @@ def test_side_from_a_buyer_is_maker_column(tmp_path):
 def test_aggressor_column_wins_over_buyer_is_maker_and_bad_sides_are_dropped_and_counted(tmp_path):
     book = write_csv(tmp_path / "book.csv", HEADER, BOOK)
     rows = [  # buyer_is_maker says the opposite on purpose: the aggressor column is the one read
-        (T0 + 110, 100.1, 1, "true", "BUY"), (T0 + 120, 100.0, 1, "false", " sell "), (T0 + 130, 100.1, 1, "", "b"),
-        (T0 + 140, 100.0, 1, "", "S"), (T0 + 150, 100.1, 1, "", "1"), (T0 + 160, 100.0, 1, "", "-1"),
+        (T0 + 110, 100.1, 1, "true", "BUY"),
+        (T0 + 120, 100.0, 1, "false", " sell "),
+        (T0 + 130, 100.1, 1, "", "b"),
+        (T0 + 140, 100.0, 1, "", "S"),
+        (T0 + 150, 100.1, 1, "", "1"),
+        (T0 + 160, 100.0, 1, "", "-1"),
         (T0 + 170, 100.1, 1, "true", ""),  # empty: unknown (0), kept
         (T0 + 180, 100.1, 1, "true", "up"),  # not a side: dropped
         (T0 + 190, 100.1, 1, "true", "0"),  # 0 is not one of the aggressor values
         (T0 + 195, "x", 1, "true", "up"),  # the first reason counts: unparseable price
-    ]  # fmt: skip
+    ]
     trades = write_csv(tmp_path / "both.csv", "local_ts_ns,price,qty,buyer_is_maker,aggressor", rows)
     frame, report = import_ticks(book, trades, settings())
     assert report.aggressor_column == "aggressor"
@@ -256,10 +289,31 @@ def test_cli_import_reads_the_side_through_trades_map(tmp_path):
     book = write_csv(tmp_path / "book.csv", HEADER, BOOK)
     trades = write_csv(tmp_path / "t.csv", "local_ts_ns,price,qty,taker", TRADES)
     out = tmp_path / "ticks.parquet"
-    result = subprocess.run([*TICKSERVE, "import", "--book", str(book), "--trades", str(trades), "--out", str(out),
-                             "--instrument", "BTC", "--tick-size", "0.1", "--calendar", "24x7",
-                             "--map", "timestamp_ns=local_ts_ns", "--trades-map", "aggressor=taker"],
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [
+            *TICKSERVE,
+            "import",
+            "--book",
+            str(book),
+            "--trades",
+            str(trades),
+            "--out",
+            str(out),
+            "--instrument",
+            "BTC",
+            "--tick-size",
+            "0.1",
+            "--calendar",
+            "24x7",
+            "--map",
+            "timestamp_ns=local_ts_ns",
+            "--trades-map",
+            "aggressor=taker",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "aggressor side from column 'taker': 2 buy, 2 sell, 0 unknown" in result.stdout
     frame = read_parquet(out)
@@ -296,10 +350,18 @@ def test_cli_import_with_a_config_table_then_train_reads_the_settings(tmp_path):
 
     sim = simulate(2_400, seed=5)
     sim = sim.take(sim.instrument == "SIMA")
-    names = "ts," + ",".join(f"{s}{n}" for n in (1, 2, 3) for s in ("bp", "bq")) + "," + \
-            ",".join(f"{s}{n}" for n in (1, 2, 3) for s in ("ap", "aq"))
-    rows = [[int(sim.timestamp_ns[i])] + [v for n in range(3) for v in (sim.bid_price[i, n], sim.bid_size[i, n])]
-            + [v for n in range(3) for v in (sim.ask_price[i, n], sim.ask_size[i, n])] for i in range(len(sim))]
+    names = (
+        "ts,"
+        + ",".join(f"{s}{n}" for n in (1, 2, 3) for s in ("bp", "bq"))
+        + ","
+        + ",".join(f"{s}{n}" for n in (1, 2, 3) for s in ("ap", "aq"))
+    )
+    rows = [
+        [int(sim.timestamp_ns[i])]
+        + [v for n in range(3) for v in (sim.bid_price[i, n], sim.bid_size[i, n])]
+        + [v for n in range(3) for v in (sim.ask_price[i, n], sim.ask_size[i, n])]
+        for i in range(len(sim))
+    ]
     write_csv(tmp_path / "book.csv", names, rows)
     config = tmp_path / "tickserve.toml"
     config.write_text(
@@ -308,17 +370,37 @@ def test_cli_import_with_a_config_table_then_train_reads_the_settings(tmp_path):
         '"ask_px_{n}" = "ap{n}"\n"ask_qty_{n}" = "aq{n}"\n'
     )
     out = tmp_path / "imported.parquet"
-    result = subprocess.run([*TICKSERVE, "import", "--config", str(config), "--out", str(out)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*TICKSERVE, "import", "--config", str(config), "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert f"wrote {out}: {len(sim)} ticks of SIMA" in result.stdout and "0 rows dropped" in result.stdout
     assert "3 levels per side" in result.stdout
 
     models = tmp_path / "models"
-    result = subprocess.run([*TICKSERVE, "train", "--data-file", str(out), "--models", str(models), "--name", "m",
-                             "--param", "num_boost_round=3", "--horizon-time", "2s", "--label", "mid",
-                             "--threshold", "1"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            *TICKSERVE,
+            "train",
+            "--data-file",
+            str(out),
+            "--models",
+            str(models),
+            "--name",
+            "m",
+            "--param",
+            "num_boost_round=3",
+            "--horizon-time",
+            "2s",
+            "--label",
+            "mid",
+            "--threshold",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "instrument settings recorded in" in result.stdout and "calendar 24x7" in result.stdout
     assert "walk-forward, 3 folds" in result.stdout and "majority" in result.stdout
@@ -328,7 +410,23 @@ def test_cli_import_with_a_config_table_then_train_reads_the_settings(tmp_path):
     assert manifest["label_config"] == {"horizon_ns": 2_000_000_000, "threshold_ticks": 1.0}
     assert "test_baseline_last_move_macro_f1" in manifest["metrics"]
 
-    result = subprocess.run([*TICKSERVE, "import", "--book", str(tmp_path / "book.csv"), "--out", str(out),
-                             "--instrument", "X", "--tick-size", "0.01", "--calendar", "always-open"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            *TICKSERVE,
+            "import",
+            "--book",
+            str(tmp_path / "book.csv"),
+            "--out",
+            str(out),
+            "--instrument",
+            "X",
+            "--tick-size",
+            "0.01",
+            "--calendar",
+            "always-open",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "24x7" in result.stderr  # names the calendars that exist

@@ -258,7 +258,9 @@ def test_element_and_byte_counts(stub, rows):
     request.inputs.add(name="features", datatype="FP64", shape=list(x.shape))
     code, message = _rpc_error(stub.ModelInfer, request)
     assert code.name == "INVALID_ARGUMENT"
-    assert message.startswith(f"raw_input_contents[0]: {x.nbytes - 8} bytes for input 'features' FP64 [2, {x.shape[1]}],")
+    assert message.startswith(
+        f"raw_input_contents[0]: {x.nbytes - 8} bytes for input 'features' FP64 [2, {x.shape[1]}],"
+    )
 
 
 def test_bad_inputs_and_outputs(triton, model, rows):

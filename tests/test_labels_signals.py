@@ -31,10 +31,7 @@ TS0 = 1_704_205_800 * NS
 
 def frame_from_books(rows: list[tuple[str, float, float]]) -> TickFrame:
     """(instrument, best bid, best ask) per row, one level per side."""
-    ticks = [
-        Tick(name, TS0 + i, 0.0, 0.0, (bid,), (10.0,), (ask,), (10.0,))
-        for i, (name, bid, ask) in enumerate(rows)
-    ]
+    ticks = [Tick(name, TS0 + i, 0.0, 0.0, (bid,), (10.0,), (ask,), (10.0,)) for i, (name, bid, ask) in enumerate(rows)]
     return TickFrame.from_ticks(ticks)
 
 
@@ -124,8 +121,12 @@ def test_label_class_agrees_with_make_labels_in_both_modes():
     frame = frame_from_books([("A", float(b), float(b + s)) for b, s in zip(bids, spreads)])
     h = 3
     bid, ask = frame.bid_price[:, 0], frame.ask_price[:, 0]
-    for labels in (LabelConfig(horizon_ticks=h, threshold_ticks=2.0), LabelConfig(horizon_ticks=h, threshold_ticks=1.5),
-                   LabelConfig(horizon_ticks=h, mode="taker"), LabelConfig(horizon_ticks=h, mode="taker", cost_ticks=1.0)):
+    for labels in (
+        LabelConfig(horizon_ticks=h, threshold_ticks=2.0),
+        LabelConfig(horizon_ticks=h, threshold_ticks=1.5),
+        LabelConfig(horizon_ticks=h, mode="taker"),
+        LabelConfig(horizon_ticks=h, mode="taker", cost_ticks=1.0),
+    ):
         y, future = make_labels(frame, labels, FeatureConfig())
         got = [label_class(bid[i], ask[i], bid[i + h], ask[i + h], 0.01, labels) for i in range(n - h)]
         assert y[: n - h].tolist() == got, labels
@@ -171,8 +172,10 @@ def test_label_config_validation_and_round_trip():
     for bad in (-1.0, float("inf")):
         with pytest.raises(ValueError, match="cost_ticks"):
             LabelConfig(mode="taker", cost_ticks=bad)
-    for config in (LabelConfig(horizon_ticks=7, threshold_ticks=1.5), LabelConfig(horizon_ns=10**9, mode="taker",
-                                                                                    cost_ticks=0.5)):
+    for config in (
+        LabelConfig(horizon_ticks=7, threshold_ticks=1.5),
+        LabelConfig(horizon_ns=10**9, mode="taker", cost_ticks=0.5),
+    ):
         assert LabelConfig.from_dict(config.to_dict()) == config
     # a mid label writes exactly the keys older manifests have; a manifest without a mode is a mid one
     assert LabelConfig(horizon_ticks=7).to_dict() == {"horizon_ticks": 7, "threshold_ticks": 2.0}
@@ -231,16 +234,23 @@ def test_urgency_boundaries(p_buy, spread, expected):
 
 
 def test_action_weight_and_cost_gate():
-    gate = SignalRules(action_weight=2.0, cost_gate=True, expected_move_sell_ticks=-6.0,
-                       expected_move_hold_ticks=0.0, expected_move_buy_ticks=6.0, cost_ticks=0.5,
-                       strong_cost_multiple=1.0)
+    gate = SignalRules(
+        action_weight=2.0,
+        cost_gate=True,
+        expected_move_sell_ticks=-6.0,
+        expected_move_hold_ticks=0.0,
+        expected_move_buy_ticks=6.0,
+        cost_ticks=0.5,
+        strong_cost_multiple=1.0,
+    )
     # 2 x 0.3 > 0.55: a BUY by weight; expected move 0.3 x 6 - 0.15 x 6 = 0.9 ticks > 0.5 of cost
     buy = decide(0.15, 0.55, 0.3, 0.2, gate)
     assert (buy.action, buy.strength) == ("BUY", "MEDIUM")  # HOLD is more probable: never STRONG
     assert decide(0.15, 0.55, 0.3, 5.0, gate).action == "BUY"  # a passive BUY does not cross the spread
     assert decide(0.3, 0.55, 0.15, 5.0, gate).action == "SELL"
-    small = SignalRules(action_weight=2.0, cost_gate=True, expected_move_sell_ticks=-2.0,
-                        expected_move_buy_ticks=2.0, cost_ticks=0.5)
+    small = SignalRules(
+        action_weight=2.0, cost_gate=True, expected_move_sell_ticks=-2.0, expected_move_buy_ticks=2.0, cost_ticks=0.5
+    )
     # expected move 0.3 x 2 - 0.15 x 2 = 0.3 ticks: not even the 0.5 ticks of cost: abstain
     assert decide(0.15, 0.55, 0.3, 0.0, small).action == "HOLD"
     assert decide(0.15, 0.55, 0.3, 0.0, small).strength == "WEAK"
@@ -266,14 +276,24 @@ def test_decide_many_equals_decide_with_the_cost_gate():
     rng = np.random.default_rng(7)
     probs = rng.dirichlet([1.0, 2.0, 1.0], 4_000)
     spread = rng.choice([0.0, 1.0, 2.0, 3.5, 20.0], 4_000)
-    rules = SignalRules(action_weight=2.5, cost_gate=True, expected_move_sell_ticks=-8.0,
-                        expected_move_hold_ticks=0.3, expected_move_buy_ticks=7.0, cost_ticks=0.25)
+    rules = SignalRules(
+        action_weight=2.5,
+        cost_gate=True,
+        expected_move_sell_ticks=-8.0,
+        expected_move_hold_ticks=0.3,
+        expected_move_buy_ticks=7.0,
+        cost_ticks=0.25,
+    )
     arrays = decide_many(probs, spread, rules)
     actions = strengths = 0
     for i, row in enumerate(probs):
         s = decide(*map(float, row), float(spread[i]), rules)
-        assert (CLASSES[arrays.action[i]], STRENGTHS[arrays.strength[i]], URGENCIES[arrays.urgency[i]],
-                RISKS[arrays.risk[i]]) == (s.action, s.strength, s.urgency, s.risk)
+        assert (
+            CLASSES[arrays.action[i]],
+            STRENGTHS[arrays.strength[i]],
+            URGENCIES[arrays.urgency[i]],
+            RISKS[arrays.risk[i]],
+        ) == (s.action, s.strength, s.urgency, s.risk)
         assert (arrays.confidence[i], arrays.edge_score[i]) == (s.confidence, s.edge_score)
         actions += s.action != "HOLD"
         strengths += s.strength == "STRONG"

@@ -9,8 +9,6 @@ import time
 import grpc
 import numpy as np
 import pytest
-from tickserve_client import TickserveClient
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.engine import SignalSession
 from tickserve.ensemble import ensemble_manifest
@@ -20,6 +18,8 @@ from tickserve.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
+from tickserve_client import TickserveClient
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL, _LoopThread
 
@@ -62,7 +62,11 @@ def test_index_load_pin_and_unload(live):
         client.predict(ticks, model=MODEL, version="2")
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "UNLOADED" in err.value.details()
 
-    for call in (lambda: client.load_model("nope"), lambda: client.unload_model("nope"), lambda: client.reload_model("nope")):
+    for call in (
+        lambda: client.load_model("nope"),
+        lambda: client.unload_model("nope"),
+        lambda: client.reload_model("nope"),
+    ):
         with pytest.raises(grpc.RpcError) as err:
             call()
         assert err.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in err.value.details()
@@ -174,7 +178,9 @@ def test_ensemble_soft_votes_its_members_over_one_feature_pass(live, plugins):
 
     session.features.update, session.features.update_many = counting, counting_many
     for size in (100, 3):  # the vectorised path and the tick-by-tick one
-        session.process(list(frame.take(slice(0, size)).ticks()) if size == 100 else list(frame.take(slice(100, 103)).ticks()))
+        session.process(
+            list(frame.take(slice(0, size)).ticks()) if size == 100 else list(frame.take(slice(100, 103)).ticks())
+        )
     assert computed == 103
 
 
@@ -215,7 +221,9 @@ def test_reload_that_fails_for_a_failed_version_is_an_error(live):
     root, _, client, _ = live
     bad = root / "bad" / "1"
     shutil.copytree(root / MODEL / "1", bad)
-    (bad / "manifest.json").write_text((bad / "manifest.json").read_text().replace(f'"name": "{MODEL}"', '"name": "bad"'))
+    (bad / "manifest.json").write_text(
+        (bad / "manifest.json").read_text().replace(f'"name": "{MODEL}"', '"name": "bad"')
+    )
     (bad / "model.txt").write_text("garbage")
     assert STATE[client.load_model("bad")[0].state] == "FAILED"
     with pytest.raises(grpc.RpcError) as err:

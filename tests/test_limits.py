@@ -19,10 +19,10 @@ import time
 
 import grpc
 import pytest
-from tickserve_proto.v1 import tickserve_pb2 as pb
-from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from tickserve.serving.servicer import ServerLimits
+from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from .test_error_model import MODEL, rpc_error, small_repository, start_server, stop_server, stream_requests, tick
 
@@ -131,7 +131,9 @@ def test_concurrent_streams_beyond_the_limit_are_refused_and_a_closed_one_frees_
 
     assert first.close() == []  # every answer was read already
     assert wait_for(lambda: stats.open == 1)
-    results = [r for response in stub.StreamSignals(stream_requests([tick("B", 0)]), timeout=10) for r in response.results]
+    results = [
+        r for response in stub.StreamSignals(stream_requests([tick("B", 0)]), timeout=10) for r in response.results
+    ]
     assert results[0].WhichOneof("result") == "signal"
 
     second.send(pb.EvaluateRequest(batch=pb.TickBatch(ticks=[tick("A", i) for i in range(60)])))
@@ -154,12 +156,16 @@ def test_ticks_per_message_beyond_the_limit_end_the_call(tight):
 
     err = rpc_error(lambda: stub.Predict(pb.PredictRequest(model=MODEL, ticks=hundred + [tick("A", 100)]), timeout=10))
     assert (err.code(), err.details()) == (
-        EXHAUSTED, "ticks: 101 ticks in one request, the limit is max_ticks_per_message=100"
-    )  # fmt: skip
-    err = rpc_error(lambda: list(stub.Evaluate(iter([pb.EvaluateRequest(batch=pb.TickBatch(ticks=hundred * 2))]), timeout=10)))
+        EXHAUSTED,
+        "ticks: 101 ticks in one request, the limit is max_ticks_per_message=100",
+    )
+    err = rpc_error(
+        lambda: list(stub.Evaluate(iter([pb.EvaluateRequest(batch=pb.TickBatch(ticks=hundred * 2))]), timeout=10))
+    )
     assert (err.code(), err.details()) == (
-        EXHAUSTED, "batch.ticks: 200 ticks in one message, the limit is max_ticks_per_message=100"
-    )  # fmt: skip
+        EXHAUSTED,
+        "batch.ticks: 200 ticks in one message, the limit is max_ticks_per_message=100",
+    )
     assert len(stub.Predict(pb.PredictRequest(model=MODEL, ticks=hundred), timeout=10).signals) == 100
 
 
@@ -177,7 +183,9 @@ def test_instruments_per_stream_beyond_the_limit_are_rejected_per_tick(tight):
             "instrument: 'D' would exceed this stream's limit of 3 instruments (max_instruments_per_stream)"
         )
     # the limit is per stream: a new stream starts from zero
-    results = [r for response in stub.StreamSignals(stream_requests([tick("D", 0)]), timeout=10) for r in response.results]
+    results = [
+        r for response in stub.StreamSignals(stream_requests([tick("D", 0)]), timeout=10) for r in response.results
+    ]
     assert results[0].WhichOneof("result") == "signal"
 
 
@@ -207,8 +215,9 @@ def deadline_exceeded(err: grpc.RpcError) -> bool:
     # gRPC's own status: "Deadline Exceeded" when the client's timer fires first,
     # "Stream removed (Deadline Exceeded)" when the server's does
     return err.code() == grpc.StatusCode.DEADLINE_EXCEEDED and err.details() in (
-        "Deadline Exceeded", "Stream removed (Deadline Exceeded)"
-    )  # fmt: skip
+        "Deadline Exceeded",
+        "Stream removed (Deadline Exceeded)",
+    )
 
 
 def test_a_call_past_its_deadline_gets_deadline_exceeded_and_others_are_served(roomy):
@@ -254,8 +263,12 @@ def test_a_client_that_does_not_read_stops_the_server_then_gets_every_answer_in_
     stub = stub_of(roomy)
     stats = roomy.tick_server.signals.stream_stats
     before = stats.ticks
-    template = tick("BP", 0, bids=[(99.99 - 0.01 * i, 10.0 + i) for i in range(10)],
-                    asks=[(100.01 + 0.01 * i, 12.0 + i) for i in range(10)])  # fmt: skip
+    template = tick(
+        "BP",
+        0,
+        bids=[(99.99 - 0.01 * i, 10.0 + i) for i in range(10)],
+        asks=[(100.01 + 0.01 * i, 12.0 + i) for i in range(10)],
+    )
     sent = {"ticks": 0}
     stop = threading.Event()
 
@@ -304,11 +317,30 @@ def test_serve_flags_set_the_limits(models, tmp_path):
     ready, log = tmp_path / "port", tmp_path / "stderr"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
-         "--ready-file", str(ready), "--max-concurrent-streams", "1", "--max-ticks-per-message", "5",
-         "--max-instruments-per-stream", "1", "--max-message-bytes", "50000"],
-        stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tickserve.cli",
+            "serve",
+            "--models",
+            str(models),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--max-concurrent-streams",
+            "1",
+            "--max-ticks-per-message",
+            "5",
+            "--max-instruments-per-stream",
+            "1",
+            "--max-message-bytes",
+            "50000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        env=env,
+    )
     try:
         started = wait_for(lambda: proc.poll() is not None or (ready.exists() and ready.read_text().strip()), 90)
         assert started and proc.poll() is None, f"exit {proc.poll()}: {log.read_text()[-2000:]}"

@@ -17,8 +17,8 @@ import csv
 import datetime
 import ipaddress
 import json
-import os
 import math
+import os
 import shutil
 import subprocess
 from dataclasses import replace
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from tickserve_proto.v1 import tickserve_pb2 as pb
-from tickserve_client import tick_message
 
 from tickserve.simulate import simulate
 from tickserve.ticks import MAX_LEVELS, Tick, TickFrame
+from tickserve_client import tick_message
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL, _LoopThread
 
@@ -176,8 +176,19 @@ def run_node(node: str, *args: str, check: bool = True) -> subprocess.CompletedP
 
 
 def node_stream(node: str, server, path: Path, batch: int) -> list[dict]:
-    done = run_node(node, "stream", "--server", server.address, "--csv", str(path), "--model", MODEL,
-                    "--batch", str(batch), "--json")  # fmt: skip
+    done = run_node(
+        node,
+        "stream",
+        "--server",
+        server.address,
+        "--csv",
+        str(path),
+        "--model",
+        MODEL,
+        "--batch",
+        str(batch),
+        "--json",
+    )
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
@@ -211,10 +222,23 @@ def mixed_ticks() -> list[Tick]:
         bad(sequence=BIG_SEQ, bid_price=(top_ask + 0.5,), bid_size=(1.0,)),
         replace(base, instrument="BIGSEQ", timestamp_ns=7_258_118_399_999_999_999, sequence=BIG_SEQ),
         replace(base, instrument='ODD, "QUOTED" NAME', sequence=None),  # CSV quoting
-        replace(base, instrument="SHALLOW", bid_price=base.bid_price[:1], bid_size=base.bid_size[:1],
-                ask_price=base.ask_price[:3], ask_size=base.ask_size[:3]),  # fmt: skip
-        replace(base, instrument="TINY", last_price=1e-05, bid_price=(2e-05,), bid_size=(1e-07,),
-                ask_price=(3.0000000000000004e-05,), ask_size=(123456789.123,)),  # fmt: skip
+        replace(
+            base,
+            instrument="SHALLOW",
+            bid_price=base.bid_price[:1],
+            bid_size=base.bid_size[:1],
+            ask_price=base.ask_price[:3],
+            ask_size=base.ask_size[:3],
+        ),
+        replace(
+            base,
+            instrument="TINY",
+            last_price=1e-05,
+            bid_price=(2e-05,),
+            bid_size=(1e-07,),
+            ask_price=(3.0000000000000004e-05,),
+            ask_size=(123456789.123,),
+        ),
         replace(base, instrument="SOLD", last_size=3.0, aggressor=-1),  # a trade with its side
     ]
     out = ticks[:150]
@@ -244,8 +268,13 @@ def test_node_stream_equals_python(node, server, client, mixed, batch):
     errors = [e for e in expected if "error" in e]
     assert len(errors) == 13 and all(e["error"]["status"] == "INVALID_ARGUMENT" for e in errors)
     # the sides went through the CSV: the side given without a trade was rejected the same way
-    assert sum(e["error"]["message"] == "aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"
-               for e in errors) == 1  # fmt: skip
+    assert (
+        sum(
+            e["error"]["message"] == "aggressor: SIDE_BUY given but last_size is 0: no trade on this tick"
+            for e in errors
+        )
+        == 1
+    )
     assert {t.aggressor for t in ticks} == {-1, 0, 1}
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"result {i} (tick {ticks[i]}) differs:\n node:   {g}\n python: {e}"
@@ -266,8 +295,9 @@ def test_node_stream_uint64_sequence(node, server, client, tmp_path, batch):
     expected = [result_json(r) for r in client.stream_signals(map(to_proto, ticks), model=MODEL, batch_size=batch)]
     got = node_stream(node, server, path, batch)
     assert got == expected
-    assert all(g["error"]["status"] == "INVALID_ARGUMENT" and "sequence: at most 2^63-1" in g["error"]["message"]
-               for g in got)  # fmt: skip
+    assert all(
+        g["error"]["status"] == "INVALID_ARGUMENT" and "sequence: at most 2^63-1" in g["error"]["message"] for g in got
+    )
     assert [g["error"]["sequence"] for g in got] == [str(t.sequence) for t in ticks]
     assert got[-1]["error"]["sequence"] == "18446744073709551615"
 
@@ -327,7 +357,10 @@ def test_node_evaluate_equals_python(node, server, client, tmp_path):
 
     text = run_node(node, "evaluate", "--server", server.address, "--csv", str(path), "--model", MODEL).stdout
     assert f"accuracy {expected.accuracy:.4f}   macro-F1 {expected.macro_f1:.4f}" in text
-    assert f"majority-class baseline ({expected.majority_class}) accuracy {expected.majority_baseline_accuracy:.4f}" in text
+    assert (
+        f"majority-class baseline ({expected.majority_class}) accuracy {expected.majority_baseline_accuracy:.4f}"
+        in text
+    )
     assert "confusion (rows true, columns predicted)" in text
 
 
@@ -352,16 +385,27 @@ def test_node_reports_errors(node, server, tmp_path):
     write_ticks_csv(list(simulate(30, seed=5).ticks()), bad)
     with open(bad, "a", encoding="utf-8") as f:
         f.write("SIMA,1,abc\n")
-    done = run_node(node, "stream", "--server", server.address, "--csv", str(bad), "--model", MODEL, "--json",
-                    check=False)  # fmt: skip
+    done = run_node(
+        node, "stream", "--server", server.address, "--csv", str(bad), "--model", MODEL, "--json", check=False
+    )
     assert done.returncode == 2 and "bad.csv:32" in done.stderr
     assert len(done.stdout.splitlines()) == 30  # the rows before the bad one were answered
 
     gap = tmp_path / "gap.csv"  # a level after an empty one is ambiguous: refused, not guessed
     header = csv_header(3)
     row = dict.fromkeys(header, "")
-    row.update(instrument="SIMA", timestamp_ns="1", last_price="0", last_size="0", bid_px_1="10.0", bid_qty_1="1",
-               bid_px_3="9.0", bid_qty_3="1", ask_px_1="10.1", ask_qty_1="1")  # fmt: skip
+    row.update(
+        instrument="SIMA",
+        timestamp_ns="1",
+        last_price="0",
+        last_size="0",
+        bid_px_1="10.0",
+        bid_qty_1="1",
+        bid_px_3="9.0",
+        bid_qty_3="1",
+        ask_px_1="10.1",
+        ask_qty_1="1",
+    )
     gap.write_text(",".join(header) + "\n" + ",".join(row[c] for c in header) + "\n")
     done = run_node(node, "stream", "--server", server.address, "--csv", str(gap), check=False)
     assert done.returncode == 2 and "gap.csv:2: bid_px_3: a value after the empty bid_px_2" in done.stderr
@@ -381,7 +425,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tickserve node test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -430,20 +474,38 @@ def test_node_tls_and_token(node, secure_server, mixed, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(f"# the client's token\n\n{TOKEN}\n")
     listing = json.loads(
-        run_node(node, "models", "--server", address, "--tls-ca", str(ca), "--token-file", str(token_file), "--json").stdout
+        run_node(
+            node, "models", "--server", address, "--tls-ca", str(ca), "--token-file", str(token_file), "--json"
+        ).stdout
     )
     assert listing["default_model"] == MODEL
 
     _, path = mixed  # $TICKSERVE_TOKEN, as the Python CLI
     done = subprocess.run(
-        [node, str(CLI), "stream", "--server", address, "--tls-ca", str(ca), "--csv", str(path), "--batch", "100",
-         "--json"],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "TICKSERVE_TOKEN": TOKEN},
-    )  # fmt: skip
+        [
+            node,
+            str(CLI),
+            "stream",
+            "--server",
+            address,
+            "--tls-ca",
+            str(ca),
+            "--csv",
+            str(path),
+            "--batch",
+            "100",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TICKSERVE_TOKEN": TOKEN},
+    )
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(results) == len(mixed[0]) and sum("error" in r for r in results) == 13
 
-    plaintext = run_node(node, "models", "--server", address, "--token-file", str(token_file), "--timeout", "5",
-                         check=False)  # fmt: skip
+    plaintext = run_node(
+        node, "models", "--server", address, "--token-file", str(token_file), "--timeout", "5", check=False
+    )
     assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stderr

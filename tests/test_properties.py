@@ -36,7 +36,6 @@ import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve import validation
 from tickserve.errors import InvalidArgument
@@ -44,6 +43,7 @@ from tickserve.features import ALWAYS_OPEN, FEATURE_NAMES, US_EQUITIES, FeatureC
 from tickserve.serving.converters import tick_from_proto, tick_to_proto
 from tickserve.ticks import MAX_LEVELS, UNKNOWN_SIDE, Tick, TickFrame, unknown_side_number
 from tickserve.validation import MAX_INSTRUMENT_LENGTH, MAX_PRICE, MAX_SIZE, MAX_TIMESTAMP_NS, validate_tick
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL
 
@@ -205,7 +205,9 @@ def assert_identical(a: np.ndarray, b: np.ndarray, what: str) -> None:
     if not np.array_equal(a, b, equal_nan=True):
         bad = np.argwhere(~((a == b) | (np.isnan(a) & np.isnan(b))))
         row, col = bad[0]
-        pytest.fail(f"{what}: {len(bad)} cells differ; first {FEATURE_NAMES[col]} at row {row}: {a[row, col]!r} vs {b[row, col]!r}")
+        pytest.fail(
+            f"{what}: {len(bad)} cells differ; first {FEATURE_NAMES[col]} at row {row}: {a[row, col]!r} vs {b[row, col]!r}"
+        )
     # bit for bit, the sign of zero included
     assert a.tobytes() == b.tobytes(), f"{what}: equal values but different bits (signed zeros?)"
 
@@ -247,20 +249,24 @@ def _grid_ticks(seq):
     """A tick whose best bid is a whole number of its instrument's ticks (up to float noise)."""
     config, ticks = seq
     return any(
-        abs(t.bid_price[0] / config.tick_size(t.instrument) - round(t.bid_price[0] / config.tick_size(t.instrument))) < 1e-6
+        abs(t.bid_price[0] / config.tick_size(t.instrument) - round(t.bid_price[0] / config.tick_size(t.instrument)))
+        < 1e-6
         for t in ticks
     )
 
 
 STRATEGY_COVERS = {
-    "several instruments interleaved": lambda seq: len({t.instrument for t in seq[1]}) >= 3
-    and any(a.instrument != b.instrument for a, b in zip(seq[1], seq[1][1:])),
+    "several instruments interleaved": lambda seq: (
+        len({t.instrument for t in seq[1]}) >= 3
+        and any(a.instrument != b.instrument for a, b in zip(seq[1], seq[1][1:]))
+    ),
     "an instrument past the longest lookback": lambda seq: max(_ticks_per_instrument(seq[1]).values()) > 51,
     "equal timestamps": lambda seq: any(
         a.instrument == b.instrument and a.timestamp_ns == b.timestamp_ns for a, b in zip(seq[1], seq[1][1:])
     ),
     "a gap of more than a day": lambda seq: any(
-        a.instrument == b.instrument and b.timestamp_ns - a.timestamp_ns > 86_400 * NS for a, b in zip(seq[1], seq[1][1:])
+        a.instrument == b.instrument and b.timestamp_ns - a.timestamp_ns > 86_400 * NS
+        for a, b in zip(seq[1], seq[1][1:])
     ),
     "1 level": _any_tick(lambda t: len(t.bid_price) == 1),
     "10 levels": _any_tick(lambda t: len(t.bid_price) == MAX_LEVELS and len(t.ask_price) == MAX_LEVELS),
@@ -273,9 +279,14 @@ STRATEGY_COVERS = {
     "zero last_size with a trade price": _any_tick(lambda t: t.last_price > 0 and t.last_size == 0),
     "no trade yet": _any_tick(lambda t: t.last_price == 0),
     "prices on the tick grid": _grid_ticks,
-    "prices off the tick grid": lambda seq: not all(
-        abs(t.bid_price[0] / seq[0].tick_size(t.instrument) - round(t.bid_price[0] / seq[0].tick_size(t.instrument))) < 1e-6
-        for t in seq[1]
+    "prices off the tick grid": lambda seq: (
+        not all(
+            abs(
+                t.bid_price[0] / seq[0].tick_size(t.instrument) - round(t.bid_price[0] / seq[0].tick_size(t.instrument))
+            )
+            < 1e-6
+            for t in seq[1]
+        )
     ),
     "a flat window of 5": lambda seq: _flat_run(seq[1], 5),
 }
@@ -371,14 +382,31 @@ def test_streaming_equals_update_many_equals_batch_bit_for_bit(seq, cuts, use_ma
             rows.extend(out.tolist())
         else:
             rows.extend(mixed.update(t) for t in chunk)
-    assert_identical(streamed, np.array(rows, dtype=np.float64).reshape(streamed.shape), "streaming vs chunked update_many")
+    assert_identical(
+        streamed, np.array(rows, dtype=np.float64).reshape(streamed.shape), "streaming vs chunked update_many"
+    )
 
 
 # --- 2. validation ---------------------------------------------------------------------
 
 edge_floats = st.sampled_from(
-    [0.0, -0.0, 5e-324, -5e-324, 1e-310, 1.0, -1.0, MAX_PRICE, MAX_PRICE * (1 - 2**-52), MAX_SIZE,
-     MAX_SIZE * (1 - 2**-52), math.inf, -math.inf, math.nan, 1.7976931348623157e308]
+    [
+        0.0,
+        -0.0,
+        5e-324,
+        -5e-324,
+        1e-310,
+        1.0,
+        -1.0,
+        MAX_PRICE,
+        MAX_PRICE * (1 - 2**-52),
+        MAX_SIZE,
+        MAX_SIZE * (1 - 2**-52),
+        math.inf,
+        -math.inf,
+        math.nan,
+        1.7976931348623157e308,
+    ]
 )
 any_floats = st.one_of(edge_floats, st.floats())  # NaN, inf, negative, subnormal
 float_lists = st.lists(any_floats, max_size=MAX_LEVELS + 2)
@@ -422,9 +450,15 @@ def mutated_valid_ticks(draw):
     _, ticks = draw(valid_sequences(max_ticks=1))
     tick = ticks[0]
     fields = dict(
-        instrument=tick.instrument, timestamp_ns=tick.timestamp_ns, last_price=tick.last_price,
-        last_size=tick.last_size, bid_price=list(tick.bid_price), bid_size=list(tick.bid_size),
-        ask_price=list(tick.ask_price), ask_size=list(tick.ask_size), aggressor=tick.aggressor,
+        instrument=tick.instrument,
+        timestamp_ns=tick.timestamp_ns,
+        last_price=tick.last_price,
+        last_size=tick.last_size,
+        bid_price=list(tick.bid_price),
+        bid_size=list(tick.bid_size),
+        ask_price=list(tick.ask_price),
+        ask_size=list(tick.ask_size),
+        aggressor=tick.aggressor,
     )
     for _ in range(draw(st.integers(1, 2))):
         field = draw(st.sampled_from(sorted(fields)))
@@ -449,7 +483,9 @@ def mutated_valid_ticks(draw):
                 i = draw(st.integers(0, len(value) - 2))
                 value[i], value[i + 1] = value[i + 1], value[i]
             elif action == "cross" and fields["bid_price"] and fields["ask_price"]:  # bid just above the ask, or equal
-                fields["bid_price"][0] = draw(st.sampled_from([fields["ask_price"][0], math.nextafter(fields["ask_price"][0], math.inf)]))
+                fields["bid_price"][0] = draw(
+                    st.sampled_from([fields["ask_price"][0], math.nextafter(fields["ask_price"][0], math.inf)])
+                )
     return Tick(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
@@ -467,7 +503,10 @@ def documented_violations(t: Tick) -> set[str]:
     if t.aggressor not in (1, -1, 0) or (t.aggressor and t.last_size == 0):  # a side only on a trade
         bad.add("aggressor")
     sides_ok = True
-    for side, prices_, sizes_, descending in (("bid", t.bid_price, t.bid_size, True), ("ask", t.ask_price, t.ask_size, False)):
+    for side, prices_, sizes_, descending in (
+        ("bid", t.bid_price, t.bid_size, True),
+        ("ask", t.ask_price, t.ask_size, False),
+    ):
         p, s = f"{side}_price", f"{side}_size"
         if not 1 <= len(prices_) <= MAX_LEVELS:
             bad.add(p)
@@ -476,7 +515,11 @@ def documented_violations(t: Tick) -> set[str]:
         for i, price in enumerate(prices_):
             if not (math.isfinite(price) and MIN_PRICE <= price < MAX_PRICE):
                 bad.add(f"{p}[{i}]")
-            elif i and math.isfinite(prices_[i - 1]) and not (price < prices_[i - 1] if descending else price > prices_[i - 1]):
+            elif (
+                i
+                and math.isfinite(prices_[i - 1])
+                and not (price < prices_[i - 1] if descending else price > prices_[i - 1])
+            ):
                 bad.add(f"{p}[{i}]")
         for i, size in enumerate(sizes_):
             if not (math.isfinite(size) and 0 <= size < MAX_SIZE):
@@ -535,9 +578,19 @@ def test_validate_tick_accepts_or_names_the_field_and_value(tick):
 _VALID_REQUEST_BYTES = [
     pb.StreamSignalsRequest(config=pb.StreamConfig(model=MODEL, return_features=True)).SerializeToString(),
     pb.StreamSignalsRequest(
-        tick=pb.Tick(instrument="AAA", timestamp_ns=1, bid_price=[1.0], bid_size=[2.0], ask_price=[1.5], ask_size=[3.0], sequence=7)
+        tick=pb.Tick(
+            instrument="AAA",
+            timestamp_ns=1,
+            bid_price=[1.0],
+            bid_size=[2.0],
+            ask_price=[1.5],
+            ask_size=[3.0],
+            sequence=7,
+        )
     ).SerializeToString(),
-    pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=[pb.Tick(instrument="B", last_price=1.0)] * 3)).SerializeToString(),
+    pb.StreamSignalsRequest(
+        batch=pb.TickBatch(ticks=[pb.Tick(instrument="B", last_price=1.0)] * 3)
+    ).SerializeToString(),
 ]
 
 

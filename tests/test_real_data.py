@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tickserve_client import TickserveClient
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.evaluation import Evaluation
 from tickserve.features import ALWAYS_OPEN, FEATURE_INDEX, FeatureConfig, batch_features
@@ -23,6 +21,8 @@ from tickserve.signals import decide
 from tickserve.ticks import read_metadata, read_parquet
 from tickserve.training import train_model
 from tickserve.training_report import TrainingReport
+from tickserve_client import TickserveClient
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import _LoopThread
 
@@ -101,16 +101,24 @@ def test_recorded_aggressor_agrees_with_the_quote_rule_on_the_shared_data(name):
     assert np.array_equal(from_maker.aggressor, frame.aggressor)
 
 
-@pytest.mark.parametrize("labels", [LabelConfig(horizon_ns=1_000_000_000), LabelConfig(horizon_ns=250_000_000),
-                                    LabelConfig(horizon_ticks=50)], ids=["1s", "250ms", "50ticks"])
+@pytest.mark.parametrize(
+    "labels",
+    [LabelConfig(horizon_ns=1_000_000_000), LabelConfig(horizon_ns=250_000_000), LabelConfig(horizon_ticks=50)],
+    ids=["1s", "250ms", "50ticks"],
+)
 def test_time_horizon_labels_batch_equal_streaming_on_real_data(imported, labels):
     from types import SimpleNamespace
 
     _, _, frame = imported
     config = FeatureConfig(tick_sizes=((INSTRUMENT, 0.1),), calendar=ALWAYS_OPEN)
     y, future = make_labels(frame, labels, config)
-    model = SimpleNamespace(manifest=SimpleNamespace(label_config=labels, feature_config=config), name="x",
-                            version="1", importance=[], calibrator=SimpleNamespace(temperature=1.0))
+    model = SimpleNamespace(
+        manifest=SimpleNamespace(label_config=labels, feature_config=config),
+        name="x",
+        version="1",
+        importance=[],
+        calibrator=SimpleNamespace(temperature=1.0),
+    )
     evaluation = Evaluation(model, record_labels=True)
     from tickserve.signals import SignalValues
 
@@ -132,8 +140,9 @@ def served(imported, plugins, tmp_path_factory):
     sizes, calendar = instrument_settings(read_metadata(path))
     config = FeatureConfig(tick_sizes=tuple(sizes.items()), calendar=calendar)
     models = tmp_path_factory.mktemp("real-models")
-    train_model(frame, adapter=plugins.adapters["lightgbm"], models_dir=models, name="btc", feature_config=config,
-                params=PARAMS)
+    train_model(
+        frame, adapter=plugins.adapters["lightgbm"], models_dir=models, name="btc", feature_config=config, params=PARAMS
+    )
     repository = ModelRepository(models, plugins.adapters, default_model="btc")
     repository.load_all()
     runner = _LoopThread()
@@ -162,8 +171,9 @@ def test_streamed_signals_equal_offline_predictions_on_the_held_out_span(served,
     model = repository.get("btc", "")
     x, _, probs, expected = offline(model, holdout)
     with TickserveClient(address, timeout=120) as client:
-        results = list(client.stream_signals(frame_to_protos(holdout), model="btc", batch_size=batch_size,
-                                             return_features=True))
+        results = list(
+            client.stream_signals(frame_to_protos(holdout), model="btc", batch_size=batch_size, return_features=True)
+        )
     assert len(results) == len(holdout) == len(expected)
     actions = set()
     for i, (r, e) in enumerate(zip(results, expected)):

@@ -4,9 +4,9 @@ bearer tokens (unary and streaming calls, health, reflection), and the same from
 from __future__ import annotations
 
 import datetime
-import os
 import hmac
 import ipaddress
+import os
 import subprocess
 import sys
 import time
@@ -21,9 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from tickserve_client import TickserveClient
-from tickserve_proto.v1 import tickserve_pb2 as pb
-from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from tickserve.repository import ModelRepository
 from tickserve.serving import security
@@ -32,6 +29,9 @@ from tickserve.serving.converters import frame_to_protos
 from tickserve.serving.security import SecurityConfigError, TlsConfig, TokenAuth
 from tickserve.simulate import simulate
 from tickserve.training import train_model
+from tickserve_client import TickserveClient
+from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from .conftest import MODEL, _LoopThread
 
@@ -64,7 +64,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def _issue(subject: str, key, issuer: x509.Name, issuer_key, *, ca: bool = False, usage=None, san=None):
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
@@ -78,9 +78,17 @@ def _issue(subject: str, key, issuer: x509.Name, issuer_key, *, ca: bool = False
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
     else:
@@ -96,8 +104,11 @@ def _write(path: Path, cert=None, key=None) -> Path:
     if cert is not None:
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     else:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return path
 
 
@@ -108,11 +119,18 @@ def pki(tmp_path_factory) -> Pki:
     ca = _issue("tickserve test CA", ca_key, _name("tickserve test CA"), ca_key, ca=True)
     rogue = _issue("rogue CA", rogue_key, _name("rogue CA"), rogue_key, ca=True)
     server_key, client_key, rogue_client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    server = _issue("tickserve server", server_key, ca.subject, ca_key, usage=ExtendedKeyUsageOID.SERVER_AUTH,
-                    san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+    server = _issue(
+        "tickserve server",
+        server_key,
+        ca.subject,
+        ca_key,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        san=[x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
+    )
     client = _issue("trading-client", client_key, ca.subject, ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
-    rogue_client = _issue("trading-client", rogue_client_key, rogue.subject, rogue_key,
-                          usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    rogue_client = _issue(
+        "trading-client", rogue_client_key, rogue.subject, rogue_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH
+    )
     return Pki(
         ca=_write(d / "ca.pem", ca),
         server_cert=_write(d / "server.pem", server),
@@ -139,8 +157,13 @@ def token_file(tmp_path_factory) -> Path:
 def small_repo(tmp_path_factory, plugins) -> Path:
     """One small real LightGBM model (the shared `model_repo` takes far longer to train)."""
     root = tmp_path_factory.mktemp("secure-models")
-    train_model(simulate(4_000, seed=3), adapter=plugins.adapters["lightgbm"], models_dir=root, name=MODEL,
-                params={"num_boost_round": 8, "early_stopping_rounds": 4})
+    train_model(
+        simulate(4_000, seed=3),
+        adapter=plugins.adapters["lightgbm"],
+        models_dir=root,
+        name=MODEL,
+        params={"num_boost_round": 8, "early_stopping_rounds": 4},
+    )
     return root
 
 
@@ -244,8 +267,13 @@ def test_a_client_trusting_another_ca_refuses_the_server(tls_server, pki):
 
 
 def test_mtls_serves_a_client_with_a_certificate_from_the_ca(mtls_server, pki, ticks):
-    with TickserveClient(mtls_server, root_certificates=pki.read("ca"), certificate_chain=pki.read("client_cert"),
-                         private_key=pki.read("client_key"), timeout=30) as client:
+    with TickserveClient(
+        mtls_server,
+        root_certificates=pki.read("ca"),
+        certificate_chain=pki.read("client_cert"),
+        private_key=pki.read("client_key"),
+        timeout=30,
+    ) as client:
         assert_served(client, ticks)
 
 
@@ -258,9 +286,13 @@ def test_mtls_refuses_a_client_without_a_certificate(mtls_server, pki, ticks):
 
 
 def test_mtls_refuses_a_client_certificate_from_another_ca(mtls_server, pki, ticks):
-    with TickserveClient(mtls_server, root_certificates=pki.read("ca"), timeout=10,
-                         certificate_chain=pki.read("rogue_client_cert"),
-                         private_key=pki.read("rogue_client_key")) as client:
+    with TickserveClient(
+        mtls_server,
+        root_certificates=pki.read("ca"),
+        timeout=10,
+        certificate_chain=pki.read("rogue_client_cert"),
+        private_key=pki.read("rogue_client_key"),
+    ) as client:
         for call in (lambda: client.predict(ticks[:5]), lambda: client.stream_signals(ticks)):
             err = rpc_error(call)  # the server cannot verify the certificate and ends the handshake
             assert err.code() == grpc.StatusCode.UNAVAILABLE, err
@@ -272,16 +304,24 @@ def test_mtls_refuses_a_client_certificate_from_another_ca(mtls_server, pki, tic
 
 def test_no_token_is_unauthenticated_for_unary_and_streaming_calls(token_server, ticks):
     with TickserveClient(token_server, timeout=10) as client:
-        for call in (client.list_models, lambda: client.predict(ticks[:3]), lambda: client.stream_signals(ticks),
-                     lambda: client.evaluate(ticks), client.repository_index):
+        for call in (
+            client.list_models,
+            lambda: client.predict(ticks[:3]),
+            lambda: client.stream_signals(ticks),
+            lambda: client.evaluate(ticks),
+            client.repository_index,
+        ):
             err = rpc_error(call)
             assert err.code() == grpc.StatusCode.UNAUTHENTICATED
             assert err.details() == "missing bearer token: send metadata 'authorization: Bearer <token>'"
     with grpc.insecure_channel(token_server) as channel:  # an unknown method reveals nothing before authentication
         err = rpc_error(lambda: channel.unary_unary("/tickserve.v1.SignalService/NoSuchMethod")(b"", timeout=10))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED and err.details().startswith("missing bearer token")
-        err = rpc_error(lambda: channel.unary_unary("/tickserve.v1.SignalService/NoSuchMethod")(
-            b"", timeout=10, metadata=[("authorization", f"Bearer {TOKEN}")]))
+        err = rpc_error(
+            lambda: channel.unary_unary("/tickserve.v1.SignalService/NoSuchMethod")(
+                b"", timeout=10, metadata=[("authorization", f"Bearer {TOKEN}")]
+            )
+        )
         assert err.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
@@ -313,13 +353,18 @@ def test_the_right_token_is_served_for_unary_and_streaming_calls(token_server, t
 def test_health_is_open_without_a_token_by_default_but_reflection_is_not(token_server):
     with grpc.insecure_channel(token_server) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == health_pb2.HealthCheckResponse.SERVING
+        )
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         err = rpc_error(lambda: reflection.ServerReflectionInfo(iter([request]), timeout=10))
         assert err.code() == grpc.StatusCode.UNAUTHENTICATED
-        answer = next(reflection.ServerReflectionInfo(iter([request]), timeout=10,
-                                                      metadata=[("authorization", f"Bearer {TOKEN}")]))
+        answer = next(
+            reflection.ServerReflectionInfo(
+                iter([request]), timeout=10, metadata=[("authorization", f"Bearer {TOKEN}")]
+            )
+        )
         assert "tickserve.v1.SignalService" in {s.name for s in answer.list_services_response.service}
 
 
@@ -337,7 +382,9 @@ def test_health_requires_the_token_when_configured(closed_health_server):
 def test_tokens_come_from_the_file_and_from_the_environment(token_file, tmp_path, monkeypatch, launch, ticks):
     assert security.read_token_file(token_file) == [TOKEN, OTHER_TOKEN]
     assert security.tokens_from_env({"TICKSERVE_TOKENS": f" {OTHER_TOKEN} ,, env-token-2c9e1f4b7a "}) == [
-        OTHER_TOKEN, "env-token-2c9e1f4b7a"]
+        OTHER_TOKEN,
+        "env-token-2c9e1f4b7a",
+    ]
     monkeypatch.setenv("TICKSERVE_TOKENS", "env-token-2c9e1f4b7a")
     env_only = TokenAuth.load()  # $TICKSERVE_TOKENS alone
     both = TokenAuth.load(token_file)  # the file and $TICKSERVE_TOKENS together
@@ -400,7 +447,9 @@ def test_configuration_errors_name_the_file_and_fail_at_startup(pki, tmp_path, l
         TokenAuth.load(tmp_path / "absent", env={})
     spaced = tmp_path / "spaced"
     spaced.write_text("a token with spaces\n")
-    with pytest.raises(SecurityConfigError, match=f"token file {spaced}, line 1: a token must be non-empty printable ASCII"):
+    with pytest.raises(
+        SecurityConfigError, match=f"token file {spaced}, line 1: a token must be non-empty printable ASCII"
+    ):
         TokenAuth.load(spaced, env={})
 
 
@@ -414,9 +463,25 @@ def _cli(*args: str, env=None) -> subprocess.CompletedProcess:
 def test_cli_serves_tls_and_tokens_to_the_cli_client(small_repo, pki, token_file, tmp_path):
     ready = tmp_path / "port"
     proc = subprocess.Popen(
-        [*TICKSERVE, "serve", "--models", str(small_repo), "--port", "0", "--ready-file", str(ready),
-         "--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key), "--token-file", str(token_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *TICKSERVE,
+            "serve",
+            "--models",
+            str(small_repo),
+            "--port",
+            "0",
+            "--ready-file",
+            str(ready),
+            "--tls-cert",
+            str(pki.server_cert),
+            "--tls-key",
+            str(pki.server_key),
+            "--token-file",
+            str(token_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -447,8 +512,9 @@ def test_cli_serves_tls_and_tokens_to_the_cli_client(small_repo, pki, token_file
 
 def test_cli_serve_refuses_a_missing_certificate_before_loading_models(tmp_path, pki):
     missing = tmp_path / "server.pem"
-    result = _cli("serve", "--models", str(tmp_path), "--port", "0", "--tls-cert", str(missing),
-                  "--tls-key", str(pki.server_key))
+    result = _cli(
+        "serve", "--models", str(tmp_path), "--port", "0", "--tls-cert", str(missing), "--tls-key", str(pki.server_key)
+    )
     assert result.returncode == 2
     assert f"tickserve: error: TLS certificate {missing}: no such file" in result.stderr
     result = _cli("serve", "--models", str(tmp_path), "--port", "0", "--tls-cert", str(pki.server_cert))

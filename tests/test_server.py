@@ -6,9 +6,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from tickserve_client import make_tick
-from tickserve_proto.v1 import tickserve_pb2 as pb
-from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from tickserve.features import FEATURE_INDEX, batch_features
 from tickserve.labels import CLASSES, make_labels
@@ -16,6 +13,9 @@ from tickserve.metrics import ClassificationMetrics
 from tickserve.serving.converters import frame_to_protos
 from tickserve.signals import decide, decide_many
 from tickserve.simulate import simulate
+from tickserve_client import make_tick
+from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from .conftest import MODEL
 
@@ -127,12 +127,16 @@ def test_evaluate_streams_progress_then_a_report_matching_offline(server, client
     assert report.majority_baseline_accuracy == pytest.approx(majority)
     from tickserve.calibration import brier_score, expected_calibration_error
 
-    raw = model.adapter.predict_proba(x_model := batch_features(frame, model.manifest.feature_config)[:, model.feature_index])
+    raw = model.adapter.predict_proba(
+        x_model := batch_features(frame, model.manifest.feature_config)[:, model.feature_index]
+    )
     assert x_model.shape[0] == 3_000
     assert report.calibration_temperature == model.calibrator.temperature
     assert report.brier_score == pytest.approx(brier_score(probs[labeled], y[labeled]), rel=1e-9)
     assert report.brier_score_uncalibrated == pytest.approx(brier_score(raw[labeled], y[labeled]), rel=1e-9)
-    assert report.expected_calibration_error == pytest.approx(expected_calibration_error(probs[labeled], y[labeled]), rel=1e-9)
+    assert report.expected_calibration_error == pytest.approx(
+        expected_calibration_error(probs[labeled], y[labeled]), rel=1e-9
+    )
     assert report.expected_calibration_error_uncalibrated == pytest.approx(
         expected_calibration_error(raw[labeled], y[labeled]), rel=1e-9
     )
@@ -291,7 +295,10 @@ def test_reflection_lists_and_describes_the_service(channel):
     assert {"tickserve.v1.SignalService", "grpc.health.v1.Health"} <= names
     from google.protobuf import descriptor_pb2
 
-    files = [descriptor_pb2.FileDescriptorProto.FromString(b) for b in described.file_descriptor_response.file_descriptor_proto]
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(b)
+        for b in described.file_descriptor_response.file_descriptor_proto
+    ]
     methods = {m.name for f in files for s in f.service for m in s.method}
     assert {"StreamSignals", "Predict", "Evaluate", "ListModels", "GetModel"} <= methods
 

@@ -19,11 +19,16 @@ def test_defaults_are_secure_and_complete():
 
 def test_precedence_file_then_env_then_flags(tmp_path):
     cfg = tmp_path / "tickserve.toml"
-    cfg.write_text('[server]\nport = 6000\nhost = "0.0.0.0"\ngrace = 2\n[limits]\nmax_concurrent_streams = 8\n[plugins]\ndeny = ["onnx"]\n')
+    cfg.write_text(
+        '[server]\nport = 6000\nhost = "0.0.0.0"\ngrace = 2\n[limits]\nmax_concurrent_streams = 8\n[plugins]\ndeny = ["onnx"]\n'
+    )
     env = {"TICKSERVE_SERVER_PORT": "7000", "TICKSERVE_LIMITS_MAX_CONCURRENT_STREAMS": "16"}
     s = load_settings(cfg, environ=env, flags={("server", "port"): 8000})
     assert s["server"]["port"] == 8000 and s.sources["server"]["port"] == "flag"
-    assert s["limits"]["max_concurrent_streams"] == 16 and s.sources["limits"]["max_concurrent_streams"] == "env TICKSERVE_LIMITS_MAX_CONCURRENT_STREAMS"
+    assert (
+        s["limits"]["max_concurrent_streams"] == 16
+        and s.sources["limits"]["max_concurrent_streams"] == "env TICKSERVE_LIMITS_MAX_CONCURRENT_STREAMS"
+    )
     assert s["server"]["host"] == "0.0.0.0" and s.sources["server"]["host"] == f"file {cfg}"
     assert s["server"]["grace"] == 2.0 and isinstance(s["server"]["grace"], float)
     assert s["server"]["workers"] == 4 and s.sources["server"]["workers"] == "default"

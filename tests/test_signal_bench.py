@@ -26,8 +26,9 @@ def write_shared_layout(directory: Path, ticks: int, seed: int) -> None:
     """One simulated instrument as book10.csv.gz + trades.csv.gz + README, the shared data's layout."""
     frame = simulate(ticks, seed=seed, instruments=(InstrumentSpec("ONE", 250.0, 0.05),))
     directory.mkdir(parents=True)
-    header = ["local_ts_ns"] + [f"{side}_{kind}_{n}" for side in ("bid", "ask") for n in range(1, 11)
-                                for kind in ("px", "qty")]
+    header = ["local_ts_ns"] + [
+        f"{side}_{kind}_{n}" for side in ("bid", "ask") for n in range(1, 11) for kind in ("px", "qty")
+    ]
     with gzip.open(directory / "book10.csv.gz", "wt") as f:
         f.write(",".join(header) + "\n")
         for i in range(len(frame)):

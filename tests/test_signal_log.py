@@ -12,11 +12,25 @@ from tickserve.signal_log import COLUMNS, GROUP_COMMIT_S, SignalLog, query_signa
 
 def _row(i: int, instrument: str = "SIMA", model: str = "m", version: str = "1") -> tuple:
     values = {
-        "served_at_ns": time.time_ns(), "rpc": "StreamSignals", "instrument": instrument,
-        "timestamp_ns": 1_700_000_000_000_000_000 + i, "sequence": i, "model": model, "model_version": version,
-        "p_sell": 0.2, "p_hold": 0.5, "p_buy": 0.3, "edge_score": 0.1, "confidence": 0.5, "action": "HOLD",
-        "strength": "WEAK", "urgency": "PASSIVE", "risk": "LOW", "warmed_up": 1, "latency_us": 123.0,
-    }  # fmt: skip
+        "served_at_ns": time.time_ns(),
+        "rpc": "StreamSignals",
+        "instrument": instrument,
+        "timestamp_ns": 1_700_000_000_000_000_000 + i,
+        "sequence": i,
+        "model": model,
+        "model_version": version,
+        "p_sell": 0.2,
+        "p_hold": 0.5,
+        "p_buy": 0.3,
+        "edge_score": 0.1,
+        "confidence": 0.5,
+        "action": "HOLD",
+        "strength": "WEAK",
+        "urgency": "PASSIVE",
+        "risk": "LOW",
+        "warmed_up": 1,
+        "latency_us": 123.0,
+    }
     return tuple(values[c] for c in COLUMNS)
 
 

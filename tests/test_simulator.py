@@ -79,8 +79,18 @@ SIMULATED_2000_SEED_5_FINGERPRINT = "0deb94fabab69c9c50b71f10781a56f5c670defcf97
 def _ragged_ticks(aggressors=(0, 0, 0)) -> list[Tick]:
     return [
         Tick("A", 10, 0.0, 0.0, (100.0,), (5.0,), (100.5, 101.0), (1.0, 2.0), aggressor=aggressors[0]),
-        Tick("LONG-NAME.XYZ", 11, 3.25, 7.0, tuple(10.0 - i for i in range(10)), (1.0,) * 10, (11.0,), (0.0,), 5,
-             aggressors[1]),  # fmt: skip
+        Tick(
+            "LONG-NAME.XYZ",
+            11,
+            3.25,
+            7.0,
+            tuple(10.0 - i for i in range(10)),
+            (1.0,) * 10,
+            (11.0,),
+            (0.0,),
+            5,
+            aggressors[1],
+        ),
         Tick("A", 12, 100.5, 1.0, (100.0, 99.5, 99.0), (5.0, 0.0, 2.0), (100.5,), (1.0,), aggressor=aggressors[2]),
     ]
 
@@ -199,8 +209,10 @@ def test_every_mid_move_is_a_depletion_or_an_improvement(frame):
         assert set(bid_step.tolist()) == set(ask_step.tolist()) == {-1, 0, 1}, name
         assert not ((bid_step != 0) & (ask_step != 0)).any(), f"{name}: both sides moved at once"
         spread_before = np.round((frame.ask_price[before, 0] - frame.bid_price[before, 0]) / tick_size)
-        for side, step, prices, sizes in ((-1, bid_step, frame.bid_price, frame.bid_size),
-                                          (1, ask_step, frame.ask_price, frame.ask_size)):
+        for side, step, prices, sizes in (
+            (-1, bid_step, frame.bid_price, frame.bid_size),
+            (1, ask_step, frame.ask_price, frame.ask_size),
+        ):
             away, inward = step == side, step == -side
             assert away.sum() > 50 and inward.sum() > 50, name
             # away: the old level 2 is the new best, every level behind it moved up one place
@@ -262,8 +274,12 @@ def test_order_flow_predicts_the_mid_better_than_the_book_snapshot():
         b, a = f.bid_price[rows, 0], f.ask_price[rows, 0]
         qb, qa = f.bid_size[rows, 0], f.ask_size[rows, 0]
         e = np.zeros(len(rows))
-        e[1:] = ((b[1:] >= b[:-1]) * qb[1:] - (b[1:] <= b[:-1]) * qb[:-1]
-                 - (a[1:] <= a[:-1]) * qa[1:] + (a[1:] >= a[:-1]) * qa[:-1])
+        e[1:] = (
+            (b[1:] >= b[:-1]) * qb[1:]
+            - (b[1:] <= b[:-1]) * qb[:-1]
+            - (a[1:] <= a[:-1]) * qa[1:]
+            + (a[1:] >= a[:-1]) * qa[:-1]
+        )
         move = np.round(((a + b)[h:] - (a + b)[:-h]) / 2 / 0.01, 6)
 
         def agreement(x):

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from tickserve_client import TickserveClient
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
+from tickserve_client import TickserveClient
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "numpy-adapter"
 TICKSERVE = [sys.executable, "-m", "tickserve.cli"]
@@ -24,9 +24,21 @@ def site(tmp_path_factory) -> Path:
     """`pip install` the example into a directory of its own (the test environment stays as it was)."""
     target = tmp_path_factory.mktemp("site")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return target
@@ -40,16 +52,36 @@ def test_installed_plugin_is_listed_trained_and_served(site, tmp_path):
 
     models = tmp_path / "models"
     trained = subprocess.run(
-        [*TICKSERVE, "train", "--adapter", "numpy-logistic", "--name", "np-model", "--models", str(models),
-         "--samples", "9000", "--param", "steps=150"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            *TICKSERVE,
+            "train",
+            "--adapter",
+            "numpy-logistic",
+            "--name",
+            "np-model",
+            "--models",
+            str(models),
+            "--samples",
+            "9000",
+            "--param",
+            "steps=150",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert trained.returncode == 0, trained.stderr
     assert (models / "np-model" / "1" / "weights.json").exists()
 
     ready = tmp_path / "port"
-    server = subprocess.Popen([*TICKSERVE, "serve", "--models", str(models), "--port", "0", "--ready-file", str(ready)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*TICKSERVE, "serve", "--models", str(models), "--port", "0", "--ready-file", str(ready)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (ready.exists() and ready.read_text().strip()):

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.baselines import baseline_predictions, score_baselines
 from tickserve.errors import InvalidArgument
@@ -32,6 +31,7 @@ from tickserve.serving.converters import frame_to_protos, report_to_proto
 from tickserve.signals import SignalValues, decide
 from tickserve.simulate import simulate
 from tickserve.ticks import Tick, TickFrame
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL
 
@@ -40,8 +40,9 @@ T0 = 1_704_205_800_000_000_000
 
 def stub_model(labels: LabelConfig, tick_size: float = 0.5):
     manifest = SimpleNamespace(label_config=labels, feature_config=FeatureConfig(default_tick_size=tick_size))
-    return SimpleNamespace(manifest=manifest, name="stub", version="1", importance=[],
-                           calibrator=SimpleNamespace(temperature=1.0))
+    return SimpleNamespace(
+        manifest=manifest, name="stub", version="1", importance=[], calibrator=SimpleNamespace(temperature=1.0)
+    )
 
 
 def signal(action: str, strength: str = "WEAK", risk: str = "HIGH") -> SignalValues:
@@ -49,8 +50,9 @@ def signal(action: str, strength: str = "WEAK", risk: str = "HIGH") -> SignalVal
     return SignalValues(action, p[2], p[1], p[0], max(p), p[2] - p[0], strength, "PASSIVE", risk)
 
 
-def tick(i: int, bid: float, ask: float, bid_size: float = 1.0, ask_size: float = 1.0, ts: int | None = None,
-         name: str = "X") -> Tick:
+def tick(
+    i: int, bid: float, ask: float, bid_size: float = 1.0, ask_size: float = 1.0, ts: int | None = None, name: str = "X"
+) -> Tick:
     return Tick(name, T0 + (i if ts is None else ts), 0.0, 0.0, (bid,), (bid_size,), (ask,), (ask_size,))
 
 
@@ -84,9 +86,17 @@ def test_trading_metrics_by_hand():
     assert t["signals_per_1000_ticks"] == pytest.approx(1000 * 4 / 6)
     # bps of the entry mid: t0 +0.5 / 100.25, t1 0, t3 -0.5 / 99.75
     bps = [0.5 / 100.25 * 1e4, 0.0, -0.5 / 99.75 * 1e4]
-    assert t["all"] == {"trades": 3, "hit_rate": pytest.approx(2 / 3), "win_rate": pytest.approx(1 / 3),
-                        "mean_move_ticks": 1.0, "mean_pnl_ticks": 0.0, "total_pnl_ticks": 0.0, "total_pnl_price": 0.0,
-                        "mean_pnl_bps": pytest.approx(sum(bps) / 3), "total_pnl_bps": pytest.approx(sum(bps))}
+    assert t["all"] == {
+        "trades": 3,
+        "hit_rate": pytest.approx(2 / 3),
+        "win_rate": pytest.approx(1 / 3),
+        "mean_move_ticks": 1.0,
+        "mean_pnl_ticks": 0.0,
+        "total_pnl_ticks": 0.0,
+        "total_pnl_price": 0.0,
+        "mean_pnl_bps": pytest.approx(sum(bps) / 3),
+        "total_pnl_bps": pytest.approx(sum(bps)),
+    }
     assert t["by_strength"]["STRONG"]["trades"] == 1 and t["by_strength"]["STRONG"]["total_pnl_ticks"] == 1.0
     assert t["by_strength"]["MEDIUM"]["total_pnl_ticks"] == 0.0 and t["by_strength"]["MEDIUM"]["hit_rate"] == 1.0
     assert t["by_strength"]["WEAK"]["total_pnl_ticks"] == -1.0 and t["by_strength"]["WEAK"]["hit_rate"] == 0.0
@@ -199,15 +209,18 @@ def test_time_horizon_by_hand():
     assert pasts == past_index(frame, labels).tolist()
 
 
-@pytest.mark.parametrize("labels", [
-    LabelConfig(horizon_ticks=1, threshold_ticks=1.0),
-    LabelConfig(horizon_ticks=37, threshold_ticks=2.0),
-    LabelConfig(horizon_ns=1, threshold_ticks=1.0),
-    LabelConfig(horizon_ns=250_000_000, threshold_ticks=2.0),
-    LabelConfig(horizon_ns=3_000_000_000, threshold_ticks=3.0),
-    LabelConfig(horizon_ticks=20, mode="taker"),
-    LabelConfig(horizon_ns=2_000_000_000, mode="taker", cost_ticks=1.0),
-])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        LabelConfig(horizon_ticks=1, threshold_ticks=1.0),
+        LabelConfig(horizon_ticks=37, threshold_ticks=2.0),
+        LabelConfig(horizon_ns=1, threshold_ticks=1.0),
+        LabelConfig(horizon_ns=250_000_000, threshold_ticks=2.0),
+        LabelConfig(horizon_ns=3_000_000_000, threshold_ticks=3.0),
+        LabelConfig(horizon_ticks=20, mode="taker"),
+        LabelConfig(horizon_ns=2_000_000_000, mode="taker", cost_ticks=1.0),
+    ],
+)
 def test_streaming_labels_equal_batch_labels_on_simulated_ticks(labels):
     """Three interleaved instruments, timestamps coarsened so that many ticks share one."""
     frame = simulate(6_000, seed=21)
@@ -250,7 +263,10 @@ def test_streaming_one_position_round_trips_equal_the_batch_ones():
     rows = np.arange(len(frame))
     sizes = tick_sizes(frame, config)
     t = evaluation.report()["trading"]
-    for book, d in (("one_position_all", direction), ("one_position_strong", np.where(strengths == "STRONG", direction, 0))):
+    for book, d in (
+        ("one_position_all", direction),
+        ("one_position_strong", np.where(strengths == "STRONG", direction, 0)),
+    ):
         expected = round_trips(frame, rows, d, future, sizes, cost_ticks=0.5, fee_bps=1.0).to_dict()
         assert t[book] == pytest.approx(expected, rel=1e-12), book
         assert expected["trades"] > 50
@@ -272,11 +288,21 @@ def test_label_config_round_trip_and_old_manifests(tmp_path):
     with pytest.raises(ValueError):
         LabelConfig.from_dict({"horizon_ticks": 5, "horizon_ns": 10, "threshold_ticks": 2.0})
     assert timed.describe() == "mid, horizon 1s, threshold 2 ticks"
-    assert LabelConfig(5, mode="taker", cost_ticks=0.5).describe() == "taker, horizon 5 ticks, cost 0.5 ticks beyond the spread"
+    assert (
+        LabelConfig(5, mode="taker", cost_ticks=0.5).describe()
+        == "taker, horizon 5 ticks, cost 0.5 ticks beyond the spread"
+    )
     # a manifest from before time horizons loads with its tick horizon; a timed one round-trips
-    old = {"format": 1, "name": "m", "version": "1", "adapter": "lightgbm", "model_file": "model.txt",
-           "feature_names": ["spread"], "feature_stage_version": "1",
-           "label_config": {"horizon_ticks": 20, "threshold_ticks": 1.5}}
+    old = {
+        "format": 1,
+        "name": "m",
+        "version": "1",
+        "adapter": "lightgbm",
+        "model_file": "model.txt",
+        "feature_names": ["spread"],
+        "feature_stage_version": "1",
+        "label_config": {"horizon_ticks": 20, "threshold_ticks": 1.5},
+    }
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(old))
     assert ModelManifest.load(tmp_path).label_config == LabelConfig(20, 1.5)
     manifest = ModelManifest.load(tmp_path)
@@ -285,8 +311,18 @@ def test_label_config_round_trip_and_old_manifests(tmp_path):
     assert ModelManifest.load(tmp_path).label_config == timed
 
 
-@pytest.mark.parametrize("text, ns", [("1s", 10**9), ("500ms", 5 * 10**8), ("5s", 5 * 10**9), ("250us", 250_000),
-                                      ("2.5s", 2_500_000_000), ("1m", 60 * 10**9), ("100ns", 100)])
+@pytest.mark.parametrize(
+    "text, ns",
+    [
+        ("1s", 10**9),
+        ("500ms", 5 * 10**8),
+        ("5s", 5 * 10**9),
+        ("250us", 250_000),
+        ("2.5s", 2_500_000_000),
+        ("1m", 60 * 10**9),
+        ("100ns", 100),
+    ],
+)
 def test_durations(text, ns):
     assert parse_duration_ns(text) == ns
     assert parse_duration_ns(format_duration_ns(ns)) == ns
@@ -377,17 +413,25 @@ def test_training_records_baselines_and_walk_forward_folds(tmp_path, plugins):
     from tickserve.training_report import TrainingReport
 
     labels = LabelConfig(horizon_ns=2_000_000_000, threshold_ticks=2.0)
-    path, manifest = train_model(simulate(8_000, seed=4), adapter=plugins.adapters["lightgbm"], models_dir=tmp_path,
-                                 name="wf", label_config=labels, folds=2,
-                                 params={"num_boost_round": 5, "early_stopping_rounds": 5})
+    path, manifest = train_model(
+        simulate(8_000, seed=4),
+        adapter=plugins.adapters["lightgbm"],
+        models_dir=tmp_path,
+        name="wf",
+        label_config=labels,
+        folds=2,
+        params={"num_boost_round": 5, "early_stopping_rounds": 5},
+    )
     m = manifest.metrics
     for name in ("majority", "last_move", "imbalance"):
         assert 0 <= m[f"test_baseline_{name}_accuracy"] <= 1 and 0 <= m[f"test_baseline_{name}_macro_f1"] <= 1
     assert m["wf_folds"] == 2
     for k in (1, 2):
         assert m[f"wf{k}_test_rows"] > 0 and 0 <= m[f"wf{k}_macro_f1"] <= 1
-        assert m[f"wf{k}_margin"] == pytest.approx(m[f"wf{k}_macro_f1"] - max(
-            m[f"wf{k}_baseline_{b}_macro_f1"] for b in ("majority", "last_move", "imbalance")))
+        assert m[f"wf{k}_margin"] == pytest.approx(
+            m[f"wf{k}_macro_f1"]
+            - max(m[f"wf{k}_baseline_{b}_macro_f1"] for b in ("majority", "last_move", "imbalance"))
+        )
     assert m["wf_mean_macro_f1"] == pytest.approx((m["wf1_macro_f1"] + m["wf2_macro_f1"]) / 2)
     assert m["wf2_test_start_ns"] > m["wf1_test_start_ns"]
     assert m["test_macro_f1"] == m["wf2_macro_f1"]  # the model written is the last fold's

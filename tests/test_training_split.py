@@ -60,7 +60,9 @@ def test_folds_are_disjoint_time_ordered_and_purged(labeled, folds, test_fractio
             assert len(train) > len(fold_rows(frame, future, spans[k - 1]).train)
     # the purge really removed rows: labeled ticks just before a boundary whose label crosses it
     last = spans[-1]
-    gap = np.flatnonzero((future >= 0) & (ts < last.valid_start_ns) & (ts[np.maximum(future, 0)] >= last.valid_start_ns))
+    gap = np.flatnonzero(
+        (future >= 0) & (ts < last.valid_start_ns) & (ts[np.maximum(future, 0)] >= last.valid_start_ns)
+    )
     rows = fold_rows(frame, future, last)
     assert len(gap) > 0 and not set(gap) & (set(rows.train) | set(rows.valid) | set(rows.test))
 
@@ -94,8 +96,10 @@ def test_folds_use_time_not_row_order():
     assert (rows.train >= 2_000).all(), "the early ticks (rows 2000..) make up the training span"
 
 
-@pytest.mark.parametrize("folds, test_fraction, valid_fraction",
-                         [(0, 0.2, 0.15), (5, 0.2, 0.15), (3, 0.0, 0.15), (3, 0.2, 0.0), (3, 0.2, 1.0)])
+@pytest.mark.parametrize(
+    "folds, test_fraction, valid_fraction",
+    [(0, 0.2, 0.15), (5, 0.2, 0.15), (3, 0.0, 0.15), (3, 0.2, 0.0), (3, 0.2, 1.0)],
+)
 def test_folds_reject_bad_fractions(labeled, folds, test_fraction, valid_fraction):
     frame, _, _ = labeled
     with pytest.raises(ValueError):
@@ -113,7 +117,9 @@ def _manifest(**changes) -> ModelManifest:
         model_file="model.txt",
         feature_names=list(DEFAULT_MODEL_FEATURES[:5]),
         feature_stage_version=FEATURE_STAGE_VERSION,
-        feature_config=FeatureConfig(default_tick_size=0.05, tick_sizes=(("X", 0.5), ("Y", 0.25)), calendar=ALWAYS_OPEN),
+        feature_config=FeatureConfig(
+            default_tick_size=0.05, tick_sizes=(("X", 0.5), ("Y", 0.25)), calendar=ALWAYS_OPEN
+        ),
         label_config=LabelConfig(horizon_ticks=20, threshold_ticks=1.5),
         signal_rules=SignalRules(strong_edge=0.35, low_risk_confidence=0.85),
         parameters={"num_boost_round": 40, "nested": {"a": [1, 2]}, "name": "x"},

@@ -64,7 +64,7 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray, *, iterations: int = 60) -
     """The T in [0.05, 20] minimising validation log loss (golden-section search on log T;
     log loss is unimodal in log T for this family)."""
     lo, hi = _LOG_T_RANGE
-    golden = (5 ** 0.5 - 1) / 2
+    golden = (5**0.5 - 1) / 2
     a = hi - golden * (hi - lo)
     b = lo + golden * (hi - lo)
     fa = log_loss(apply_temperature(probs, exp(a)), y)

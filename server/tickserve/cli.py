@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC
 from pathlib import Path
 
 DEFAULT_MODEL_NAME = "signal-lgbm"
@@ -53,26 +54,44 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_simulate)
 
-    i = sub.add_parser("import", help="import order-book (+ trades) files in the wide layout into a canonical tick file",
-                       description="Wide layout: a timestamp column and bid_px_N, bid_qty_N, ask_px_N, ask_qty_N per "
-                                   "level (CSV, .csv.gz or Parquet); trades: timestamp, price, qty and optionally the "
-                                   "aggressor side (an aggressor or a buyer_is_maker column). Every setting may "
-                                   "also come from the [import] table of --config; flags win. See "
-                                   "server/tickserve/importer.py for the merge rule and the bad-row reasons.")
+    i = sub.add_parser(
+        "import",
+        help="import order-book (+ trades) files in the wide layout into a canonical tick file",
+        description="Wide layout: a timestamp column and bid_px_N, bid_qty_N, ask_px_N, ask_qty_N per "
+        "level (CSV, .csv.gz or Parquet); trades: timestamp, price, qty and optionally the "
+        "aggressor side (an aggressor or a buyer_is_maker column). Every setting may "
+        "also come from the [import] table of --config; flags win. See "
+        "server/tickserve/importer.py for the merge rule and the bad-row reasons.",
+    )
     i.add_argument("--book", type=Path, help="the order-book file")
     i.add_argument("--trades", type=Path, help="the trades file (optional)")
     i.add_argument("--out", type=Path, help="the canonical Parquet tick file to write")
     i.add_argument("--instrument", help="instrument name for every tick, e.g. BTCUSD_PERP")
-    i.add_argument("--tick-size", help="the instrument's price tick size, e.g. 0.1, or auto: the smallest gap "
-                                       "between the imported prices (server/tickserve/tick_size.py)")
+    i.add_argument(
+        "--tick-size",
+        help="the instrument's price tick size, e.g. 0.1, or auto: the smallest gap "
+        "between the imported prices (server/tickserve/tick_size.py)",
+    )
     i.add_argument("--calendar", help="session calendar name: us-equities, 24x7 (always open) or a plugin's")
-    i.add_argument("--map", action="append", default=[], metavar="CANONICAL=COLUMN",
-                   help="column for a canonical name in both files, e.g. timestamp_ns=local_ts_ns; "
-                        "{n} stands for the level: bid_px_{n}=bp{n}")
-    i.add_argument("--trades-map", action="append", default=[], metavar="CANONICAL=COLUMN",
-                   help="column for a canonical name in the trades file only (timestamp_ns, price, qty, "
-                        "aggressor: buy/sell, b/s, 1/-1; or buyer_is_maker: true/false, 1/0)")
-    i.add_argument("--timestamp-unit", choices=["ns", "us", "ms", "s"], help="unit of the timestamp columns (default ns)")
+    i.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="CANONICAL=COLUMN",
+        help="column for a canonical name in both files, e.g. timestamp_ns=local_ts_ns; "
+        "{n} stands for the level: bid_px_{n}=bp{n}",
+    )
+    i.add_argument(
+        "--trades-map",
+        action="append",
+        default=[],
+        metavar="CANONICAL=COLUMN",
+        help="column for a canonical name in the trades file only (timestamp_ns, price, qty, "
+        "aggressor: buy/sell, b/s, 1/-1; or buyer_is_maker: true/false, 1/0)",
+    )
+    i.add_argument(
+        "--timestamp-unit", choices=["ns", "us", "ms", "s"], help="unit of the timestamp columns (default ns)"
+    )
     i.add_argument("--levels", type=int, help="import at most this many levels (default: all, up to 10)")
     _plugin_filter_args(i)
     i.set_defaults(func=cmd_import)
@@ -87,47 +106,90 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--version", default=None, help="default: the next integer")
     t.add_argument("--adapter", default="lightgbm")
     _feature_args(t)
-    t.add_argument("--label", choices=["taker", "mid"], default="taker",
-                   help="taker (default): BUY/SELL only when a round trip at the touch pays for the spread and "
-                        "--cost-ticks; mid: the mid moves by --threshold (docs/trading-metrics.md)")
-    t.add_argument("--cost-ticks", type=float, default=0.0,
-                   help="taker labels and the cost gate: cost per round trip beyond the spread, in ticks (default 0)")
-    t.add_argument("--fee-bps", type=float, default=0.0,
-                   help="fees per round trip in bps of price, charged in the report's trading figures (default 0)")
+    t.add_argument(
+        "--label",
+        choices=["taker", "mid"],
+        default="taker",
+        help="taker (default): BUY/SELL only when a round trip at the touch pays for the spread and "
+        "--cost-ticks; mid: the mid moves by --threshold (docs/trading-metrics.md)",
+    )
+    t.add_argument(
+        "--cost-ticks",
+        type=float,
+        default=0.0,
+        help="taker labels and the cost gate: cost per round trip beyond the spread, in ticks (default 0)",
+    )
+    t.add_argument(
+        "--fee-bps",
+        type=float,
+        default=0.0,
+        help="fees per round trip in bps of price, charged in the report's trading figures (default 0)",
+    )
     horizon = t.add_mutually_exclusive_group()
-    horizon.add_argument("--horizon", default="auto", metavar="TICKS|auto",
-                         help="label horizon in ticks, or auto (default): the shortest of a ladder at which at least "
-                              "15%% of the training labels are BUY or SELL (server/tickserve/label_choice.py)")
-    horizon.add_argument("--horizon-time", default=None, metavar="DURATION|auto",
-                         help="label horizon in time instead, e.g. 500ms, 1s, 5s (the label tick is the first tick "
-                              "at or after t + DURATION), or auto")
-    t.add_argument("--folds", type=int, default=3,
-                   help="walk-forward folds (default 3; each tests on 20%% of the ticks, the last fold's model is "
-                        "the one written)")
-    t.add_argument("--threshold", default="2", metavar="TICKS|Nspread",
-                   help="mid labels: move in ticks (default 2), or a multiple of the median spread, e.g. 1.5spread")
-    t.add_argument("--no-cost-gate", action="store_true",
-                   help="let BUY/SELL stand even where the expected move does not pay for the spread")
+    horizon.add_argument(
+        "--horizon",
+        default="auto",
+        metavar="TICKS|auto",
+        help="label horizon in ticks, or auto (default): the shortest of a ladder at which at least "
+        "15%% of the training labels are BUY or SELL (server/tickserve/label_choice.py)",
+    )
+    horizon.add_argument(
+        "--horizon-time",
+        default=None,
+        metavar="DURATION|auto",
+        help="label horizon in time instead, e.g. 500ms, 1s, 5s (the label tick is the first tick "
+        "at or after t + DURATION), or auto",
+    )
+    t.add_argument(
+        "--folds",
+        type=int,
+        default=3,
+        help="walk-forward folds (default 3; each tests on 20%% of the ticks, the last fold's model is "
+        "the one written)",
+    )
+    t.add_argument(
+        "--threshold",
+        default="2",
+        metavar="TICKS|Nspread",
+        help="mid labels: move in ticks (default 2), or a multiple of the median spread, e.g. 1.5spread",
+    )
+    t.add_argument(
+        "--no-cost-gate",
+        action="store_true",
+        help="let BUY/SELL stand even where the expected move does not pay for the spread",
+    )
     t.add_argument("--features", default="", help="comma-separated feature names (default: the standard set)")
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="adapter parameter override")
-    t.add_argument("--no-compile", action="store_true",
-                   help="skip the quick build of the adapter's compiled form (see `tickserve compile`)")
+    t.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the quick build of the adapter's compiled form (see `tickserve compile`)",
+    )
     _plugin_filter_args(t)
     t.set_defaults(func=cmd_train)
 
-    co = sub.add_parser("compile", help="build the compiled, bit-exact form of models whose adapter has one "
-                                        "(LightGBM: lleaves), for `serve` to load")
+    co = sub.add_parser(
+        "compile",
+        help="build the compiled, bit-exact form of models whose adapter has one "
+        "(LightGBM: lleaves), for `serve` to load",
+    )
     co.add_argument("--models", type=Path, default=Path("models"))
     co.add_argument("name", nargs="?", default="", help="one model (default: every model in the repository)")
     co.add_argument("version", nargs="?", default="", help="one version (default: every version)")
-    co.add_argument("--quick", action="store_true",
-                    help="build in seconds rather than minutes, for somewhat slower code (what `train` builds)")
+    co.add_argument(
+        "--quick",
+        action="store_true",
+        help="build in seconds rather than minutes, for somewhat slower code (what `train` builds)",
+    )
     _plugin_filter_args(co)
     co.set_defaults(func=cmd_compile)
 
-    v = sub.add_parser("serve", help="serve the model repository over gRPC",
-                       description="Flags override $TICKSERVE_<SECTION>_<KEY>, which overrides the config file "
-                                   "(see `tickserve config show`).")
+    v = sub.add_parser(
+        "serve",
+        help="serve the model repository over gRPC",
+        description="Flags override $TICKSERVE_<SECTION>_<KEY>, which overrides the config file "
+        "(see `tickserve config show`).",
+    )
     _server_settings_args(v)
     v.add_argument("--ready-file", type=Path, help="write the bound port here once serving")
     v.set_defaults(func=cmd_serve)
@@ -167,24 +229,43 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--batch", type=int, default=1, help="ticks per message")
             c.add_argument("--every", type=int, default=1, help="print every N-th signal")
         else:
-            c.add_argument("--all-models", action="store_true",
-                           help="evaluate every READY model: a comparison table, then the default model's report")
-            c.add_argument("--cost-ticks", type=float, default=0.0,
-                           help="trading cost per round trip in tick sizes, on top of the spread "
-                                "(docs/trading-metrics.md)")
-            c.add_argument("--fee-bps", type=float, default=0.0,
-                           help="fees per round trip in bps of the entry mid, on top of the spread and --cost-ticks")
-            c.add_argument("--span", choices=["test", "all"], default="test",
-                           help="test (default): of a file the model was trained on, score only the held-out test "
-                                "span (the ticks before it are sent as warm-up); all: every tick, with a warning")
+            c.add_argument(
+                "--all-models",
+                action="store_true",
+                help="evaluate every READY model: a comparison table, then the default model's report",
+            )
+            c.add_argument(
+                "--cost-ticks",
+                type=float,
+                default=0.0,
+                help="trading cost per round trip in tick sizes, on top of the spread (docs/trading-metrics.md)",
+            )
+            c.add_argument(
+                "--fee-bps",
+                type=float,
+                default=0.0,
+                help="fees per round trip in bps of the entry mid, on top of the spread and --cost-ticks",
+            )
+            c.add_argument(
+                "--span",
+                choices=["test", "all"],
+                default="test",
+                help="test (default): of a file the model was trained on, score only the held-out test "
+                "span (the ticks before it are sent as warm-up); all: every tick, with a warning",
+            )
         c.set_defaults(func=func)
 
     e = sub.add_parser("ensemble", help="write an ensemble manifest from models in the repository")
     e.add_argument("--models", type=Path, default=Path("models"))
     e.add_argument("--name", required=True)
     e.add_argument("--version", default=None, help="default: the next integer")
-    e.add_argument("--member", action="append", required=True, metavar="MODEL[:VERSION][=WEIGHT]",
-                   help="a member (default version: the newest on disk; default weight 1)")
+    e.add_argument(
+        "--member",
+        action="append",
+        required=True,
+        metavar="MODEL[:VERSION][=WEIGHT]",
+        help="a member (default version: the newest on disk; default weight 1)",
+    )
     e.set_defaults(func=cmd_ensemble)
 
     r = sub.add_parser("repository", help="index, load, reload or unload models on a running server")
@@ -211,8 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--show", type=int, default=30, help="signals to print from the live stream")
     d.add_argument("--prepare-only", action="store_true", help="only build the default model repository")
     real = d.add_argument_group("real data (`make demo DATA=DIR`)")
-    real.add_argument("--data", type=Path, help="a directory with a book file (book*.csv[.gz]|parquet) and optionally "
-                                                "trades*: import, train, serve, stream and evaluate the held-out end")
+    real.add_argument(
+        "--data",
+        type=Path,
+        help="a directory with a book file (book*.csv[.gz]|parquet) and optionally "
+        "trades*: import, train, serve, stream and evaluate the held-out end",
+    )
     real.add_argument("--instrument", default="BTCUSD_PERP", help="instrument name of the imported ticks")
     real.add_argument("--tick-size", type=float, default=0.1, help="its tick size")
     real.add_argument("--calendar", default="24x7", help="its session calendar")
@@ -223,11 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _feature_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--default-tick-size", type=float, default=0.01)
-    p.add_argument("--tick-size", action="append", default=[], metavar="INSTRUMENT=SIZE",
-                   help="per-instrument tick size; adds to (and overrides) those recorded in the --data-file")
-    p.add_argument("--calendar", default=None,
-                   help="session calendar name (us-equities, 24x7, plugins'); default: the one recorded in the "
-                        "--data-file by `tickserve import`, else us-equities")
+    p.add_argument(
+        "--tick-size",
+        action="append",
+        default=[],
+        metavar="INSTRUMENT=SIZE",
+        help="per-instrument tick size; adds to (and overrides) those recorded in the --data-file",
+    )
+    p.add_argument(
+        "--calendar",
+        default=None,
+        help="session calendar name (us-equities, 24x7, plugins'); default: the one recorded in the "
+        "--data-file by `tickserve import`, else us-equities",
+    )
 
 
 def _plugin_filter_args(p: argparse.ArgumentParser) -> None:
@@ -239,19 +332,28 @@ def _plugin_filter_args(p: argparse.ArgumentParser) -> None:
 # Flags of `serve` (and `config show`) backed by settings: dest -> (section, key). Each defaults to
 # None, so only flags given on the command line override the file and the environment.
 SERVER_FLAGS = {
-    "models": ("server", "models"), "host": ("server", "host"), "port": ("server", "port"),
-    "http_port": ("server", "http_port"), "default_model": ("server", "default_model"),
-    "grace": ("server", "grace"), "workers": ("server", "workers"),
-    "batch_window_us": ("limits", "batch_window_us"), "max_batch_rows": ("limits", "max_batch_rows"),
+    "models": ("server", "models"),
+    "host": ("server", "host"),
+    "port": ("server", "port"),
+    "http_port": ("server", "http_port"),
+    "default_model": ("server", "default_model"),
+    "grace": ("server", "grace"),
+    "workers": ("server", "workers"),
+    "batch_window_us": ("limits", "batch_window_us"),
+    "max_batch_rows": ("limits", "max_batch_rows"),
     "max_concurrent_streams": ("limits", "max_concurrent_streams"),
     "max_ticks_per_message": ("limits", "max_ticks_per_message"),
     "max_instruments_per_stream": ("limits", "max_instruments_per_stream"),
     "max_message_bytes": ("limits", "max_message_bytes"),
-    "tls_cert": ("tls", "cert"), "tls_key": ("tls", "key"), "tls_client_ca": ("tls", "client_ca"),
-    "token_file": ("auth", "token_file"), "health_requires_token": ("auth", "health_requires_token"),
-    "signal_log": ("signal_log", "path"), "signal_log_enabled": ("signal_log", "enabled"),
+    "tls_cert": ("tls", "cert"),
+    "tls_key": ("tls", "key"),
+    "tls_client_ca": ("tls", "client_ca"),
+    "token_file": ("auth", "token_file"),
+    "health_requires_token": ("auth", "health_requires_token"),
+    "signal_log": ("signal_log", "path"),
+    "signal_log_enabled": ("signal_log", "enabled"),
     "log_format": ("logging", "format"),
-}  # fmt: skip
+}
 
 
 def _server_settings_args(p: argparse.ArgumentParser) -> None:
@@ -273,15 +375,26 @@ def _server_settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-cert", help="PEM server certificate chain: serve TLS (with --tls-key)")
     g.add_argument("--tls-key", help="PEM private key of --tls-cert")
     g.add_argument("--tls-client-ca", help="PEM CA: require client certificates signed by it (mutual TLS)")
-    g.add_argument("--token-file",
-                   help="accepted bearer tokens, one per line (# comments ignored); also $TICKSERVE_TOKENS, "
-                        "comma-separated. Either turns token authentication on")
-    g.add_argument("--health-requires-token", action="store_const", const=True,
-                   help="health checks need the token too (default: open when tokens are on)")
+    g.add_argument(
+        "--token-file",
+        help="accepted bearer tokens, one per line (# comments ignored); also $TICKSERVE_TOKENS, "
+        "comma-separated. Either turns token authentication on",
+    )
+    g.add_argument(
+        "--health-requires-token",
+        action="store_const",
+        const=True,
+        help="health checks need the token too (default: open when tokens are on)",
+    )
     g = p.add_argument_group("signal log and logs")
     g.add_argument("--signal-log", help="SQLite file of served signals (default .tickserve/signals.db)")
-    g.add_argument("--no-signal-log", dest="signal_log_enabled", action="store_const", const=False,
-                   help="do not record served signals")
+    g.add_argument(
+        "--no-signal-log",
+        dest="signal_log_enabled",
+        action="store_const",
+        const=False,
+        help="do not record served signals",
+    )
     g.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
     _plugin_filter_args(p)
 
@@ -290,8 +403,9 @@ def server_settings(args):
     """The effective settings of `serve`: defaults < config file < environment < the flags given."""
     from .settings import load_settings
 
-    flags = {SERVER_FLAGS[dest]: value for dest, value in vars(args).items()
-             if dest in SERVER_FLAGS and value is not None}  # fmt: skip
+    flags = {
+        SERVER_FLAGS[dest]: value for dest, value in vars(args).items() if dest in SERVER_FLAGS and value is not None
+    }
     if getattr(args, "signal_log", None) is not None and getattr(args, "signal_log_enabled", None) is None:
         flags[("signal_log", "enabled")] = True  # naming a file on the command line means: log to it
     if getattr(args, "log_level", None) is not None:
@@ -304,8 +418,11 @@ def _client_security_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-ca", type=Path, help="PEM CA to trust for the server's certificate: connect with TLS")
     g.add_argument("--tls-cert", type=Path, help="PEM client certificate chain for mutual TLS (with --tls-key)")
     g.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    g.add_argument("--token-file", type=Path,
-                   help="file holding the bearer token (its first token line); default: $TICKSERVE_TOKEN")
+    g.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the bearer token (its first token line); default: $TICKSERVE_TOKEN",
+    )
 
 
 def _serve_security(settings):
@@ -401,7 +518,9 @@ def cmd_import(args) -> int:
     def setting(name: str, flag, required: bool = True):
         value = flag if flag is not None else table.get(name)
         if value is None and required:
-            raise ValueError(f"import: --{name.replace('_', '-')} is required (or `{name}` in the [import] config table)")
+            raise ValueError(
+                f"import: --{name.replace('_', '-')} is required (or `{name}` in the [import] config table)"
+            )
         return value
 
     book = Path(setting("book", args.book))
@@ -421,8 +540,10 @@ def cmd_import(args) -> int:
         print(line)
     if report.tick_size_inferred:
         print(f"tick size {settings.tick_size:g} inferred from the prices (--tick-size auto)")
-    print(f"wrote {out}: {report.ticks} ticks of {settings.instrument} (tick size {settings.tick_size:g}, calendar "
-          f"{settings.calendar.name}, sequence 1..{report.ticks}); {report.dropped} rows dropped")
+    print(
+        f"wrote {out}: {report.ticks} ticks of {settings.instrument} (tick size {settings.tick_size:g}, calendar "
+        f"{settings.calendar.name}, sequence 1..{report.ticks}); {report.dropped} rows dropped"
+    )
     return 0
 
 
@@ -470,7 +591,9 @@ def cmd_train(args) -> int:
     plugins = _plugins(args)
     adapter = plugins.adapters.get(args.adapter)
     if adapter is None:
-        raise ValueError(f"--adapter: no adapter named {args.adapter!r} (installed: {', '.join(sorted(plugins.adapters)) or 'none'})")
+        raise ValueError(
+            f"--adapter: no adapter named {args.adapter!r} (installed: {', '.join(sorted(plugins.adapters)) or 'none'})"
+        )
     # instrument settings recorded by `tickserve import` in the data file, then the flags on top
     from .importer import instrument_settings
     from .labels import parse_duration_ns
@@ -488,9 +611,11 @@ def cmd_train(args) -> int:
         calendar=calendar,
     )
     if recorded_sizes:
-        print(f"instrument settings recorded in {args.data_file}: "
-              + ", ".join(f"{k} tick {v:g}" for k, v in sorted(recorded_sizes.items()))
-              + (f", calendar {recorded_calendar.name}" if recorded_calendar else ""))
+        print(
+            f"instrument settings recorded in {args.data_file}: "
+            + ", ".join(f"{k} tick {v:g}" for k, v in sorted(recorded_sizes.items()))
+            + (f", calendar {recorded_calendar.name}" if recorded_calendar else "")
+        )
     from .label_choice import parse_threshold
     from .output import format_training
     from .training_report import TrainingReport
@@ -512,15 +637,18 @@ def cmd_train(args) -> int:
             horizon_ticks = int(args.horizon)
         except ValueError:
             raise ValueError(f"--horizon: a number of ticks or auto, got {args.horizon!r}") from None
-    label_config = LabelConfig(horizon_ticks, threshold or 2.0, horizon_ns=horizon_ns, mode=args.label,
-                               cost_ticks=args.cost_ticks)
+    label_config = LabelConfig(
+        horizon_ticks, threshold or 2.0, horizon_ns=horizon_ns, mode=args.label, cost_ticks=args.cost_ticks
+    )
     params = {k: json.loads(v) if _is_json(v) else v for k, v in _key_values(args.param, "--param").items()}
     features = tuple(f.strip() for f in args.features.split(",") if f.strip()) or None
     frame = _load_frame(args.data_file, args.samples, args.seed)
     source = args.data_file or f"simulator (seed {args.seed})"
-    print(f"training {args.adapter} model {args.name!r} on {len(frame)} ticks from {source} "
-          f"({args.label} labels, horizon {'chosen from the data' if choose else label_config.describe()}; "
-          f"calendar {calendar.name}; {args.folds} walk-forward folds)")
+    print(
+        f"training {args.adapter} model {args.name!r} on {len(frame)} ticks from {source} "
+        f"({args.label} labels, horizon {'chosen from the data' if choose else label_config.describe()}; "
+        f"calendar {calendar.name}; {args.folds} walk-forward folds)"
+    )
     path, manifest = train_model(
         frame,
         adapter=adapter,
@@ -553,6 +681,7 @@ def cmd_compile(args) -> int:
     plugins = _plugins(args)
     if not args.models.is_dir():
         raise ValueError(f"--models: {args.models} is not a directory")
+
     def subdirs(folder: Path) -> list[str]:  # not the hidden staging directories of a training in progress
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -643,17 +772,27 @@ def cmd_serve(args) -> int:
     for entry in repository.entries():
         line = f"model {entry.name}/{entry.version}: {entry.state.value}"
         print(line + (f" ({entry.reason})" if entry.reason else ""), file=sys.stderr)
-    asyncio.run(serve(
-        repository, srv["host"], srv["port"], grace=srv["grace"], ready_file=args.ready_file, limits=limits,
-        tls=tls, auth=auth, workers=srv["workers"],
-        http_port=srv["http_port"] if srv["http_port"] >= 0 else None,
-        signal_log=Path(slog["path"]) if slog["enabled"] else None, signal_log_max_rows=slog["max_queued_rows"],
-    ))  # fmt: skip
+    asyncio.run(
+        serve(
+            repository,
+            srv["host"],
+            srv["port"],
+            grace=srv["grace"],
+            ready_file=args.ready_file,
+            limits=limits,
+            tls=tls,
+            auth=auth,
+            workers=srv["workers"],
+            http_port=srv["http_port"] if srv["http_port"] >= 0 else None,
+            signal_log=Path(slog["path"]) if slog["enabled"] else None,
+            signal_log_max_rows=slog["max_queued_rows"],
+        )
+    )
     return 0
 
 
 def _time_ns(text: str | None, flag: str) -> int | None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if text is None:
         return None
@@ -664,7 +803,7 @@ def _time_ns(text: str | None, flag: str) -> int | None:
     except ValueError:
         raise ValueError(f"{flag}: expected ns since the epoch or an ISO 8601 time, got {text!r}") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
 
 
@@ -676,23 +815,32 @@ def cmd_signals(args) -> int:
 
     db = args.db or Path(load_settings(args.config)["signal_log"]["path"])
     rows = query_signals(
-        db, instrument=args.instrument, model=args.model, version=args.version,
-        start_ns=_time_ns(args.start, "--start"), end_ns=_time_ns(args.end, "--end"), limit=args.limit,
-    )  # fmt: skip
+        db,
+        instrument=args.instrument,
+        model=args.model,
+        version=args.version,
+        start_ns=_time_ns(args.start, "--start"),
+        end_ns=_time_ns(args.end, "--end"),
+        limit=args.limit,
+    )
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return 0
-    print(f"{'TIME (UTC)':<26} {'INSTRUMENT':<12} {'SEQ':>8} {'MODEL':<18} {'ACTION':<5} {'P_BUY':>6} {'P_SELL':>6} "
-          f"{'STRENGTH':<8} {'RISK':<6} {'LAT_US':>8}")  # fmt: skip
-    from datetime import datetime, timezone
+    print(
+        f"{'TIME (UTC)':<26} {'INSTRUMENT':<12} {'SEQ':>8} {'MODEL':<18} {'ACTION':<5} {'P_BUY':>6} {'P_SELL':>6} "
+        f"{'STRENGTH':<8} {'RISK':<6} {'LAT_US':>8}"
+    )
+    from datetime import datetime
 
     for r in rows:
-        when = datetime.fromtimestamp(r["timestamp_ns"] / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        when = datetime.fromtimestamp(r["timestamp_ns"] / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         seq = "-" if r["sequence"] is None else r["sequence"]
         model = f"{r['model']}/{r['model_version']}"
-        print(f"{when:<26} {r['instrument']:<12} {seq:>8} {model:<18} {r['action']:<5} {r['p_buy']:6.3f} "
-              f"{r['p_sell']:6.3f} {r['strength']:<8} {r['risk']:<6} {r['latency_us']:8.0f}")  # fmt: skip
+        print(
+            f"{when:<26} {r['instrument']:<12} {seq:>8} {model:<18} {r['action']:<5} {r['p_buy']:6.3f} "
+            f"{r['p_sell']:6.3f} {r['strength']:<8} {r['risk']:<6} {r['latency_us']:8.0f}"
+        )
     print(f"{len(rows)} signal(s) from {db}")
     return 0
 
@@ -703,11 +851,10 @@ def cmd_config(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    from .serving.converters import frame_to_protos
+    import time
 
     from .output import format_error, format_signal, signal_header
-
-    import time
+    from .serving.converters import frame_to_protos
 
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
     counts: dict[str, int] = {}
@@ -763,8 +910,11 @@ def cmd_evaluate(args) -> int:
         ticks = frame_to_protos(span.frame)
         options = dict(cost_ticks=args.cost_ticks, fee_bps=args.fee_bps, score_from_ns=span.score_from_ns)
         if not args.all_models:
-            print(format_report(_evaluate_one(client, ticks, args.model, args.version, ProgressBar("evaluating"),
-                                              **options)))
+            print(
+                format_report(
+                    _evaluate_one(client, ticks, args.model, args.version, ProgressBar("evaluating"), **options)
+                )
+            )
             return 0
         reports = []
         for info in infos:  # the newest READY version of each; a log (not a terminal) gets one line per model
@@ -780,15 +930,30 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _evaluate_one(client, ticks, model: str, version: str, bar, *, cost_ticks: float = 0.0, fee_bps: float = 0.0,
-                  score_from_ns: int = 0):
+def _evaluate_one(
+    client,
+    ticks,
+    model: str,
+    version: str,
+    bar,
+    *,
+    cost_ticks: float = 0.0,
+    fee_bps: float = 0.0,
+    score_from_ns: int = 0,
+):
     from tickserve_proto.v1 import tickserve_pb2 as pb
 
     every = max(1, len(ticks) // 10)
 
     def requests():  # as client.evaluate, plus the EvaluateConfig options
-        config = pb.EvaluateConfig(model=model, version=version, progress_every=every, cost_ticks=cost_ticks,
-                                   fee_bps=fee_bps, score_from_ns=score_from_ns)
+        config = pb.EvaluateConfig(
+            model=model,
+            version=version,
+            progress_every=every,
+            cost_ticks=cost_ticks,
+            fee_bps=fee_bps,
+            score_from_ns=score_from_ns,
+        )
         yield pb.EvaluateRequest(config=config)
         for start in range(0, len(ticks), 1000):
             yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[start : start + 1000]))
@@ -820,7 +985,9 @@ def _print_models(models, default_model: str = "") -> None:
         note = m.state_reason or ("default" if m.name == default_model else "")
         # what computes the predictions, when the adapter says (LightGBM: lleaves when compiled)
         predictor = m.runtime.get("predictor", "").split(" (")[0] or "-"
-        print(f"{m.name:24s} {m.version:8s} {m.adapter:10s} {state:8s} {len(m.feature_names):<8d} {predictor:10s} {note}")
+        print(
+            f"{m.name:24s} {m.version:8s} {m.adapter:10s} {state:8s} {len(m.feature_names):<8d} {predictor:10s} {note}"
+        )
 
 
 def cmd_repository(args) -> int:
@@ -846,7 +1013,9 @@ def cmd_ensemble(args) -> int:
         ref, _, weight = spec.partition("=")
         name, _, version = ref.partition(":")
         if not version:
-            versions = [p.name for p in (args.models / name).iterdir() if p.is_dir()] if (args.models / name).is_dir() else []
+            versions = (
+                [p.name for p in (args.models / name).iterdir() if p.is_dir()] if (args.models / name).is_dir() else []
+            )
             if not versions:
                 raise ValueError(f"--member {spec}: no model {name!r} in {args.models}")
             version = max(versions, key=version_key)
@@ -874,8 +1043,14 @@ def cmd_demo(args) -> int:
     from .demo import run_demo, run_real_demo
 
     if args.data is not None:
-        return run_real_demo(args.data, instrument=args.instrument, tick_size=args.tick_size, calendar=args.calendar,
-                             show=args.show, models=args.data_models)
+        return run_real_demo(
+            args.data,
+            instrument=args.instrument,
+            tick_size=args.tick_size,
+            calendar=args.calendar,
+            show=args.show,
+            models=args.data_models,
+        )
     return run_demo(args.models, args.train_samples, args.holdout_samples, args.show, args.prepare_only)
 
 

@@ -135,7 +135,9 @@ def _suspect_rows(block: TickBlock) -> np.ndarray:
     if L == 0:
         bad[:] = True  # no levels at all
         return bad
-    for (side, descending), (p, s) in zip(_SIDES, ((block.bid_price, block.bid_size), (block.ask_price, block.ask_size))):
+    for (_side, descending), (p, s) in zip(
+        _SIDES, ((block.bid_price, block.bid_size), (block.ask_price, block.ask_size))
+    ):
         present = ~(np.isnan(p) & np.isnan(s))
         if present.all():
             depth = np.full(n, L)
@@ -285,7 +287,9 @@ def block_frame(block: TickBlock, rows: np.ndarray) -> TickFrame:
         bid_size=levels(block.bid_size),
         ask_price=levels(block.ask_price),
         ask_size=levels(block.ask_size),
-        sequence=block.sequence[rows].astype(np.int64) if block.sequence is not None else np.full(m, -1, dtype=np.int64),
+        sequence=block.sequence[rows].astype(np.int64)
+        if block.sequence is not None
+        else np.full(m, -1, dtype=np.int64),
         aggressor=block.aggressor[rows].astype(np.int8) if block.aggressor is not None else np.zeros(m, dtype=np.int8),
     )
 
@@ -298,8 +302,9 @@ def process_columns(session: SignalSession, block: TickBlock) -> ColumnResults:
     empty = np.empty((0, 3))
     n_features = len(session.model.feature_index) if session.return_features else 0
     if m == 0:
-        return ColumnResults(len(block), rejections, rows, empty, empty, None, np.zeros(0, bool), gaps, None,
-                             n_features)  # fmt: skip
+        return ColumnResults(
+            len(block), rejections, rows, empty, empty, None, np.zeros(0, bool), gaps, None, n_features
+        )
     used, codes = np.unique(block.index[rows], return_inverse=True)  # ints: cheaper than the names
     groups = ([block.names[c] for c in used.tolist()], codes)
     full, counts = session.features.update_frame(block_frame(block, rows), groups)
@@ -307,8 +312,18 @@ def process_columns(session: SignalSession, block: TickBlock) -> ColumnResults:
     raw, probs = session.model.predict(x)
     signal = decide_many(probs, full[:, _SPREAD_TICKS], session.model.manifest.signal_rules)
     warmed = counts >= MAX_LOOKBACK
-    return ColumnResults(len(block), rejections, rows, probs, raw, signal, warmed, gaps,
-                         x if session.return_features else None, n_features)  # fmt: skip
+    return ColumnResults(
+        len(block),
+        rejections,
+        rows,
+        probs,
+        raw,
+        signal,
+        warmed,
+        gaps,
+        x if session.return_features else None,
+        n_features,
+    )
 
 
 def check_lengths(

@@ -91,10 +91,15 @@ def run_demo(models: Path, train_samples: int, holdout_samples: int, show: int, 
         _run(["simulate", "--ticks", str(holdout_samples), "--seed", str(HOLDOUT_SEED), "--out", str(holdout)])
         shown = show * 100
         return _serve_stream_evaluate(
-            models, default, holdout, Path(tmp), stream_ticks=shown, show=show,
+            models,
+            default,
+            holdout,
+            Path(tmp),
+            stream_ticks=shown,
+            show=show,
             stream_what=f"{shown} held-out ticks",
             evaluate_what=f"{holdout_samples} held-out ticks (seed {HOLDOUT_SEED})",
-        )  # fmt: skip
+        )
 
 
 def find_file(data: Path, stem: str) -> Path | None:
@@ -106,8 +111,9 @@ def find_file(data: Path, stem: str) -> Path | None:
     return None
 
 
-def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: str, show: int,
-                  models: Path | None = None) -> int:
+def run_real_demo(
+    data: Path, *, instrument: str, tick_size: float, calendar: str, show: int, models: Path | None = None
+) -> int:
     from .importer import column_names
     from .ticks import read_parquet, write_parquet
     from .walk_forward import fold_spans
@@ -124,8 +130,19 @@ def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: st
             raise FileExistsError(f"{models} already holds models: name an empty --data-models directory")
         imported = tmp / "ticks.parquet"
         print(f"== importing {book.name}" + (f" and {trades.name}" if trades else "") + f" from {data}")
-        cmd = ["import", "--book", str(book), "--out", str(imported), "--instrument", instrument,
-               "--tick-size", str(tick_size), "--calendar", calendar]
+        cmd = [
+            "import",
+            "--book",
+            str(book),
+            "--out",
+            str(imported),
+            "--instrument",
+            instrument,
+            "--tick-size",
+            str(tick_size),
+            "--calendar",
+            calendar,
+        ]
         if trades is not None:
             cmd += ["--trades", str(trades)]
         if "timestamp_ns" not in column_names(book) and "local_ts_ns" in column_names(book):
@@ -140,34 +157,68 @@ def run_real_demo(data: Path, *, instrument: str, tick_size: float, calendar: st
         write_parquet(frame.take(holdout_rows), holdout)
         n_hold = int(holdout_rows.sum())
         span_s = (int(frame.timestamp_ns[-1]) - t_test) / 1e9
-        print(f"== {len(frame)} ticks over {(int(frame.timestamp_ns[-1]) - int(frame.timestamp_ns[0])) / 1e9:.0f} s; "
-              f"held-out end (test span, last 20% by time): {n_hold} ticks over {span_s:.0f} s")
+        print(
+            f"== {len(frame)} ticks over {(int(frame.timestamp_ns[-1]) - int(frame.timestamp_ns[0])) / 1e9:.0f} s; "
+            f"held-out end (test span, last 20% by time): {n_hold} ticks over {span_s:.0f} s"
+        )
 
         default = _train_default_models(models, imported, " on the imported ticks (walk-forward, 3 folds)")
         what = f"the held-out end of {data.name} ({n_hold} ticks)"
-        return _serve_stream_evaluate(models, default, holdout, Path(tmp), stream_ticks=n_hold, show=show,
-                                      stream_what=what, evaluate_what=what, evaluate_file=imported)
+        return _serve_stream_evaluate(
+            models,
+            default,
+            holdout,
+            Path(tmp),
+            stream_ticks=n_hold,
+            show=show,
+            stream_what=what,
+            evaluate_what=what,
+            evaluate_file=imported,
+        )
 
 
-def _serve_stream_evaluate(models: Path, default: str, holdout: Path, tmp: Path, *, stream_ticks: int, show: int,
-                           stream_what: str, evaluate_what: str, evaluate_file: Path | None = None) -> int:
+def _serve_stream_evaluate(
+    models: Path,
+    default: str,
+    holdout: Path,
+    tmp: Path,
+    *,
+    stream_ticks: int,
+    show: int,
+    stream_what: str,
+    evaluate_what: str,
+    evaluate_file: Path | None = None,
+) -> int:
     """Start `tickserve serve`, stream `stream_ticks` of `holdout` printing `show` signals,
     evaluate every model on all of it (or on `evaluate_file`, whose test span `evaluate` picks),
     then stop the server with SIGTERM (its exit code decides)."""
     ready = tmp / "port"
     print("== starting the server")
-    serve = [sys.executable, "-m", "tickserve.cli", "serve", "--models", str(models), "--port", "0",
-             "--ready-file", str(ready)]
+    serve = [
+        sys.executable,
+        "-m",
+        "tickserve.cli",
+        "serve",
+        "--models",
+        str(models),
+        "--port",
+        "0",
+        "--ready-file",
+        str(ready),
+    ]
     server = subprocess.Popen(serve + (["--default-model", default] if default else []))
     try:
         port = _wait_for_port(server, ready)
         address = f"127.0.0.1:{port}"
         _run(["models", "--server", address])
         every = max(1, stream_ticks // max(1, show))
-        print(f"\n== streaming {stream_what} one by one through StreamSignals (default model; printing every "
-              f"{every}th signal)")
-        _run(["stream", "--server", address, "--file", str(holdout), "--limit", str(stream_ticks),
-              "--every", str(every)])
+        print(
+            f"\n== streaming {stream_what} one by one through StreamSignals (default model; printing every "
+            f"{every}th signal)"
+        )
+        _run(
+            ["stream", "--server", address, "--file", str(holdout), "--limit", str(stream_ticks), "--every", str(every)]
+        )
         print(f"\n== evaluating every model on {evaluate_what} over Evaluate: model vs baselines, trading metrics")
         _run(["evaluate", "--server", address, "--file", str(evaluate_file or holdout), "--all-models"])
     finally:

@@ -28,11 +28,11 @@ class EnsembleAdapter(ModelAdapter):
         self.total_weight = sum(w for _, w, _ in members)
 
     @classmethod
-    def load(cls, model_dir: Path, manifest: ModelManifest) -> "EnsembleAdapter":
+    def load(cls, model_dir: Path, manifest: ModelManifest) -> EnsembleAdapter:
         raise ModelLoadError("an ensemble is built from its members: its manifest needs a 'members' list")
 
     @classmethod
-    def from_members(cls, manifest: ModelManifest, members: list[tuple[object, float]]) -> "EnsembleAdapter":
+    def from_members(cls, manifest: ModelManifest, members: list[tuple[object, float]]) -> EnsembleAdapter:
         if not members:
             raise ModelLoadError("an ensemble needs at least one member")
         position = {name: i for i, name in enumerate(manifest.feature_names)}

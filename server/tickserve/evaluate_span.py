@@ -54,20 +54,32 @@ def choose_span(frame: TickFrame, infos: list, span: str = "test") -> Evaluation
         return EvaluationSpan(frame, 0, "")
     names = ", ".join(f"{i.name}/{i.version}" for i in trained)
     if span == "all":
-        return EvaluationSpan(frame, 0, (
-            f"warning: {seen} of the {len(frame)} ticks are ticks {names} was trained on (before "
-            f"{start} ns): their scores flatter the model; --span test scores only the held-out ticks"))
+        return EvaluationSpan(
+            frame,
+            0,
+            (
+                f"warning: {seen} of the {len(frame)} ticks are ticks {names} was trained on (before "
+                f"{start} ns): their scores flatter the model; --span test scores only the held-out ticks"
+            ),
+        )
     keep = frame.timestamp_ns >= start
     warm = _warmup_rows(frame, start, trained)
     rows = np.flatnonzero(keep | warm)
     scored = int(keep.sum())
     if scored == 0:
-        raise ValueError(f"--span test: no tick of the file is at or after the test span of {names} "
-                         f"({start} ns); use --span all to score the training ticks anyway")
-    return EvaluationSpan(frame.take(rows), start, (
-        f"scoring the held-out test span of {names} only: {scored} ticks from {start} ns on (with "
-        f"{int(warm.sum())} ticks before it as warm-up, not scored); {seen} ticks of the file were training ticks "
-        "(--span all scores them too)"))
+        raise ValueError(
+            f"--span test: no tick of the file is at or after the test span of {names} "
+            f"({start} ns); use --span all to score the training ticks anyway"
+        )
+    return EvaluationSpan(
+        frame.take(rows),
+        start,
+        (
+            f"scoring the held-out test span of {names} only: {scored} ticks from {start} ns on (with "
+            f"{int(warm.sum())} ticks before it as warm-up, not scored); {seen} ticks of the file were training ticks "
+            "(--span all scores them too)"
+        ),
+    )
 
 
 def _holds_training_ticks(frame: TickFrame, spans) -> bool:

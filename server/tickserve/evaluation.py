@@ -128,11 +128,14 @@ class Evaluation:
     def __post_init__(self) -> None:
         for name, value in (("cost_ticks", self.cost_ticks), ("fee_bps", self.fee_bps)):
             if not (isfinite(value) and value >= 0):
-                raise InvalidArgument(f"config.{name}: must be a finite number >= 0, got {value!r}",
-                                      field=f"config.{name}")
+                raise InvalidArgument(
+                    f"config.{name}: must be a finite number >= 0, got {value!r}", field=f"config.{name}"
+                )
         if self.score_from_ns < 0:
-            raise InvalidArgument(f"config.score_from_ns: must be >= 0 (0 = score every tick), got "
-                                  f"{self.score_from_ns}", field="config.score_from_ns")
+            raise InvalidArgument(
+                f"config.score_from_ns: must be >= 0 (0 = score every tick), got {self.score_from_ns}",
+                field="config.score_from_ns",
+            )
         self._labeler = StreamingLabeler(self.model.manifest.label_config)
         self._sent = 0
         self._cum_ticks = 0.0
@@ -172,10 +175,18 @@ class Evaluation:
             return
         last_move = HOLD if past is None else label_class(past.bid, past.ask, bid, ask, tick_size, labels)
         item.baseline = (last_move, imbalance_class(tick.bid_size[0], tick.ask_size[0]))
-        wants = {"all": signal.action != "HOLD", "strong": signal.action != "HOLD" and signal.strength == "STRONG",
-                 "last_move": last_move != HOLD, "imbalance": item.baseline[1] != HOLD}
-        buys = {"all": signal.action == "BUY", "strong": signal.action == "BUY",
-                "last_move": last_move == BUY, "imbalance": item.baseline[1] == BUY}
+        wants = {
+            "all": signal.action != "HOLD",
+            "strong": signal.action != "HOLD" and signal.strength == "STRONG",
+            "last_move": last_move != HOLD,
+            "imbalance": item.baseline[1] != HOLD,
+        }
+        buys = {
+            "all": signal.action == "BUY",
+            "strong": signal.action == "BUY",
+            "last_move": last_move == BUY,
+            "imbalance": item.baseline[1] == BUY,
+        }
         for book, want in wants.items():
             if want and tick.instrument not in self._open[book]:
                 self._open[book].add(tick.instrument)
@@ -186,8 +197,9 @@ class Evaluation:
         spread 0 and balanced sizes; use `add_tick` for time horizons and trading metrics)."""
         self.add_tick(Tick(instrument, 1, 0.0, 0.0, (mid,), (1.0,), (mid,), (1.0,)), signal, raw)
 
-    def _settle(self, then: _Pending, instrument: str, index: int, ts: int, bid: float, ask: float,
-                tick_size: float) -> None:
+    def _settle(
+        self, then: _Pending, instrument: str, index: int, ts: int, bid: float, ask: float, tick_size: float
+    ) -> None:
         for book, buy in then.books:
             self._open[book].discard(instrument)
             self.one_position[book].add(*self._trip(buy, then, bid, ask, tick_size))
@@ -209,8 +221,12 @@ class Evaluation:
         if signal.action == "HOLD":
             return
         trade = self._trip(signal.action == "BUY", then, bid, ask, tick_size)
-        for bucket in (self.trading, self.by_strength[signal.strength], self.by_risk[signal.risk],
-                       self.by_action[signal.action]):
+        for bucket in (
+            self.trading,
+            self.by_strength[signal.strength],
+            self.by_risk[signal.risk],
+            self.by_action[signal.action],
+        ):
             bucket.add(*trade)
         self._cum_ticks += trade[3]
         self._cum_price += trade[4]
@@ -226,10 +242,18 @@ class Evaluation:
     def baseline_report(self) -> list[dict]:
         m = self.metrics
         majority, accuracy = m.majority_baseline()
-        out = [{"name": "majority", "description": f"always {majority}: {DESCRIPTIONS['majority']}",
-                "accuracy": accuracy, "macro_f1": m.majority_macro_f1()}]
+        out = [
+            {
+                "name": "majority",
+                "description": f"always {majority}: {DESCRIPTIONS['majority']}",
+                "accuracy": accuracy,
+                "macro_f1": m.majority_macro_f1(),
+            }
+        ]
         for name, b in self.baselines.items():
-            out.append({"name": name, "description": DESCRIPTIONS[name], "accuracy": b.accuracy, "macro_f1": b.macro_f1})
+            out.append(
+                {"name": name, "description": DESCRIPTIONS[name], "accuracy": b.accuracy, "macro_f1": b.macro_f1}
+            )
         return out
 
     def trading_report(self) -> dict:

@@ -51,17 +51,27 @@ class SpanScores:
         return self.macro_f1 - self.best_baseline()[1]
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "accuracy": self.accuracy, "macro_f1": self.macro_f1, "log_loss": self.log_loss,
-                "brier": self.brier, "ece": self.ece, "label_shares": self.label_shares,
-                "action_shares": self.action_shares, "baselines": self.baselines, "trading": self.trading}
+        return {
+            "rows": self.rows,
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "log_loss": self.log_loss,
+            "brier": self.brier,
+            "ece": self.ece,
+            "label_shares": self.label_shares,
+            "action_shares": self.action_shares,
+            "baselines": self.baselines,
+            "trading": self.trading,
+        }
 
     @staticmethod
-    def from_dict(d: dict) -> "SpanScores":
+    def from_dict(d: dict) -> SpanScores:
         return SpanScores(**{k: d[k] for k in SpanScores.__dataclass_fields__})
 
 
-def expected_moves(frame: TickFrame, rows: np.ndarray, y: np.ndarray, future: np.ndarray,
-                   sizes: np.ndarray) -> tuple[float, float, float]:
+def expected_moves(
+    frame: TickFrame, rows: np.ndarray, y: np.ndarray, future: np.ndarray, sizes: np.ndarray
+) -> tuple[float, float, float]:
     """The mean mid move to the label tick, in ticks, of the rows of each true class (SELL, HOLD, BUY)."""
     mid = mid_prices(frame)
     move = (mid[future[rows]] - mid[rows]) / sizes[rows]
@@ -91,9 +101,19 @@ def shares(classes: np.ndarray) -> dict[str, float]:
     return {name: float(counts[k] / total) if total else 0.0 for k, name in enumerate(CLASSES)}
 
 
-def score_span(frame: TickFrame, rows: np.ndarray, y: np.ndarray, future: np.ndarray, sizes: np.ndarray,
-               probs: np.ndarray, spread_ticks: np.ndarray, rules: SignalRules,
-               baselines: dict[str, np.ndarray], cost_ticks: float = 0.0, fee_bps: float = 0.0) -> SpanScores:
+def score_span(
+    frame: TickFrame,
+    rows: np.ndarray,
+    y: np.ndarray,
+    future: np.ndarray,
+    sizes: np.ndarray,
+    probs: np.ndarray,
+    spread_ticks: np.ndarray,
+    rules: SignalRules,
+    baselines: dict[str, np.ndarray],
+    cost_ticks: float = 0.0,
+    fee_bps: float = 0.0,
+) -> SpanScores:
     """The span's scores (module doc). `probs` and `spread_ticks` are per row of `rows`; `y`,
     `future`, `sizes` and `baselines` per row of the frame."""
     truth = y[rows]
@@ -122,5 +142,13 @@ def score_span(frame: TickFrame, rows: np.ndarray, y: np.ndarray, future: np.nda
     )
 
 
-__all__ = ["ACTION_WEIGHTS", "BOOKS", "HOLD", "SpanScores", "expected_moves", "score_span", "shares",
-           "tune_action_weight"]
+__all__ = [
+    "ACTION_WEIGHTS",
+    "BOOKS",
+    "HOLD",
+    "SpanScores",
+    "expected_moves",
+    "score_span",
+    "shares",
+    "tune_action_weight",
+]

@@ -139,7 +139,9 @@ class ImportSettings:
 
     def __post_init__(self) -> None:
         if not self.instrument or not self.instrument.isprintable() or len(self.instrument) > 128:
-            raise ValueError(f"instrument: a printable name of 1 to 128 characters is required, got {self.instrument!r}")
+            raise ValueError(
+                f"instrument: a printable name of 1 to 128 characters is required, got {self.instrument!r}"
+            )
         if self.tick_size is not None and not (
             isinstance(self.tick_size, (int, float)) and np.isfinite(self.tick_size) and self.tick_size > 0
         ):
@@ -159,8 +161,13 @@ class FileCounts:
     examples: dict = field(default_factory=dict)  # reason -> first data-row numbers (1-based)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "rows": self.rows, "kept": self.kept, "dropped": dict(self.dropped),
-                "examples": {k: list(v) for k, v in self.examples.items()}}
+        return {
+            "path": self.path,
+            "rows": self.rows,
+            "kept": self.kept,
+            "dropped": dict(self.dropped),
+            "examples": {k: list(v) for k, v in self.examples.items()},
+        }
 
 
 @dataclass
@@ -183,8 +190,11 @@ class ImportReport:
 
     @property
     def dropped(self) -> int:
-        return (sum(self.book.dropped.values()) + (sum(self.trades.dropped.values()) if self.trades else 0)
-                + sum(self.failed_validation.values()))
+        return (
+            sum(self.book.dropped.values())
+            + (sum(self.trades.dropped.values()) if self.trades else 0)
+            + sum(self.failed_validation.values())
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -209,28 +219,37 @@ class ImportReport:
         for title, counts, reasons in (("book", self.book, BOOK_REASONS), ("trades", self.trades, TRADE_REASONS)):
             if counts is None:
                 continue
-            out.append(f"{title} {counts.path}: {counts.rows} rows, {counts.kept} kept, "
-                       f"{counts.rows - counts.kept} dropped")
+            out.append(
+                f"{title} {counts.path}: {counts.rows} rows, {counts.kept} kept, {counts.rows - counts.kept} dropped"
+            )
             for reason in reasons:
                 n = counts.dropped.get(reason, 0)
                 if n:
                     rows = ", ".join(map(str, counts.examples.get(reason, [])))
                     out.append(f"  dropped {n:>8d}  {reason:20s} (data rows {rows}{', ...' if n > EXAMPLES else ''})")
         if self.trades is not None:
-            out.append(f"trades before the first book row (no tick; price carried forward): {self.trades_before_first_book}")
+            out.append(
+                f"trades before the first book row (no tick; price carried forward): {self.trades_before_first_book}"
+            )
             sides = self.trade_sides
             if self.aggressor_column:
-                out.append(f"aggressor side from column {self.aggressor_column!r}: {sides.get('buy', 0)} buy, "
-                           f"{sides.get('sell', 0)} sell, {sides.get('unknown', 0)} unknown")
+                out.append(
+                    f"aggressor side from column {self.aggressor_column!r}: {sides.get('buy', 0)} buy, "
+                    f"{sides.get('sell', 0)} sell, {sides.get('unknown', 0)} unknown"
+                )
             else:
                 out.append("no aggressor column (aggressor or buyer_is_maker): every trade's side is unknown (0)")
         for reason, n in sorted(self.failed_validation.items()):
             out.append(f"  dropped {n:>8d}  failed validate_tick: {reason}")
         if self.off_grid_book_rows or self.off_grid_trades:
-            out.append(f"warning: {self.off_grid_book_rows} book rows and {self.off_grid_trades} trades have prices "
-                       "off the tick-size grid: is the tick size right?")
-        out.append(f"{self.ticks} ticks ({self.book_ticks} book updates, {self.trade_ticks} trades), "
-                   f"{self.levels} levels per side")
+            out.append(
+                f"warning: {self.off_grid_book_rows} book rows and {self.off_grid_trades} trades have prices "
+                "off the tick-size grid: is the tick size right?"
+            )
+        out.append(
+            f"{self.ticks} ticks ({self.book_ticks} book updates, {self.trade_ticks} trades), "
+            f"{self.levels} levels per side"
+        )
         return out
 
 
@@ -332,8 +351,9 @@ def _side_column(col, values: dict[str, int]) -> _Column:
     return _Column(side[index], null, ~known[index] & ~null)
 
 
-def read_columns(path: Path, wanted: dict[str, str], integer: set[str],
-                 sides: dict[str, dict[str, int]] | None = None) -> tuple[dict[str, _Column], int]:
+def read_columns(
+    path: Path, wanted: dict[str, str], integer: set[str], sides: dict[str, dict[str, int]] | None = None
+) -> tuple[dict[str, _Column], int]:
     """{canonical: column} read from `path` (`wanted`: canonical -> column name in the file); row count.
     `sides`: canonical -> cell text -> side, for the side columns read as text (`_side_column`)."""
     import pyarrow as pa
@@ -353,7 +373,10 @@ def read_columns(path: Path, wanted: dict[str, str], integer: set[str],
             return pacsv.read_csv(
                 str(path),
                 convert_options=pacsv.ConvertOptions(
-                    include_columns=sources, column_types=types, null_values=[""], strings_can_be_null=True,
+                    include_columns=sources,
+                    column_types=types,
+                    null_values=[""],
+                    strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
                 ),
             )
@@ -560,8 +583,9 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
         if side is not None:
             twanted[side[0]] = side[1]
             report.aggressor_column = side[1]
-        tcolumns, n_trades = read_columns(trades_path, twanted, {TIMESTAMP},
-                                          {side[0]: SIDE_VALUES[side[0]]} if side else None)
+        tcolumns, n_trades = read_columns(
+            trades_path, twanted, {TIMESTAMP}, {side[0]: SIDE_VALUES[side[0]]} if side else None
+        )
         trade_ts, trade_px, trade_qty, trade_side, trade_reasons = _trades(tcolumns, n_trades, settings.timestamp_unit)
         trade_reasons.counts(report.trades)
         tkeep = trade_reasons.good
@@ -575,8 +599,9 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
 
         settings.tick_size = infer_tick_size(np.concatenate([book["bid_px"].ravel(), book["ask_px"].ravel(), trade_px]))
         report.tick_size_inferred = True
-    report.off_grid_book_rows = int((_off_grid(book["bid_px"], settings.tick_size)
-                                     | _off_grid(book["ask_px"], settings.tick_size)).sum())
+    report.off_grid_book_rows = int(
+        (_off_grid(book["bid_px"], settings.tick_size) | _off_grid(book["ask_px"], settings.tick_size)).sum()
+    )
     report.off_grid_trades = int(_off_grid(trade_px, settings.tick_size).sum())
 
     frame, report.trades_before_first_book = merge_events(
@@ -589,16 +614,26 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
     report.book_ticks = report.ticks - report.trade_ticks
     if trades_path is not None:
         traded = frame.aggressor[frame.last_size > 0]
-        report.trade_sides = {"buy": int((traded == 1).sum()), "sell": int((traded == -1).sum()),
-                              "unknown": int((traded == 0).sum())}
+        report.trade_sides = {
+            "buy": int((traded == 1).sum()),
+            "sell": int((traded == -1).sum()),
+            "unknown": int((traded == 0).sum()),
+        }
     if len(frame):
         report.first_timestamp_ns = int(frame.timestamp_ns[0])
         report.last_timestamp_ns = int(frame.timestamp_ns[-1])
     return frame, report
 
 
-def merge_events(instrument: str, book_ts: np.ndarray, book: dict, trade_ts: np.ndarray, trade_px: np.ndarray,
-                 trade_qty: np.ndarray, trade_side: np.ndarray | None = None) -> tuple[TickFrame, int]:
+def merge_events(
+    instrument: str,
+    book_ts: np.ndarray,
+    book: dict,
+    trade_ts: np.ndarray,
+    trade_px: np.ndarray,
+    trade_qty: np.ndarray,
+    trade_side: np.ndarray | None = None,
+) -> tuple[TickFrame, int]:
     """One tick per event (see the module doc); the frame and the number of trades before the first book row.
     `trade_side`: each trade's aggressor (+1 / -1 / 0), default unknown.
 
@@ -624,7 +659,12 @@ def merge_events(instrument: str, book_ts: np.ndarray, book: dict, trade_ts: np.
     frame.last_size = np.where(~is_book, trade_qty[np.maximum(last_trade, 0)] if nt else 0.0, 0.0)
     if trade_side is not None and nt:  # a trade tick's own side; a book tick has none
         frame.aggressor = np.where(~is_book, trade_side[np.maximum(last_trade, 0)], 0).astype(np.int8)
-    for side, name in (("bid_px", "bid_price"), ("bid_qty", "bid_size"), ("ask_px", "ask_price"), ("ask_qty", "ask_size")):
+    for side, name in (
+        ("bid_px", "bid_price"),
+        ("bid_qty", "bid_size"),
+        ("ask_px", "ask_price"),
+        ("ask_qty", "ask_size"),
+    ):
         values = book[side][current_book]
         getattr(frame, name)[:, : values.shape[1]] = values
     return frame, before_book
@@ -648,17 +688,39 @@ def _validated(frame: TickFrame, report: ImportReport) -> TickFrame:
 
 def _ticks(frame: TickFrame):
     """frame.ticks(), several times faster: columns to Python lists once, depths vectorised."""
+
     def depth(prices: np.ndarray) -> list[int]:
         absent = np.isnan(prices)
         return np.where(absent.any(axis=1), absent.argmax(axis=1), prices.shape[1]).tolist()
 
     nb, na = depth(frame.bid_price), depth(frame.ask_price)
-    columns = (frame.instrument.tolist(), frame.timestamp_ns.tolist(), frame.last_price.tolist(),
-               frame.last_size.tolist(), frame.bid_price.tolist(), frame.bid_size.tolist(), frame.ask_price.tolist(),
-               frame.ask_size.tolist(), frame.sequence.tolist(), frame.aggressor.tolist(), nb, na)
+    columns = (
+        frame.instrument.tolist(),
+        frame.timestamp_ns.tolist(),
+        frame.last_price.tolist(),
+        frame.last_size.tolist(),
+        frame.bid_price.tolist(),
+        frame.bid_size.tolist(),
+        frame.ask_price.tolist(),
+        frame.ask_size.tolist(),
+        frame.sequence.tolist(),
+        frame.aggressor.tolist(),
+        nb,
+        na,
+    )
     for name, ts, lp, ls, bp, bs, ap, asz, seq, side, b, a in zip(*columns):
-        yield Tick(name, ts, lp, ls, tuple(bp[:b]), tuple(bs[:b]), tuple(ap[:a]), tuple(asz[:a]),
-                   None if seq < 0 else seq, side)
+        yield Tick(
+            name,
+            ts,
+            lp,
+            ls,
+            tuple(bp[:b]),
+            tuple(bs[:b]),
+            tuple(ap[:a]),
+            tuple(asz[:a]),
+            None if seq < 0 else seq,
+            side,
+        )
 
 
 def import_metadata(settings: ImportSettings, report: ImportReport) -> dict:
@@ -693,8 +755,18 @@ def instrument_settings(metadata: dict) -> tuple[dict[str, float], SessionCalend
 
 # --- the [import] config table ---------------------------------------------------------------
 
-CONFIG_KEYS = {"book", "trades", "out", "instrument", "tick_size", "calendar", "timestamp_unit", "levels", "map",
-               "trades_map"}
+CONFIG_KEYS = {
+    "book",
+    "trades",
+    "out",
+    "instrument",
+    "tick_size",
+    "calendar",
+    "timestamp_unit",
+    "levels",
+    "map",
+    "trades_map",
+}
 
 
 def config_table(config: dict) -> dict:
@@ -704,11 +776,13 @@ def config_table(config: dict) -> dict:
         raise ValueError("config [import]: expected a table")
     unknown = sorted(set(section) - CONFIG_KEYS)
     if unknown:
-        raise ValueError(f"config [import]: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(CONFIG_KEYS))})")
+        raise ValueError(
+            f"config [import]: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(CONFIG_KEYS))})"
+        )
     for key in ("map", "trades_map"):
         value = section.get(key, {})
         if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
-            raise ValueError(f"config [import] {key}: expected a table of CANONICAL = \"column\"")
+            raise ValueError(f'config [import] {key}: expected a table of CANONICAL = "column"')
     return section
 
 

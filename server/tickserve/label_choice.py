@@ -31,8 +31,21 @@ from .ticks import TickFrame
 
 TICK_LADDER = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 _S = 1_000_000_000
-TIME_LADDER_NS = (_S // 10, _S // 5, _S // 2, _S, 2 * _S, 5 * _S, 10 * _S, 20 * _S, 30 * _S, 60 * _S, 120 * _S,
-                  300 * _S, 600 * _S)
+TIME_LADDER_NS = (
+    _S // 10,
+    _S // 5,
+    _S // 2,
+    _S,
+    2 * _S,
+    5 * _S,
+    10 * _S,
+    20 * _S,
+    30 * _S,
+    60 * _S,
+    120 * _S,
+    300 * _S,
+    600 * _S,
+)
 MIN_ACTION_SHARE = 0.15
 # a candidate must leave this many labeled ticks per horizon in the span, else it is not tried
 MIN_SPAN_HORIZONS = 10
@@ -47,8 +60,15 @@ class HorizonChoice:
     rule: str  # one sentence: what was chosen and why
 
 
-def choose_horizon(frame: TickFrame, template: LabelConfig, features: FeatureConfig, end_ns: int, *,
-                   in_time: bool = False, min_share: float = MIN_ACTION_SHARE) -> HorizonChoice:
+def choose_horizon(
+    frame: TickFrame,
+    template: LabelConfig,
+    features: FeatureConfig,
+    end_ns: int,
+    *,
+    in_time: bool = False,
+    min_share: float = MIN_ACTION_SHARE,
+) -> HorizonChoice:
     """The shortest ladder horizon at which >= min_share of the span's labels are BUY or SELL."""
     span = frame.timestamp_ns < end_ns
     rows = np.flatnonzero(span)
@@ -79,15 +99,21 @@ def choose_horizon(frame: TickFrame, template: LabelConfig, features: FeatureCon
         share = float(np.mean(y != HOLD))
         shares.append((text, share))
         if share >= min_share:
-            rule = (f"horizon {text}: the shortest of {_ladder_text(ladder, in_time)} at which at least "
-                    f"{min_share:.0%} of the training span's labels are BUY or SELL ({share:.1%})")
+            rule = (
+                f"horizon {text}: the shortest of {_ladder_text(ladder, in_time)} at which at least "
+                f"{min_share:.0%} of the training span's labels are BUY or SELL ({share:.1%})"
+            )
             return HorizonChoice(labels, tuple(shares), rule)
     if not shares:
-        raise ValueError(f"choosing the label horizon: {len(rows)} ticks before the first test block are too few "
-                         f"for the shortest candidate horizon; give --horizon or --horizon-time")
+        raise ValueError(
+            f"choosing the label horizon: {len(rows)} ticks before the first test block are too few "
+            f"for the shortest candidate horizon; give --horizon or --horizon-time"
+        )
     text, share = shares[-1]
-    rule = (f"horizon {text}: no horizon the span allows reaches {min_share:.0%} BUY or SELL labels, so the "
-            f"longest tried ({share:.1%} BUY or SELL); expect mostly HOLD")
+    rule = (
+        f"horizon {text}: no horizon the span allows reaches {min_share:.0%} BUY or SELL labels, so the "
+        f"longest tried ({share:.1%} BUY or SELL); expect mostly HOLD"
+    )
     return HorizonChoice(labels, tuple(shares), rule)
 
 
@@ -107,8 +133,9 @@ def parse_threshold(text: str) -> tuple[float | None, float | None]:
     try:
         ticks = float(text)
     except ValueError:
-        raise ValueError(f"--threshold: expected ticks (e.g. 2) or a multiple of the median spread "
-                         f"(e.g. 1.5spread), got {text!r}") from None
+        raise ValueError(
+            f"--threshold: expected ticks (e.g. 2) or a multiple of the median spread (e.g. 1.5spread), got {text!r}"
+        ) from None
     if not ticks > 0:
         raise ValueError(f"--threshold: must be > 0 ticks, got {text!r}")
     return ticks, None

@@ -55,8 +55,15 @@ NO_LABEL = -1
 DEFAULT_HORIZON_TICKS = 50
 LABEL_MODES = ("mid", "taker")
 
-_UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-             "min": 60_000_000_000, "h": 3_600_000_000_000}
+_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "min": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|min|m|h)\s*$")
 
 
@@ -64,7 +71,9 @@ def parse_duration_ns(text: str) -> int:
     """'1s', '500ms', '2.5s', '100us', '1m' -> nanoseconds (> 0, a whole number of ns)."""
     match = _DURATION.match(str(text))
     if not match:
-        raise ValueError(f"duration: expected a number and a unit (ns, us, ms, s, m, h), e.g. 500ms or 1s; got {text!r}")
+        raise ValueError(
+            f"duration: expected a number and a unit (ns, us, ms, s, m, h), e.g. 500ms or 1s; got {text!r}"
+        )
     value, unit = match.groups()
     ns = float(value) * _UNITS_NS[unit]
     if ns != int(ns) or ns < 1:
@@ -131,14 +140,16 @@ class LabelConfig:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> "LabelConfig":
+    def from_dict(d: dict) -> LabelConfig:
         mode = str(d.get("mode", "mid"))
         cost = float(d.get("cost_ticks", 0.0))
         horizon_ns = d.get("horizon_ns")
         if horizon_ns is not None:
             if "horizon_ticks" in d and d["horizon_ticks"] is not None:
                 raise ValueError("label_config: horizon_ticks and horizon_ns are both set")
-            return LabelConfig(None, float(d["threshold_ticks"]), horizon_ns=int(horizon_ns), mode=mode, cost_ticks=cost)
+            return LabelConfig(
+                None, float(d["threshold_ticks"]), horizon_ns=int(horizon_ns), mode=mode, cost_ticks=cost
+            )
         return LabelConfig(int(d["horizon_ticks"]), float(d["threshold_ticks"]), mode=mode, cost_ticks=cost)
 
 
@@ -148,8 +159,9 @@ def _snap(ticks: float) -> float:
     return round(ticks * 1e6) / 1e6
 
 
-def label_class(now_bid: float, now_ask: float, later_bid: float, later_ask: float, tick_size: float,
-                labels: LabelConfig) -> int:
+def label_class(
+    now_bid: float, now_ask: float, later_bid: float, later_ask: float, tick_size: float, labels: LabelConfig
+) -> int:
     """The class of one tick given its label tick's best bid and ask (the rule of `label_classes`)."""
     if labels.taker:
         if _snap((later_bid - now_ask) / tick_size) > labels.cost_ticks:
@@ -165,8 +177,14 @@ def label_class(now_bid: float, now_ask: float, later_bid: float, later_ask: flo
     return HOLD
 
 
-def label_classes(now_bid: np.ndarray, now_ask: np.ndarray, later_bid: np.ndarray, later_ask: np.ndarray,
-                  tick_size: np.ndarray, labels: LabelConfig) -> np.ndarray:
+def label_classes(
+    now_bid: np.ndarray,
+    now_ask: np.ndarray,
+    later_bid: np.ndarray,
+    later_ask: np.ndarray,
+    tick_size: np.ndarray,
+    labels: LabelConfig,
+) -> np.ndarray:
     """`label_class` over arrays (the same operations, so the same classes)."""
     if labels.taker:
         up = np.round((later_bid - now_ask) / tick_size, 6)
@@ -232,8 +250,9 @@ def tick_sizes(frame: TickFrame, features: FeatureConfig) -> np.ndarray:
     return sizes
 
 
-def labels_between(frame: TickFrame, now: np.ndarray, later: np.ndarray, labels: LabelConfig,
-                   sizes: np.ndarray) -> np.ndarray:
+def labels_between(
+    frame: TickFrame, now: np.ndarray, later: np.ndarray, labels: LabelConfig, sizes: np.ndarray
+) -> np.ndarray:
     """The classes of rows `now` with label ticks `later` (row indices, same length)."""
     bid, ask = frame.bid_price[:, 0], frame.ask_price[:, 0]
     return label_classes(bid[now], ask[now], bid[later], ask[later], sizes[now], labels)

@@ -98,7 +98,7 @@ class ModelManifest:
         return path
 
     @staticmethod
-    def load(model_dir: Path) -> "ModelManifest":
+    def load(model_dir: Path) -> ModelManifest:
         path = model_dir / MANIFEST_FILE
         try:
             d = json.loads(path.read_text())

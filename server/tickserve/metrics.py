@@ -126,5 +126,7 @@ class CalibrationMetrics:
         if not self.count:
             return 0.0
         return sum(
-            abs(self.bin_correct[k] - self.bin_confidence[k]) / self.count for k in range(self.BINS) if self.bin_count[k]
+            abs(self.bin_correct[k] - self.bin_confidence[k]) / self.count
+            for k in range(self.BINS)
+            if self.bin_count[k]
         )

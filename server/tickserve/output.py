@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
@@ -19,7 +19,7 @@ def signal_header() -> str:
 
 
 def format_signal(s: pb.Signal) -> str:
-    when = datetime.fromtimestamp(s.timestamp_ns / 1e9, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    when = datetime.fromtimestamp(s.timestamp_ns / 1e9, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
     seq = str(s.sequence) if s.HasField("sequence") else "-"
     return (
         f"{when:15s} {s.instrument:6s} {seq:>6s} {_name(pb.Action, s.action, 'ACTION_'):6s} "
@@ -41,8 +41,11 @@ def format_comparison(reports: list[pb.EvaluationReport]) -> str:
     ]
     for r in reports:
         strong = r.trading.one_position_strong if r.HasField("trading") else None
-        trading = (f" {strong.trades:7d} {strong.win_rate:6.3f} {strong.total_pnl_ticks:+10.1f} "
-                   f"{strong.total_pnl_bps:+8.2f}" if strong is not None else f" {'-':>7s} {'-':>6s} {'-':>10s} {'-':>8s}")
+        trading = (
+            f" {strong.trades:7d} {strong.win_rate:6.3f} {strong.total_pnl_ticks:+10.1f} {strong.total_pnl_bps:+8.2f}"
+            if strong is not None
+            else f" {'-':>7s} {'-':>6s} {'-':>10s} {'-':>8s}"
+        )
         lines.append(
             f"{r.model:18s} {r.model_version:7s} {r.accuracy:8.4f} {r.majority_baseline_accuracy:8.4f} "
             f"{r.macro_f1:8.4f} {r.log_loss:8.4f} {r.brier_score_uncalibrated:7.4f}->{r.brier_score:.4f} "
@@ -51,10 +54,14 @@ def format_comparison(reports: list[pb.EvaluationReport]) -> str:
     if reports and reports[0].baselines:
         first = reports[0]
         for b in first.baselines:
-            lines.append(f"{'baseline ' + b.name:18s} {'':7s} {b.accuracy:8.4f} {'':8s} {b.macro_f1:8.4f}   ({b.description})")
-        lines.append(f"(same {first.labeled} labeled ticks for every row; STRONG: one position per instrument on the "
-                     f"STRONG BUY/SELL signals, held to the label tick: trades, win rate and total P&L after the "
-                     f"spread, {first.trading.cost_ticks:g} ticks and {first.trading.fee_bps:g} bps per round trip)")
+            lines.append(
+                f"{'baseline ' + b.name:18s} {'':7s} {b.accuracy:8.4f} {'':8s} {b.macro_f1:8.4f}   ({b.description})"
+            )
+        lines.append(
+            f"(same {first.labeled} labeled ticks for every row; STRONG: one position per instrument on the "
+            f"STRONG BUY/SELL signals, held to the label tick: trades, win rate and total P&L after the "
+            f"spread, {first.trading.cost_ticks:g} ticks and {first.trading.fee_bps:g} bps per round trip)"
+        )
     return "\n".join(lines)
 
 
@@ -103,15 +110,19 @@ def _horizon(r: pb.EvaluationReport) -> str:
 def format_baselines(r: pb.EvaluationReport) -> list[str]:
     if not r.baselines:
         return []
-    lines = [f"  model vs baselines on the same {r.labeled} labeled ticks ({_horizon(r)}):",
-             f"    {'':34s} {'accuracy':>8s} {'macro-F1':>8s}",
-             f"    {'model ' + r.model:34s} {r.accuracy:8.4f} {r.macro_f1:8.4f}"]
+    lines = [
+        f"  model vs baselines on the same {r.labeled} labeled ticks ({_horizon(r)}):",
+        f"    {'':34s} {'accuracy':>8s} {'macro-F1':>8s}",
+        f"    {'model ' + r.model:34s} {r.accuracy:8.4f} {r.macro_f1:8.4f}",
+    ]
     for b in r.baselines:
         name = f"majority (always {r.majority_class})" if b.name == "majority" else b.name
         lines.append(f"    {name:34s} {b.accuracy:8.4f} {b.macro_f1:8.4f}")
     best = max(r.baselines, key=lambda b: b.macro_f1)
     verdict = "beats" if r.macro_f1 > best.macro_f1 else "does NOT beat"
-    lines.append(f"    -> macro-F1: the model {verdict} the best baseline ({best.name}) by {r.macro_f1 - best.macro_f1:+.4f}")
+    lines.append(
+        f"    -> macro-F1: the model {verdict} the best baseline ({best.name}) by {r.macro_f1 - best.macro_f1:+.4f}"
+    )
     return lines
 
 
@@ -128,8 +139,10 @@ def format_trading(r: pb.EvaluationReport) -> list[str]:
     ]
 
     def row(name: str, b) -> str:
-        return (f"    {name:24s} {b.trades:7d} {b.hit_rate:6.3f} {b.win_rate:6.3f} {b.mean_move_ticks:+8.2f} "
-                f"{b.mean_pnl_ticks:+9.2f} {b.total_pnl_ticks:+11.1f} {b.total_pnl_bps:+9.2f}")
+        return (
+            f"    {name:24s} {b.trades:7d} {b.hit_rate:6.3f} {b.win_rate:6.3f} {b.mean_move_ticks:+8.2f} "
+            f"{b.mean_pnl_ticks:+9.2f} {b.total_pnl_ticks:+11.1f} {b.total_pnl_bps:+9.2f}"
+        )
 
     lines.append("  one position per instrument, held to the label tick (what one account earns):")
     lines.append(row("model, every BUY/SELL", t.one_position_all))
@@ -139,8 +152,11 @@ def format_trading(r: pb.EvaluationReport) -> list[str]:
             lines.append(row(f"baseline {name}", t.one_position_baselines[name]))
     lines.append("  every signal its own round trip (overlapping: the average edge of a signal):")
     lines.append(row("model, all", t.all))
-    for group, keys, label in (("by_strength", ("STRONG", "MEDIUM", "WEAK"), ""),
-                               ("by_risk", ("LOW", "MEDIUM", "HIGH"), "risk "), ("by_action", ("BUY", "SELL"), "")):
+    for group, keys, label in (
+        ("by_strength", ("STRONG", "MEDIUM", "WEAK"), ""),
+        ("by_risk", ("LOW", "MEDIUM", "HIGH"), "risk "),
+        ("by_action", ("BUY", "SELL"), ""),
+    ):
         for key in keys:
             if key in getattr(t, group):
                 lines.append(row(label + key, getattr(t, group)[key]))
@@ -149,20 +165,24 @@ def format_trading(r: pb.EvaluationReport) -> list[str]:
             lines.append(row(f"baseline {name}", t.baselines[name]))
     if t.cumulative_pnl:
         last = t.cumulative_pnl[-1]
-        lines.append(f"    (hit: the mid moved the signal's way; win: the round trip made money; move and P&L in "
-                     f"ticks; cumulative P&L series: {len(t.cumulative_pnl)} points, final "
-                     f"{last.cumulative_pnl_ticks:+.1f} ticks)")
+        lines.append(
+            f"    (hit: the mid moved the signal's way; win: the round trip made money; move and P&L in "
+            f"ticks; cumulative P&L series: {len(t.cumulative_pnl)} points, final "
+            f"{last.cumulative_pnl_ticks:+.1f} ticks)"
+        )
     return lines
 
 
 def format_training(report) -> list[str]:
     """`tickserve train`'s summary of a `training_report.TrainingReport`: per fold, the model beside each
     baseline (macro-F1) and the one-position P&L, then every choice and loss in words."""
-    lines = [f"  labels: {report.label}",
-             f"  walk-forward, {len(report.folds)} folds (expanding window, purged; the last fold's model is the one "
-             "written, its test span the held-out test span):",
-             f"    {'fold':4s} {'train':>7s} {'test':>6s} {'model':>7s} {'majority':>8s} {'last_mv':>8s} "
-             f"{'imbal.':>7s} {'margin':>7s}  {'STRONG trades / P&L ticks / bps / win':>37s}  {'w':>4s}"]
+    lines = [
+        f"  labels: {report.label}",
+        f"  walk-forward, {len(report.folds)} folds (expanding window, purged; the last fold's model is the one "
+        "written, its test span the held-out test span):",
+        f"    {'fold':4s} {'train':>7s} {'test':>6s} {'model':>7s} {'majority':>8s} {'last_mv':>8s} "
+        f"{'imbal.':>7s} {'margin':>7s}  {'STRONG trades / P&L ticks / bps / win':>37s}  {'w':>4s}",
+    ]
     for k, f in enumerate(report.folds, start=1):
         s = f.test
         b = s.baselines
@@ -171,7 +191,8 @@ def format_training(report) -> list[str]:
             f"    {k:<4d} {f.train_rows:7d} {s.rows:6d} {s.macro_f1:7.4f} {b['majority']['macro_f1']:8.4f} "
             f"{b['last_move']['macro_f1']:8.4f} {b['imbalance']['macro_f1']:7.4f} {s.margin:+7.4f}  "
             f"{st['trades']:9d} / {st['total_pnl_ticks']:+10.1f} / {st['total_pnl_bps']:+8.2f} / "
-            f"{st['win_rate']:5.3f}  {f.action_weight:4g}")
+            f"{st['win_rate']:5.3f}  {f.action_weight:4g}"
+        )
     mean = sum(f.test.margin for f in report.folds) / len(report.folds)
     lines.append(f"    mean macro-F1 margin over the best baseline: {mean:+.4f}")
     lines.extend(f"  - {n}" for n in report.sentences())

@@ -55,7 +55,9 @@ class Plugins:
                     raise TypeError(f"returned {type(found).__name__}, not a SessionCalendar")
             except Exception as exc:
                 if impl.plugin_name in infos:
-                    _fail(infos[impl.plugin_name], f"tickserve_session_calendar hook failed: {type(exc).__name__}: {exc}")
+                    _fail(
+                        infos[impl.plugin_name], f"tickserve_session_calendar hook failed: {type(exc).__name__}: {exc}"
+                    )
                 continue
             if found is not None:
                 return found
@@ -118,8 +120,13 @@ def _collect_adapters(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) ->
         for cls in provided:
             if cls.name in adapters:
                 winner = adapters[cls.name]
-                log.warning("adapter %r of plugin %r is shadowed by %s.%s", cls.name, impl.plugin_name,
-                            winner.__module__, winner.__qualname__)
+                log.warning(
+                    "adapter %r of plugin %r is shadowed by %s.%s",
+                    cls.name,
+                    impl.plugin_name,
+                    winner.__module__,
+                    winner.__qualname__,
+                )
                 if info:
                     info.reason = f"adapter {cls.name!r} shadowed by a later plugin ({winner.__module__})"
                 continue

@@ -224,7 +224,9 @@ class ModelRepository:
         model = LoadedModel(manifest, adapter, index, importance, calibrator)
         _, calibrated = model.predict(np.zeros((2, len(manifest.feature_names))))
         if not (np.isfinite(calibrated).all() and np.allclose(calibrated.sum(axis=1), 1.0, rtol=0, atol=1e-6)):
-            raise ModelLoadError(f"calibrated probabilities are not finite or do not sum to 1: {calibrated[0].tolist()}")
+            raise ModelLoadError(
+                f"calibrated probabilities are not finite or do not sum to 1: {calibrated[0].tolist()}"
+            )
         return model
 
     def _build_from_members(self, adapter_cls: type[ModelAdapter], manifest: ModelManifest) -> ModelAdapter:

@@ -44,10 +44,25 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 COLUMNS = (
-    "served_at_ns", "rpc", "instrument", "timestamp_ns", "sequence", "model", "model_version",
-    "p_sell", "p_hold", "p_buy", "edge_score", "confidence", "action", "strength", "urgency", "risk",
-    "warmed_up", "latency_us",
-)  # fmt: skip
+    "served_at_ns",
+    "rpc",
+    "instrument",
+    "timestamp_ns",
+    "sequence",
+    "model",
+    "model_version",
+    "p_sell",
+    "p_hold",
+    "p_buy",
+    "edge_score",
+    "confidence",
+    "action",
+    "strength",
+    "urgency",
+    "risk",
+    "warmed_up",
+    "latency_us",
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -164,8 +179,12 @@ class SignalLog:
         self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.warning("signal log: %d row(s) still not written to %s after %.0f s; they are lost at exit",
-                        self._queued_rows, self.path, timeout)
+            log.warning(
+                "signal log: %d row(s) still not written to %s after %.0f s; they are lost at exit",
+                self._queued_rows,
+                self.path,
+                timeout,
+            )
 
     def _run(self) -> None:
         conn = _connect(self.path)

@@ -80,7 +80,7 @@ class SignalRules:
         return {k: float(v) for k, v in asdict(self).items()}
 
     @staticmethod
-    def from_dict(d: dict) -> "SignalRules":
+    def from_dict(d: dict) -> SignalRules:
         known = {f.name: f for f in fields(SignalRules)}
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -180,8 +180,9 @@ def decide_many(probs: np.ndarray, spread_ticks: np.ndarray, rules: SignalRules)
     edge = p_buy - p_sell
     e = np.abs(edge)
     top = (np.where(action == BUY, p_buy, p_sell) == confidence) & pays_spread
-    strength = np.where(action == HOLD, 0, np.where((e >= rules.strong_edge) & top, 2,
-                                                    np.where(e >= rules.medium_edge, 1, 0)))
+    strength = np.where(
+        action == HOLD, 0, np.where((e >= rules.strong_edge) & top, 2, np.where(e >= rules.medium_edge, 1, 0))
+    )
     urgency = ((strength == 2) & (spread_ticks <= rules.aggressive_max_spread_ticks)).astype(np.int64)
     risk = np.where(
         (confidence >= rules.low_risk_confidence) & (e >= rules.low_risk_edge),
@@ -204,5 +205,19 @@ def predicted_class(probs: np.ndarray) -> np.ndarray:
     return weighted_class(probs, 1.0)
 
 
-__all__ = ["ACTIONS", "BUY", "HOLD", "RISKS", "SELL", "STRENGTHS", "URGENCIES", "SignalRules", "SignalArrays",
-           "SignalValues", "decide", "decide_many", "predicted_class", "weighted_class"]
+__all__ = [
+    "ACTIONS",
+    "BUY",
+    "HOLD",
+    "RISKS",
+    "SELL",
+    "STRENGTHS",
+    "URGENCIES",
+    "SignalRules",
+    "SignalArrays",
+    "SignalValues",
+    "decide",
+    "decide_many",
+    "predicted_class",
+    "weighted_class",
+]

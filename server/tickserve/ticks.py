@@ -68,7 +68,7 @@ class TickFrame:
     def __len__(self) -> int:
         return len(self.timestamp_ns)
 
-    def take(self, index: np.ndarray | slice) -> "TickFrame":
+    def take(self, index: np.ndarray | slice) -> TickFrame:
         return TickFrame(**{name: getattr(self, name)[index] for name in _COLUMNS})
 
     def tick(self, i: int) -> Tick:
@@ -110,7 +110,7 @@ class TickFrame:
         return h.hexdigest()
 
     @staticmethod
-    def from_ticks(ticks: list[Tick]) -> "TickFrame":
+    def from_ticks(ticks: list[Tick]) -> TickFrame:
         n = len(ticks)
         frame = TickFrame.empty(n)
         for i, t in enumerate(ticks):
@@ -127,7 +127,7 @@ class TickFrame:
         return frame
 
     @staticmethod
-    def empty(n: int) -> "TickFrame":
+    def empty(n: int) -> TickFrame:
         levels = lambda: np.full((n, MAX_LEVELS), np.nan)  # noqa: E731
         return TickFrame(
             instrument=np.empty(n, dtype=object),
@@ -143,7 +143,7 @@ class TickFrame:
         )
 
     @staticmethod
-    def concat(frames: list["TickFrame"]) -> "TickFrame":
+    def concat(frames: list[TickFrame]) -> TickFrame:
         return TickFrame(**{name: np.concatenate([getattr(f, name) for f in frames]) for name in _COLUMNS})
 
 

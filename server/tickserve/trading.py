@@ -60,8 +60,16 @@ def _snap(ticks: float) -> float:
     return round(ticks * 1e6) / 1e6
 
 
-def round_trip(buy: bool, then_bid: float, then_ask: float, bid: float, ask: float, tick_size: float,
-               cost_ticks: float, fee_bps: float) -> tuple[bool, bool, float, float, float, float]:
+def round_trip(
+    buy: bool,
+    then_bid: float,
+    then_ask: float,
+    bid: float,
+    ask: float,
+    tick_size: float,
+    cost_ticks: float,
+    fee_bps: float,
+) -> tuple[bool, bool, float, float, float, float]:
     """(hit, win, signed mid move in ticks, P&L in ticks, in price, in bps) of one unit opened at
     (then_bid, then_ask) and closed at (bid, ask): the one formula of both the batch and the streaming path."""
     then_mid = (then_ask + then_bid) * 0.5
@@ -78,8 +86,17 @@ def round_trip(buy: bool, then_bid: float, then_ask: float, bid: float, ask: flo
     return move_ticks > 0, pnl_ticks > 0, move_ticks, pnl_ticks, pnl_price, pnl_bps
 
 
-def round_trips(frame, rows: np.ndarray, direction: np.ndarray, future: np.ndarray, sizes: np.ndarray, *,
-                cost_ticks: float = 0.0, fee_bps: float = 0.0, one_position: bool = True) -> RoundTrips:
+def round_trips(
+    frame,
+    rows: np.ndarray,
+    direction: np.ndarray,
+    future: np.ndarray,
+    sizes: np.ndarray,
+    *,
+    cost_ticks: float = 0.0,
+    fee_bps: float = 0.0,
+    one_position: bool = True,
+) -> RoundTrips:
     """The round trips of the signals `direction` (+1 BUY, -1 SELL, 0 none) at `rows` (ascending
     row indices, i.e. arrival order), closed at their label ticks `future[row]` (-1: none, not counted)."""
     out = RoundTrips()
@@ -97,6 +114,9 @@ def round_trips(frame, rows: np.ndarray, direction: np.ndarray, future: np.ndarr
             if r < busy_until.get(name, -1):
                 continue
             busy_until[name] = j
-        out.add(*round_trip(d > 0, float(bid[r]), float(ask[r]), float(bid[j]), float(ask[j]), float(sizes[r]),
-                            cost_ticks, fee_bps))
+        out.add(
+            *round_trip(
+                d > 0, float(bid[r]), float(ask[r]), float(bid[j]), float(ask[j]), float(sizes[r]), cost_ticks, fee_bps
+            )
+        )
     return out

@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +75,23 @@ def next_version(models_dir: Path, name: str) -> str:
 def default_features(frame: TickFrame, config: FeatureConfig, end_ns: int) -> tuple[tuple[str, ...], list[str]]:
     """The default model input and, in words, what it leaves out and why."""
     calendar = config.calendar
-    left_out = ["price-level features (microprice, vwap_*, spread, spread_pct) are left out: they follow the price "
-                "level (and, across instruments, the tick size), which a later span need not share"]
+    left_out = [
+        "price-level features (microprice, vwap_*, spread, spread_pct) are left out: they follow the price "
+        "level (and, across instruments, the tick size), which a later span need not share"
+    ]
     always_open = calendar.open_minute == 0 and calendar.close_minute == 1440 and len(set(calendar.weekdays)) == 7
     if always_open:
         why = f"the {calendar.name} calendar has no sessions, so they only tell the time of day"
     else:
         sessions = _sessions_seen(frame.timestamp_ns[frame.timestamp_ns < end_ns], config)
-        why = None if sessions >= MIN_SESSIONS else (
-            f"the training ticks cover {sessions} {calendar.name} session(s), fewer than {MIN_SESSIONS}: "
-            "a model would learn the clock of those days, not a session pattern")
+        why = (
+            None
+            if sessions >= MIN_SESSIONS
+            else (
+                f"the training ticks cover {sessions} {calendar.name} session(s), fewer than {MIN_SESSIONS}: "
+                "a model would learn the clock of those days, not a session pattern"
+            )
+        )
     if why is None:
         return DEFAULT_MODEL_FEATURES, left_out
     left_out.append(f"session features ({', '.join(SESSION_FEATURES)}) are left out: {why}")
@@ -157,8 +164,10 @@ def train_model(
     if threshold_spreads is not None:
         median = median_spread_ticks(frame, feature_config, first_test)
         label_config = replace(label_config, threshold_ticks=max(round(threshold_spreads * median, 6), 1e-6))
-        rule = (f"threshold {label_config.threshold_ticks:g} ticks: {threshold_spreads:g} x the median spread "
-                f"({median:g} ticks) before the first test block")
+        rule = (
+            f"threshold {label_config.threshold_ticks:g} ticks: {threshold_spreads:g} x the median spread "
+            f"({median:g} ticks) before the first test block"
+        )
     shares: tuple = ()
     if choose is not None:
         choice = choose_horizon(frame, label_config, feature_config, first_test, in_time=choose == "time")
@@ -176,8 +185,14 @@ def train_model(
     sizes = tick_sizes(frame, feature_config)
     baselines = baseline_predictions(frame, label_config, feature_config)
     base_manifest = ModelManifest(
-        name=name, version=version, adapter=adapter.name, model_file="", feature_names=list(feature_names),
-        feature_stage_version=FEATURE_STAGE_VERSION, feature_config=feature_config, label_config=label_config,
+        name=name,
+        version=version,
+        adapter=adapter.name,
+        model_file="",
+        feature_names=list(feature_names),
+        feature_stage_version=FEATURE_STAGE_VERSION,
+        feature_config=feature_config,
+        label_config=label_config,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     fits: list[_FoldFit] = []
@@ -185,19 +200,58 @@ def train_model(
         for k, fold_span in enumerate(spans, start=1):
             rows = fold_rows(frame, future, fold_span)
             _check_rows(k, rows, y)
-            fits.append(_fit_fold(k, len(spans), rows, x_all, y, frame, future, sizes, adapter, params, base_manifest,
-                                  target.parent, progress, calibrate))
+            fits.append(
+                _fit_fold(
+                    k,
+                    len(spans),
+                    rows,
+                    x_all,
+                    y,
+                    frame,
+                    future,
+                    sizes,
+                    adapter,
+                    params,
+                    base_manifest,
+                    target.parent,
+                    progress,
+                    calibrate,
+                )
+            )
         calibrated, calibration_text = _calibration_decision(fits, y, calibrate)
-        rules = replace(signal_rules or SignalRules(), cost_gate=cost_gate,
-                        cost_ticks=label_config.cost_ticks if label_config.taker else 0.0)
+        rules = replace(
+            signal_rules or SignalRules(),
+            cost_gate=cost_gate,
+            cost_ticks=label_config.cost_ticks if label_config.taker else 0.0,
+        )
         reports = []
         for fit in fits:
-            reports.append(_score_fold(fit, calibrated, rules, y, frame, future, sizes, spread, baselines,
-                                       label_config, fee_bps, tune_action))
+            reports.append(
+                _score_fold(
+                    fit,
+                    calibrated,
+                    rules,
+                    y,
+                    frame,
+                    future,
+                    sizes,
+                    spread,
+                    baselines,
+                    label_config,
+                    fee_bps,
+                    tune_action,
+                )
+            )
         report = TrainingReport(
-            label=label_config.describe(), label_rule=rule, horizon_shares=list(shares),
-            features=list(feature_names), left_out=left_out, calibrated=calibrated, calibration=calibration_text,
-            folds=[r for r, _ in reports], instruments=sorted(set(frame.instrument.tolist())),
+            label=label_config.describe(),
+            label_rule=rule,
+            horizon_shares=list(shares),
+            features=list(feature_names),
+            left_out=left_out,
+            calibrated=calibrated,
+            calibration=calibration_text,
+            folds=[r for r, _ in reports],
+            instruments=sorted(set(frame.instrument.tolist())),
             notes=_loss_notes([r for r, _ in reports], y, fits),
             sample=training_sample(frame, spans[-1].test_start_ns),
         )
@@ -209,10 +263,11 @@ def train_model(
             parameters=final.result.parameters,
             options=final.result.options,
             data_fingerprint=frame.fingerprint(),
-            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             tickserve_version=__version__,
             calibration={"method": "temperature", "temperature": final.temperature, "fitted_on": "valid"}
-            if calibrated else {},
+            if calibrated
+            else {},
             metrics={**dict(final.result.info), **report.flat_metrics(), "ticks": float(len(frame))},
             training=report.to_dict(),
         )
@@ -228,24 +283,36 @@ def train_model(
 def _check_rows(k: int, rows: FoldRows, y: np.ndarray) -> None:
     for what, r in (("training", rows.train), ("validation", rows.valid), ("test", rows.test)):
         if len(r) == 0:
-            raise ValueError(f"walk-forward fold {k}: no labeled {what} ticks; use fewer --folds, a shorter horizon "
-                             "or more data")
+            raise ValueError(
+                f"walk-forward fold {k}: no labeled {what} ticks; use fewer --folds, a shorter horizon or more data"
+            )
     for what, r in (("training", rows.train), ("validation", rows.valid)):
         classes = np.unique(y[r])
         if len(classes) < 2:
             raise ValueError(
                 f"walk-forward fold {k}: every {what} label is {CLASSES[int(classes[0])]} ({len(r)} ticks): there is "
-                "nothing to learn; use a longer --horizon, a smaller --threshold or --cost-ticks, or more data")
+                "nothing to learn; use a longer --horizon, a smaller --threshold or --cost-ticks, or more data"
+            )
 
 
-def _fit_fold(k, folds, rows, x_all, y, frame, future, sizes, adapter, params, manifest, workdir, progress,
-              calibrate) -> _FoldFit:
-    data = TrainingData(x_train=x_all[rows.train], y_train=y[rows.train], x_valid=x_all[rows.valid],
-                        y_valid=y[rows.valid], feature_names=list(manifest.feature_names), classes=list(CLASSES))
+def _fit_fold(
+    k, folds, rows, x_all, y, frame, future, sizes, adapter, params, manifest, workdir, progress, calibrate
+) -> _FoldFit:
+    data = TrainingData(
+        x_train=x_all[rows.train],
+        y_train=y[rows.train],
+        x_valid=x_all[rows.valid],
+        y_valid=y[rows.valid],
+        feature_names=list(manifest.feature_names),
+        classes=list(CLASSES),
+    )
     staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-{manifest.version}-fold{k}-", dir=workdir))
     try:
-        report = (lambda done, total, msg: progress(done, total, f"fold {k}/{folds} {msg}".strip())) if progress \
+        report = (
+            (lambda done, total, msg: progress(done, total, f"fold {k}/{folds} {msg}".strip()))
+            if progress
             else (lambda *a: None)
+        )
         result = adapter.train(data, dict(params or {}), staging, report)
         fold_manifest = replace(manifest, model_file=result.model_file, options=result.options, calibration={})
         model = adapter.load(staging, fold_manifest)
@@ -265,35 +332,81 @@ def _calibration_decision(fits: list[_FoldFit], y: np.ndarray, calibrate: bool) 
     judged = fits[:-1] or fits
     which = f"folds 1-{len(judged)}" if len(judged) > 1 else "fold 1"
     before = float(np.mean([log_loss(f.raw_test, y[f.rows.test]) for f in judged]))
-    after = float(np.mean([log_loss(Calibrator({"method": "temperature", "temperature": f.temperature})(f.raw_test),
-                                    y[f.rows.test]) for f in judged]))
+    after = float(
+        np.mean(
+            [
+                log_loss(
+                    Calibrator({"method": "temperature", "temperature": f.temperature})(f.raw_test), y[f.rows.test]
+                )
+                for f in judged
+            ]
+        )
+    )
     if after < before:
-        return True, (f"calibration: temperature scaling improved the held-out log loss of {which} "
-                      f"({before:.4f} -> {after:.4f}), so it is applied (T = {fits[-1].temperature:.3f})")
-    return False, (f"calibration: temperature scaling made the held-out log loss of {which} worse "
-                   f"({before:.4f} -> {after:.4f}), so it is not applied")
+        return True, (
+            f"calibration: temperature scaling improved the held-out log loss of {which} "
+            f"({before:.4f} -> {after:.4f}), so it is applied (T = {fits[-1].temperature:.3f})"
+        )
+    return False, (
+        f"calibration: temperature scaling made the held-out log loss of {which} worse "
+        f"({before:.4f} -> {after:.4f}), so it is not applied"
+    )
 
 
-def _score_fold(fit: _FoldFit, calibrated: bool, rules: SignalRules, y, frame, future, sizes, spread, baselines,
-                labels: LabelConfig, fee_bps: float, tune_action: bool = True) -> tuple[FoldReport, SignalRules]:
+def _score_fold(
+    fit: _FoldFit,
+    calibrated: bool,
+    rules: SignalRules,
+    y,
+    frame,
+    future,
+    sizes,
+    spread,
+    baselines,
+    labels: LabelConfig,
+    fee_bps: float,
+    tune_action: bool = True,
+) -> tuple[FoldReport, SignalRules]:
     calibrator = Calibrator({"method": "temperature", "temperature": fit.temperature} if calibrated else {})
     valid, test = fit.rows.valid, fit.rows.test
     p_valid, p_test = calibrator(fit.raw_valid), calibrator(fit.raw_test)
-    rules = replace(rules, expected_move_sell_ticks=fit.moves[0], expected_move_hold_ticks=fit.moves[1],
-                    expected_move_buy_ticks=fit.moves[2])
+    rules = replace(
+        rules,
+        expected_move_sell_ticks=fit.moves[0],
+        expected_move_hold_ticks=fit.moves[1],
+        expected_move_buy_ticks=fit.moves[2],
+    )
     if tune_action:
         rules = replace(rules, action_weight=tune_action_weight(p_valid, y[valid], spread[valid], rules))
     cost = labels.cost_ticks if labels.taker else 0.0
-    valid_scores = score_span(frame, valid, y, future, sizes, p_valid, spread[valid], rules, baselines,
-                              cost_ticks=cost, fee_bps=fee_bps)
-    scores = score_span(frame, test, y, future, sizes, p_test, spread[test], rules, baselines,
-                        cost_ticks=labels.cost_ticks if labels.taker else 0.0, fee_bps=fee_bps)
+    valid_scores = score_span(
+        frame, valid, y, future, sizes, p_valid, spread[valid], rules, baselines, cost_ticks=cost, fee_bps=fee_bps
+    )
+    scores = score_span(
+        frame,
+        test,
+        y,
+        future,
+        sizes,
+        p_test,
+        spread[test],
+        rules,
+        baselines,
+        cost_ticks=labels.cost_ticks if labels.taker else 0.0,
+        fee_bps=fee_bps,
+    )
     report = FoldReport(
-        spans=fit.rows.spans, train_rows=len(fit.rows.train), valid_rows=len(valid), test=scores,
-        valid=valid_scores, action_weight=rules.action_weight, temperature=fit.temperature,
+        spans=fit.rows.spans,
+        train_rows=len(fit.rows.train),
+        valid_rows=len(valid),
+        test=scores,
+        valid=valid_scores,
+        action_weight=rules.action_weight,
+        temperature=fit.temperature,
         test_log_loss_uncalibrated=log_loss(fit.raw_test, y[test]),
-        test_log_loss_calibrated=log_loss(Calibrator({"method": "temperature", "temperature": fit.temperature})(
-            fit.raw_test), y[test]),
+        test_log_loss_calibrated=log_loss(
+            Calibrator({"method": "temperature", "temperature": fit.temperature})(fit.raw_test), y[test]
+        ),
         best_iteration=float(fit.result.info.get("best_iteration", 0.0)),
     )
     return report, rules
@@ -308,19 +421,25 @@ def _loss_notes(folds: list[FoldReport], y: np.ndarray, fits: list[_FoldFit]) ->
             notes.append(f"fold {k}: every test label is {CLASSES[int(y[fit.rows.test][0])]}: its scores say little")
         name, best = s.best_baseline()
         if s.macro_f1 <= best:
-            notes.append(f"fold {k}: the model's macro-F1 {s.macro_f1:.4f} is not above the {name} baseline's "
-                         f"{best:.4f} ({s.macro_f1 - best:+.4f})")
+            notes.append(
+                f"fold {k}: the model's macro-F1 {s.macro_f1:.4f} is not above the {name} baseline's "
+                f"{best:.4f} ({s.macro_f1 - best:+.4f})"
+            )
         strong = s.trading["strong"]
         if strong["total_pnl_ticks"] < 0:
-            notes.append(f"fold {k}: STRONG signals lost {strong['total_pnl_ticks']:.1f} ticks "
-                         f"({strong['total_pnl_bps']:.2f} bps) over {strong['trades']} one-position trades after "
-                         "the spread")
+            notes.append(
+                f"fold {k}: STRONG signals lost {strong['total_pnl_ticks']:.1f} ticks "
+                f"({strong['total_pnl_bps']:.2f} bps) over {strong['trades']} one-position trades after "
+                "the spread"
+            )
         mine = s.trading["all"]["total_pnl_ticks"]
         for baseline in ("last_move", "imbalance"):
             theirs = s.trading[baseline]["total_pnl_ticks"]
             if theirs > mine:
-                notes.append(f"fold {k}: on P&L (one position, every BUY/SELL, after the spread) the {baseline} rule "
-                             f"earned {theirs:+.1f} ticks, the model {mine:+.1f}")
+                notes.append(
+                    f"fold {k}: on P&L (one position, every BUY/SELL, after the spread) the {baseline} rule "
+                    f"earned {theirs:+.1f} ticks, the model {mine:+.1f}"
+                )
     return notes
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from .fold_scoring import SpanScores
 from .walk_forward import FoldSpans
 
-
 SAMPLE_TICKS = 32
 
 
@@ -40,21 +39,33 @@ class FoldReport:
     best_iteration: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"spans": self.spans.to_dict(), "train_rows": self.train_rows, "valid_rows": self.valid_rows,
-                "test": self.test.to_dict(), "valid": self.valid.to_dict(),
-                "action_weight": self.action_weight, "temperature": self.temperature,
-                "test_log_loss_uncalibrated": self.test_log_loss_uncalibrated,
-                "test_log_loss_calibrated": self.test_log_loss_calibrated, "best_iteration": self.best_iteration}
+        return {
+            "spans": self.spans.to_dict(),
+            "train_rows": self.train_rows,
+            "valid_rows": self.valid_rows,
+            "test": self.test.to_dict(),
+            "valid": self.valid.to_dict(),
+            "action_weight": self.action_weight,
+            "temperature": self.temperature,
+            "test_log_loss_uncalibrated": self.test_log_loss_uncalibrated,
+            "test_log_loss_calibrated": self.test_log_loss_calibrated,
+            "best_iteration": self.best_iteration,
+        }
 
     @staticmethod
-    def from_dict(d: dict) -> "FoldReport":
+    def from_dict(d: dict) -> FoldReport:
         return FoldReport(
-            spans=FoldSpans(**d["spans"]), train_rows=int(d["train_rows"]), valid_rows=int(d["valid_rows"]),
-            test=SpanScores.from_dict(d["test"]), valid=SpanScores.from_dict(d["valid"]),
-            action_weight=float(d["action_weight"]), temperature=float(d["temperature"]),
+            spans=FoldSpans(**d["spans"]),
+            train_rows=int(d["train_rows"]),
+            valid_rows=int(d["valid_rows"]),
+            test=SpanScores.from_dict(d["test"]),
+            valid=SpanScores.from_dict(d["valid"]),
+            action_weight=float(d["action_weight"]),
+            temperature=float(d["temperature"]),
             test_log_loss_uncalibrated=float(d["test_log_loss_uncalibrated"]),
             test_log_loss_calibrated=float(d["test_log_loss_calibrated"]),
-            best_iteration=float(d.get("best_iteration", 0.0)))
+            best_iteration=float(d.get("best_iteration", 0.0)),
+        )
 
 
 @dataclass
@@ -78,31 +89,49 @@ class TrainingReport:
 
     def spans(self) -> dict:
         s = self.final.spans
-        return {"train_start_ns": s.train_start_ns, "valid_start_ns": s.valid_start_ns,
-                "test_start_ns": s.test_start_ns, "test_end_ns": s.test_end_ns, "instruments": self.instruments,
-                "sample": [list(x) for x in self.sample]}
+        return {
+            "train_start_ns": s.train_start_ns,
+            "valid_start_ns": s.valid_start_ns,
+            "test_start_ns": s.test_start_ns,
+            "test_end_ns": s.test_end_ns,
+            "instruments": self.instruments,
+            "sample": [list(x) for x in self.sample],
+        }
 
     def sentences(self) -> list[str]:
         """Every choice and every loss, one sentence each (ModelInfo.training_notes)."""
         return [self.label_rule, *self.left_out, self.calibration, *self.notes]
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "label_rule": self.label_rule,
-                "horizon_shares": [list(x) for x in self.horizon_shares], "features": self.features,
-                "left_out": self.left_out, "calibrated": self.calibrated, "calibration": self.calibration,
-                "folds": [f.to_dict() for f in self.folds], "instruments": self.instruments, "notes": self.notes,
-                "spans": self.spans()}
+        return {
+            "label": self.label,
+            "label_rule": self.label_rule,
+            "horizon_shares": [list(x) for x in self.horizon_shares],
+            "features": self.features,
+            "left_out": self.left_out,
+            "calibrated": self.calibrated,
+            "calibration": self.calibration,
+            "folds": [f.to_dict() for f in self.folds],
+            "instruments": self.instruments,
+            "notes": self.notes,
+            "spans": self.spans(),
+        }
 
     @staticmethod
-    def from_dict(d: dict) -> "TrainingReport":
+    def from_dict(d: dict) -> TrainingReport:
         return TrainingReport(
-            label=str(d["label"]), label_rule=str(d["label_rule"]),
+            label=str(d["label"]),
+            label_rule=str(d["label_rule"]),
             horizon_shares=[(str(a), float(b)) for a, b in d.get("horizon_shares", [])],
-            features=[str(x) for x in d["features"]], left_out=[str(x) for x in d.get("left_out", [])],
-            calibrated=bool(d["calibrated"]), calibration=str(d["calibration"]),
+            features=[str(x) for x in d["features"]],
+            left_out=[str(x) for x in d.get("left_out", [])],
+            calibrated=bool(d["calibrated"]),
+            calibration=str(d["calibration"]),
             folds=[FoldReport.from_dict(f) for f in d["folds"]],
-            instruments=[str(x) for x in d.get("instruments", [])], notes=[str(x) for x in d.get("notes", [])],
-            sample=[(str(a), int(b)) for a, b in d.get("spans", {}).get("sample", [])])
+            instruments=[str(x) for x in d.get("instruments", [])],
+            notes=[str(x) for x in d.get("notes", [])],
+            sample=[(str(a), int(b)) for a, b in d.get("spans", {}).get("sample", [])],
+        )
 
     def flat_metrics(self) -> dict[str, float]:
         """The manifest's flat metrics: test_* (the shipped model on the test span), wf{k}_* per fold
@@ -111,19 +140,32 @@ class TrainingReport:
         final = self.final
         out.update({"train_rows": float(final.train_rows), "action_weight": final.action_weight})
         for span, t in (("valid", final.valid), ("test", final.test)):
-            out.update({f"{span}_accuracy": t.accuracy, f"{span}_macro_f1": t.macro_f1, f"{span}_log_loss": t.log_loss,
-                        f"{span}_brier": t.brier, f"{span}_ece": t.ece, f"{span}_count": float(t.rows),
-                        f"{span}_majority_baseline_accuracy": t.baselines["majority"]["accuracy"]})
+            out.update(
+                {
+                    f"{span}_accuracy": t.accuracy,
+                    f"{span}_macro_f1": t.macro_f1,
+                    f"{span}_log_loss": t.log_loss,
+                    f"{span}_brier": t.brier,
+                    f"{span}_ece": t.ece,
+                    f"{span}_count": float(t.rows),
+                    f"{span}_majority_baseline_accuracy": t.baselines["majority"]["accuracy"],
+                }
+            )
             for name, b in t.baselines.items():
                 out[f"{span}_baseline_{name}_accuracy"] = b["accuracy"]
                 out[f"{span}_baseline_{name}_macro_f1"] = b["macro_f1"]
         per_fold = []
         for k, fold in enumerate(self.folds, start=1):
             s = fold.test
-            values = {"macro_f1": s.macro_f1, "accuracy": s.accuracy, "log_loss": s.log_loss,
-                      "margin": s.margin, "strong_trades": float(s.trading["strong"]["trades"]),
-                      "strong_pnl_ticks": s.trading["strong"]["total_pnl_ticks"],
-                      "strong_pnl_bps": s.trading["strong"]["total_pnl_bps"]}
+            values = {
+                "macro_f1": s.macro_f1,
+                "accuracy": s.accuracy,
+                "log_loss": s.log_loss,
+                "margin": s.margin,
+                "strong_trades": float(s.trading["strong"]["trades"]),
+                "strong_pnl_ticks": s.trading["strong"]["total_pnl_ticks"],
+                "strong_pnl_bps": s.trading["strong"]["total_pnl_bps"],
+            }
             values.update({f"baseline_{b}_macro_f1": v["macro_f1"] for b, v in s.baselines.items()})
             per_fold.append(values)
             out.update({f"wf{k}_{name}": v for name, v in values.items()})

@@ -39,14 +39,18 @@ def validate_tick(tick: Tick) -> None:
             f"instrument: at most {MAX_INSTRUMENT_LENGTH} characters, got {len(tick.instrument)}", field="instrument"
         )
     if not tick.instrument.isprintable():
-        raise InvalidArgument(f"instrument: control characters are not allowed, got {tick.instrument!r}", field="instrument")
+        raise InvalidArgument(
+            f"instrument: control characters are not allowed, got {tick.instrument!r}", field="instrument"
+        )
     if not 0 < tick.timestamp_ns < MAX_TIMESTAMP_NS:
         raise InvalidArgument(
             f"timestamp_ns: must be ns since the Unix epoch, > 0 and before 2200, got {tick.timestamp_ns}",
             field="timestamp_ns",
         )
     if not (isfinite(tick.last_price) and 0 <= tick.last_price < MAX_PRICE):
-        raise InvalidArgument(f"last_price: must be >= 0 and < {MAX_PRICE:g}, got {tick.last_price!r}", field="last_price")
+        raise InvalidArgument(
+            f"last_price: must be >= 0 and < {MAX_PRICE:g}, got {tick.last_price!r}", field="last_price"
+        )
     if not (isfinite(tick.last_size) and 0 <= tick.last_size < MAX_SIZE):
         raise InvalidArgument(f"last_size: must be >= 0 and < {MAX_SIZE:g}, got {tick.last_size!r}", field="last_size")
     if tick.aggressor:

@@ -41,8 +41,13 @@ class FoldSpans:
     test_end_ns: int  # exclusive; the last fold's ends after the last tick
 
     def to_dict(self) -> dict:
-        return {"fold": self.fold, "train_start_ns": self.train_start_ns, "valid_start_ns": self.valid_start_ns,
-                "test_start_ns": self.test_start_ns, "test_end_ns": self.test_end_ns}
+        return {
+            "fold": self.fold,
+            "train_start_ns": self.train_start_ns,
+            "valid_start_ns": self.valid_start_ns,
+            "test_start_ns": self.test_start_ns,
+            "test_end_ns": self.test_end_ns,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,9 @@ class FoldRows:
     test: np.ndarray
 
 
-def fold_spans(timestamps: np.ndarray, folds: int = 3, test_fraction: float = 0.2,
-               valid_fraction: float = 0.15) -> list[FoldSpans]:
+def fold_spans(
+    timestamps: np.ndarray, folds: int = 3, test_fraction: float = 0.2, valid_fraction: float = 0.15
+) -> list[FoldSpans]:
     """The boundaries of the walk-forward folds of the module doc."""
     if folds < 1:
         raise ValueError(f"folds must be >= 1, got {folds}")
@@ -71,13 +77,15 @@ def fold_spans(timestamps: np.ndarray, folds: int = 3, test_fraction: float = 0.
         start = int(n * (1 - (folds - k + 1) * test_fraction))
         end = int(n * (1 - (folds - k) * test_fraction))
         valid = int(start * (1 - valid_fraction))
-        out.append(FoldSpans(
-            fold=k,
-            train_start_ns=int(ts[0]),
-            valid_start_ns=int(ts[min(valid, n - 1)]),
-            test_start_ns=int(ts[min(start, n - 1)]),
-            test_end_ns=int(ts[end]) if end < n else _NEVER,
-        ))
+        out.append(
+            FoldSpans(
+                fold=k,
+                train_start_ns=int(ts[0]),
+                valid_start_ns=int(ts[min(valid, n - 1)]),
+                test_start_ns=int(ts[min(start, n - 1)]),
+                test_end_ns=int(ts[end]) if end < n else _NEVER,
+            )
+        )
     return out
 
 

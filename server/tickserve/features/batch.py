@@ -84,19 +84,38 @@ def row_columns(frame: TickFrame, config: FeatureConfig, groups: tuple | None = 
         last = np.where(frame.last_price > 0, frame.last_price, mid)
         session, since_open, to_close = _time_features(frame.timestamp_ns, config)
         size = frame.last_size
-        quote_side = np.where(last >= a1, 1.0, np.where(last <= b1, -1.0, np.where(
-            last > mid, 1.0, np.where(last < mid, -1.0, 0.0))))
+        quote_side = np.where(
+            last >= a1, 1.0, np.where(last <= b1, -1.0, np.where(last > mid, 1.0, np.where(last < mid, -1.0, 0.0)))
+        )
         side = np.where(frame.aggressor != 0, frame.aggressor.astype(np.float64), quote_side)
         sv = np.where(size > 0, side * size, 0.0)
     return RowColumns(
-        spread=spread_ticks * T, mid=mid, spread_ticks=spread_ticks, imb1=imb1, imb5=imb5, imb10=imb10, micro=micro,
-        last=last, T=T, session=session, since_open=since_open, to_close=to_close, pv=last * size, volume=size,
-        depth1=d1 * 0.5, sv=sv, trade=np.where(size > 0, 1.0, 0.0),
+        spread=spread_ticks * T,
+        mid=mid,
+        spread_ticks=spread_ticks,
+        imb1=imb1,
+        imb5=imb5,
+        imb10=imb10,
+        micro=micro,
+        last=last,
+        T=T,
+        session=session,
+        since_open=since_open,
+        to_close=to_close,
+        pv=last * size,
+        volume=size,
+        depth1=d1 * 0.5,
+        sv=sv,
+        trade=np.where(size > 0, 1.0, 0.0),
     )
 
 
 def window_columns(
-    w: WindowInputs, last: np.ndarray, T: np.ndarray, pos: np.ndarray, real_pos: np.ndarray,
+    w: WindowInputs,
+    last: np.ndarray,
+    T: np.ndarray,
+    pos: np.ndarray,
+    real_pos: np.ndarray,
     rows: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """The rolling features (rows grouped by instrument and oldest first) and since_trade_s of
@@ -156,16 +175,54 @@ def window_columns(
             back = w.mid[rows - np.minimum(lookback, p)]
             oldest = w.ts[rows - (c.astype(np.int64) - 1)]
             cols += _lookback_columns(
-                s_mean, s_var, s_min, s_max, spread_ticks, w.imb1[rows], i_sum / c, pv_sum, v_sum, mid, last[rows],
-                T[rows], back, r_var, m_min, m_max, c, d1_sum, sv_sum, t_sum,
+                s_mean,
+                s_var,
+                s_min,
+                s_max,
+                spread_ticks,
+                w.imb1[rows],
+                i_sum / c,
+                pv_sum,
+                v_sum,
+                mid,
+                last[rows],
+                T[rows],
+                back,
+                r_var,
+                m_min,
+                m_max,
+                c,
+                d1_sum,
+                sv_sum,
+                t_sum,
                 (w.ts[rows] - oldest) / NS_PER_S,
-            )  # fmt: skip
+            )
     return cols, since_trade(w.trade, w.ts, pos)[rows]
 
 
-def _lookback_columns(s_mean, s_var, s_min, s_max, spread_ticks, imb1, i_mean, pv_sum, v_sum, mid, last, T, back,
-                      r_var, m_min, m_max, c, d1_sum, sv_sum, t_sum,
-                      span) -> list[np.ndarray]:  # fmt: skip
+def _lookback_columns(
+    s_mean,
+    s_var,
+    s_min,
+    s_max,
+    spread_ticks,
+    imb1,
+    i_mean,
+    pv_sum,
+    v_sum,
+    mid,
+    last,
+    T,
+    back,
+    r_var,
+    m_min,
+    m_max,
+    c,
+    d1_sum,
+    sv_sum,
+    t_sum,
+    span,
+) -> list[np.ndarray]:
     """The features of one lookback from its window statistics: the one formula both window
     kernels use, so they cannot drift apart (streaming == batch to the last bit)."""
     vwap = np.where(v_sum > 0, pv_sum / v_sum, mid)
@@ -235,8 +292,7 @@ def window_columns_padded(
     P_ret = padded(ret, 0.0)
     P_pos = padded(pos.astype(np.int64), -1)
     # the plain sums: (padded input, running sum)
-    summed = {name: padded(getattr(w, name), 0.0) for name in
-              ("imb1", "pv", "volume", "depth1", "sv", "trade")}
+    summed = {name: padded(getattr(w, name), 0.0) for name in ("imb1", "pv", "volume", "depth1", "sv", "trade")}
     cur = slice(K, M)  # every position that has MAX_LOOKBACK positions before it
     N = M - K
     s_ref = P_st[cur]
@@ -287,10 +343,28 @@ def window_columns_padded(
             oldest = w.ts[index - (c.astype(np.int64) - 1)]
             g = {name: total[at] for name, total in sums.items()}
             cols += _lookback_columns(
-                s_mean, s_var, s_min[at], s_max[at], spread_ticks, imb1, g["imb1"] / c, g["pv"], g["volume"], mid,
-                last, T, back_mid, r_var, m_min[at], m_max[at], c, g["depth1"], g["sv"], g["trade"],
+                s_mean,
+                s_var,
+                s_min[at],
+                s_max[at],
+                spread_ticks,
+                imb1,
+                g["imb1"] / c,
+                g["pv"],
+                g["volume"],
+                mid,
+                last,
+                T,
+                back_mid,
+                r_var,
+                m_min[at],
+                m_max[at],
+                c,
+                g["depth1"],
+                g["sv"],
+                g["trade"],
                 (w.ts - oldest) / NS_PER_S,
-            )  # fmt: skip
+            )
     return cols, since_trade(w.trade, w.ts, pos)
 
 

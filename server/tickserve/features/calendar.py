@@ -9,7 +9,7 @@ Holidays are not modelled. Named calendars come from plugins through the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -57,7 +57,7 @@ class SessionCalendar:
         }
 
     @staticmethod
-    def from_dict(d: dict) -> "SessionCalendar":
+    def from_dict(d: dict) -> SessionCalendar:
         return SessionCalendar(
             name=str(d["name"]),
             timezone=str(d["timezone"]),
@@ -69,7 +69,7 @@ class SessionCalendar:
 
 @lru_cache(maxsize=65536)
 def _offset_ns(zone: str, hour_index: int) -> int:
-    instant = datetime.fromtimestamp(hour_index * 3600, tz=timezone.utc)
+    instant = datetime.fromtimestamp(hour_index * 3600, tz=UTC)
     offset = instant.astimezone(ZoneInfo(zone)).utcoffset()
     return int(offset.total_seconds()) * 1_000_000_000
 

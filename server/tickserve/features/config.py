@@ -40,7 +40,7 @@ class FeatureConfig:
         }
 
     @staticmethod
-    def from_dict(d: dict) -> "FeatureConfig":
+    def from_dict(d: dict) -> FeatureConfig:
         return FeatureConfig(
             default_tick_size=float(d.get("default_tick_size", DEFAULT_TICK_SIZE)),
             tick_sizes=tuple(sorted((str(k), float(v)) for k, v in d.get("tick_sizes", {}).items())),

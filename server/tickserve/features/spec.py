@@ -117,8 +117,9 @@ def missing_features(names) -> list[str]:
     return [n for n in names if n not in FEATURE_INDEX]
 
 
-def row_features(spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close,
-                 interval, since_trade) -> list:
+def row_features(
+    spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close, interval, since_trade
+) -> list:
     """The per-tick (non-window) features, in FEATURE_NAMES order, from floats (streaming) or
     arrays (batch): one formula for both paths, so they agree to the last bit."""
     return [

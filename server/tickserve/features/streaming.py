@@ -19,7 +19,16 @@ import numpy as np
 from ..ticks import Tick, TickFrame
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig
-from .spec import BASE_FEATURES, FEATURE_NAMES, LOOKBACKS, MAX_LOOKBACK, MAX_PER_DEPTH, MIN_SPAN_S, NS_PER_S, row_features
+from .spec import (
+    BASE_FEATURES,
+    FEATURE_NAMES,
+    LOOKBACKS,
+    MAX_LOOKBACK,
+    MAX_PER_DEPTH,
+    MIN_SPAN_S,
+    NS_PER_S,
+    row_features,
+)
 
 _MINUTE = float(MINUTE_NS)
 
@@ -33,8 +42,20 @@ class InstrumentState:
     took, which matters to a stream with thousands of instruments.
     """
 
-    __slots__ = ("tick_size", "count", "spread_ticks", "imbalance", "pv", "volume", "mid", "ret", "depth1", "sv",
-                 "trade", "ts")
+    __slots__ = (
+        "tick_size",
+        "count",
+        "spread_ticks",
+        "imbalance",
+        "pv",
+        "volume",
+        "mid",
+        "ret",
+        "depth1",
+        "sv",
+        "trade",
+        "ts",
+    )
 
     def __init__(self, tick_size: float) -> None:
         self.tick_size = tick_size
@@ -52,9 +73,18 @@ class InstrumentState:
         self.ts = array("q")
 
     def histories(self) -> dict[str, array]:
-        return {"spread_ticks": self.spread_ticks, "imb1": self.imbalance, "pv": self.pv, "volume": self.volume,
-                "mid": self.mid, "ret": self.ret, "depth1": self.depth1, "sv": self.sv, "trade": self.trade,
-                "ts": self.ts}
+        return {
+            "spread_ticks": self.spread_ticks,
+            "imb1": self.imbalance,
+            "pv": self.pv,
+            "volume": self.volume,
+            "mid": self.mid,
+            "ret": self.ret,
+            "depth1": self.depth1,
+            "sv": self.sv,
+            "trade": self.trade,
+            "ts": self.ts,
+        }
 
 
 def _capacity(key: str) -> int:
@@ -107,8 +137,9 @@ class StreamingFeatures:
         session, since_open, to_close = self._time_features(tick.timestamp_ns)
         size = tick.last_size
         if size > 0:
-            side = tick.aggressor or (1.0 if last >= a1 else -1.0 if last <= b1 else
-                                      1.0 if last > mid else -1.0 if last < mid else 0.0)
+            side = tick.aggressor or (
+                1.0 if last >= a1 else -1.0 if last <= b1 else 1.0 if last > mid else -1.0 if last < mid else 0.0
+            )
             sv = side * size
         else:
             sv = 0.0
@@ -142,7 +173,19 @@ class StreamingFeatures:
                 break
 
         out = row_features(
-            spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close, interval,
+            spread,
+            mid,
+            spread_ticks,
+            imb1,
+            imb5,
+            imb10,
+            micro,
+            last,
+            T,
+            session,
+            since_open,
+            to_close,
+            interval,
             since_trade,
         )
 
@@ -161,7 +204,14 @@ class StreamingFeatures:
         lookbacks = iter(LOOKBACKS)
         target = next(lookbacks)
         for st, im, pv, vol, m, r, dp1, v_signed, traded in zip(
-            state.spread_ticks, state.imbalance, state.pv, state.volume, mids, state.ret, state.depth1, state.sv,
+            state.spread_ticks,
+            state.imbalance,
+            state.pv,
+            state.volume,
+            mids,
+            state.ret,
+            state.depth1,
+            state.sv,
             state.trade,
         ):
             s_sum += st
@@ -265,8 +315,10 @@ class StreamingFeatures:
             h = min(state.count, MAX_LOOKBACK)
             histories = state.histories()
             hist = {k: list(islice(values, h))[::-1] for k, values in histories.items()}
-            new = {k: getattr(rows, k)[members] for k in ("spread_ticks", "imb1", "pv", "volume", "mid", "depth1",
-                                                          "sv", "trade")}
+            new = {
+                k: getattr(rows, k)[members]
+                for k in ("spread_ticks", "imb1", "pv", "volume", "mid", "depth1", "sv", "trade")
+            }
             new["ts"] = frame.timestamp_ns[members]
             # the values a tick gets against the instrument's previous tick
             mid_before = np.concatenate([[hist["mid"][-1] if h else np.nan], new["mid"][:-1]])
@@ -290,7 +342,7 @@ class StreamingFeatures:
             # the new ticks enter the state, oldest first, as `update` would add them
             for key, values in histories.items():
                 values[0:0] = array(values.typecode, new[key][::-1].tolist())
-                del values[_capacity(key):]
+                del values[_capacity(key) :]
             counts_after[members] = np.arange(state.count + 1, state.count + m + 1)
             state.count += m
         cat = {k: np.concatenate(v) for k, v in pieces.items()}
@@ -314,10 +366,24 @@ class StreamingFeatures:
         for start, members in at:
             since_trade[members] = since[start : start + len(members)]
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[:, :n_base] = np.column_stack(row_features(
-                rows.spread, rows.mid, rows.spread_ticks, rows.imb1, rows.imb5, rows.imb10, rows.micro, rows.last,
-                rows.T, rows.session, rows.since_open, rows.to_close, interval, since_trade,
-            ))
+            out[:, :n_base] = np.column_stack(
+                row_features(
+                    rows.spread,
+                    rows.mid,
+                    rows.spread_ticks,
+                    rows.imb1,
+                    rows.imb5,
+                    rows.imb10,
+                    rows.micro,
+                    rows.last,
+                    rows.T,
+                    rows.session,
+                    rows.since_open,
+                    rows.to_close,
+                    interval,
+                    since_trade,
+                )
+            )
         if windows:
             stacked = np.column_stack(windows)
             for start, members in at:

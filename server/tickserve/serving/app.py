@@ -26,18 +26,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from ..repository import ModelRepository
 from ..signal_log import DEFAULT_MAX_QUEUED_ROWS, SignalLog
+from . import kserve
 from .http_gateway import HttpGateway, build_app
 from .recorder import Recorder
-from .telemetry import Telemetry
-from .security import TlsConfig, TokenAuth
 from .repository_servicer import ModelRepositoryServicer
+from .security import TlsConfig, TokenAuth
 from .servicer import ServerLimits, SignalServicer
-from . import kserve
+from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +109,24 @@ async def create_server(
     signals = SignalServicer(repository, executor, limits, Recorder(telemetry, log_writer))
     pb_grpc.add_SignalServiceServicer_to_server(signals, server)
     pb_grpc.add_ModelRepositoryServiceServicer_to_server(ModelRepositoryServicer(repository, executor), server)
-    kserve.add_to_server(server, repository, executor, max_rows=limits.max_ticks_per_message)  # KServe V2, docs/kserve.md
+    kserve.add_to_server(
+        server, repository, executor, max_rows=limits.max_ticks_per_message
+    )  # KServe V2, docs/kserve.md
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, REPOSITORY_SERVICE_NAME, kserve.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server,
+        (SERVICE_NAME, REPOSITORY_SERVICE_NAME, kserve.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
         pool=kserve.REFLECTION_POOL,  # the default pool, then the V2 stubs' own (kserve.py)
     )
     tick_server = TickServer(server, 0, health_servicer, executor, signals)
     tick_server.signal_log, tick_server.telemetry = log_writer, telemetry
     try:  # a failure past this point (a port taken...) must not leave a server, thread or pool running
-        port = server.add_secure_port(address, credentials) if credentials is not None else server.add_insecure_port(address)
+        port = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
         if port == 0:
             raise OSError(f"could not bind {address}")
         tick_server.port = port
@@ -159,14 +167,24 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):  # before announcing readiness: a SIGTERM right after is graceful
         loop.add_signal_handler(sig, stop.set)
     tick_server = await create_server(
-        f"{host}:{port}", repository, limits=limits, tls=tls, auth=auth, workers=workers, http_port=http_port,
-        signal_log=signal_log, signal_log_max_rows=signal_log_max_rows,
+        f"{host}:{port}",
+        repository,
+        limits=limits,
+        tls=tls,
+        auth=auth,
+        workers=workers,
+        http_port=http_port,
+        signal_log=signal_log,
+        signal_log_max_rows=signal_log_max_rows,
     )
     log.info("tickserve serving %d model version(s) on %s:%d", len(repository.entries()), host, tick_server.port)
     security = _describe_security(tls, auth)
     if not security and host not in _LOOPBACK:
-        log.warning("serving on %s without TLS or token authentication: anyone who can reach it can call it "
-                    "(see docs/security.md)", host)
+        log.warning(
+            "serving on %s without TLS or token authentication: anyone who can reach it can call it "
+            "(see docs/security.md)",
+            host,
+        )
     print(f"tickserve serving on {host}:{tick_server.port}" + (f" ({security})" if security else ""), flush=True)
     if tick_server.http_port is not None:
         scheme = "https" if tls is not None else "http"

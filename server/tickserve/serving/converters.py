@@ -7,13 +7,13 @@ import logging
 from dataclasses import replace
 
 import numpy as np
+
 from tickserve_client import tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from ..columnar import ColumnResults, TickBlock, check_lengths
-from ..errors import InvalidArgument
-
 from ..engine import Rejection, Result, Scored
+from ..errors import InvalidArgument
 from ..repository import ModelEntry
 from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES, SignalValues
 from ..ticks import (
@@ -250,17 +250,25 @@ def model_info(entry: ModelEntry) -> pb.ModelInfo:
         info.data_fingerprint = m.data_fingerprint
         spans = m.training.get("spans")
         if spans:
-            info.training_spans.CopyFrom(pb.TrainingSpans(
-                train_start_ns=spans["train_start_ns"], valid_start_ns=spans["valid_start_ns"],
-                test_start_ns=spans["test_start_ns"], test_end_ns=min(spans["test_end_ns"], 2**63 - 1),
-                instruments=spans.get("instruments", []),
-                sample_instruments=[str(name) for name, _ in spans.get("sample", [])],
-                sample_timestamps_ns=[int(ts) for _, ts in spans.get("sample", [])],
-            ))
+            info.training_spans.CopyFrom(
+                pb.TrainingSpans(
+                    train_start_ns=spans["train_start_ns"],
+                    valid_start_ns=spans["valid_start_ns"],
+                    test_start_ns=spans["test_start_ns"],
+                    test_end_ns=min(spans["test_end_ns"], 2**63 - 1),
+                    instruments=spans.get("instruments", []),
+                    sample_instruments=[str(name) for name, _ in spans.get("sample", [])],
+                    sample_timestamps_ns=[int(ts) for _, ts in spans.get("sample", [])],
+                )
+            )
         if m.training:
             info.training_notes.extend(
-                [m.training["label_rule"], *m.training.get("left_out", []), m.training["calibration"],
-                 *m.training.get("notes", [])]
+                [
+                    m.training["label_rule"],
+                    *m.training.get("left_out", []),
+                    m.training["calibration"],
+                    *m.training.get("notes", []),
+                ]
             )
     if entry.model is not None:
         try:  # a plugin's metadata() must not break ListModels for every model

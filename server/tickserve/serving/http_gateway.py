@@ -26,6 +26,7 @@ import logging
 
 from aiohttp import web
 from google.protobuf import json_format
+
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from ..errors import InvalidArgument, ResourceExhausted, Unauthenticated
@@ -81,9 +82,7 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
                     raise Unauthenticated(_AUTH_PROBLEMS[problem])
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:  # aiohttp's own check of client_max_size
-            error = ResourceExhausted(
-                f"body: larger than the limit, max_message_bytes={max_body_bytes}", field="body"
-            )
+            error = ResourceExhausted(f"body: larger than the limit, max_message_bytes={max_body_bytes}", field="body")
             return _error_response(error, request)
         except web.HTTPException:
             raise

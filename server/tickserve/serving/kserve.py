@@ -36,6 +36,7 @@ from typing import Any
 import grpc
 import numpy as np
 from google.protobuf import descriptor_pool
+
 from tickserve_proto.inference import grpc_service_pb2 as oip
 from tickserve_proto.inference import grpc_service_pb2_grpc as oip_grpc
 
@@ -177,8 +178,9 @@ def infer(model: LoadedModel, request: Any, max_rows: int) -> oip.ModelInferResp
     return response
 
 
-def add_to_server(server: grpc.aio.Server, repository: ModelRepository, executor: Executor, *,
-                  max_rows: int = DEFAULT_MAX_ROWS) -> None:
+def add_to_server(
+    server: grpc.aio.Server, repository: ModelRepository, executor: Executor, *, max_rows: int = DEFAULT_MAX_ROWS
+) -> None:
     servicer = InferenceServicer(repository, executor, max_rows=max_rows)
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
 

@@ -33,8 +33,14 @@ INPUT_DATATYPES: dict[str, tuple[np.dtype, str]] = {
     "FP64": (np.dtype("<f8"), "fp64_contents"),
 }
 _CONTENT_FIELDS = (
-    "bool_contents", "int_contents", "int64_contents", "uint_contents",
-    "uint64_contents", "fp32_contents", "fp64_contents", "bytes_contents",
+    "bool_contents",
+    "int_contents",
+    "int64_contents",
+    "uint_contents",
+    "uint64_contents",
+    "fp32_contents",
+    "fp64_contents",
+    "bytes_contents",
 )
 _SHARED_MEMORY = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 CLASSIFICATION = "classification"  # Triton's classification extension: top-k "value:index:label" strings

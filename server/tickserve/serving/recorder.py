@@ -53,11 +53,28 @@ class Recorder:
                 signals += 1
                 if rows is not None:
                     s = result.signal
-                    rows.append((
-                        served_at, rpc, tick.instrument, tick.timestamp_ns, tick.sequence, name, version,
-                        s.p_sell, s.p_hold, s.p_buy, s.edge_score, s.confidence, s.action, s.strength,
-                        s.urgency, s.risk, int(result.warmed_up), latency_us,
-                    ))  # fmt: skip
+                    rows.append(
+                        (
+                            served_at,
+                            rpc,
+                            tick.instrument,
+                            tick.timestamp_ns,
+                            tick.sequence,
+                            name,
+                            version,
+                            s.p_sell,
+                            s.p_hold,
+                            s.p_buy,
+                            s.edge_score,
+                            s.confidence,
+                            s.action,
+                            s.strength,
+                            s.urgency,
+                            s.risk,
+                            int(result.warmed_up),
+                            latency_us,
+                        )
+                    )
             else:
                 errors = errors or Counter()
                 errors[result.status.name] += 1
@@ -84,16 +101,45 @@ class Recorder:
             instrument = [block.names[c] for c in block.index[rows].tolist()]
             seqs = block.sequence[rows].tolist() if block.sequence is not None else [None] * signals
             probs = results.probs
-            self.signal_log.record([
-                (served_at, rpc, inst, ts, seq, name, version, ps, ph, pb, edge, conf,
-                 ACTIONS[a], STRENGTHS[st], URGENCIES[u], RISKS[r], int(w), latency_us)
-                for inst, ts, seq, ps, ph, pb, edge, conf, a, st, u, r, w in zip(
-                    instrument, block.timestamp_ns[rows].tolist(), seqs, probs[:, 0].tolist(),
-                    probs[:, 1].tolist(), probs[:, 2].tolist(), s.edge_score.tolist(), s.confidence.tolist(),
-                    s.action.tolist(), s.strength.tolist(), s.urgency.tolist(), s.risk.tolist(),
-                    results.warmed.tolist(),
-                )
-            ])  # fmt: skip
+            self.signal_log.record(
+                [
+                    (
+                        served_at,
+                        rpc,
+                        inst,
+                        ts,
+                        seq,
+                        name,
+                        version,
+                        ps,
+                        ph,
+                        pb,
+                        edge,
+                        conf,
+                        ACTIONS[a],
+                        STRENGTHS[st],
+                        URGENCIES[u],
+                        RISKS[r],
+                        int(w),
+                        latency_us,
+                    )
+                    for inst, ts, seq, ps, ph, pb, edge, conf, a, st, u, r, w in zip(
+                        instrument,
+                        block.timestamp_ns[rows].tolist(),
+                        seqs,
+                        probs[:, 0].tolist(),
+                        probs[:, 1].tolist(),
+                        probs[:, 2].tolist(),
+                        s.edge_score.tolist(),
+                        s.confidence.tolist(),
+                        s.action.tolist(),
+                        s.strength.tolist(),
+                        s.urgency.tolist(),
+                        s.risk.tolist(),
+                        results.warmed.tolist(),
+                    )
+                ]
+            )
 
     def _count(self, rpc: str, model, signals: int, errors: Counter | None, latency_ns: int) -> None:
         t = self.telemetry

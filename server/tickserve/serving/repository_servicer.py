@@ -10,6 +10,7 @@ import asyncio
 from concurrent.futures import Executor
 
 import grpc
+
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 

@@ -82,9 +82,7 @@ class TlsConfig:
         """
         cert = read_pem(self.cert_file, "TLS certificate", "CERTIFICATE-----")
         key = read_pem(self.key_file, "TLS private key", "PRIVATE KEY-----")
-        client_ca = (
-            read_pem(self.client_ca_file, "TLS client CA", "CERTIFICATE-----") if self.client_ca_file else None
-        )
+        client_ca = read_pem(self.client_ca_file, "TLS client CA", "CERTIFICATE-----") if self.client_ca_file else None
         credentials = grpc.ssl_server_credentials(
             [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
         )
@@ -121,7 +119,9 @@ def read_token_file(path: Path | str) -> list[str]:
     except IsADirectoryError:
         raise SecurityConfigError(f"token file {path}: is a directory") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecurityConfigError(f"token file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+        raise SecurityConfigError(
+            f"token file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     tokens = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -157,14 +157,15 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         if not tokens:
             raise SecurityConfigError("token authentication needs at least one token")
         if any(len(t) < MIN_TOKEN_LENGTH for t in tokens):
-            log.warning("a token is shorter than %d characters: use long random tokens "
-                        "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')", MIN_TOKEN_LENGTH)
+            log.warning(
+                "a token is shorter than %d characters: use long random tokens "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                MIN_TOKEN_LENGTH,
+            )
         # Only digests are kept: equal lengths in every comparison, and this object holds no token.
         self._digests = tuple(_digest(t) for t in dict.fromkeys(tokens))
         self.health_requires_token = health_requires_token
-        self._missing = _abort_handler(
-            "missing bearer token: send metadata 'authorization: Bearer <token>'"
-        )
+        self._missing = _abort_handler("missing bearer token: send metadata 'authorization: Bearer <token>'")
         self._malformed = _abort_handler(
             "malformed authorization metadata: expected exactly one 'authorization: Bearer <token>'"
         )
@@ -177,7 +178,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         *,
         env: Mapping[str, str] | None = None,
         health_requires_token: bool = False,
-    ) -> "TokenAuth":
+    ) -> TokenAuth:
         """Tokens from `token_file` and from $TICKSERVE_TOKENS together; an error if there are none."""
         tokens = read_token_file(token_file) if token_file is not None else []
         tokens += tokens_from_env(env)

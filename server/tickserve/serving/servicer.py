@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
@@ -37,8 +38,8 @@ from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
 from . import converters
-from .recorder import Recorder
 from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S, MicroBatcher
+from .recorder import Recorder
 from .status import stream_errors, unary_errors
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,13 @@ class ServerLimits:
     max_batch_rows: int = DEFAULT_MAX_ROWS
 
     def __post_init__(self) -> None:
-        for name in ("max_ticks_per_message", "max_instruments_per_stream", "max_concurrent_streams",
-                     "max_message_bytes", "max_batch_rows"):  # fmt: skip
+        for name in (
+            "max_ticks_per_message",
+            "max_instruments_per_stream",
+            "max_concurrent_streams",
+            "max_message_bytes",
+            "max_batch_rows",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
@@ -266,8 +272,12 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 every = every or DEFAULT_PROGRESS_EVERY
                 next_progress = every
                 config = request.config
-                evaluation = Evaluation(session.model, cost_ticks=config.cost_ticks, fee_bps=config.fee_bps,
-                                        score_from_ns=config.score_from_ns)
+                evaluation = Evaluation(
+                    session.model,
+                    cost_ticks=config.cost_ticks,
+                    fee_bps=config.fee_bps,
+                    score_from_ns=config.score_from_ns,
+                )
                 continue
             if kind is None:
                 raise InvalidArgument("payload: the message carries none of config, tick or batch")
@@ -297,7 +307,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
     # --- Models --------------------------------------------------------------------
 
     @unary_errors
-    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
         return await self.list_models(request)
 
     async def list_models(self, request: pb.ListModelsRequest) -> pb.ListModelsResponse:
@@ -324,7 +336,9 @@ def _call_error(rejection: Rejection, where: str) -> TickserveError:
     return error
 
 
-def _answer(session: SignalSession, ticks: Iterable[pb.Tick], recorder: Recorder, started: int) -> pb.StreamSignalsResponse:
+def _answer(
+    session: SignalSession, ticks: Iterable[pb.Tick], recorder: Recorder, started: int
+) -> pb.StreamSignalsResponse:
     own = [converters.tick_from_proto(t) for t in ticks]
     return _response(session, own, session.process(own), recorder, started)
 

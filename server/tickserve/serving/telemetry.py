@@ -24,9 +24,11 @@ class Telemetry:
             "tickserve_requests", "Calls answered, by RPC and model", ["rpc", "model", "version", "adapter"], registry=r
         )
         self.ticks = Counter(
-            "tickserve_ticks", "Ticks answered with a signal, by RPC and model", ["rpc", "model", "version", "adapter"],
+            "tickserve_ticks",
+            "Ticks answered with a signal, by RPC and model",
+            ["rpc", "model", "version", "adapter"],
             registry=r,
-        )  # fmt: skip
+        )
         self.tick_errors = Counter(
             "tickserve_tick_errors", "Ticks answered with a per-tick error, by code", ["rpc", "code"], registry=r
         )
@@ -42,13 +44,17 @@ class Telemetry:
             registry=r,
         )
         self.batch_rows = Histogram(
-            "tickserve_microbatch_rows", "Rows per adapter call made by the micro-batcher", buckets=BATCH_BUCKETS,
+            "tickserve_microbatch_rows",
+            "Rows per adapter call made by the micro-batcher",
+            buckets=BATCH_BUCKETS,
             registry=r,
-        )  # fmt: skip
+        )
         self.batch_wait = Histogram(
-            "tickserve_microbatch_queue_seconds", "Time a request waited in the micro-batcher", buckets=QUEUE_BUCKETS,
+            "tickserve_microbatch_queue_seconds",
+            "Time a request waited in the micro-batcher",
+            buckets=QUEUE_BUCKETS,
             registry=r,
-        )  # fmt: skip
+        )
         if repository is not None:
             r.register(_ModelStates(repository))
         if signal_log is not None:
@@ -72,10 +78,13 @@ class _SignalLogStats:
         stats = self.signal_log.stats
         yield CounterMetricFamily("tickserve_signal_log_written_rows", "Signal rows written", value=stats.written_rows)
         yield CounterMetricFamily(
-            "tickserve_signal_log_dropped_rows", "Signal rows dropped (queue full, closed, failed write)",
+            "tickserve_signal_log_dropped_rows",
+            "Signal rows dropped (queue full, closed, failed write)",
             value=stats.dropped_rows,
-        )  # fmt: skip
-        yield GaugeMetricFamily("tickserve_signal_log_queued_rows", "Rows waiting for the writer", value=stats.queued_rows)
+        )
+        yield GaugeMetricFamily(
+            "tickserve_signal_log_queued_rows", "Rows waiting for the writer", value=stats.queued_rows
+        )
 
 
 class _ModelStates:

@@ -25,8 +25,12 @@ def context() -> Context:
         st.stop()
     with st.sidebar:
         st.title("tickserve")
-        address = st.text_input("Server", value=settings.server, key="server_address",
-                                help="host:port; TLS and token settings come from the environment/config")  # fmt: skip
+        address = st.text_input(
+            "Server",
+            value=settings.server,
+            key="server_address",
+            help="host:port; TLS and token settings come from the environment/config",
+        )
         settings = settings.with_server(address)
         st.caption(settings.describe())
         if st.button("Refresh", key="refresh"):
@@ -41,8 +45,9 @@ def context() -> Context:
         return Context(settings, client, None, f"ListModels: {dl.rpc_error_text(e)}")
     with st.sidebar:
         ready = catalog.ready()
-        st.caption(f"{len(ready)} of {len(catalog.models)} model versions READY · "
-                   f"default: {catalog.default_model or '—'}")  # fmt: skip
+        st.caption(
+            f"{len(ready)} of {len(catalog.models)} model versions READY · default: {catalog.default_model or '—'}"
+        )
     return Context(settings, client, catalog)
 
 

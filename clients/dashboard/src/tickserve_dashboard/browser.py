@@ -60,8 +60,11 @@ def browser(executable_path: str = DEBIAN_CHROMIUM):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable_path, headless=True,
-                              args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])  # fmt: skip
+        b = p.chromium.launch(
+            executable_path=executable_path,
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
         try:
             yield b
         finally:
@@ -83,10 +86,24 @@ def start_dashboard(
     """`streamlit run app.py --server.headless true` on a free loopback port, pointed at `server`."""
     port = port or free_port()
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "viewer",
+    ]
     child_env = {**os.environ, **(env or {}), "TICKSERVE_SERVER": server}
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 (kept open for the child's life)
     proc = subprocess.Popen(cmd, env=child_env, stdout=out, stderr=subprocess.STDOUT)
@@ -205,8 +222,12 @@ def tour(
     _one(_visible(page, '[data-testid="stAlertContentSuccess"]'), "ticks from", timeout)
     wait_idle(page)
     _one(_visible(page, ".js-plotly-plot .gtitle"), "mid, microprice", timeout)
-    metrics = dict(zip(_visible(page, '[data-testid="stMetricLabel"]').all_inner_texts(),
-                       _visible(page, '[data-testid="stMetricValue"]').all_inner_texts()))  # fmt: skip
+    metrics = dict(
+        zip(
+            _visible(page, '[data-testid="stMetricLabel"]').all_inner_texts(),
+            _visible(page, '[data-testid="stMetricValue"]').all_inner_texts(),
+        )
+    )
     result.checks["live_metrics"] = metrics
     result.checks["live_tables"] = _visible(page, '[data-testid="stDataFrame"]').count()
     result.checks["live_charts"] = _visible(page, ".js-plotly-plot").count()
@@ -225,9 +246,12 @@ def tour(
     _one(_visible(page, ".js-plotly-plot .gtitle"), "Confusion matrix", timeout)
     result.checks["performance_titles"] = plot_titles(page)
     result.checks["confusion_cells"] = _visible(page, ".js-plotly-plot .heatmaplayer").count()
-    result.checks["performance_metrics"] = dict(zip(
-        _visible(page, '[data-testid="stMetricLabel"]').all_inner_texts(),
-        _visible(page, '[data-testid="stMetricValue"]').all_inner_texts()))  # fmt: skip
+    result.checks["performance_metrics"] = dict(
+        zip(
+            _visible(page, '[data-testid="stMetricLabel"]').all_inner_texts(),
+            _visible(page, '[data-testid="stMetricValue"]').all_inner_texts(),
+        )
+    )
     result.seconds["performance"] = time.perf_counter() - t
     if out_dir is not None:
         result.screenshots["Model Performance"] = screenshot(page, out_dir / names["Model Performance"])

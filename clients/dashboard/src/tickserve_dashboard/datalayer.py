@@ -19,11 +19,11 @@ import grpc
 import numpy as np
 import pandas as pd
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tickserve_client import TickserveClient, tick_message
-from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from tickserve.simulate import simulate
 from tickserve.ticks import MAX_LEVELS, TickFrame, read_parquet
+from tickserve_client import TickserveClient, tick_message
+from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .server_config import ServerSettings
 
@@ -33,9 +33,24 @@ ACTIONS = ("BUY", "HOLD", "SELL")
 STRENGTHS = ("WEAK", "MEDIUM", "STRONG")
 RISKS = ("LOW", "MEDIUM", "HIGH")
 SIGNAL_COLUMNS = [
-    "tick", "instrument", "time", "action", "strength", "urgency", "risk", "p_buy", "p_hold", "p_sell",
-    "confidence", "edge", "warmed_up", "mid", "microprice", "model", "version",
-]  # fmt: skip
+    "tick",
+    "instrument",
+    "time",
+    "action",
+    "strength",
+    "urgency",
+    "risk",
+    "p_buy",
+    "p_hold",
+    "p_sell",
+    "confidence",
+    "edge",
+    "warmed_up",
+    "mid",
+    "microprice",
+    "model",
+    "version",
+]
 
 
 def make_client(settings: ServerSettings) -> TickserveClient:
@@ -113,8 +128,11 @@ def read_csv(path: str | Path) -> TickFrame:
     `aggressor`: buy/sell (or b/s, 1/-1, any case), empty or 0 = unknown or no trade."""
     df = pd.read_csv(path)
     df = df.rename(columns={f"{side}": f"{side}_1" for side in ("bid_price", "bid_size", "ask_price", "ask_size")})
-    missing = [c for c in ("instrument", "timestamp_ns", "bid_price_1", "bid_size_1", "ask_price_1", "ask_size_1")
-               if c not in df.columns]  # fmt: skip
+    missing = [
+        c
+        for c in ("instrument", "timestamp_ns", "bid_price_1", "bid_size_1", "ask_price_1", "ask_size_1")
+        if c not in df.columns
+    ]
     if missing:
         raise ValueError(f"{Path(path).name}: missing columns {', '.join(missing)}")
     n = len(df)
@@ -130,8 +148,10 @@ def read_csv(path: str | Path) -> TickFrame:
         sides = cells.map(AGGRESSOR_CELLS)
         if sides.isna().any():
             i = int(np.flatnonzero(sides.isna().to_numpy())[0])
-            raise ValueError(f"{Path(path).name}: aggressor must be buy, sell or empty, "
-                             f"got {df['aggressor'].iloc[i]!r} (data row {i + 1})")
+            raise ValueError(
+                f"{Path(path).name}: aggressor must be buy, sell or empty, "
+                f"got {df['aggressor'].iloc[i]!r} (data row {i + 1})"
+            )
         frame.aggressor = sides.to_numpy(dtype=np.int8)
     for side in ("bid_price", "bid_size", "ask_price", "ask_size"):
         values = getattr(frame, side)
@@ -239,10 +259,12 @@ def model_details(info: pb.ModelInfo) -> dict:
     """ModelInfo as plain data: signal rules, label config, metrics, parameters, features."""
     order = {name: i for i, name in enumerate(SIGNAL_RULE_HELP)}
     rules = pd.DataFrame(
-        [{"rule": k, "threshold": v, "meaning": SIGNAL_RULE_HELP.get(k, "")}
-         for k, v in sorted(info.signal_rules.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))],
+        [
+            {"rule": k, "threshold": v, "meaning": SIGNAL_RULE_HELP.get(k, "")}
+            for k, v in sorted(info.signal_rules.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+        ],
         columns=["rule", "threshold", "meaning"],
-    )  # fmt: skip
+    )
     metrics = pd.DataFrame(sorted(info.metrics.items()), columns=["metric", "value"])
     params = pd.DataFrame(sorted(info.parameters.items()), columns=["parameter", "value (JSON)"])
     label = info.label_config
@@ -433,9 +455,14 @@ def run_stream(
     names = resolve_feature_names(client, model, version) if return_features else []
     collector = LiveCollector(frame, names, source)
     results = iter_results(
-        client, frame_to_ticks(frame), model=model, version=version, return_features=return_features,
-        batch_size=batch_size, pace=pace,
-    )  # fmt: skip
+        client,
+        frame_to_ticks(frame),
+        model=model,
+        version=version,
+        return_features=return_features,
+        batch_size=batch_size,
+        pace=pace,
+    )
     try:
         for i, result in results:
             collector.add(i, result)
@@ -544,12 +571,16 @@ def _consume_evaluate(messages, total: int, progress: list[dict], on_progress) -
 # --- server health and metrics ------------------------------------------------------------
 
 
-def health(settings: ServerSettings, services: tuple[str, ...] = ("", SIGNAL_SERVICE, REPOSITORY_SERVICE)) -> pd.DataFrame:
+def health(
+    settings: ServerSettings, services: tuple[str, ...] = ("", SIGNAL_SERVICE, REPOSITORY_SERVICE)
+) -> pd.DataFrame:
     """grpc.health.v1 Check per service: service, status (SERVING, NOT_SERVING, … or the error)."""
     kwargs = settings.client_kwargs()
     options = [("grpc.enable_retries", 0)]
     if settings.secure:
-        creds = grpc.ssl_channel_credentials(kwargs["root_certificates"], kwargs["private_key"], kwargs["certificate_chain"])
+        creds = grpc.ssl_channel_credentials(
+            kwargs["root_certificates"], kwargs["private_key"], kwargs["certificate_chain"]
+        )
         channel = grpc.secure_channel(settings.server, creds, options=options)
     else:
         channel = grpc.insecure_channel(settings.server, options=options)

@@ -8,8 +8,10 @@ import plotly.graph_objects as go
 
 ACTION_COLORS = {"BUY": "#2ca02c", "HOLD": "#7f7f7f", "SELL": "#d62728"}
 STRENGTH_SIZES = {"WEAK": 7, "MEDIUM": 11, "STRONG": 16}
-_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-           "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0, "title": None}}
+_LAYOUT = {
+    "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
+    "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0, "title": None},
+}
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
@@ -23,11 +25,18 @@ def price_figure(signals: pd.DataFrame, instrument: str, *, window: int = 0) -> 
     if window:
         df = df.tail(window)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=df["time"], y=df["mid"], mode="lines", name="mid", line={"color": "#1f77b4", "width": 1.5}))
     fig.add_trace(
-        go.Scatter(x=df["time"], y=df["microprice"], mode="lines", name="microprice",
-                   line={"color": "#ff7f0e", "width": 1, "dash": "dot"})
-    )  # fmt: skip
+        go.Scatter(x=df["time"], y=df["mid"], mode="lines", name="mid", line={"color": "#1f77b4", "width": 1.5})
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=df["time"],
+            y=df["microprice"],
+            mode="lines",
+            name="microprice",
+            line={"color": "#ff7f0e", "width": 1, "dash": "dot"},
+        )
+    )
     for action, symbol in (("BUY", "triangle-up"), ("SELL", "triangle-down")):
         marks = df[df["action"] == action]
         fig.add_trace(
@@ -54,7 +63,9 @@ def price_figure(signals: pd.DataFrame, instrument: str, *, window: int = 0) -> 
 def counts_figure(counts: pd.Series, title: str) -> go.Figure:
     df = counts.rename_axis("name").reset_index(name="count")
     colors = [ACTION_COLORS.get(n, None) for n in df["name"]]
-    fig = go.Figure(go.Bar(x=df["name"], y=df["count"], marker_color=[c or "#636efa" for c in colors], text=df["count"]))
+    fig = go.Figure(
+        go.Bar(x=df["name"], y=df["count"], marker_color=[c or "#636efa" for c in colors], text=df["count"])
+    )
     return _layout(fig, title, 260)
 
 
@@ -95,8 +106,11 @@ def reliability_figure(bins: pd.DataFrame) -> go.Figure:
     size = None
     if "count" in bins and bins["count"].max() > 0:
         size = (6 + 18 * bins["count"] / bins["count"].max()).tolist()
-    fig.add_trace(go.Scatter(x=bins["confidence"], y=bins["accuracy"], mode="lines+markers", name="model",
-                             marker={"size": size or 8}))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=bins["confidence"], y=bins["accuracy"], mode="lines+markers", name="model", marker={"size": size or 8}
+        )
+    )
     fig.update_xaxes(title="confidence (mean predicted probability)", range=[0, 1])
     fig.update_yaxes(title="observed accuracy", range=[0, 1])
     return _layout(fig, "Reliability diagram", 380)
@@ -111,8 +125,9 @@ def pnl_figure(pnl: pd.DataFrame, y: str = "cumulative_pnl", x: str = "x") -> go
 
 
 def buckets_figure(buckets: pd.DataFrame, value: str = "hit_rate") -> go.Figure:
-    fig = px.bar(buckets, x="name", y=value, facet_col="group", color="group",
-                 text_auto=".2f" if value == "hit_rate" else ".1f")  # fmt: skip
+    fig = px.bar(
+        buckets, x="name", y=value, facet_col="group", color="group", text_auto=".2f" if value == "hit_rate" else ".1f"
+    )
     fig.update_xaxes(matches=None, title="")
     fig.for_each_annotation(lambda a: a.update(text="by " + a.text.split("=", 1)[-1]))
     fig.update_layout(showlegend=False)
@@ -146,7 +161,14 @@ def feature_time_figure(values: pd.DataFrame, features: list[str], instrument: s
 
 def feature_distribution_figure(values: pd.DataFrame, feature: str) -> go.Figure:
     fig = px.histogram(
-        values, x=feature, color="action", barmode="overlay", histnorm="probability density", opacity=0.6,
-        color_discrete_map=ACTION_COLORS, category_orders={"action": ["BUY", "HOLD", "SELL"]}, nbins=50,
-    )  # fmt: skip
+        values,
+        x=feature,
+        color="action",
+        barmode="overlay",
+        histnorm="probability density",
+        opacity=0.6,
+        color_discrete_map=ACTION_COLORS,
+        category_orders={"action": ["BUY", "HOLD", "SELL"]},
+        nbins=50,
+    )
     return _layout(fig, f"Distribution of {feature} by predicted class", 340)

@@ -19,26 +19,77 @@ from google.protobuf.message import Message
 
 # Fields of the report this module shows in their own views.
 CORE_FIELDS = {
-    "model", "model_version", "ticks", "labeled", "accuracy", "macro_f1", "log_loss", "majority_baseline_accuracy",
-    "majority_class", "classes", "per_class", "confusion_matrix", "action_counts", "strength_counts", "risk_counts",
-    "feature_importance", "brier_score", "brier_score_uncalibrated", "expected_calibration_error",
-    "expected_calibration_error_uncalibrated", "calibration_temperature",
-}  # fmt: skip
+    "model",
+    "model_version",
+    "ticks",
+    "labeled",
+    "accuracy",
+    "macro_f1",
+    "log_loss",
+    "majority_baseline_accuracy",
+    "majority_class",
+    "classes",
+    "per_class",
+    "confusion_matrix",
+    "action_counts",
+    "strength_counts",
+    "risk_counts",
+    "feature_importance",
+    "brier_score",
+    "brier_score_uncalibrated",
+    "expected_calibration_error",
+    "expected_calibration_error_uncalibrated",
+    "calibration_temperature",
+}
 
-TRADING_WORDS = ("pnl", "p_and_l", "hit_rate", "hit", "trade", "trades", "sharpe", "drawdown", "turnover", "profit",
-                 "trading", "win_rate", "exposure", "position", "positions", "equity")  # fmt: skip
+TRADING_WORDS = (
+    "pnl",
+    "p_and_l",
+    "hit_rate",
+    "hit",
+    "trade",
+    "trades",
+    "sharpe",
+    "drawdown",
+    "turnover",
+    "profit",
+    "trading",
+    "win_rate",
+    "exposure",
+    "position",
+    "positions",
+    "equity",
+)
 BASELINE_WORDS = ("baseline", "baselines")
 CALIBRATION_WORDS = ("calibration", "reliability", "brier", "ece", "bin", "bins")
 X_WORDS = ("tick", "index", "step", "time", "timestamp", "t", "n", "x")
-CONFIDENCE_WORDS = ("mean_confidence", "confidence", "mean_predicted", "predicted", "mean_probability", "probability",
-                    "bin_center", "center", "lower", "x")  # fmt: skip
+CONFIDENCE_WORDS = (
+    "mean_confidence",
+    "confidence",
+    "mean_predicted",
+    "predicted",
+    "mean_probability",
+    "probability",
+    "bin_center",
+    "center",
+    "lower",
+    "x",
+)
 ACCURACY_WORDS = ("accuracy", "observed", "frequency", "fraction", "empirical", "actual", "hit_rate", "y")
 _NUMERIC = {
-    FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED32,
+    FieldDescriptor.TYPE_DOUBLE,
+    FieldDescriptor.TYPE_FLOAT,
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT32,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED32,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED32,
     FieldDescriptor.TYPE_SFIXED64,
-}  # fmt: skip
+}
 
 
 def has(msg: Message, name: str) -> bool:
@@ -80,8 +131,18 @@ def _words(path: str, words: tuple[str, ...]) -> bool:
 
 def summary(report: Message) -> dict:
     out = {}
-    for name in ("model", "model_version", "ticks", "labeled", "accuracy", "macro_f1", "log_loss",
-                 "majority_baseline_accuracy", "majority_class", "calibration_temperature"):  # fmt: skip
+    for name in (
+        "model",
+        "model_version",
+        "ticks",
+        "labeled",
+        "accuracy",
+        "macro_f1",
+        "log_loss",
+        "majority_baseline_accuracy",
+        "majority_class",
+        "calibration_temperature",
+    ):
         value = get(report, name)
         if value is not None:
             out[name] = value
@@ -113,8 +174,10 @@ def confusion(report: Message, normalize: bool = False) -> pd.DataFrame | None:
 
 
 def per_class(report: Message) -> pd.DataFrame:
-    rows = [MessageToDict(c, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-            for c in get(report, "per_class", [])]  # fmt: skip
+    rows = [
+        MessageToDict(c, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+        for c in get(report, "per_class", [])
+    ]
     df = pd.DataFrame(rows)
     if len(df) and "support" in df:
         df["support"] = pd.to_numeric(df["support"])
@@ -141,8 +204,9 @@ def counts(report: Message) -> dict[str, pd.Series]:
         mapping = get(report, name)
         if mapping:
             keys = [k for k in order if k in mapping] + sorted(k for k in mapping if k not in order)
-            out[name.removesuffix("_counts")] = pd.Series([mapping[k] for k in keys], index=keys, name="count",
-                                                          dtype="int64")  # fmt: skip
+            out[name.removesuffix("_counts")] = pd.Series(
+                [mapping[k] for k in keys], index=keys, name="count", dtype="int64"
+            )
     return out
 
 
@@ -176,8 +240,10 @@ def _walk(msg: Message, prefix: str, skip: set[str], out: list[Extra]) -> None:
             out.append(Extra(path, "map", entries))
         elif _is_repeated(fd):
             if fd.type == FieldDescriptor.TYPE_MESSAGE:
-                rows = [MessageToDict(v, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-                        for v in value]  # fmt: skip
+                rows = [
+                    MessageToDict(v, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+                    for v in value
+                ]
                 df = pd.json_normalize(rows) if rows else pd.DataFrame()
                 for column in df.columns:  # 64-bit integers arrive as JSON strings
                     converted = pd.to_numeric(df[column], errors="coerce")
@@ -352,16 +418,20 @@ def _metric_name(path: str) -> str:
 
 
 def trading(report: Message, all_extras: list[Extra] | None = None) -> Trading:
-    found = [e for e in (all_extras if all_extras is not None else extras(report))
-             if _words(e.path, TRADING_WORDS) and not _words(e.path, BASELINE_WORDS)]  # fmt: skip
+    found = [
+        e
+        for e in (all_extras if all_extras is not None else extras(report))
+        if _words(e.path, TRADING_WORDS) and not _words(e.path, BASELINE_WORDS)
+    ]
     metrics = pd.DataFrame(
         [{"metric": _metric_name(e.path), "value": e.value} for e in found if e.kind == "scalar"],
         columns=["metric", "value"],
     )
     pnl, pnl_columns, used = None, [], None
-    candidates = sorted((e for e in found if e.kind in ("series", "table")
-                         and _words(e.path, ("pnl", "p_and_l", "equity", "profit"))),
-                        key=lambda e: (0 if "cum" in e.path.lower() else 1, e.path))  # fmt: skip
+    candidates = sorted(
+        (e for e in found if e.kind in ("series", "table") and _words(e.path, ("pnl", "p_and_l", "equity", "profit"))),
+        key=lambda e: (0 if "cum" in e.path.lower() else 1, e.path),
+    )
     for e in candidates:
         got = _pnl_frame(e)
         if got is not None:
@@ -375,8 +445,14 @@ def trading(report: Message, all_extras: list[Extra] | None = None) -> Trading:
 
 def baselines(report: Message, all_extras: list[Extra] | None = None) -> pd.DataFrame:
     """The model beside every baseline the report carries (the majority class always)."""
-    rows = [{"name": "model", "accuracy": get(report, "accuracy"), "macro_f1": get(report, "macro_f1"),
-             "description": f"the evaluated model ({get(report, 'model', '')} v{get(report, 'model_version', '')})"}]
+    rows = [
+        {
+            "name": "model",
+            "accuracy": get(report, "accuracy"),
+            "macro_f1": get(report, "macro_f1"),
+            "description": f"the evaluated model ({get(report, 'model', '')} v{get(report, 'model_version', '')})",
+        }
+    ]
     found = [e for e in (all_extras if all_extras is not None else extras(report)) if _words(e.path, BASELINE_WORDS)]
     listed = {str(n).lower() for e in found if e.kind == "table" and "name" in e.value for n in e.value["name"]}
     majority = get(report, "majority_baseline_accuracy")
@@ -409,8 +485,11 @@ def baselines(report: Message, all_extras: list[Extra] | None = None) -> pd.Data
 def other_fields(report: Message, all_extras: list[Extra] | None = None) -> list[Extra]:
     """Set fields that neither the core views nor calibration/trading/baselines show."""
     found = all_extras if all_extras is not None else extras(report)
-    return [e for e in found if not (_words(e.path, TRADING_WORDS) or _words(e.path, BASELINE_WORDS)
-                                     or _words(e.path, CALIBRATION_WORDS))]  # fmt: skip
+    return [
+        e
+        for e in found
+        if not (_words(e.path, TRADING_WORDS) or _words(e.path, BASELINE_WORDS) or _words(e.path, CALIBRATION_WORDS))
+    ]
 
 
 def fmt(value: object, digits: int = 4) -> str:

@@ -61,7 +61,7 @@ class ServerSettings:
     def secure(self) -> bool:
         return self.tls or bool(self.tls_ca or self.tls_cert)
 
-    def with_server(self, server: str) -> "ServerSettings":
+    def with_server(self, server: str) -> ServerSettings:
         return replace(self, server=server.strip() or self.server)
 
     def describe(self) -> str:

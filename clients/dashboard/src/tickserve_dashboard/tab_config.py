@@ -30,8 +30,12 @@ def _health(ctx: Context) -> None:
 
 def _metrics(ctx: Context) -> None:
     st.markdown("#### Server metrics")
-    url = st.text_input("Prometheus /metrics URL (optional)", value=ctx.settings.metrics_url, key="config_metrics_url",
-                        placeholder="http://127.0.0.1:8080/metrics")  # fmt: skip
+    url = st.text_input(
+        "Prometheus /metrics URL (optional)",
+        value=ctx.settings.metrics_url,
+        key="config_metrics_url",
+        placeholder="http://127.0.0.1:8080/metrics",
+    )
     if not url.strip():
         st.caption("Set TICKSERVE_METRICS_URL (or type the URL) when the server runs its HTTP gateway.")
         return
@@ -75,7 +79,10 @@ def _repository(ctx: Context) -> dl.ModelCatalog | None:
                 states = ", ".join(f"v{r.version} {r.state}" for r in changed.itertuples()) or "no change"
                 st.session_state[MESSAGE_KEY] = ("ok", f"{action.capitalize()} {target}: {states}")
             except grpc.RpcError as err:
-                st.session_state[MESSAGE_KEY] = ("error", f"{action.capitalize()} {target} failed: {dl.rpc_error_text(err)}")
+                st.session_state[MESSAGE_KEY] = (
+                    "error",
+                    f"{action.capitalize()} {target} failed: {dl.rpc_error_text(err)}",
+                )
             st.rerun()  # every tab's model list reflects the change
     return index
 
@@ -97,8 +104,12 @@ def _model(index: dl.ModelCatalog) -> None:
         st.warning(details["state_reason"])
     st.markdown("**Signal-rule thresholds**")
     if len(details["signal_rules"]):
-        st.dataframe(details["signal_rules"], hide_index=True, key="config_rules",
-                     column_config={"meaning": st.column_config.TextColumn(width="large")})  # fmt: skip
+        st.dataframe(
+            details["signal_rules"],
+            hide_index=True,
+            key="config_rules",
+            column_config={"meaning": st.column_config.TextColumn(width="large")},
+        )
     else:
         st.caption("No signal rules reported.")
     st.markdown("**Training metrics**")
@@ -109,8 +120,10 @@ def _model(index: dl.ModelCatalog) -> None:
     with st.expander(f"Features ({len(details['feature_names'])}) and parameters"):
         st.write(", ".join(details["feature_names"]) or "—")
         st.dataframe(details["parameters"], hide_index=True, key="config_params")
-        st.caption(f"classes {details['classes']} · feature stage v{details['feature_stage_version']} · "
-                   f"data {details['data_fingerprint'][:16]}…")  # fmt: skip
+        st.caption(
+            f"classes {details['classes']} · feature stage v{details['feature_stage_version']} · "
+            f"data {details['data_fingerprint'][:16]}…"
+        )
 
 
 def render(ctx: Context) -> None:

@@ -49,8 +49,11 @@ def _importance_section(ctx: Context, picked: tuple[str, str]) -> pd.DataFrame |
     model, version = picked
     store = st.session_state.get(IMPORTANCE_KEY, {})
     importance = store.get((model, version))
-    if st.button("Fetch importance", key="feat_fetch_importance",
-                 help=f"runs Evaluate on {IMPORTANCE_TICKS:,} simulated ticks and reads the report's importance"):  # fmt: skip
+    if st.button(
+        "Fetch importance",
+        key="feat_fetch_importance",
+        help=f"runs Evaluate on {IMPORTANCE_TICKS:,} simulated ticks and reads the report's importance",
+    ):
         importance = fetch_importance(ctx, model, version)
     if importance is None:
         st.info("No importance yet for this model: run an evaluation on Model Performance, or fetch it here.")
@@ -58,8 +61,9 @@ def _importance_section(ctx: Context, picked: tuple[str, str]) -> pd.DataFrame |
     if not len(importance):
         st.info(f"{model} reports no feature importance (its adapter does not provide it).")
         return importance
-    top = st.slider("Show the top", min_value=5, max_value=max(5, len(importance)), value=min(20, len(importance)),
-                    key="feat_top")  # fmt: skip
+    top = st.slider(
+        "Show the top", min_value=5, max_value=max(5, len(importance)), value=min(20, len(importance)), key="feat_top"
+    )
     st.plotly_chart(figures.importance_figure(importance, top), key="feat_importance")
     return importance
 
@@ -72,8 +76,10 @@ def render(ctx: Context) -> None:
     importance = _importance_section(ctx, picked)
 
     st.markdown("#### Feature values")
-    st.caption("Values the server computed for the model (StreamSignals with return_features): from the last live "
-               "stream that returned them, or collect a fresh stream for the model chosen above.")  # fmt: skip
+    st.caption(
+        "Values the server computed for the model (StreamSignals with return_features): from the last live "
+        "stream that returned them, or collect a fresh stream for the model chosen above."
+    )
     with st.expander("Collect feature values", expanded=st.session_state.get(DATA_KEY) is None):
         source = tick_source_input("feat", default_n=1_500, default_seed=4)
         if st.button("Stream with features", key="feat_collect", disabled=ctx.client is None):
@@ -81,8 +87,15 @@ def render(ctx: Context) -> None:
             if frame is not None:
                 with st.spinner(f"Streaming {len(frame):,} ticks …"):
                     try:
-                        result = dl.run_stream(ctx.client, frame, model=picked[0], version=picked[1],
-                                               return_features=True, batch_size=100, source=source.describe())  # fmt: skip
+                        result = dl.run_stream(
+                            ctx.client,
+                            frame,
+                            model=picked[0],
+                            version=picked[1],
+                            return_features=True,
+                            batch_size=100,
+                            source=source.describe(),
+                        )
                     except grpc.RpcError as e:
                         show_rpc_error("StreamSignals", e)
                         result = None
@@ -94,8 +107,9 @@ def render(ctx: Context) -> None:
         st.info("No feature values yet: stream with features here or on Live Inference.")
         return
     names = [c for c in result.features.columns if c in values.columns]
-    st.caption(f"{len(values):,} signals from {result.model} v{result.version} ({result.source}), "
-               f"{len(names)} features each.")  # fmt: skip
+    st.caption(
+        f"{len(values):,} signals from {result.model} v{result.version} ({result.source}), {len(names)} features each."
+    )
     instruments = sorted(set(values["instrument"]))
     left, right = st.columns([1, 3])
     instrument = left.selectbox("Instrument", instruments, key="feat_instrument")
@@ -109,8 +123,9 @@ def render(ctx: Context) -> None:
 
     st.markdown("#### Distribution per predicted class")
     left, right = st.columns([1, 3])
-    feature = left.selectbox("Feature", ranked + [n for n in names if n not in ranked],
-                             key=f"feat_dist_feature_{bool(ranked)}")  # fmt: skip
+    feature = left.selectbox(
+        "Feature", ranked + [n for n in names if n not in ranked], key=f"feat_dist_feature_{bool(ranked)}"
+    )
     scope = left.radio("Ticks", ["all instruments", "chosen instrument"], key="feat_dist_scope")
     data = values if scope == "all instruments" else values[values["instrument"] == instrument]
     right.plotly_chart(figures.feature_distribution_figure(data, feature), key="feat_dist")

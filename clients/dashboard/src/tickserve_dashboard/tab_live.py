@@ -11,8 +11,23 @@ from . import figures
 from .widgets import Context, load_frame_or_error, model_picker, show_rpc_error, tick_source_input
 
 RESULT_KEY = "live_result"
-TABLE_COLUMNS = ["tick", "instrument", "time", "action", "strength", "urgency", "risk", "confidence", "edge",
-                 "p_buy", "p_hold", "p_sell", "mid", "microprice", "warmed_up"]  # fmt: skip
+TABLE_COLUMNS = [
+    "tick",
+    "instrument",
+    "time",
+    "action",
+    "strength",
+    "urgency",
+    "risk",
+    "confidence",
+    "edge",
+    "p_buy",
+    "p_hold",
+    "p_sell",
+    "mid",
+    "microprice",
+    "warmed_up",
+]
 LIVE_WINDOW = 600  # points of the price chart while streaming (the final chart shows all)
 
 
@@ -60,10 +75,17 @@ def _stream(ctx: Context, model: str, version: str, source: dl.TickSource, optio
 
     try:
         result = dl.run_stream(
-            ctx.client, frame, model=model, version=version, return_features=options["features"],
-            batch_size=options["batch"], pace=float(options["pace"]), source=source.describe(),
-            on_update=on_update, update_every=options["refresh"],
-        )  # fmt: skip
+            ctx.client,
+            frame,
+            model=model,
+            version=version,
+            return_features=options["features"],
+            batch_size=options["batch"],
+            pace=float(options["pace"]),
+            source=source.describe(),
+            on_update=on_update,
+            update_every=options["refresh"],
+        )
     except grpc.RpcError as e:
         bar.empty()
         area.empty()
@@ -76,20 +98,30 @@ def _stream(ctx: Context, model: str, version: str, source: dl.TickSource, optio
 
 def render(ctx: Context) -> None:
     st.subheader("Live inference")
-    st.caption("Ticks go through StreamSignals one message at a time; the server keeps per-instrument feature state "
-               "for the stream's life. Microprice comes from the returned features when the model has it, "
-               "else from the tick's best level.")  # fmt: skip
+    st.caption(
+        "Ticks go through StreamSignals one message at a time; the server keeps per-instrument feature state "
+        "for the stream's life. Microprice comes from the returned features when the model has it, "
+        "else from the tick's best level."
+    )
     picked = model_picker(ctx, "live")
     source = tick_source_input("live", default_n=1_500)
     c1, c2, c3, c4 = st.columns(4)
     options = {
         "batch": int(c1.number_input("Ticks per message", min_value=1, max_value=10_000, value=1, key="live_batch")),
-        "refresh": int(c2.number_input("Redraw every N ticks", min_value=10, max_value=100_000, value=250, step=50,
-                                       key="live_refresh")),  # fmt: skip
-        "pace": c3.number_input("Pace, ticks/s (0 = full speed)", min_value=0, max_value=1_000_000, value=0,
-                                key="live_pace"),  # fmt: skip
-        "features": c4.checkbox("Return features", value=True, key="live_features",
-                                help="fill Signal.features (used by the Feature Analysis tab)"),  # fmt: skip
+        "refresh": int(
+            c2.number_input(
+                "Redraw every N ticks", min_value=10, max_value=100_000, value=250, step=50, key="live_refresh"
+            )
+        ),
+        "pace": c3.number_input(
+            "Pace, ticks/s (0 = full speed)", min_value=0, max_value=1_000_000, value=0, key="live_pace"
+        ),
+        "features": c4.checkbox(
+            "Return features",
+            value=True,
+            key="live_features",
+            help="fill Signal.features (used by the Feature Analysis tab)",
+        ),
     }
     start = st.button("Start stream", type="primary", key="live_start", disabled=picked is None or ctx.client is None)
     if start and picked is not None:
@@ -100,8 +132,10 @@ def render(ctx: Context) -> None:
     if result is None:
         st.info("Pick a model and a tick source, then start a stream.")
         return
-    st.success(f"{result.ticks_sent:,} ticks from {result.source} → {result.model} v{result.version} "
-               f"in {result.seconds:.2f} s ({result.rate:,.0f} ticks/s)")  # fmt: skip
+    st.success(
+        f"{result.ticks_sent:,} ticks from {result.source} → {result.model} v{result.version} "
+        f"in {result.seconds:.2f} s ({result.rate:,.0f} ticks/s)"
+    )
     instruments = sorted(set(result.signals["instrument"])) if len(result.signals) else []
     instrument = st.selectbox("Instrument", instruments, key="live_instrument") if instruments else ""
     _draw(result, instrument, "live_final", final=True)

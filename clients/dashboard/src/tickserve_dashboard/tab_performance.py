@@ -25,7 +25,9 @@ def remember_importance(run: dl.EvaluationRun, requested_version: str) -> None:
         store[(run.model, "")] = df
 
 
-def evaluate(ctx: Context, model: str, version: str, source: dl.TickSource, cost_ticks: float = 0.0) -> dl.EvaluationRun | None:
+def evaluate(
+    ctx: Context, model: str, version: str, source: dl.TickSource, cost_ticks: float = 0.0
+) -> dl.EvaluationRun | None:
     frame = load_frame_or_error(source)
     if frame is None:
         return None
@@ -33,12 +35,22 @@ def evaluate(ctx: Context, model: str, version: str, source: dl.TickSource, cost
     bar = st.progress(0.0, text=f"Sending {total:,} ticks to Evaluate …")
 
     def on_progress(row: dict) -> None:
-        bar.progress(row["fraction"], text=f"{row['ticks']:,} / {total:,} ticks · {row['labeled']:,} labeled · "
-                                           f"running accuracy {row['accuracy']:.3f}")  # fmt: skip
+        bar.progress(
+            row["fraction"],
+            text=f"{row['ticks']:,} / {total:,} ticks · {row['labeled']:,} labeled · "
+            f"running accuracy {row['accuracy']:.3f}",
+        )
 
     try:
-        run = dl.run_evaluate(ctx.client, frame, model=model, version=version, source=source.describe(),
-                              cost_ticks=cost_ticks, on_progress=on_progress)  # fmt: skip
+        run = dl.run_evaluate(
+            ctx.client,
+            frame,
+            model=model,
+            version=version,
+            source=source.describe(),
+            cost_ticks=cost_ticks,
+            on_progress=on_progress,
+        )
     except (grpc.RpcError, ValueError) as e:
         bar.empty()
         show_rpc_error("Evaluate", e)
@@ -64,9 +76,14 @@ def _extra_view(extra: rf.Extra, key: str) -> None:
         st.write(f"**{extra.path}**: {extra.value}")
 
 
-HEADLINE = (("hit_rate", "Hit rate"), ("trades", "Trades"), ("total_pnl_ticks", "Total P&L (ticks)"),
-            ("mean_pnl_ticks", "Mean P&L per trade (ticks)"), ("signals_per_1000_ticks", "Signals per 1,000 ticks"),
-            ("cost_ticks", "Cost per round trip (ticks)"))  # fmt: skip
+HEADLINE = (
+    ("hit_rate", "Hit rate"),
+    ("trades", "Trades"),
+    ("total_pnl_ticks", "Total P&L (ticks)"),
+    ("mean_pnl_ticks", "Mean P&L per trade (ticks)"),
+    ("signals_per_1000_ticks", "Signals per 1,000 ticks"),
+    ("cost_ticks", "Cost per round trip (ticks)"),
+)
 
 
 def _trading_view(trading: rf.Trading) -> None:
@@ -85,8 +102,12 @@ def _trading_view(trading: rf.Trading) -> None:
             col.metric(label, text)
     if trading.pnl is not None:
         left, right = st.columns([1, 4])
-        y = left.radio("P&L in", trading.pnl_columns, key="perf_pnl_unit",
-                       format_func=lambda c: c.replace("cumulative_pnl_", "").replace("_", " "))  # fmt: skip
+        y = left.radio(
+            "P&L in",
+            trading.pnl_columns,
+            key="perf_pnl_unit",
+            format_func=lambda c: c.replace("cumulative_pnl_", "").replace("_", " "),
+        )
         axes = ["x", "time"] if "time" in trading.pnl else ["x"]
         x = left.radio("Against", axes, key="perf_pnl_x", format_func={"x": "tick index", "time": "time"}.get)
         right.plotly_chart(figures.pnl_figure(trading.pnl, y, x), key="perf_pnl")
@@ -106,8 +127,10 @@ def _trading_view(trading: rf.Trading) -> None:
 def render_report(run: dl.EvaluationRun) -> None:
     report = run.report
     s = rf.summary(report)
-    st.success(f"{s.get('model', run.model)} v{s.get('model_version', run.version)} on {run.source}: "
-               f"{s.get('ticks', 0):,} ticks, {s.get('labeled', 0):,} labeled, {run.seconds:.2f} s")  # fmt: skip
+    st.success(
+        f"{s.get('model', run.model)} v{s.get('model_version', run.version)} on {run.source}: "
+        f"{s.get('ticks', 0):,} ticks, {s.get('labeled', 0):,} labeled, {run.seconds:.2f} s"
+    )
     a, b, c, d = st.columns(4)
     baseline = s.get("majority_baseline_accuracy")
     delta = None
@@ -116,7 +139,10 @@ def render_report(run: dl.EvaluationRun) -> None:
     a.metric("Accuracy", rf.fmt(s.get("accuracy", float("nan"))), delta=delta)
     b.metric("Macro F1", rf.fmt(s.get("macro_f1", float("nan"))))
     c.metric("Log loss", rf.fmt(s.get("log_loss", float("nan"))))
-    d.metric(f"Majority baseline ({s.get('majority_class', '?')})", rf.fmt(baseline if baseline is not None else float("nan")))
+    d.metric(
+        f"Majority baseline ({s.get('majority_class', '?')})",
+        rf.fmt(baseline if baseline is not None else float("nan")),
+    )
 
     all_extras = rf.extras(report)
     left, right = st.columns(2)
@@ -149,8 +175,10 @@ def render_report(run: dl.EvaluationRun) -> None:
         if cal.temperature is not None:
             st.caption(f"Temperature applied after the adapter: {cal.temperature:.4f} (1 = no calibration)")
         if cal.reliability is None:
-            st.caption("No reliability bins in this report: Brier score and expected calibration error (top-label, "
-                       "10 bins) before and after temperature scaling.")  # fmt: skip
+            st.caption(
+                "No reliability bins in this report: Brier score and expected calibration error (top-label, "
+                "10 bins) before and after temperature scaling."
+            )
 
     st.markdown("#### Baselines")
     base = rf.baselines(report, all_extras)
@@ -181,14 +209,21 @@ def render_report(run: dl.EvaluationRun) -> None:
 
 def render(ctx: Context) -> None:
     st.subheader("Model performance")
-    st.caption("Evaluate labels the ticks themselves (mid move over the model's horizon) and answers with progress "
-               "messages, then one report.")  # fmt: skip
+    st.caption(
+        "Evaluate labels the ticks themselves (mid move over the model's horizon) and answers with progress "
+        "messages, then one report."
+    )
     picked = model_picker(ctx, "perf")
     source = tick_source_input("perf", default_n=10_000, default_seed=3)
     cost = 0.0
     if ctx.client is not None and dl.supports_cost_ticks(ctx.client):
-        cost = st.number_input("Trading cost per round trip (ticks, on top of the spread)", min_value=0.0,
-                               value=0.0, step=0.5, key="perf_cost")  # fmt: skip
+        cost = st.number_input(
+            "Trading cost per round trip (ticks, on top of the spread)",
+            min_value=0.0,
+            value=0.0,
+            step=0.5,
+            key="perf_cost",
+        )
     if st.button("Run evaluation", type="primary", key="perf_run", disabled=picked is None or ctx.client is None):
         run = evaluate(ctx, picked[0], picked[1], source, float(cost))
         if run is not None:

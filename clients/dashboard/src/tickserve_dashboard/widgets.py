@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
+
 from tickserve_client import TickserveClient
 
 from . import datalayer as dl
@@ -38,8 +39,13 @@ def model_picker(ctx: Context, key: str, *, ready_only: bool = True) -> tuple[st
         return None
     default = ctx.catalog.default_model if ctx.catalog.default_model in names else names[0]
     left, right = st.columns(2)
-    model = left.selectbox("Model", names, index=names.index(default), key=f"{key}_model",
-                           help=f"server default: {ctx.catalog.default_model or '—'}")  # fmt: skip
+    model = left.selectbox(
+        "Model",
+        names,
+        index=names.index(default),
+        key=f"{key}_model",
+        help=f"server default: {ctx.catalog.default_model or '—'}",
+    )
     versions = [NEWEST, *ctx.catalog.versions(model, ready_only)]
     version = right.selectbox("Version", versions, key=f"{key}_version")
     return model, "" if version == NEWEST else version
@@ -47,8 +53,11 @@ def model_picker(ctx: Context, key: str, *, ready_only: bool = True) -> tuple[st
 
 def tick_source_input(key: str, *, default_n: int = 2_000, default_seed: int = 2) -> dl.TickSource:
     kind = st.radio(
-        "Tick source", ["Simulator", "Tick file (Parquet or CSV)"], horizontal=True, key=f"{key}_source",
-    )  # fmt: skip
+        "Tick source",
+        ["Simulator", "Tick file (Parquet or CSV)"],
+        horizontal=True,
+        key=f"{key}_source",
+    )
     if kind == "Simulator":
         left, right = st.columns(2)
         n = left.number_input("Ticks", min_value=10, max_value=500_000, value=default_n, step=500, key=f"{key}_n")

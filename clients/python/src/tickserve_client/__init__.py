@@ -1,10 +1,10 @@
 """Python client for tickserve. Needs only grpcio and protobuf.
 
-    from tickserve_client import TickserveClient, make_tick
+from tickserve_client import TickserveClient, make_tick
 
-    with TickserveClient("127.0.0.1:50051") as client:
-        for result in client.stream_signals(ticks, model="signal-lgbm"):
-            print(result.signal.action, result.signal.edge_score)
+with TickserveClient("127.0.0.1:50051") as client:
+    for result in client.stream_signals(ticks, model="signal-lgbm"):
+        print(result.signal.action, result.signal.edge_score)
 """
 
 from .client import (

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 
 import grpc
+
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
@@ -190,7 +191,9 @@ def _chunks(ticks: Iterable[pb.Tick], size: int) -> Iterator[list[pb.Tick]]:
 
 
 class _CallDetails(
-    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
     grpc.ClientCallDetails,
 ):
     pass
@@ -273,7 +276,7 @@ class TickserveClient:
         self.stub = pb_grpc.SignalServiceStub(self._channel)
         self.repository = pb_grpc.ModelRepositoryServiceStub(self._channel)
 
-    def __enter__(self) -> "TickserveClient":
+    def __enter__(self) -> TickserveClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -30,12 +30,14 @@ class NumpyLogisticAdapter(ModelAdapter):
         self.mean, self.scale, self.weights, self.bias, self.names = mean, scale, weights, bias, names
 
     @classmethod
-    def load(cls, model_dir: Path, manifest) -> "NumpyLogisticAdapter":
+    def load(cls, model_dir: Path, manifest) -> NumpyLogisticAdapter:
         d = json.loads((model_dir / manifest.model_file).read_text())
         weights = np.array(d["weights"], dtype=np.float64)
         if weights.shape != (len(manifest.feature_names), len(manifest.classes)):
             raise ValueError(f"weights have shape {weights.shape}, expected ({len(manifest.feature_names)}, 3)")
-        return cls(np.array(d["mean"]), np.array(d["scale"]), weights, np.array(d["bias"]), list(manifest.feature_names))
+        return cls(
+            np.array(d["mean"]), np.array(d["scale"]), weights, np.array(d["bias"]), list(manifest.feature_names)
+        )
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         return _softmax(((features - self.mean) / self.scale) @ self.weights + self.bias)

@@ -49,8 +49,13 @@ SINGLE_THREAD_ROWS = 256
 class LightGBMAdapter(ModelAdapter):
     name = "lightgbm"
 
-    def __init__(self, booster: lgb.Booster, feature_names: list[str],
-                 compiled: compiled_path.CompiledForest | None = None, predictor: str = "lightgbm") -> None:
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        feature_names: list[str],
+        compiled: compiled_path.CompiledForest | None = None,
+        predictor: str = "lightgbm",
+    ) -> None:
         self.booster = booster
         self.feature_names = feature_names
         self._single_row = _SingleRowPredictor(booster, len(feature_names))
@@ -58,14 +63,18 @@ class LightGBMAdapter(ModelAdapter):
         self.predictor = predictor  # what serves predictions, and why (GetModel shows it)
 
     @classmethod
-    def load(cls, model_dir: Path, manifest) -> "LightGBMAdapter":
+    def load(cls, model_dir: Path, manifest) -> LightGBMAdapter:
         path = model_dir / manifest.model_file
         _check_complete(path.read_text(errors="replace"))
         booster = lgb.Booster(model_file=str(path))
         if booster.num_feature() != len(manifest.feature_names):
-            raise ValueError(f"booster has {booster.num_feature()} features, manifest lists {len(manifest.feature_names)}")
+            raise ValueError(
+                f"booster has {booster.num_feature()} features, manifest lists {len(manifest.feature_names)}"
+            )
         if booster.num_model_per_iteration() != len(manifest.classes):
-            raise ValueError(f"booster predicts {booster.num_model_per_iteration()} classes, manifest lists {len(manifest.classes)}")
+            raise ValueError(
+                f"booster predicts {booster.num_model_per_iteration()} classes, manifest lists {len(manifest.classes)}"
+            )
         adapter = cls(booster, list(manifest.feature_names))
         adapter._use_compiled(model_dir, path)
         return adapter
@@ -94,7 +103,9 @@ class LightGBMAdapter(ModelAdapter):
                 rejected.append(f"{artifact.name}: {exc}")
                 continue
             self.compiled = forest
-            self.predictor = f"lleaves (compiled {artifact.name}, bit-exact with lightgbm on {forest.probed} probe rows)"
+            self.predictor = (
+                f"lleaves (compiled {artifact.name}, bit-exact with lightgbm on {forest.probed} probe rows)"
+            )
             return
         self.predictor = f"lightgbm (compiled artifact rejected: {'; '.join(rejected)})"
 
@@ -134,7 +145,11 @@ class LightGBMAdapter(ModelAdapter):
             artifact.unlink(missing_ok=True)
             compiled_path.checksum_path(artifact).unlink(missing_ok=True)
             raise
-        form = "linked shared library" if artifact.suffix == ".so" else "object file, loaded through llvmlite: no linker here"
+        form = (
+            "linked shared library"
+            if artifact.suffix == ".so"
+            else "object file, loaded through llvmlite: no linker here"
+        )
         return f"compiled with lleaves ({level}, {form}): {artifact.relative_to(model_dir)}"
 
     def feature_importance(self) -> dict[str, float]:
@@ -142,7 +157,11 @@ class LightGBMAdapter(ModelAdapter):
         return {name: float(g) for name, g in zip(self.feature_names, gains)}
 
     def metadata(self) -> dict[str, str]:
-        return {"lightgbm_version": lgb.__version__, "trees": str(self.booster.num_trees()), "predictor": self.predictor}
+        return {
+            "lightgbm_version": lgb.__version__,
+            "trees": str(self.booster.num_trees()),
+            "predictor": self.predictor,
+        }
 
     @classmethod
     def train(cls, data: TrainingData, params: dict[str, Any], out_dir: Path, progress: Progress) -> TrainingResult:
@@ -226,7 +245,9 @@ class _SingleRowPredictor:
 def _verified(booster: lgb.Booster, model_file: Path, artifact: Path) -> compiled_path.CompiledForest:
     """The artifact loaded, if its probabilities equal LightGBM's to the last bit on the probe
     rows, in batches and row by row; else ValueError."""
-    forest = compiled_path.CompiledForest(model_file, artifact, booster.num_feature(), booster.num_model_per_iteration())
+    forest = compiled_path.CompiledForest(
+        model_file, artifact, booster.num_feature(), booster.num_model_per_iteration()
+    )
     probe = compiled_path.probe_rows(booster.num_feature(), model_file)
     native = booster.predict(probe, num_threads=1)
     if not np.array_equal(forest.predict_proba(probe), native, equal_nan=True):

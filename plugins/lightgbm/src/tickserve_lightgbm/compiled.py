@@ -92,8 +92,20 @@ def _host_hash() -> str | None:
 
 
 # x86 and ARM names for what identifies the instruction set
-_CPU_KEYS = frozenset(("vendor_id", "cpu family", "model", "model name", "flags",
-                       "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "Features"))
+_CPU_KEYS = frozenset(
+    (
+        "vendor_id",
+        "cpu family",
+        "model",
+        "model name",
+        "flags",
+        "CPU implementer",
+        "CPU architecture",
+        "CPU variant",
+        "CPU part",
+        "Features",
+    )
+)
 
 
 def unsupported(model_file: Path) -> str | None:
@@ -149,8 +161,11 @@ def checksum_path(artifact: Path) -> Path:
 
 def _linkers() -> list[list[str]]:
     """Commands that can link an object file into a shared library here, in order of preference."""
-    return [[found, *flags] for name, flags in (("ld", ["-shared"]), ("cc", ["-shared", "-nostdlib"]))
-            if (found := shutil.which(name))]
+    return [
+        [found, *flags]
+        for name, flags in (("ld", ["-shared"]), ("cc", ["-shared", "-nostdlib"]))
+        if (found := shutil.which(name))
+    ]
 
 
 def compile_model(model_file: Path, stem: Path, level: str = "full") -> Path:
@@ -177,8 +192,12 @@ def compile_model(model_file: Path, stem: Path, level: str = "full") -> Path:
             if done.returncode == 0:
                 built, suffix = lib, ".so"
                 break
-            log.warning("linking %s with %s failed (keeping the object file): %s", obj.name, linker[0],
-                        done.stderr.strip()[-500:])
+            log.warning(
+                "linking %s with %s failed (keeping the object file): %s",
+                obj.name,
+                linker[0],
+                done.stderr.strip()[-500:],
+            )
         artifact = stem.with_name(stem.name + suffix)
         digest = hashlib.sha256(built.read_bytes()).hexdigest()
         os.replace(built, artifact)

@@ -128,7 +128,7 @@ class OnnxAdapter(ModelAdapter):
         self.header = header
 
     @classmethod
-    def load(cls, model_dir: Path, manifest) -> "OnnxAdapter":
+    def load(cls, model_dir: Path, manifest) -> OnnxAdapter:
         raw = (Path(model_dir) / manifest.model_file).read_bytes()
         try:
             session = ort.InferenceSession(raw, session_options(), providers=["CPUExecutionProvider"])
@@ -158,10 +158,14 @@ class OnnxAdapter(ModelAdapter):
         try:
             probe = session.run([output.name], {graph_input.name: np.zeros((1, n_features), dtype=dtype)})[0]
         except Exception as exc:
-            raise ValueError(f"the model does not run on a [1, {n_features}] input: {str(exc).splitlines()[0]}") from None
+            raise ValueError(
+                f"the model does not run on a [1, {n_features}] input: {str(exc).splitlines()[0]}"
+            ) from None
         probe = np.asarray(probe)
         if probe.shape != (1, N_CLASSES):
-            raise ValueError(f"output {output.name!r} gave shape {list(probe.shape)} for one row; need [1, {N_CLASSES}]")
+            raise ValueError(
+                f"output {output.name!r} gave shape {list(probe.shape)} for one row; need [1, {N_CLASSES}]"
+            )
         if not (np.all(probe >= 0) and abs(float(probe.sum()) - 1.0) < 1e-3):
             raise ValueError(
                 f"output {output.name!r} is not probabilities (one row gave {probe.ravel().tolist()}); "
@@ -387,7 +391,9 @@ def _convert(source: str, model_path: Path, n_features: int):
         import onnxmltools
         from onnxmltools.convert.common.data_types import FloatTensorType
     except ImportError as exc:
-        raise ImportError(f"exporting to ONNX needs the export extra: pip install 'tickserve-onnx[export]' ({exc})") from exc
+        raise ImportError(
+            f"exporting to ONNX needs the export extra: pip install 'tickserve-onnx[export]' ({exc})"
+        ) from exc
     initial_types = [(INPUT_NAME, FloatTensorType([None, n_features]))]
     if source == "lightgbm":
         import lightgbm as lgb

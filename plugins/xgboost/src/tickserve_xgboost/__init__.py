@@ -70,7 +70,7 @@ class XGBoostAdapter(ModelAdapter):
         self.single_thread.set_param({"nthread": 1})
 
     @classmethod
-    def load(cls, model_dir: Path, manifest) -> "XGBoostAdapter":
+    def load(cls, model_dir: Path, manifest) -> XGBoostAdapter:
         if Path(manifest.model_file).suffix not in FORMATS:
             raise ValueError(f"{manifest.model_file!r}: an XGBoost model must be a native .json or .ubj file")
         try:
