@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from tickserve.serving.app import MAX_MESSAGE_BYTES
+from tickserve_proto.contract import MAX_MESSAGE_BYTES
 
 METHOD = "/bench.Echo/Stream"
 

@@ -17,10 +17,10 @@ import numpy as np
 from .errors import ModelLoadError
 from .features import FEATURE_INDEX
 from .manifest import ModelManifest
-from .plugin import ModelAdapter, hookimpl
+from .plugin import ComposedAdapter, ModelAdapter, hookimpl
 
 
-class EnsembleAdapter(ModelAdapter):
+class EnsembleAdapter(ComposedAdapter):
     name = "ensemble"
 
     def __init__(self, members: list[tuple[object, float, np.ndarray]]) -> None:

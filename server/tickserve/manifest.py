@@ -8,6 +8,7 @@ metrics, data fingerprint).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -137,3 +138,12 @@ class ModelManifest:
         except (KeyError, TypeError, ValueError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ModelLoadError(f"invalid {MANIFEST_FILE}: {detail}") from None
+
+
+def file_sha256(path: Path) -> str:
+    """The checksum `model_sha256` records: SHA-256 of the file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -27,9 +27,10 @@ import numpy as np
 import pluggy
 
 from .features.calendar import SessionCalendar
+from .manifest import ModelManifest
 
 if TYPE_CHECKING:
-    from .manifest import ModelManifest
+    from .repository import LoadedModel
 
 PROJECT_NAME = "tickserve"
 ENTRY_POINT_GROUP = "tickserve.plugins"
@@ -112,9 +113,29 @@ class ModelAdapter(ABC):
         raise NotImplementedError(f"adapter {cls.name!r} does not support training")
 
 
+class ComposedAdapter(ModelAdapter):
+    """An adapter built from other loaded models (an ensemble), not from a model file.
+
+    The repository loads the members named by the manifest's "members" list first and
+    calls `from_members` instead of `load`; an adapter that is not a ComposedAdapter
+    cannot serve a manifest with members."""
+
+    @classmethod
+    def load(cls, model_dir: Path, manifest: ModelManifest) -> ModelAdapter:
+        raise NotImplementedError(f"adapter {cls.name!r} is built from its members: the manifest needs 'members'")
+
+    @classmethod
+    @abstractmethod
+    def from_members(cls, manifest: ModelManifest, members: list[tuple[LoadedModel, float]]) -> ModelAdapter:
+        """Build from (loaded member, weight) pairs, in the manifest's order. Each member's
+        `predict(x)` gives (raw, calibrated) probabilities for its own feature columns."""
+
+
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "ComposedAdapter",
     "ModelAdapter",
+    "ModelManifest",
     "Progress",
     "SessionCalendar",
     "TrainingData",

@@ -28,8 +28,8 @@ from .errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
 from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
 from .features.spec import COMPATIBLE_STAGE_VERSIONS
 from .labels import CLASSES
-from .manifest import MANIFEST_FILE, ModelManifest, check_name
-from .plugin import ModelAdapter
+from .manifest import MANIFEST_FILE, ModelManifest, check_name, file_sha256
+from .plugin import ComposedAdapter, ModelAdapter
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,6 @@ class ModelEntry:
 def version_key(version: str) -> tuple:
     numeric = version.isascii() and version.isdecimal()  # "²".isdigit() is true, int("²") fails
     return (0, int(version), "") if numeric else (1, 0, version)
-
-
-def _sha256(path: Path) -> str:
-    from .training import file_sha256
-
-    return file_sha256(path)
 
 
 def _smoke_test(adapter: ModelAdapter, n_features: int) -> None:
@@ -205,7 +199,7 @@ class ModelRepository:
             else:
                 if not (path / manifest.model_file).is_file():
                     raise ModelLoadError(f"model file {manifest.model_file!r} is missing")
-                if manifest.model_sha256 and _sha256(path / manifest.model_file) != manifest.model_sha256:
+                if manifest.model_sha256 and file_sha256(path / manifest.model_file) != manifest.model_sha256:
                     raise ModelLoadError(
                         f"model file {manifest.model_file!r} does not match the manifest's sha256 (corrupt or truncated)"
                     )
@@ -230,8 +224,7 @@ class ModelRepository:
         return model
 
     def _build_from_members(self, adapter_cls: type[ModelAdapter], manifest: ModelManifest) -> ModelAdapter:
-        build = getattr(adapter_cls, "from_members", None)
-        if build is None:
+        if not issubclass(adapter_cls, ComposedAdapter):
             raise ModelLoadError(f"adapter {manifest.adapter!r} cannot build a model from members")
         members = []
         for m in manifest.members:
@@ -241,7 +234,7 @@ class ModelRepository:
                 state = entry.state.value if entry else "not in the repository"
                 raise ModelLoadError(f"member {name}/{version} is {state}")
             members.append((entry.model, float(m.get("weight", 1.0))))
-        return build(manifest, members)
+        return adapter_cls.from_members(manifest, members)
 
     # --- changes while serving ----------------------------------------------------------
 

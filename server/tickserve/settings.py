@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tickserve_proto.contract import MAX_MESSAGE_BYTES
+
 from .config import read_config
 
 ENV_PREFIX = "TICKSERVE_"
@@ -46,7 +48,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_concurrent_streams": Setting(1_000, int, "StreamSignals + Evaluate calls open at once, server-wide"),
         "max_ticks_per_message": Setting(10_000, int, "ticks in one message or Predict call"),
         "max_instruments_per_stream": Setting(10_000, int, "instruments one stream may track"),
-        "max_message_bytes": Setting(16 * 1024 * 1024, int, "largest request or response message"),
+        "max_message_bytes": Setting(MAX_MESSAGE_BYTES, int, "largest request or response message"),
         "batch_window_us": Setting(300.0, float, "micro-batching window across streams (0 disables it)"),
         "max_batch_rows": Setting(256, int, "largest micro-batch"),
     },

@@ -43,7 +43,7 @@ from .features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_fea
 from .fold_scoring import expected_moves, score_span, tune_action_weight
 from .label_choice import choose_horizon, median_spread_ticks
 from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
-from .manifest import ModelManifest, check_name
+from .manifest import ModelManifest, check_name, file_sha256
 from .plugin import ModelAdapter, Progress, TrainingData
 from .repository import version_key
 from .signals import SignalRules
@@ -441,16 +441,6 @@ def _loss_notes(folds: list[FoldReport], y: np.ndarray, fits: list[_FoldFit]) ->
                     f"earned {theirs:+.1f} ticks, the model {mine:+.1f}"
                 )
     return notes
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def label_counts(y: np.ndarray) -> dict[str, int]:

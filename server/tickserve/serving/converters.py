@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tickserve_client import tick_message
+from tickserve_proto.contract import tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from ..columnar import ColumnResults, TickBlock, check_lengths
@@ -337,7 +337,7 @@ def report_to_proto(report: dict) -> pb.EvaluationReport:
 
 
 def tick_to_proto(tick: Tick) -> pb.Tick:
-    """As `tickserve_client.tick_message` (aggressor +1 -> SIDE_BUY, -1 -> SIDE_SELL, 0 -> unset); an
+    """As `tickserve_proto.contract.tick_message` (aggressor +1 -> SIDE_BUY, -1 -> SIDE_SELL, 0 -> unset); an
     undefined Side number carried from the wire (`aggressor_from_proto`) goes back as that number."""
     number = unknown_side_number(tick.aggressor) if tick.aggressor not in AGGRESSOR_NAMES else None
     if number is None:

@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import grpc
 
+from tickserve_proto.contract import MAX_MESSAGE_BYTES
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
@@ -49,7 +50,6 @@ DEFAULT_PROGRESS_EVERY = 10_000
 # EvaluateConfig.progress_every above this is refused: almost surely a bug (e.g. -1 sent as uint64)
 MAX_PROGRESS_EVERY = 1_000_000_000
 INLINE_MAX_TICKS = 4
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class ServerLimits:
     # StreamSignals + Evaluate calls open at once, server-wide (beyond: the new call ends at once)
     max_concurrent_streams: int = 1_000
     # largest request message gRPC accepts (beyond: gRPC itself ends the call)
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     # dynamic micro-batching across streams (0 disables it); see serving/batcher.py
     batch_window_s: float = DEFAULT_WINDOW_S
     max_batch_rows: int = DEFAULT_MAX_ROWS

@@ -7,17 +7,18 @@ with TickserveClient("127.0.0.1:50051") as client:
         print(result.signal.action, result.signal.edge_score)
 """
 
+from tickserve_proto.contract import MAX_MESSAGE_BYTES, side_value, tick_message
+
 from .client import (
     TickserveClient,
     columns_from_ticks,
     columns_message,
     frame_columns,
     make_tick,
-    side_value,
-    tick_message,
 )
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "TickserveClient",
     "columns_from_ticks",
     "columns_message",

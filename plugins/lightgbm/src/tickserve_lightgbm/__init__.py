@@ -16,7 +16,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from tickserve.plugin import ModelAdapter, Progress, TrainingData, TrainingResult, hookimpl
+from tickserve.plugin import ModelAdapter, ModelManifest, Progress, TrainingData, TrainingResult, hookimpl
 
 from . import compiled as compiled_path
 
@@ -63,7 +63,7 @@ class LightGBMAdapter(ModelAdapter):
         self.predictor = predictor  # what serves predictions, and why (GetModel shows it)
 
     @classmethod
-    def load(cls, model_dir: Path, manifest) -> LightGBMAdapter:
+    def load(cls, model_dir: Path, manifest: ModelManifest) -> LightGBMAdapter:
         path = model_dir / manifest.model_file
         _check_complete(path.read_text(errors="replace"))
         booster = lgb.Booster(model_file=str(path))

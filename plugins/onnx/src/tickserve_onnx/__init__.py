@@ -21,13 +21,12 @@ import importlib
 import json
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from tickserve.plugin import ModelAdapter, Progress, TrainingData, TrainingResult, hookimpl
+from tickserve.plugin import ModelAdapter, ModelManifest, Progress, TrainingData, TrainingResult, hookimpl
 
 MODEL_FILE = "model.onnx"
 INPUT_NAME = "features"
@@ -128,7 +127,7 @@ class OnnxAdapter(ModelAdapter):
         self.header = header
 
     @classmethod
-    def load(cls, model_dir: Path, manifest) -> OnnxAdapter:
+    def load(cls, model_dir: Path, manifest: ModelManifest) -> OnnxAdapter:
         raw = (Path(model_dir) / manifest.model_file).read_bytes()
         try:
             session = ort.InferenceSession(raw, session_options(), providers=["CPUExecutionProvider"])
@@ -375,14 +374,17 @@ def _source_adapter(source: str) -> type[ModelAdapter]:
     return getattr(module, class_name)
 
 
-def _manifest_view(data: TrainingData, model_file: str, options: dict[str, Any]) -> SimpleNamespace:
-    """The manifest fields an adapter's load() reads, for a model not yet in a repository."""
-    return SimpleNamespace(
+def _manifest_view(data: TrainingData, model_file: str, options: dict[str, Any]) -> ModelManifest:
+    """The manifest an adapter's load() reads, for a model not yet in a repository."""
+    return ModelManifest(
+        name="onnx-export",
+        version="0",
+        adapter="",
         model_file=model_file,
         feature_names=list(data.feature_names),
+        feature_stage_version="",
         classes=list(data.classes),
         options=dict(options),
-        parameters={},
     )
 
 

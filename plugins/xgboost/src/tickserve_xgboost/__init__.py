@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from tickserve.plugin import ModelAdapter, Progress, TrainingData, TrainingResult, hookimpl
+from tickserve.plugin import ModelAdapter, ModelManifest, Progress, TrainingData, TrainingResult, hookimpl
 
 MODEL_FILE = "model.ubj"
 FORMATS = (".json", ".ubj")
@@ -70,7 +70,7 @@ class XGBoostAdapter(ModelAdapter):
         self.single_thread.set_param({"nthread": 1})
 
     @classmethod
-    def load(cls, model_dir: Path, manifest) -> XGBoostAdapter:
+    def load(cls, model_dir: Path, manifest: ModelManifest) -> XGBoostAdapter:
         if Path(manifest.model_file).suffix not in FORMATS:
             raise ValueError(f"{manifest.model_file!r}: an XGBoost model must be a native .json or .ubj file")
         try:
