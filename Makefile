@@ -42,7 +42,8 @@ $(STUBS)/.generated: $(PROTOS) $(V2_PROTOS) | $(VENV)/bin/python
 
 stubs: $(STUBS)/.generated
 
-$(VENV)/.installed: $(PYPROJECTS) $(STUBS)/.generated | $(VENV)/bin/python
+# the compiled feature kernel is built by the editable install: a change to it needs a reinstall
+$(VENV)/.installed: $(PYPROJECTS) server/tickserve/features/_kernel.c $(STUBS)/.generated | $(VENV)/bin/python
 	$(PIP) install -e clients/python -e '.[test]' -e clients/dashboard $(addprefix -e ,$(PLUGINS))
 	touch $@
 

@@ -363,9 +363,10 @@ def test_memory_is_bounded():
     assert set(features._states) == set(frame.instruments())
     for name, state in features._states.items():
         assert state.count == int((frame.instrument == name).sum()) > MAX_LOOKBACK + 1
-        for attr in ("spread_ticks", "imbalance", "pv", "volume", "ret", "depth1", "sv", "trade", "ts"):
-            assert len(getattr(state, attr)) == MAX_LOOKBACK == 50, (name, attr)
-        assert len(state.mid) == MAX_LOOKBACK + 1 == 51, name
+        # fixed-size arrays, whatever the number of ticks: the state cannot grow
+        assert state.hist.shape == (9, MAX_LOOKBACK + 1) and state.hist.dtype == np.float64, name
+        assert state.stamps.shape == (MAX_LOOKBACK + 1,) and state.stamps.dtype == np.int64, name
+        assert state.hist.nbytes + state.stamps.nbytes < 5_000, name
 
 
 # --- time features --------------------------------------------------------------------

@@ -52,9 +52,10 @@ the mean level-1 depth; b_1, a_1 the best bid and ask):
 
 Warm-up: until an instrument has L ticks, a window-L statistic is taken over
 all of its ticks so far (the current one included), return_L is measured
-from its first tick, and the 1-tick return of its first tick is 0. Both the
-streaming and the batch path implement exactly this, and sum each window
-from the newest tick to the oldest, so they agree to the last bit.
+from its first tick, and the 1-tick return of its first tick is 0. One
+implementation computes all of this for every path (`_kernel.c`'s per-tick step,
+summing each window from the newest tick to the oldest): streaming, big messages,
+columns and training get the same bits.
 """
 
 FEATURE_STAGE_VERSION = "2"
@@ -117,30 +118,6 @@ def missing_features(names) -> list[str]:
     return [n for n in names if n not in FEATURE_INDEX]
 
 
-def row_features(
-    spread, mid, spread_ticks, imb1, imb5, imb10, micro, last, T, session, since_open, to_close, interval, since_trade
-) -> list:
-    """The per-tick (non-window) features, in FEATURE_NAMES order, from floats (streaming) or
-    arrays (batch): one formula for both paths, so they agree to the last bit."""
-    return [
-        spread,
-        spread / mid,
-        spread_ticks,
-        imb1,
-        imb5,
-        imb10,
-        micro,
-        (micro - mid) / T,
-        (micro - last) / T,
-        session,
-        since_open,
-        to_close,
-        interval,
-        since_trade,
-    ]
-
-
-# The floor of a window's span in trade_rate_L: ticks sharing one timestamp must not make it infinite.
 MIN_SPAN_S = 0.001
 NS_PER_S = 1e9
 MAX_PER_DEPTH = 1e9
