@@ -1,0 +1,7 @@
+"""`python -m tickserve.cli`: the `tickserve` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,363 @@
+"""The argument parser of the `tickserve` command: every subcommand, its flags, defaults and help.
+
+Each subcommand's `func` is the `cmd_*` function of its module (data, train, serve, client,
+signals, plugins, demo), which imports what it needs only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import __doc__ as cli_doc  # its first line is the description of `tickserve --help`
+from .client import cmd_evaluate, cmd_models, cmd_repository, cmd_stream
+from .data import cmd_import, cmd_simulate
+from .demo import cmd_demo
+from .plugins import cmd_plugins
+from .serve import cmd_config, cmd_serve
+from .signals import cmd_signals
+from .train import cmd_compile, cmd_ensemble, cmd_train
+
+DEFAULT_MODEL_NAME = "signal-lgbm"
+DEFAULT_SERVER = "127.0.0.1:50051"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tickserve", description=cli_doc.splitlines()[0])
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default: warning")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write simulated order-book ticks to a Parquet file")
+    s.add_argument("--ticks", type=int, default=30_000, help="ticks in total, across instruments")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_simulate)
+
+    i = sub.add_parser(
+        "import",
+        help="import order-book (+ trades) files in the wide layout into a canonical tick file",
+        description="Wide layout: a timestamp column and bid_px_N, bid_qty_N, ask_px_N, ask_qty_N per "
+        "level (CSV, .csv.gz or Parquet); trades: timestamp, price, qty and optionally the "
+        "aggressor side (an aggressor or a buyer_is_maker column). Every setting may "
+        "also come from the [import] table of --config; flags win. See "
+        "server/tickserve/importer.py for the merge rule and the bad-row reasons.",
+    )
+    i.add_argument("--book", type=Path, help="the order-book file")
+    i.add_argument("--trades", type=Path, help="the trades file (optional)")
+    i.add_argument("--out", type=Path, help="the canonical Parquet tick file to write")
+    i.add_argument("--instrument", help="instrument name for every tick, e.g. BTCUSD_PERP")
+    i.add_argument(
+        "--tick-size",
+        help="the instrument's price tick size, e.g. 0.1, or auto: the smallest gap "
+        "between the imported prices (server/tickserve/tick_size.py)",
+    )
+    i.add_argument("--calendar", help="session calendar name: us-equities, 24x7 (always open) or a plugin's")
+    i.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="CANONICAL=COLUMN",
+        help="column for a canonical name in both files, e.g. timestamp_ns=local_ts_ns; "
+        "{n} stands for the level: bid_px_{n}=bp{n}",
+    )
+    i.add_argument(
+        "--trades-map",
+        action="append",
+        default=[],
+        metavar="CANONICAL=COLUMN",
+        help="column for a canonical name in the trades file only (timestamp_ns, price, qty, "
+        "aggressor: buy/sell, b/s, 1/-1; or buyer_is_maker: true/false, 1/0)",
+    )
+    i.add_argument(
+        "--timestamp-unit", choices=["ns", "us", "ms", "s"], help="unit of the timestamp columns (default ns)"
+    )
+    i.add_argument("--levels", type=int, help="import at most this many levels (default: all, up to 10)")
+    _plugin_filter_args(i)
+    i.set_defaults(func=cmd_import)
+
+    t = sub.add_parser("train", help="train a model and write it to the model repository")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--data-file", type=Path, help="a canonical Parquet tick file")
+    src.add_argument("--samples", type=int, default=60_000, help="simulate this many ticks instead")
+    t.add_argument("--seed", type=int, default=1, help="simulator seed (with --samples)")
+    t.add_argument("--models", type=Path, default=Path("models"))
+    t.add_argument("--name", default=DEFAULT_MODEL_NAME)
+    t.add_argument("--version", default=None, help="default: the next integer")
+    t.add_argument("--adapter", default="lightgbm")
+    _feature_args(t)
+    t.add_argument(
+        "--label",
+        choices=["taker", "mid"],
+        default="taker",
+        help="taker (default): BUY/SELL only when a round trip at the touch pays for the spread and "
+        "--cost-ticks; mid: the mid moves by --threshold (docs/trading-metrics.md)",
+    )
+    t.add_argument(
+        "--cost-ticks",
+        type=float,
+        default=0.0,
+        help="taker labels and the cost gate: cost per round trip beyond the spread, in ticks (default 0)",
+    )
+    t.add_argument(
+        "--fee-bps",
+        type=float,
+        default=0.0,
+        help="fees per round trip in bps of price, charged in the report's trading figures (default 0)",
+    )
+    horizon = t.add_mutually_exclusive_group()
+    horizon.add_argument(
+        "--horizon",
+        default="auto",
+        metavar="TICKS|auto",
+        help="label horizon in ticks, or auto (default): the shortest of a ladder at which at least "
+        "15%% of the training labels are BUY or SELL (server/tickserve/label_choice.py)",
+    )
+    horizon.add_argument(
+        "--horizon-time",
+        default=None,
+        metavar="DURATION|auto",
+        help="label horizon in time instead, e.g. 500ms, 1s, 5s (the label tick is the first tick "
+        "at or after t + DURATION), or auto",
+    )
+    t.add_argument(
+        "--folds",
+        type=int,
+        default=3,
+        help="walk-forward folds (default 3; each tests on 20%% of the ticks, the last fold's model is "
+        "the one written)",
+    )
+    t.add_argument(
+        "--threshold",
+        default="2",
+        metavar="TICKS|Nspread",
+        help="mid labels: move in ticks (default 2), or a multiple of the median spread, e.g. 1.5spread",
+    )
+    t.add_argument(
+        "--no-cost-gate",
+        action="store_true",
+        help="let BUY/SELL stand even where the expected move does not pay for the spread",
+    )
+    t.add_argument("--features", default="", help="comma-separated feature names (default: the standard set)")
+    t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="adapter parameter override")
+    t.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="skip the quick build of the adapter's compiled form (see `tickserve compile`)",
+    )
+    _plugin_filter_args(t)
+    t.set_defaults(func=cmd_train)
+
+    co = sub.add_parser(
+        "compile",
+        help="build the compiled, bit-exact form of models whose adapter has one "
+        "(LightGBM: lleaves), for `serve` to load",
+    )
+    co.add_argument("--models", type=Path, default=Path("models"))
+    co.add_argument("name", nargs="?", default="", help="one model (default: every model in the repository)")
+    co.add_argument("version", nargs="?", default="", help="one version (default: every version)")
+    co.add_argument(
+        "--quick",
+        action="store_true",
+        help="build in seconds rather than minutes, for somewhat slower code (what `train` builds)",
+    )
+    _plugin_filter_args(co)
+    co.set_defaults(func=cmd_compile)
+
+    v = sub.add_parser(
+        "serve",
+        help="serve the model repository over gRPC",
+        description="Flags override $TICKSERVE_<SECTION>_<KEY>, which overrides the config file "
+        "(see `tickserve config show`).",
+    )
+    _server_settings_args(v)
+    v.add_argument("--ready-file", type=Path, help="write the bound port here once serving")
+    v.set_defaults(func=cmd_serve)
+
+    sg = sub.add_parser("signals", help="query the signal log (every signal the server served)")
+    sg.add_argument("--db", type=Path, help="the SQLite file (default: the [signal_log] path of the settings)")
+    sg.add_argument("--config", type=Path, default=None, help="TOML config file (default: $TICKSERVE_CONFIG)")
+    sg.add_argument("--instrument")
+    sg.add_argument("--model")
+    sg.add_argument("--version")
+    sg.add_argument("--start", help="first tick time: ns since the epoch or ISO 8601 (UTC unless it says)")
+    sg.add_argument("--end", help="end of the time range (exclusive), same forms")
+    sg.add_argument("--limit", type=int, default=100)
+    sg.add_argument("--json", action="store_true", help="one JSON object per line")
+    sg.set_defaults(func=cmd_signals)
+
+    cf = sub.add_parser("config", help="show the effective server settings and where each comes from")
+    cf.add_argument("action", choices=["show"])
+    _server_settings_args(cf)
+    cf.set_defaults(func=cmd_config)
+
+    for name, func, helptext in (
+        ("stream", cmd_stream, "stream ticks through StreamSignals and print the signals"),
+        ("evaluate", cmd_evaluate, "evaluate a served model on ticks (labels come from the ticks)"),
+    ):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("--server", default=DEFAULT_SERVER)
+        _client_security_args(c)
+        src = c.add_mutually_exclusive_group()
+        src.add_argument("--file", type=Path, help="a canonical Parquet tick file")
+        src.add_argument("--samples", type=int, default=5_000, help="simulate this many ticks instead")
+        c.add_argument("--seed", type=int, default=2, help="simulator seed (with --samples)")
+        c.add_argument("--model", default="")
+        c.add_argument("--version", default="")
+        c.add_argument("--limit", type=int, default=0, help="send at most this many ticks")
+        if name == "stream":
+            c.add_argument("--batch", type=int, default=1, help="ticks per message")
+            c.add_argument("--every", type=int, default=1, help="print every N-th signal")
+        else:
+            c.add_argument(
+                "--all-models",
+                action="store_true",
+                help="evaluate every READY model: a comparison table, then the default model's report",
+            )
+            c.add_argument(
+                "--cost-ticks",
+                type=float,
+                default=0.0,
+                help="trading cost per round trip in tick sizes, on top of the spread (docs/trading-metrics.md)",
+            )
+            c.add_argument(
+                "--fee-bps",
+                type=float,
+                default=0.0,
+                help="fees per round trip in bps of the entry mid, on top of the spread and --cost-ticks",
+            )
+            c.add_argument(
+                "--span",
+                choices=["test", "all"],
+                default="test",
+                help="test (default): of a file the model was trained on, score only the held-out test "
+                "span (the ticks before it are sent as warm-up); all: every tick, with a warning",
+            )
+        c.set_defaults(func=func)
+
+    e = sub.add_parser("ensemble", help="write an ensemble manifest from models in the repository")
+    e.add_argument("--models", type=Path, default=Path("models"))
+    e.add_argument("--name", required=True)
+    e.add_argument("--version", default=None, help="default: the next integer")
+    e.add_argument(
+        "--member",
+        action="append",
+        required=True,
+        metavar="MODEL[:VERSION][=WEIGHT]",
+        help="a member (default version: the newest on disk; default weight 1)",
+    )
+    e.set_defaults(func=cmd_ensemble)
+
+    r = sub.add_parser("repository", help="index, load, reload or unload models on a running server")
+    r.add_argument("action", choices=["index", "load", "reload", "unload"])
+    r.add_argument("model", nargs="?", default="")
+    r.add_argument("--version", default="")
+    r.add_argument("--server", default=DEFAULT_SERVER)
+    _client_security_args(r)
+    r.set_defaults(func=cmd_repository)
+
+    m = sub.add_parser("models", help="list the models a server serves")
+    m.add_argument("--server", default=DEFAULT_SERVER)
+    _client_security_args(m)
+    m.set_defaults(func=cmd_models)
+
+    g = sub.add_parser("plugins", help="list the plugins and adapters installed here")
+    _plugin_filter_args(g)
+    g.set_defaults(func=cmd_plugins)
+
+    d = sub.add_parser("demo", help="end to end: train if needed, serve, stream, evaluate")
+    d.add_argument("--models", type=Path, default=Path("models"))
+    d.add_argument("--train-samples", type=int, default=60_000)
+    d.add_argument("--holdout-samples", type=int, default=30_000)
+    d.add_argument("--show", type=int, default=30, help="signals to print from the live stream")
+    d.add_argument("--prepare-only", action="store_true", help="only build the default model repository")
+    real = d.add_argument_group("real data (`make demo DATA=DIR`)")
+    real.add_argument(
+        "--data",
+        type=Path,
+        help="a directory with a book file (book*.csv[.gz]|parquet) and optionally "
+        "trades*: import, train, serve, stream and evaluate the held-out end",
+    )
+    real.add_argument("--instrument", default="BTCUSD_PERP", help="instrument name of the imported ticks")
+    real.add_argument("--tick-size", type=float, default=0.1, help="its tick size")
+    real.add_argument("--calendar", default="24x7", help="its session calendar")
+    real.add_argument("--data-models", type=Path, help="an empty directory for the models (default: a temporary one)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def _feature_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--default-tick-size", type=float, default=0.01)
+    p.add_argument(
+        "--tick-size",
+        action="append",
+        default=[],
+        metavar="INSTRUMENT=SIZE",
+        help="per-instrument tick size; adds to (and overrides) those recorded in the --data-file",
+    )
+    p.add_argument(
+        "--calendar",
+        default=None,
+        help="session calendar name (us-equities, 24x7, plugins'); default: the one recorded in the "
+        "--data-file by `tickserve import`, else us-equities",
+    )
+
+
+def _plugin_filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="TOML config file (default: $TICKSERVE_CONFIG)")
+    p.add_argument("--allow-plugin", action="append", default=None, metavar="NAME", help="load only these plugins")
+    p.add_argument("--deny-plugin", action="append", default=None, metavar="NAME", help="never load these plugins")
+
+
+def _server_settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", help="the model repository (default: models)")
+    p.add_argument("--host", help="bind address (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, help="gRPC port (default 50051; 0 picks a free port)")
+    p.add_argument("--http-port", type=int, help="HTTP/JSON gateway + /metrics port (0: a free one; default: off)")
+    p.add_argument("--default-model", help="model used when a request names none")
+    p.add_argument("--grace", type=float, help="seconds in-flight calls get at shutdown (default 5)")
+    p.add_argument("--workers", type=int, help="worker threads (default 4)")
+    g = p.add_argument_group("limits (docs/errors.md): beyond each, RESOURCE_EXHAUSTED naming it and the value")
+    g.add_argument("--batch-window-us", type=float, help="micro-batching window across streams (default 300; 0: off)")
+    g.add_argument("--max-batch-rows", type=int, help="largest micro-batch (default 256)")
+    g.add_argument("--max-concurrent-streams", type=int, help="StreamSignals + Evaluate calls open at once (1000)")
+    g.add_argument("--max-ticks-per-message", type=int, help="ticks in one batch or Predict request (10000)")
+    g.add_argument("--max-instruments-per-stream", type=int, help="distinct instruments in one stream (10000)")
+    g.add_argument("--max-message-bytes", type=int, help="largest request message (16 MiB)")
+    g = p.add_argument_group("access control (docs/security.md)")
+    g.add_argument("--tls-cert", help="PEM server certificate chain: serve TLS (with --tls-key)")
+    g.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    g.add_argument("--tls-client-ca", help="PEM CA: require client certificates signed by it (mutual TLS)")
+    g.add_argument(
+        "--token-file",
+        help="accepted bearer tokens, one per line (# comments ignored); also $TICKSERVE_TOKENS, "
+        "comma-separated. Either turns token authentication on",
+    )
+    g.add_argument(
+        "--health-requires-token",
+        action="store_const",
+        const=True,
+        help="health checks need the token too (default: open when tokens are on)",
+    )
+    g = p.add_argument_group("signal log and logs")
+    g.add_argument("--signal-log", help="SQLite file of served signals (default .tickserve/signals.db)")
+    g.add_argument(
+        "--no-signal-log",
+        dest="signal_log_enabled",
+        action="store_const",
+        const=False,
+        help="do not record served signals",
+    )
+    g.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
+    _plugin_filter_args(p)
+
+
+def _client_security_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("access control (docs/security.md)")
+    g.add_argument("--tls-ca", type=Path, help="PEM CA to trust for the server's certificate: connect with TLS")
+    g.add_argument("--tls-cert", type=Path, help="PEM client certificate chain for mutual TLS (with --tls-key)")
+    g.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    g.add_argument(
+        "--token-file",
+        type=Path,
+        help="file holding the bearer token (its first token line); default: $TICKSERVE_TOKEN",
+    )
