@@ -78,6 +78,7 @@ from bench_lib import (  # noqa: E402
     stream_config,
 )
 
+from tickserve.cli.launch import serve_command  # noqa: E402
 from tickserve.ensemble import ensemble_manifest  # noqa: E402
 from tickserve.features import FeatureConfig, StreamingFeatures, batch_features  # noqa: E402
 from tickserve.manifest import ModelManifest  # noqa: E402
@@ -193,33 +194,14 @@ def p50(a: np.ndarray) -> float:
 
 
 def serve_cmd(models: Path, port_file: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "tickserve.cli",
-        "serve",
-        "--models",
-        str(models),
-        "--port",
-        "0",
-        "--ready-file",
-        str(port_file),
-    ]
+    return serve_command(models, port_file)
 
 
 def server_only_cmd(models: Path, port_file: Path) -> list[str]:
     """The same server, with pandas unimportable (as in a deployment without the dashboard)."""
-    return [
-        sys.executable,
-        str(Path(__file__).with_name("serve_server_only.py")),
-        "serve",
-        "--models",
-        str(models),
-        "--port",
-        "0",
-        "--ready-file",
-        str(port_file),
-    ]
+    return serve_command(
+        models, port_file, launcher=(sys.executable, str(Path(__file__).with_name("serve_server_only.py")))
+    )
 
 
 # --- the models ------------------------------------------------------------------------

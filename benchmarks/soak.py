@@ -51,6 +51,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from tickserve.cli.launch import serve_command
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
@@ -71,21 +72,7 @@ class ServerProcess:
         ready = workdir / "soak-port"
         ready.unlink(missing_ok=True)
         self.log = workdir / "soak-server.log"
-        self.command = [
-            sys.executable,
-            "-m",
-            "tickserve.cli",
-            "serve",
-            "--models",
-            str(models),
-            "--port",
-            "0",
-            "--ready-file",
-            str(ready),
-            "--grace",
-            str(grace),
-            *extra,
-        ]
+        self.command = serve_command(models, ready, "--grace", str(grace), *extra)
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120

@@ -13,13 +13,13 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import grpc
 import pytest
 
+from tickserve.cli.launch import serve_command
 from tickserve.serving.servicer import ServerLimits
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
@@ -317,17 +317,9 @@ def test_serve_flags_set_the_limits(models, tmp_path):
     ready, log = tmp_path / "port", tmp_path / "stderr"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tickserve.cli",
-            "serve",
-            "--models",
-            str(models),
-            "--port",
-            "0",
-            "--ready-file",
-            str(ready),
+        serve_command(
+            models,
+            ready,
             "--max-concurrent-streams",
             "1",
             "--max-ticks-per-message",
@@ -336,7 +328,7 @@ def test_serve_flags_set_the_limits(models, tmp_path):
             "1",
             "--max-message-bytes",
             "50000",
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
         env=env,

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from .cli.launch import TICKSERVE, serve_command
 from .manifest import MANIFEST_FILE
 
 TRAIN_SEED = 1
@@ -194,19 +194,7 @@ def _serve_stream_evaluate(
     then stop the server with SIGTERM (its exit code decides)."""
     ready = tmp / "port"
     print("== starting the server")
-    serve = [
-        sys.executable,
-        "-m",
-        "tickserve.cli",
-        "serve",
-        "--models",
-        str(models),
-        "--port",
-        "0",
-        "--ready-file",
-        str(ready),
-    ]
-    server = subprocess.Popen(serve + (["--default-model", default] if default else []))
+    server = subprocess.Popen(serve_command(models, ready, *(["--default-model", default] if default else [])))
     try:
         port = _wait_for_port(server, ready)
         address = f"127.0.0.1:{port}"
@@ -229,7 +217,7 @@ def _serve_stream_evaluate(
 
 
 def _run(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", "tickserve.cli", *args], check=True)
+    subprocess.run([*TICKSERVE, *args], check=True)
 
 
 def _wait_for_port(server: subprocess.Popen, ready: Path, timeout: float = 60.0) -> int:
