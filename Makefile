@@ -9,7 +9,7 @@ STUBS  := clients/python/src/tickserve_proto/v1
 PROTOS := $(wildcard protos/tickserve/v1/*.proto)
 V2_STUBS  := clients/python/src/tickserve_proto/inference
 V2_PROTOS := $(wildcard protos/inference/*.proto)
-PYPROJECTS := pyproject.toml clients/python/pyproject.toml clients/dashboard/pyproject.toml $(wildcard plugins/*/pyproject.toml)
+PYPROJECTS := pyproject.toml setup.py clients/python/pyproject.toml clients/dashboard/pyproject.toml $(wildcard plugins/*/pyproject.toml)
 # Built-in plugins: each its own distribution, installed like any third-party adapter
 # (onnx with its exporter, which training and the tests use; serving needs only onnxruntime).
 PLUGINS := plugins/lightgbm plugins/xgboost 'plugins/onnx[export]' 
