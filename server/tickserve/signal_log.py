@@ -40,29 +40,35 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (
-    "served_at_ns",
-    "rpc",
-    "instrument",
-    "timestamp_ns",
-    "sequence",
-    "model",
-    "model_version",
-    "p_sell",
-    "p_hold",
-    "p_buy",
-    "edge_score",
-    "confidence",
-    "action",
-    "strength",
-    "urgency",
-    "risk",
-    "warmed_up",
-    "latency_us",
-)
+
+class SignalRow(NamedTuple):
+    """One served signal, as the log stores it (a tuple in column order: executemany takes it as is)."""
+
+    served_at_ns: int
+    rpc: str
+    instrument: str
+    timestamp_ns: int
+    sequence: int | None
+    model: str
+    model_version: str
+    p_sell: float
+    p_hold: float
+    p_buy: float
+    edge_score: float
+    confidence: float
+    action: str
+    strength: str
+    urgency: str
+    risk: str
+    warmed_up: int
+    latency_us: float
+
+
+COLUMNS = SignalRow._fields
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -133,8 +139,8 @@ class SignalLog:
         self._thread = threading.Thread(target=self._run, name="tickserve-signal-log", daemon=True)
         self._thread.start()
 
-    def record(self, rows: list[tuple]) -> bool:
-        """Queue rows (tuples in COLUMNS order) for writing; False if they were dropped."""
+    def record(self, rows: list[SignalRow]) -> bool:
+        """Queue rows for writing; False if they were dropped."""
         if not rows:
             return True
         with self._lock:  # the check and the put together: nothing lands behind close()'s stop marker

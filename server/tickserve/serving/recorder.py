@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 from ..engine import Scored
-from ..signal_log import SignalLog
+from ..signal_log import SignalLog, SignalRow
 from .telemetry import Telemetry
 
 
@@ -54,7 +54,7 @@ class Recorder:
                 if rows is not None:
                     s = result.signal
                     rows.append(
-                        (
+                        SignalRow(
                             served_at,
                             rpc,
                             tick.instrument,
@@ -103,7 +103,7 @@ class Recorder:
             probs = results.probs
             self.signal_log.record(
                 [
-                    (
+                    SignalRow(
                         served_at,
                         rpc,
                         inst,
