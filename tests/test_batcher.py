@@ -161,3 +161,22 @@ def test_concurrent_streams_are_batched_and_signals_equal_offline(batching_serve
         assert np.array_equal(got, expected)
     stats = server.signals.batcher.stats
     assert stats.rows >= 12 * 300 and stats.largest > 1 and stats.calls < stats.rows
+
+
+def test_small_predict_calls_go_through_the_batcher_with_the_same_signals(batching_server):
+    """A Predict of a few ticks predicts through the micro-batcher, as streams do (so it can share
+    an adapter call with them), and answers the offline signals."""
+    server, repository = batching_server
+    model = repository.get(MODEL)
+    frame = simulate(30, seed=43)
+    full = batch_features(frame, model.manifest.feature_config)
+    _, expected = model.predict(full[:, model.feature_index])
+    ticks = frame_to_protos(frame)
+    stats = server.signals.batcher.stats
+    with TickserveClient(f"127.0.0.1:{server.port}", timeout=60) as client:
+        for n in (1, 3, 4):  # each call is a fresh session: its ticks are the frame's first n
+            rows_before = stats.rows
+            signals = client.predict(ticks[:n])
+            assert stats.rows == rows_before + n
+            got = np.array([[s.p_sell, s.p_hold, s.p_buy] for s in signals])
+            assert np.array_equal(got, expected[:n])

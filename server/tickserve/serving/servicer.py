@@ -231,9 +231,17 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 field="ticks",
             )
         session = self._open_session(request.model, request.version, request.return_features)
-        if len(request.ticks) <= INLINE_MAX_TICKS:
-            return _predict(session, request.ticks, self.recorder, rpc, started)
-        return await self._off_loop(_predict, session, request.ticks, self.recorder, rpc, started)
+        if len(request.ticks) > INLINE_MAX_TICKS:
+            return await self._off_loop(_predict, session, request.ticks, self.recorder, rpc, started)
+        # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
+        # Predict calls and streams of the same model share adapter calls
+        own = [converters.tick_from_proto(t) for t in request.ticks]
+        prepared = session.prepare(own)
+        results = prepared.results
+        if prepared.x is not None:
+            raw, probs = await self.batcher.predict(session.model, prepared.x)
+            results = session.finish(prepared, raw, probs)
+        return _predict_response(session, own, results, self.recorder, rpc, started)
 
     # --- Evaluate ------------------------------------------------------------------
 
@@ -369,7 +377,13 @@ def _predict(
     session: SignalSession, ticks: Iterable[pb.Tick], recorder: Recorder, rpc: str, started: int
 ) -> pb.PredictResponse:
     own = [converters.tick_from_proto(t) for t in ticks]
-    results = session.process(own)  # validates each tick once; the first rejection fails the call
+    return _predict_response(session, own, session.process(own), recorder, rpc, started)
+
+
+def _predict_response(
+    session: SignalSession, own: list, results: list, recorder: Recorder, rpc: str, started: int
+) -> pb.PredictResponse:
+    """The signals of a Predict call; the first rejected tick fails the whole call, naming it."""
     for i, r in enumerate(results):
         if not isinstance(r, Scored):  # e.g. time going backwards within the batch
             raise _call_error(r, f"ticks[{i}]")
