@@ -195,69 +195,12 @@ def _absent_level_error(block: TickBlock, i: int) -> Rejection | None:
 
 
 def _admit(session: SignalSession, block: TickBlock, rows: np.ndarray, rejections: dict[int, Rejection]):
-    """(admitted rows, their sequence gaps), updating the session's last timestamp and sequence."""
-    names = block.names
-    codes = block.index[rows]
-    ts = block.timestamp_ns[rows]
+    """(admitted rows, their sequence gaps) after the session's stream checks, which update its state."""
     seq = block.sequence[rows].astype(np.int64) if block.sequence is not None else None  # <= 2^63-1: validated
-    last_ts, last_seq = session._last_ts, session._last_seq
-    order = np.argsort(codes, kind="stable")
-    sc = codes[order]
-    start = np.empty(len(sc), dtype=bool)
-    start[:1] = True
-    np.not_equal(sc[1:], sc[:-1], out=start[1:])
-    group_codes = sc[start].tolist()
-    group_names = [names[c] for c in group_codes]
-    new = sum(1 for name in group_names if name not in last_ts)
-    fast = len(last_ts) + new <= session.limits.max_instruments
-    if fast:
-        lo = np.iinfo(np.int64).min
-        sts = ts[order]
-        prev = np.empty_like(sts)
-        prev[1:] = sts[:-1]
-        prev[start] = [last_ts.get(name, lo) for name in group_names]
-        fast = not (sts < prev).any()
-    gaps_sorted = None
-    if fast and seq is not None:
-        sseq = seq[order]
-        prev = np.empty_like(sseq)
-        prev[1:] = sseq[:-1]
-        prev[start] = [last_seq.get(name, -1) if name in last_ts else -1 for name in group_names]
-        fast = not (sseq <= prev).any()
-        if fast:
-            gaps_sorted = np.where((prev >= 0) & (sseq > prev + 1), sseq - prev - 1, 0)
-    if fast:
-        ends = np.append(np.flatnonzero(start)[1:], len(sc)) - 1  # each group's last row, in sorted order
-        for name, end in zip(group_names, ends.tolist()):
-            last_ts[name] = int(ts[order[end]])
-            if seq is not None:
-                last_seq[name] = int(seq[order[end]])
-        gaps = np.zeros(len(rows), dtype=np.uint64)
-        if gaps_sorted is not None:
-            gaps[order] = gaps_sorted
-        return rows, gaps
-    # some tick fails a stream check: tick by tick, exactly as SignalSession.prepare
-    admitted, gaps = [], []
-    ts_list = ts.tolist()
-    seq_list = seq.tolist() if seq is not None else None
-    for j, (row, code) in enumerate(zip(rows.tolist(), codes.tolist())):
-        name = names[code]
-        t = ts_list[j]
-        s = seq_list[j] if seq_list is not None else None
-        rejection = session.check_state(name, t, s)
-        if rejection is not None:
-            rejections[row] = rejection
-            continue
-        last_ts[name] = t
-        gap = 0
-        if s is not None:
-            last = last_seq.get(name)
-            last_seq[name] = s
-            if last is not None and s > last + 1:
-                gap = s - last - 1
-        admitted.append(row)
-        gaps.append(gap)
-    return np.array(admitted, dtype=np.intp), np.array(gaps, dtype=np.uint64)
+    kept, gaps, refused = session.admit_rows(block.names, block.index[rows], block.timestamp_ns[rows], seq)
+    for i, rejection in refused.items():
+        rejections[int(rows[i])] = rejection
+    return rows[kept], gaps
 
 
 # --- the whole path ----------------------------------------------------------------------

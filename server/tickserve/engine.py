@@ -113,6 +113,71 @@ class SignalSession:
             )
         return None
 
+    def accept(self, instrument: str, timestamp_ns: int, seq: int | None) -> int:
+        """Record an admitted tick in this stream's state: the sequence numbers it skipped (0: none)."""
+        self._last_ts[instrument] = timestamp_ns
+        if seq is None:
+            return 0
+        last = self._last_seq.get(instrument)
+        self._last_seq[instrument] = seq
+        return seq - last - 1 if last is not None and seq > last + 1 else 0
+
+    def admit_rows(
+        self, names: list[str], codes: np.ndarray, ts: np.ndarray, seq: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, Rejection]]:
+        """`admit` + `accept` for validated ticks in columns (instrument `names[codes[i]]`, in
+        arrival order): (positions admitted, their sequence gaps, position -> rejection).
+
+        Vectorised per instrument when every tick passes (the common case); otherwise tick by
+        tick, exactly as `prepare`, so the state and the messages are the same either way."""
+        last_ts, last_seq = self._last_ts, self._last_seq
+        n = len(codes)
+        order = np.argsort(codes, kind="stable")
+        sc = codes[order]
+        start = np.empty(len(sc), dtype=bool)
+        start[:1] = True
+        np.not_equal(sc[1:], sc[:-1], out=start[1:])
+        group_names = [names[c] for c in sc[start].tolist()]
+        new = sum(1 for name in group_names if name not in last_ts)
+        fast = len(last_ts) + new <= self.limits.max_instruments
+        if fast:
+            lo = np.iinfo(np.int64).min
+            sts = ts[order]
+            prev = np.empty_like(sts)
+            prev[1:] = sts[:-1]
+            prev[start] = [last_ts.get(name, lo) for name in group_names]
+            fast = not (sts < prev).any()
+        gaps_sorted = None
+        if fast and seq is not None:
+            sseq = seq[order]
+            prev = np.empty_like(sseq)
+            prev[1:] = sseq[:-1]
+            prev[start] = [last_seq.get(name, -1) if name in last_ts else -1 for name in group_names]
+            fast = not (sseq <= prev).any()
+            if fast:
+                gaps_sorted = np.where((prev >= 0) & (sseq > prev + 1), sseq - prev - 1, 0)
+        if fast:
+            ends = np.append(np.flatnonzero(start)[1:], len(sc)) - 1  # each group's last row, in sorted order
+            for name, end in zip(group_names, ends.tolist()):
+                last_ts[name] = int(ts[order[end]])
+                if seq is not None:
+                    last_seq[name] = int(seq[order[end]])
+            gaps = np.zeros(n, dtype=np.uint64)
+            if gaps_sorted is not None:
+                gaps[order] = gaps_sorted
+            return np.arange(n), gaps, {}
+        admitted, gaps, rejections = [], [], {}
+        seq_list = seq.tolist() if seq is not None else [None] * n
+        for i, (code, t, s) in enumerate(zip(codes.tolist(), ts.tolist(), seq_list)):
+            name = names[code]
+            rejection = self.check_state(name, t, s)
+            if rejection is not None:
+                rejections[i] = rejection
+                continue
+            admitted.append(i)
+            gaps.append(self.accept(name, t, s))
+        return np.array(admitted, dtype=np.intp), np.array(gaps, dtype=np.uint64), rejections
+
     def process(self, ticks: list[Tick]) -> list[Result]:
         """One result per tick, in order. Rejected ticks leave the feature state untouched."""
         prepared = self.prepare(ticks)
@@ -130,15 +195,11 @@ class SignalSession:
             if rejection is not None:
                 prepared.results.append(rejection)
                 continue
-            self._last_ts[tick.instrument] = tick.timestamp_ns
-            seq = tick.sequence
-            if seq is not None:
-                last = self._last_seq.get(tick.instrument)
-                self._last_seq[tick.instrument] = seq
-                if last is not None and seq > last + 1:
-                    if prepared.gaps is None:
-                        prepared.gaps = {}
-                    prepared.gaps[len(prepared.results)] = seq - last - 1
+            gap = self.accept(tick.instrument, tick.timestamp_ns, tick.sequence)
+            if gap:
+                if prepared.gaps is None:
+                    prepared.gaps = {}
+                prepared.gaps[len(prepared.results)] = gap
             admitted.append(tick)
             prepared.scored_at.append(len(prepared.results))
             prepared.results.append(None)
