@@ -385,6 +385,9 @@ def damaged_repo(model_repo, tmp_path_factory) -> Path:
     copy("truncated-no-sha", model=data[: len(data) // 2], model_sha256=None)  # the adapter meets the bytes
     copy("bad-sha", model_sha256="0" * 64)  # the file is intact, the manifest's checksum is not
     copy("empty", model=b"")
+    # loads READY without the check and answers every tick with inf/NaN features
+    features = json.loads((good / "manifest.json").read_text())["feature_config"]
+    copy("tiny-tick", feature_config={**features, "default_tick_size": 5e-324})
     return root
 
 
@@ -393,6 +396,7 @@ DAMAGED = {
     "truncated-no-sha": "not a complete LightGBM text model",  # checked before LightGBM parses it
     "bad-sha": "does not match the manifest's sha256",
     "empty": "does not match the manifest's sha256",
+    "tiny-tick": "tick size for (default) must be between 1e-12 and 1e+12, got 5e-324",
 }
 
 

@@ -473,7 +473,7 @@ def test_feature_config():
     assert FeatureConfig.from_dict(config.to_dict()) == config
     assert FeatureConfig.from_dict({}) == FeatureConfig()
     assert hash(config) == hash(FeatureConfig.from_dict(config.to_dict()))
-    for bad in (0.0, -0.01, float("nan")):
+    for bad in (0.0, -0.01, float("nan"), 5e-324, 1e-13, float("inf"), 1e13):  # each would overflow a feature
         with pytest.raises(ValueError):
             FeatureConfig(default_tick_size=bad)
         with pytest.raises(ValueError):

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from .calendar import US_EQUITIES, SessionCalendar
 
 DEFAULT_TICK_SIZE = 0.01
+# Prices are validated into [1e-9, 1e12) (validation.py): with a tick size in this range a spread
+# in ticks, snapped at 1e-6 tick, stays finite. A smaller one (5e-324 was seen in a manifest)
+# would make every feature row inf or NaN, so a model declaring it must fail at load, not serve.
+MIN_TICK_SIZE = 1e-12
+MAX_TICK_SIZE = 1e12
 
 
 @dataclass(frozen=True)
@@ -25,8 +30,10 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         sizes = dict(self.tick_sizes)
         for name, size in [("(default)", self.default_tick_size), *sizes.items()]:
-            if not size > 0:
-                raise ValueError(f"tick size for {name} must be > 0, got {size!r}")
+            if not MIN_TICK_SIZE <= size <= MAX_TICK_SIZE:  # NaN fails too
+                raise ValueError(
+                    f"tick size for {name} must be between {MIN_TICK_SIZE:g} and {MAX_TICK_SIZE:g}, got {size!r}"
+                )
         object.__setattr__(self, "_lookup", sizes)
 
     def tick_size(self, instrument: str) -> float:
