@@ -113,6 +113,19 @@ class ModelAdapter(ABC):
         raise NotImplementedError(f"adapter {cls.name!r} does not support training")
 
 
+def installed_adapter(name: str) -> type[ModelAdapter]:
+    """The adapter class that the installed plugins (built-ins included) register under `name`,
+    found as the server finds it: for an adapter that builds on another's models (the ONNX
+    exporter trains with the LightGBM or XGBoost adapter) without importing that plugin.
+    KeyError naming the installed adapters when none has that name."""
+    from .plugin_manager import load_plugins
+
+    adapters = load_plugins().adapters
+    if name not in adapters:
+        raise KeyError(f"no installed plugin provides the adapter {name!r} (installed: {', '.join(sorted(adapters))})")
+    return adapters[name]
+
+
 class ComposedAdapter(ModelAdapter):
     """An adapter built from other loaded models (an ensemble), not from a model file.
 
@@ -141,4 +154,5 @@ __all__ = [
     "TrainingData",
     "TrainingResult",
     "hookimpl",
+    "installed_adapter",
 ]

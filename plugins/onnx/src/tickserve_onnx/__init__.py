@@ -17,7 +17,6 @@ source's gain importance and the export's measured disagreement with the native 
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 from pathlib import Path
@@ -26,18 +25,24 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from tickserve.plugin import ModelAdapter, ModelManifest, Progress, TrainingData, TrainingResult, hookimpl
+from tickserve.plugin import (
+    ModelAdapter,
+    ModelManifest,
+    Progress,
+    TrainingData,
+    TrainingResult,
+    hookimpl,
+    installed_adapter,
+)
 
 MODEL_FILE = "model.onnx"
 INPUT_NAME = "features"
 N_CLASSES = 3
 #: The project's classes, in the order predict_proba returns them (the manifest's "classes").
 CLASSES = ("SELL", "HOLD", "BUY")
-#: source name -> (module, adapter class); imported only when training.
-SOURCES = {
-    "lightgbm": ("tickserve_lightgbm", "LightGBMAdapter"),
-    "xgboost": ("tickserve_xgboost", "XGBoostAdapter"),
-}
+#: the adapters whose models onnxmltools converts -> the distribution that provides each; the
+#: adapter itself is found as the server finds any, through the installed plugins
+SOURCES = {"lightgbm": "tickserve-lightgbm", "xgboost": "tickserve-xgboost"}
 DEFAULT_SOURCE = "lightgbm"
 #: An export whose predicted class differs from the native model's on more than this share
 #: of the validation rows is a conversion bug (wrong class order, unsupported objective), not
@@ -365,13 +370,10 @@ def _read_header(raw: bytes) -> dict[str, str]:
 def _source_adapter(source: str) -> type[ModelAdapter]:
     if source not in SOURCES:
         raise ValueError(f"source {source!r} is not one of {sorted(SOURCES)}")
-    module_name, class_name = SOURCES[source]
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        dist = module_name.replace("_", "-")
-        raise ImportError(f"exporting a {source} model needs {dist} installed ({exc})") from exc
-    return getattr(module, class_name)
+        return installed_adapter(source)
+    except KeyError as exc:
+        raise ImportError(f"exporting a {source} model needs {SOURCES[source]} installed ({exc.args[0]})") from None
 
 
 def _manifest_view(data: TrainingData, model_file: str, options: dict[str, Any]) -> ModelManifest:
