@@ -19,7 +19,7 @@ Stoikov 2014): order-flow imbalance and signed trade volume over the last few do
 price step; the level-1 queue imbalance still says which queue empties first, so it stays informative,
 but less (benchmarks/simulator_check.py measures it).
 
-Ticks follow imported data (`importer.py`: the exchange publishes a trade before the book change it
+Ticks follow imported data (`importer/`: the exchange publishes a trade before the book change it
 causes): a market order makes a trade tick carrying the book as it was before the trade (last_price =
 the touch it took: the best ask for a buy, aggressor +1, the best bid for a sell, aggressor -1;
 last_size = its quantity, at most that queue), then, 1-50 us later, a book tick with the book after it.

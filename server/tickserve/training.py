@@ -6,7 +6,8 @@ its training ticks against the baselines, with one-position trading figures.
 The last fold's model is the one written: it was trained on every tick before
 the test span, which informed no choice. What was chosen and why, and every
 fold where the model lost to a baseline, is recorded in words in the
-manifest's `training` report (`training_report.py`).
+manifest's `training` report (`training_report.py`). The per-fold steps (fit,
+calibration decision, scoring, loss notes) are in `training_folds.py`.
 
 Choices made from the data, never from a test span the choice is scored on:
 
@@ -26,8 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,35 +36,22 @@ import numpy as np
 
 from . import __version__
 from .baselines import baseline_predictions
-from .calibration import Calibrator, fit_temperature, log_loss
 from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
 from .features.calendar import DAY_NS, HOUR_NS
 from .features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_features
-from .fold_scoring import expected_moves, score_span, tune_action_weight
 from .label_choice import choose_horizon, median_spread_ticks
 from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
 from .manifest import ModelManifest, check_name, file_sha256
-from .plugin import ModelAdapter, Progress, TrainingData
+from .plugin import ModelAdapter, Progress
 from .repository import version_key
 from .signals import SignalRules
 from .ticks import TickFrame
-from .training_report import FoldReport, TrainingReport, training_sample
-from .walk_forward import FoldRows, fold_rows, fold_spans
+from .training_folds import FoldFit, calibration_decision, check_rows, fit_fold, loss_notes, score_fold
+from .training_report import TrainingReport, training_sample
+from .walk_forward import fold_rows, fold_spans
 
 MIN_SESSIONS = 5
 _SPREAD_TICKS = FEATURE_INDEX["spread_ticks"]
-
-
-@dataclass
-class _FoldFit:
-    rows: FoldRows
-    staging: Path
-    model: Any
-    result: Any
-    raw_valid: np.ndarray
-    raw_test: np.ndarray
-    temperature: float
-    moves: tuple[float, float, float]
 
 
 def next_version(models_dir: Path, name: str) -> str:
@@ -195,13 +182,13 @@ def train_model(
         label_config=label_config,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    fits: list[_FoldFit] = []
+    fits: list[FoldFit] = []
     try:
         for k, fold_span in enumerate(spans, start=1):
             rows = fold_rows(frame, future, fold_span)
-            _check_rows(k, rows, y)
+            check_rows(k, rows, y)
             fits.append(
-                _fit_fold(
+                fit_fold(
                     k,
                     len(spans),
                     rows,
@@ -218,7 +205,7 @@ def train_model(
                     calibrate,
                 )
             )
-        calibrated, calibration_text = _calibration_decision(fits, y, calibrate)
+        calibrated, calibration_text = calibration_decision(fits, y, calibrate)
         rules = replace(
             signal_rules or SignalRules(),
             cost_gate=cost_gate,
@@ -227,7 +214,7 @@ def train_model(
         reports = []
         for fit in fits:
             reports.append(
-                _score_fold(
+                score_fold(
                     fit,
                     calibrated,
                     rules,
@@ -252,7 +239,7 @@ def train_model(
             calibration=calibration_text,
             folds=[r for r, _ in reports],
             instruments=sorted(set(frame.instrument.tolist())),
-            notes=_loss_notes([r for r, _ in reports], y, fits),
+            notes=loss_notes([r for r, _ in reports], y, fits),
             sample=training_sample(frame, spans[-1].test_start_ns),
         )
         final, final_rules = fits[-1], reports[-1][1]
@@ -278,169 +265,6 @@ def train_model(
         for fit in fits:
             shutil.rmtree(fit.staging, ignore_errors=True)
     return target, manifest
-
-
-def _check_rows(k: int, rows: FoldRows, y: np.ndarray) -> None:
-    for what, r in (("training", rows.train), ("validation", rows.valid), ("test", rows.test)):
-        if len(r) == 0:
-            raise ValueError(
-                f"walk-forward fold {k}: no labeled {what} ticks; use fewer --folds, a shorter horizon or more data"
-            )
-    for what, r in (("training", rows.train), ("validation", rows.valid)):
-        classes = np.unique(y[r])
-        if len(classes) < 2:
-            raise ValueError(
-                f"walk-forward fold {k}: every {what} label is {CLASSES[int(classes[0])]} ({len(r)} ticks): there is "
-                "nothing to learn; use a longer --horizon, a smaller --threshold or --cost-ticks, or more data"
-            )
-
-
-def _fit_fold(
-    k, folds, rows, x_all, y, frame, future, sizes, adapter, params, manifest, workdir, progress, calibrate
-) -> _FoldFit:
-    data = TrainingData(
-        x_train=x_all[rows.train],
-        y_train=y[rows.train],
-        x_valid=x_all[rows.valid],
-        y_valid=y[rows.valid],
-        feature_names=list(manifest.feature_names),
-        classes=list(CLASSES),
-    )
-    staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}-{manifest.version}-fold{k}-", dir=workdir))
-    try:
-        report = (
-            (lambda done, total, msg: progress(done, total, f"fold {k}/{folds} {msg}".strip()))
-            if progress
-            else (lambda *a: None)
-        )
-        result = adapter.train(data, dict(params or {}), staging, report)
-        fold_manifest = replace(manifest, model_file=result.model_file, options=result.options, calibration={})
-        model = adapter.load(staging, fold_manifest)
-        raw_valid = model.predict_proba(x_all[rows.valid])
-        raw_test = model.predict_proba(x_all[rows.test])
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    temperature = fit_temperature(raw_valid, y[rows.valid]) if calibrate else 1.0
-    moves = expected_moves(frame, rows.train, y, future, sizes)
-    return _FoldFit(rows, staging, model, result, raw_valid, raw_test, temperature, moves)
-
-
-def _calibration_decision(fits: list[_FoldFit], y: np.ndarray, calibrate: bool) -> tuple[bool, str]:
-    if not calibrate:
-        return False, "calibration: off (--no-calibrate)"
-    judged = fits[:-1] or fits
-    which = f"folds 1-{len(judged)}" if len(judged) > 1 else "fold 1"
-    before = float(np.mean([log_loss(f.raw_test, y[f.rows.test]) for f in judged]))
-    after = float(
-        np.mean(
-            [
-                log_loss(
-                    Calibrator({"method": "temperature", "temperature": f.temperature})(f.raw_test), y[f.rows.test]
-                )
-                for f in judged
-            ]
-        )
-    )
-    if after < before:
-        return True, (
-            f"calibration: temperature scaling improved the held-out log loss of {which} "
-            f"({before:.4f} -> {after:.4f}), so it is applied (T = {fits[-1].temperature:.3f})"
-        )
-    return False, (
-        f"calibration: temperature scaling made the held-out log loss of {which} worse "
-        f"({before:.4f} -> {after:.4f}), so it is not applied"
-    )
-
-
-def _score_fold(
-    fit: _FoldFit,
-    calibrated: bool,
-    rules: SignalRules,
-    y,
-    frame,
-    future,
-    sizes,
-    spread,
-    baselines,
-    labels: LabelConfig,
-    fee_bps: float,
-    tune_action: bool = True,
-) -> tuple[FoldReport, SignalRules]:
-    calibrator = Calibrator({"method": "temperature", "temperature": fit.temperature} if calibrated else {})
-    valid, test = fit.rows.valid, fit.rows.test
-    p_valid, p_test = calibrator(fit.raw_valid), calibrator(fit.raw_test)
-    rules = replace(
-        rules,
-        expected_move_sell_ticks=fit.moves[0],
-        expected_move_hold_ticks=fit.moves[1],
-        expected_move_buy_ticks=fit.moves[2],
-    )
-    if tune_action:
-        rules = replace(rules, action_weight=tune_action_weight(p_valid, y[valid], spread[valid], rules))
-    cost = labels.cost_ticks if labels.taker else 0.0
-    valid_scores = score_span(
-        frame, valid, y, future, sizes, p_valid, spread[valid], rules, baselines, cost_ticks=cost, fee_bps=fee_bps
-    )
-    scores = score_span(
-        frame,
-        test,
-        y,
-        future,
-        sizes,
-        p_test,
-        spread[test],
-        rules,
-        baselines,
-        cost_ticks=labels.cost_ticks if labels.taker else 0.0,
-        fee_bps=fee_bps,
-    )
-    report = FoldReport(
-        spans=fit.rows.spans,
-        train_rows=len(fit.rows.train),
-        valid_rows=len(valid),
-        test=scores,
-        valid=valid_scores,
-        action_weight=rules.action_weight,
-        temperature=fit.temperature,
-        test_log_loss_uncalibrated=log_loss(fit.raw_test, y[test]),
-        test_log_loss_calibrated=log_loss(
-            Calibrator({"method": "temperature", "temperature": fit.temperature})(fit.raw_test), y[test]
-        ),
-        best_iteration=float(fit.result.info.get("best_iteration", 0.0)),
-    )
-    return report, rules
-
-
-def _loss_notes(folds: list[FoldReport], y: np.ndarray, fits: list[_FoldFit]) -> list[str]:
-    """Every fold where the model lost to a baseline, on macro-F1 or on P&L, in words."""
-    notes = []
-    for k, (fold, fit) in enumerate(zip(folds, fits), start=1):
-        s = fold.test
-        if len(np.unique(y[fit.rows.test])) < 2:
-            notes.append(f"fold {k}: every test label is {CLASSES[int(y[fit.rows.test][0])]}: its scores say little")
-        name, best = s.best_baseline()
-        if s.macro_f1 <= best:
-            notes.append(
-                f"fold {k}: the model's macro-F1 {s.macro_f1:.4f} is not above the {name} baseline's "
-                f"{best:.4f} ({s.macro_f1 - best:+.4f})"
-            )
-        strong = s.trading["strong"]
-        if strong["total_pnl_ticks"] < 0:
-            notes.append(
-                f"fold {k}: STRONG signals lost {strong['total_pnl_ticks']:.1f} ticks "
-                f"({strong['total_pnl_bps']:.2f} bps) over {strong['trades']} one-position trades after "
-                "the spread"
-            )
-        mine = s.trading["all"]["total_pnl_ticks"]
-        for baseline in ("last_move", "imbalance"):
-            theirs = s.trading[baseline]["total_pnl_ticks"]
-            if theirs > mine:
-                notes.append(
-                    f"fold {k}: on P&L (one position, every BUY/SELL, after the spread) the {baseline} rule "
-                    f"earned {theirs:+.1f} ticks, the model {mine:+.1f}"
-                )
-    return notes
 
 
 def label_counts(y: np.ndarray) -> dict[str, int]:

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "level (CSV, .csv.gz or Parquet); trades: timestamp, price, qty and optionally the "
         "aggressor side (an aggressor or a buyer_is_maker column). Every setting may "
         "also come from the [import] table of --config; flags win. See "
-        "server/tickserve/importer.py for the merge rule and the bad-row reasons.",
+        "server/tickserve/importer/__init__.py for the merge rule and the bad-row reasons.",
     )
     i.add_argument("--book", type=Path, help="the order-book file")
     i.add_argument("--trades", type=Path, help="the trades file (optional)")
