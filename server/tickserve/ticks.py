@@ -91,8 +91,40 @@ class TickFrame:
         )
 
     def ticks(self):
-        for i in range(len(self)):
-            yield self.tick(i)
+        """Every row as a `Tick`, as `tick(i)` gives it: the columns become Python lists once and
+        the depths are found vectorised (several times faster than row by row)."""
+
+        def depth(prices: np.ndarray) -> list[int]:
+            absent = np.isnan(prices)
+            return np.where(absent.any(axis=1), absent.argmax(axis=1), prices.shape[1]).tolist()
+
+        columns = (
+            [str(name) for name in self.instrument.tolist()],
+            self.timestamp_ns.tolist(),
+            self.last_price.tolist(),
+            self.last_size.tolist(),
+            self.bid_price.tolist(),
+            self.bid_size.tolist(),
+            self.ask_price.tolist(),
+            self.ask_size.tolist(),
+            self.sequence.tolist(),
+            self.aggressor.tolist(),
+            depth(self.bid_price),
+            depth(self.ask_price),
+        )
+        for name, ts, lp, ls, bp, bs, ap, asz, seq, side, b, a in zip(*columns):
+            yield Tick(
+                name,
+                ts,
+                lp,
+                ls,
+                tuple(bp[:b]),
+                tuple(bs[:b]),
+                tuple(ap[:a]),
+                tuple(asz[:a]),
+                None if seq < 0 else seq,
+                side,
+            )
 
     def instruments(self) -> list[str]:
         return sorted(set(self.instrument.tolist()))
