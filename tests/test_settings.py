@@ -32,6 +32,11 @@ def test_precedence_file_then_env_then_flags(tmp_path):
     assert s["server"]["host"] == "0.0.0.0" and s.sources["server"]["host"] == f"file {cfg}"
     assert s["server"]["grace"] == 2.0 and isinstance(s["server"]["grace"], float)
     assert s["server"]["workers"] == 4 and s.sources["server"]["workers"] == "default"
+    # the server reads them typed: one frozen dataclass per table, the same values
+    assert s.server.port == 8000 and s.server.host == "0.0.0.0" and s.server.grace == 2.0
+    assert s.limits.max_concurrent_streams == 16 and s.signal_log.enabled is True
+    with pytest.raises(AttributeError):
+        _ = s.server.prot  # a typo is an error, not a silent default
 
 
 def test_config_file_from_the_environment(tmp_path):

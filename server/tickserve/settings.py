@@ -15,7 +15,7 @@ except sections other commands own ([plugins] is read by config.plugin_policy).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,43 +33,73 @@ class Setting:
     help: str
 
 
-# section -> key -> Setting. Paths are kept as strings here; the server resolves them.
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+# One typed section per TOML table: the sections are the schema (defaults, kinds from the
+# annotations, help texts), and `Settings.server`, `.limits`, ... hand them to the server typed.
+# Paths are kept as strings here; the server resolves them.
+@dataclass(frozen=True)
+class ServerSettings:
+    models: str = _setting("models", "the model repository directory")
+    host: str = _setting("127.0.0.1", "bind address; loopback by default, so nothing is exposed by accident")
+    port: int = _setting(50051, "gRPC port (0 picks a free one)")
+    http_port: int = _setting(-1, "HTTP/JSON gateway and /metrics port (-1: off, 0: a free one)")
+    default_model: str = _setting("", "model used when a request names none")
+    grace: float = _setting(5.0, "seconds in-flight calls get at shutdown")
+    workers: int = _setting(4, "worker threads for big messages and model calls")
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    max_concurrent_streams: int = _setting(1_000, "StreamSignals + Evaluate calls open at once, server-wide")
+    max_ticks_per_message: int = _setting(10_000, "ticks in one message or Predict call")
+    max_instruments_per_stream: int = _setting(10_000, "instruments one stream may track")
+    max_message_bytes: int = _setting(MAX_MESSAGE_BYTES, "largest request or response message")
+    batch_window_us: float = _setting(300.0, "micro-batching window across streams (0 disables it)")
+    max_batch_rows: int = _setting(256, "largest micro-batch")
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    cert: str = _setting("", "server certificate chain (PEM); TLS is on when set")
+    key: str = _setting("", "server private key (PEM)")
+    client_ca: str = _setting("", "CA that signs client certificates; mutual TLS is on when set")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    token_file: str = _setting("", "bearer tokens, one per line; token auth is on when set (or $TICKSERVE_TOKENS)")
+    health_requires_token: bool = _setting(False, "require the token for health checks too")
+
+
+@dataclass(frozen=True)
+class SignalLogSettings:
+    enabled: bool = _setting(True, "write every served signal to SQLite")
+    path: str = _setting(".tickserve/signals.db", "the SQLite file (WAL mode)")
+    max_queued_rows: int = _setting(100_000, "rows waiting for the writer before new ones are dropped")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = _setting("warning", "debug, info, warning or error")
+    format: str = _setting("text", "text or json (one JSON object per line)")
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "limits": LimitsSettings,
+    "tls": TlsSettings,
+    "auth": AuthSettings,
+    "signal_log": SignalLogSettings,
+    "logging": LoggingSettings,
+}
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool}
+# section -> key -> Setting, derived from the sections (config show, flags and the environment read it)
 SCHEMA: dict[str, dict[str, Setting]] = {
-    "server": {
-        "models": Setting("models", str, "the model repository directory"),
-        "host": Setting("127.0.0.1", str, "bind address; loopback by default, so nothing is exposed by accident"),
-        "port": Setting(50051, int, "gRPC port (0 picks a free one)"),
-        "http_port": Setting(-1, int, "HTTP/JSON gateway and /metrics port (-1: off, 0: a free one)"),
-        "default_model": Setting("", str, "model used when a request names none"),
-        "grace": Setting(5.0, float, "seconds in-flight calls get at shutdown"),
-        "workers": Setting(4, int, "worker threads for big messages and model calls"),
-    },
-    "limits": {
-        "max_concurrent_streams": Setting(1_000, int, "StreamSignals + Evaluate calls open at once, server-wide"),
-        "max_ticks_per_message": Setting(10_000, int, "ticks in one message or Predict call"),
-        "max_instruments_per_stream": Setting(10_000, int, "instruments one stream may track"),
-        "max_message_bytes": Setting(MAX_MESSAGE_BYTES, int, "largest request or response message"),
-        "batch_window_us": Setting(300.0, float, "micro-batching window across streams (0 disables it)"),
-        "max_batch_rows": Setting(256, int, "largest micro-batch"),
-    },
-    "tls": {
-        "cert": Setting("", str, "server certificate chain (PEM); TLS is on when set"),
-        "key": Setting("", str, "server private key (PEM)"),
-        "client_ca": Setting("", str, "CA that signs client certificates; mutual TLS is on when set"),
-    },
-    "auth": {
-        "token_file": Setting("", str, "bearer tokens, one per line; token auth is on when set (or $TICKSERVE_TOKENS)"),
-        "health_requires_token": Setting(False, bool, "require the token for health checks too"),
-    },
-    "signal_log": {
-        "enabled": Setting(True, bool, "write every served signal to SQLite"),
-        "path": Setting(".tickserve/signals.db", str, "the SQLite file (WAL mode)"),
-        "max_queued_rows": Setting(100_000, int, "rows waiting for the writer before new ones are dropped"),
-    },
-    "logging": {
-        "level": Setting("warning", str, "debug, info, warning or error"),
-        "format": Setting("text", str, "text or json (one JSON object per line)"),
-    },
+    name: {f.name: Setting(f.default, _KINDS[f.type], f.metadata["help"]) for f in fields(section)}
+    for name, section in SECTIONS.items()
 }
 OTHER_SECTIONS = {"plugins"}  # read elsewhere
 CHOICES = {("logging", "level"): {"debug", "info", "warning", "error"}, ("logging", "format"): {"text", "json"}}
@@ -83,6 +113,30 @@ class Settings:
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
+
+    @property
+    def server(self) -> ServerSettings:
+        return ServerSettings(**self.values["server"])
+
+    @property
+    def limits(self) -> LimitsSettings:
+        return LimitsSettings(**self.values["limits"])
+
+    @property
+    def tls(self) -> TlsSettings:
+        return TlsSettings(**self.values["tls"])
+
+    @property
+    def auth(self) -> AuthSettings:
+        return AuthSettings(**self.values["auth"])
+
+    @property
+    def signal_log(self) -> SignalLogSettings:
+        return SignalLogSettings(**self.values["signal_log"])
+
+    @property
+    def logging(self) -> LoggingSettings:
+        return LoggingSettings(**self.values["logging"])
 
     def to_toml(self, *, with_sources: bool = True) -> str:
         lines = []

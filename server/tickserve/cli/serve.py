@@ -55,20 +55,20 @@ def _serve_security(settings):
 
     from ..serving.security import TOKENS_ENV, TlsConfig, TokenAuth
 
-    t, a = settings["tls"], settings["auth"]
+    t, a = settings.tls, settings.auth
     tls = None
-    if bool(t["cert"]) != bool(t["key"]):
+    if bool(t.cert) != bool(t.key):
         raise ValueError("--tls-cert and --tls-key go together ([tls] cert and key)")
-    if t["client_ca"] and not t["cert"]:
+    if t.client_ca and not t.cert:
         raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
-    if t["cert"]:
-        tls = TlsConfig(Path(t["cert"]), Path(t["key"]), Path(t["client_ca"]) if t["client_ca"] else None)
+    if t.cert:
+        tls = TlsConfig(Path(t.cert), Path(t.key), Path(t.client_ca) if t.client_ca else None)
         tls.server_credentials()  # reads and checks the files now
     auth = None
-    token_file = Path(a["token_file"]) if a["token_file"] else None
+    token_file = Path(a.token_file) if a.token_file else None
     if token_file is not None or os.environ.get(TOKENS_ENV, "").strip():
-        auth = TokenAuth.load(token_file, health_requires_token=a["health_requires_token"])
-    elif a["health_requires_token"]:
+        auth = TokenAuth.load(token_file, health_requires_token=a.health_requires_token)
+    elif a.health_requires_token:
         raise ValueError(f"--health-requires-token needs tokens: --token-file or ${TOKENS_ENV}")
     return tls, auth
 
@@ -80,28 +80,28 @@ def cmd_serve(args) -> int:
     from ..serving.servicer import ServerLimits
 
     settings = server_settings(args)
-    configure_logging(settings["logging"]["level"], settings["logging"]["format"])
-    srv, lim, slog = settings["server"], settings["limits"], settings["signal_log"]
+    configure_logging(settings.logging.level, settings.logging.format)
+    srv, lim, slog = settings.server, settings.limits, settings.signal_log
     tls, auth = _serve_security(settings)  # bad TLS or token settings fail before any model loads
-    if lim["batch_window_us"] < 0:
-        raise ValueError(f"batch_window_us: must be >= 0, got {lim['batch_window_us']}")
+    if lim.batch_window_us < 0:
+        raise ValueError(f"batch_window_us: must be >= 0, got {lim.batch_window_us}")
     limits = ServerLimits(
-        batch_window_s=lim["batch_window_us"] * 1e-6,
-        max_batch_rows=lim["max_batch_rows"],
-        max_concurrent_streams=lim["max_concurrent_streams"],
-        max_ticks_per_message=lim["max_ticks_per_message"],
-        max_instruments_per_stream=lim["max_instruments_per_stream"],
-        max_message_bytes=lim["max_message_bytes"],
+        batch_window_s=lim.batch_window_us * 1e-6,
+        max_batch_rows=lim.max_batch_rows,
+        max_concurrent_streams=lim.max_concurrent_streams,
+        max_ticks_per_message=lim.max_ticks_per_message,
+        max_instruments_per_stream=lim.max_instruments_per_stream,
+        max_message_bytes=lim.max_message_bytes,
     )  # ValueError naming the limit for a value < 1
-    if srv["workers"] < 1:
-        raise ValueError(f"workers: must be >= 1, got {srv['workers']}")
-    if srv["http_port"] < -1 or srv["http_port"] > 65535:
-        raise ValueError(f"http_port: -1 (off), 0 (a free port) or a port number, got {srv['http_port']}")
+    if srv.workers < 1:
+        raise ValueError(f"workers: must be >= 1, got {srv.workers}")
+    if srv.http_port < -1 or srv.http_port > 65535:
+        raise ValueError(f"http_port: -1 (off), 0 (a free port) or a port number, got {srv.http_port}")
     plugins = _plugins(args)
     for info in plugins.infos:
         if info.status == "failed":
             print(f"plugin {info.name} ({info.distribution}) skipped: {info.reason}", file=sys.stderr)
-    repository = ModelRepository(Path(srv["models"]), plugins.adapters, default_model=srv["default_model"])
+    repository = ModelRepository(Path(srv.models), plugins.adapters, default_model=srv.default_model)
     repository.load_all()
     for entry in repository.entries():
         line = f"model {entry.name}/{entry.version}: {entry.state.value}"
@@ -109,17 +109,17 @@ def cmd_serve(args) -> int:
     asyncio.run(
         serve(
             repository,
-            srv["host"],
-            srv["port"],
-            grace=srv["grace"],
+            srv.host,
+            srv.port,
+            grace=srv.grace,
             ready_file=args.ready_file,
             limits=limits,
             tls=tls,
             auth=auth,
-            workers=srv["workers"],
-            http_port=srv["http_port"] if srv["http_port"] >= 0 else None,
-            signal_log=Path(slog["path"]) if slog["enabled"] else None,
-            signal_log_max_rows=slog["max_queued_rows"],
+            workers=srv.workers,
+            http_port=srv.http_port if srv.http_port >= 0 else None,
+            signal_log=Path(slog.path) if slog.enabled else None,
+            signal_log_max_rows=slog.max_queued_rows,
         )
     )
     return 0
