@@ -34,6 +34,7 @@ from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 from ..repository import ModelRepository
 from ..signal_log import DEFAULT_MAX_QUEUED_ROWS, SignalLog
 from . import kserve
+from .decoding import MalformedRequests
 from .http_gateway import HttpGateway, build_app
 from .recorder import Recorder
 from .repository_servicer import ModelRepositoryServicer
@@ -104,7 +105,9 @@ async def create_server(
             ("grpc.max_send_message_length", max(limits.max_message_bytes, MAX_MESSAGE_BYTES)),
             ("grpc.so_reuseport", 0),
         ],
-        interceptors=[auth] if auth is not None else None,
+        # auth first (an unauthenticated call is refused before its bytes matter), then
+        # undecodable request bytes -> INVALID_ARGUMENT on every method (decoding.py)
+        interceptors=[*([auth] if auth is not None else []), MalformedRequests()],
     )
     signals = SignalServicer(repository, executor, limits, Recorder(telemetry, log_writer))
     pb_grpc.add_SignalServiceServicer_to_server(signals, server)
