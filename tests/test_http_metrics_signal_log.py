@@ -115,6 +115,37 @@ def test_rest_errors_carry_the_code_and_a_message_naming_the_field(full_server, 
     assert got_status == status and error["code"] == code and message in error["message"], error
 
 
+def test_rest_refusals_from_routing_and_decoding_are_json_errors(full_server):
+    """Unknown routes, wrong methods, nesting that would exhaust the parser's stack, and bodies
+    that do not decode as their Content-Encoding says: each a JSON error naming the problem,
+    never a 500 or plain text."""
+    import gzip
+
+    server, _, _ = full_server
+    predict = f"/v1/models/{MODEL}/predict"
+
+    def json_error(status, body, code, text):
+        error = json.loads(body)["error"]
+        assert error["code"] == code and text in error["message"], (status, error)
+        return status
+
+    status, body = _http(server.http_port, "/nope")
+    assert json_error(status, body, "NOT_FOUND", "no route GET /nope") == 404
+    status, body = _http(server.http_port, predict)  # GET on a POST route
+    assert json_error(status, body, "UNIMPLEMENTED", "GET is not allowed") == 405
+    status, body = _http(server.http_port, predict, b"[" * 100_000)
+    assert json_error(status, body, "INVALID_ARGUMENT", "nested too deeply") == 400
+    status, body = _http(server.http_port, predict, b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert json_error(status, body, "INVALID_ARGUMENT", "not valid gzip data") == 400
+    status, body = _http(server.http_port, predict, b"not brotli", headers={"Content-Encoding": "br"})
+    assert json_error(status, body, "INVALID_ARGUMENT", "'br' is not supported") == 400
+    bomb = gzip.compress(b" " * (server.signals.limits.max_message_bytes + 1))
+    status, body = _http(server.http_port, predict, bomb, headers={"Content-Encoding": "gzip"})
+    assert json_error(status, body, "RESOURCE_EXHAUSTED", "once decoded") == 429
+    ok = gzip.compress(json.dumps({"ticks": []}).encode())
+    assert _http(server.http_port, predict, ok, headers={"Content-Encoding": "gzip"})[0] == 200
+
+
 def test_rest_bad_tick_names_the_tick_and_field(full_server):
     server, _, _ = full_server
     tick = _tick_json(frame_to_protos(simulate(3, seed=62))[0])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -50,9 +51,49 @@ def _to_json(message) -> web.Response:
     return web.Response(body=_json_bytes(message), content_type=_JSON)
 
 
+# aiohttp's own refusals (no such route, a method the route does not take, a body it cannot
+# decode...) as the documented JSON error, with the code the same HTTP status carries elsewhere.
+_HTTP_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    411: "INVALID_ARGUMENT",
+    413: "RESOURCE_EXHAUSTED",
+    415: "INVALID_ARGUMENT",
+}
+
+
+def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body after its Content-Encoding (identity, gzip or deflate), at most `limit` bytes
+    decoded. The gateway decodes bodies itself (aiohttp's decoding is off, see HttpGateway), so a
+    bad or unsupported encoding is a JSON error like any other, not the HTTP parser's plain text."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise InvalidArgument(
+            f"Content-Encoding: {encoding!r} is not supported (identity, gzip or deflate)", field="Content-Encoding"
+        )
+    # gzip: a gzip header; deflate: zlib-wrapped, as HTTP means it (wbits 32+15 detects either)
+    decoder = zlib.decompressobj(32 + 15 if encoding != "deflate" else 15)
+    try:
+        out = decoder.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidArgument(f"body: not valid {encoding} data ({exc})", field="body") from None
+    if len(out) > limit:
+        raise ResourceExhausted(f"body: more than max_message_bytes={limit} once decoded ({encoding})", field="body")
+    if not decoder.eof:
+        raise InvalidArgument(f"body: truncated {encoding} data", field="body")
+    return out
+
+
 def _parse_predict(body: bytes) -> pb.PredictRequest:
     try:
         data = json.loads(body)
+    except RecursionError:  # e.g. "[" x 100,000: the parser's stack, not a server fault
+        raise InvalidArgument("body: JSON nested too deeply", field="body") from None
     except ValueError as exc:
         raise InvalidArgument(f"body: not valid JSON ({exc})", field="body") from None
     if not isinstance(data, dict):
@@ -62,6 +103,8 @@ def _parse_predict(body: bytes) -> pb.PredictRequest:
         json_format.ParseDict(data, message)
     except json_format.ParseError as exc:
         raise InvalidArgument(f"body: {exc}", field="body") from None
+    except RecursionError:
+        raise InvalidArgument("body: JSON nested too deeply", field="body") from None
     return message
 
 
@@ -84,10 +127,31 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
         except web.HTTPRequestEntityTooLarge:  # aiohttp's own check of client_max_size
             error = ResourceExhausted(f"body: larger than the limit, max_message_bytes={max_body_bytes}", field="body")
             return _error_response(error, request)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _http_exception_response(exc, request)
         except Exception as exc:  # noqa: BLE001 - mapped to an HTTP status in one place
             return _error_response(exc, request)
+
+    def _http_exception_response(exc: web.HTTPException, request: web.Request) -> web.Response:
+        code = _HTTP_CODES.get(exc.status, "INTERNAL" if exc.status >= 500 else "INVALID_ARGUMENT")
+        if exc.status == 404:
+            message = f"path: no route {request.method} {request.path}"
+        elif exc.status == 405:
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
+            message = f"method: {request.method} is not allowed on {request.path} (allowed: {allowed})"
+        else:
+            message = f"request: {exc.reason}" + (f" ({exc.text})" if exc.text and exc.text != exc.reason else "")
+        log.info("%s %s -> %s: %s", request.method, request.path, exc.status, message)
+        if signals.recorder is not None:
+            signals.recorder.call_failed("REST", code)
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        return web.Response(status=exc.status, body=body, content_type=_JSON, headers=_allow_header(exc))
+
+    def _allow_header(exc: web.HTTPException) -> dict:
+        allow = exc.headers.get("Allow") if exc.headers else None
+        return {"Allow": allow} if allow else {}
 
     def _error_response(exc: Exception, request: web.Request) -> web.Response:
         status, payload = http_error(exc, f"{request.method} {request.path}")
@@ -113,7 +177,7 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
         return _to_json(await signals.get_model(pb.GetModelRequest(model=m["model"], version=m.get("version", ""))))
 
     async def predict(request: web.Request) -> web.Response:
-        body = await request.read()
+        body = _decoded(await request.read(), request.headers.get("Content-Encoding", ""), max_body_bytes)
         loop = asyncio.get_running_loop()
         # JSON of thousands of ticks takes long to parse and to write: off the event loop that
         # serves every gRPC stream too
@@ -145,7 +209,10 @@ class HttpGateway:
     """The gateway's listening socket; started and stopped with the gRPC server."""
 
     def __init__(self, app: web.Application) -> None:
-        self.runner = web.AppRunner(app, access_log=None)
+        # auto_decompress off: the predict route decodes the body itself (`_decoded`), so an
+        # encoding aiohttp's parser cannot undo (br without brotli installed, garbage) is a JSON
+        # 400 from the gateway rather than the parser's plain-text one
+        self.runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         self.port = 0
 
     async def start(self, host: str, port: int, ssl_context=None) -> int:
