@@ -388,6 +388,14 @@ def damaged_repo(model_repo, tmp_path_factory) -> Path:
     # loads READY without the check and answers every tick with inf/NaN features
     features = json.loads((good / "manifest.json").read_text())["feature_config"]
     copy("tiny-tick", feature_config={**features, "default_tick_size": 5e-324})
+    # manifests that stopped `serve` from starting, or pinned a worker thread forever
+    for name, text in (("null-manifest", "null"), ("list-manifest", "[]"), ("deep-manifest", "[" * 100_000)):
+        copy(name)
+        (root / name / "1" / "manifest.json").write_text(text)
+    copy("huge-manifest", parameters={"padding": "x" * 1_100_000})
+    copy("fifo-manifest")
+    (root / "fifo-manifest" / "1" / "manifest.json").unlink()
+    os.mkfifo(root / "fifo-manifest" / "1" / "manifest.json")
     return root
 
 
@@ -397,6 +405,11 @@ DAMAGED = {
     "bad-sha": "does not match the manifest's sha256",
     "empty": "does not match the manifest's sha256",
     "tiny-tick": "tick size for (default) must be between 1e-12 and 1e+12, got 5e-324",
+    "null-manifest": "invalid manifest.json: must be a JSON object, got null",
+    "list-manifest": "invalid manifest.json: must be a JSON object, got an array",
+    "deep-manifest": "unreadable manifest.json",
+    "huge-manifest": "the limit is 1,000,000",
+    "fifo-manifest": "manifest.json is not a regular file",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from .signals import SignalRules
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
+# A trained model's manifest is about 30 KB (its training report included); 1 MB leaves room for
+# hand-written parameters, and bounds what every listing of the repository carries per model.
+MAX_MANIFEST_BYTES = 1_000_000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -102,11 +106,23 @@ class ModelManifest:
     def load(model_dir: Path) -> ModelManifest:
         path = model_dir / MANIFEST_FILE
         try:
-            d = json.loads(path.read_text())
+            info = path.stat()
+            # only a regular file is opened: a FIFO named manifest.json would block the reading
+            # thread forever; and a size bound, since listings carry what a manifest holds
+            if not stat.S_ISREG(info.st_mode):
+                raise ModelLoadError(f"{MANIFEST_FILE} is not a regular file")
+            if info.st_size > MAX_MANIFEST_BYTES:
+                raise ModelLoadError(f"{MANIFEST_FILE} is {info.st_size:,} bytes, the limit is {MAX_MANIFEST_BYTES:,}")
+            d = json.loads(path.read_bytes()[: MAX_MANIFEST_BYTES + 1])
         except FileNotFoundError:
             raise ModelLoadError(f"no {MANIFEST_FILE}") from None
+        except RecursionError:
+            raise ModelLoadError(f"unreadable {MANIFEST_FILE}: JSON nested too deeply") from None
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"unreadable {MANIFEST_FILE}: {type(exc).__name__}") from None
+        if not isinstance(d, dict):
+            got = {type(None): "null", list: "an array", str: "a string", bool: "a boolean"}.get(type(d), "a number")
+            raise ModelLoadError(f"invalid {MANIFEST_FILE}: must be a JSON object, got {got}")
         try:
             if d.get("format") != MANIFEST_FORMAT:
                 raise ValueError(f"format {d.get('format')!r} is not {MANIFEST_FORMAT}")
@@ -135,7 +151,7 @@ class ModelManifest:
                 model_sha256=str(d.get("model_sha256", "")),
                 training=dict(d.get("training", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ModelLoadError(f"invalid {MANIFEST_FILE}: {detail}") from None
 

@@ -92,9 +92,10 @@ def _smoke_test(adapter: ModelAdapter, n_features: int) -> None:
 
 
 def _is_ensemble(path: Path) -> bool:
+    """Only orders the loading (members first): any manifest problem is reported by the load itself."""
     try:
         return bool(ModelManifest.load(path).members)
-    except ModelLoadError:
+    except Exception:  # noqa: BLE001 - the model's own load marks it FAILED with the reason
         return False
 
 
@@ -172,7 +173,9 @@ class ModelRepository:
             return ModelEntry(name, version, path, ModelState.READY, "", manifest, model)
         except Exception as exc:  # any failure leaves this model FAILED, the others serve
             reason = exc.message if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            log.error("model %s/%s FAILED: %s", name, version, reason, exc_info=exc.__cause__ or exc)
+            # a traceback only where there is more to it than the reason (an unexpected error or a cause)
+            trace = exc.__cause__ or (None if isinstance(exc, ModelLoadError) else exc)
+            log.error("model %s/%s FAILED: %s", name, version, reason, exc_info=trace)
             # the reason is shown to clients: no server paths in it
             reason = reason.replace(str(self.root.resolve()), "<models>").replace(str(self.root), "<models>")
             return ModelEntry(name, version, path, ModelState.FAILED, reason, manifest)
