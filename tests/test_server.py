@@ -282,6 +282,11 @@ def test_health_checking(channel):
     with pytest.raises(grpc.RpcError) as err:
         stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    # List, which reflection advertises, answers every service's status (it was UNIMPLEMENTED)
+    listed = stub.List(health_pb2.HealthListRequest(), timeout=10).statuses
+    served = {"", "tickserve.v1.SignalService", "tickserve.v1.ModelRepositoryService", "inference.GRPCInferenceService"}
+    assert served <= set(listed)
+    assert all(listed[name].status == health_pb2.HealthCheckResponse.SERVING for name in served)
 
 
 def test_reflection_lists_and_describes_the_service(channel):

@@ -48,6 +48,17 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SignalService"].full_name
 REPOSITORY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ModelRepositoryService"].full_name
 
 
+class HealthService(health.aio.HealthServicer):
+    """grpcio's health service, with `List` (the health proto has it, reflection advertises it,
+    and grpcio-health-checking answers it UNIMPLEMENTED): every service's status at once."""
+
+    async def List(self, request: health_pb2.HealthListRequest, context) -> health_pb2.HealthListResponse:
+        statuses = dict(self._server_status)  # a snapshot: List is non-atomic by the proto's contract
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in statuses.items()}
+        )
+
+
 class TickServer:
     """A running (or ready to start) server and what it owns."""
 
@@ -115,7 +126,7 @@ async def create_server(
     kserve.add_to_server(
         server, repository, executor, max_rows=limits.max_ticks_per_message
     )  # KServe V2, docs/kserve.md
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthService()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, REPOSITORY_SERVICE_NAME, kserve.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
