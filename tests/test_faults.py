@@ -396,6 +396,13 @@ def damaged_repo(model_repo, tmp_path_factory) -> Path:
     copy("fifo-manifest")
     (root / "fifo-manifest" / "1" / "manifest.json").unlink()
     os.mkfifo(root / "fifo-manifest" / "1" / "manifest.json")
+    # a version directory that is a symlink to a model outside the repository
+    outside = tmp_path_factory.mktemp("outside-the-repository") / "1"
+    shutil.copytree(good, outside)
+    manifest = json.loads((outside / "manifest.json").read_text())
+    (outside / "manifest.json").write_text(json.dumps({**manifest, "name": "linked-out"}))
+    (root / "linked-out").mkdir()
+    (root / "linked-out" / "1").symlink_to(outside, target_is_directory=True)
     return root
 
 
@@ -410,6 +417,7 @@ DAMAGED = {
     "deep-manifest": "unreadable manifest.json",
     "huge-manifest": "the limit is 1,000,000",
     "fifo-manifest": "manifest.json is not a regular file",
+    "linked-out": "the version directory is a link out of the model repository: refused",
 }
 
 

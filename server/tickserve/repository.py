@@ -161,6 +161,8 @@ class ModelRepository:
         try:
             check_name("model", name)
             check_name("version", version)
+            self._check_inside(path, "the version directory")
+            self._check_inside(path / MANIFEST_FILE, MANIFEST_FILE)
             if not (path / MANIFEST_FILE).exists():
                 raise ModelLoadError(f"no {MANIFEST_FILE}")
             manifest = ModelManifest.load(path)
@@ -179,6 +181,13 @@ class ModelRepository:
             # the reason is shown to clients: no server paths in it
             reason = reason.replace(str(self.root.resolve()), "<models>").replace(str(self.root), "<models>")
             return ModelEntry(name, version, path, ModelState.FAILED, reason, manifest)
+
+    def _check_inside(self, path: Path, what: str) -> None:
+        """A symlink may point within the repository (a shared file, a version alias), never out of
+        it: the repository is the one directory an operator reviews, and a link out would serve
+        (and checksum, and list) files nobody deployed there."""
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise ModelLoadError(f"{what} is a link out of the model repository: refused")
 
     def _resolve(self, manifest: ModelManifest, path: Path) -> LoadedModel:
         adapter_cls = self.adapters.get(manifest.adapter)
@@ -200,6 +209,7 @@ class ModelRepository:
             if manifest.members:
                 adapter = self._build_from_members(adapter_cls, manifest)
             else:
+                self._check_inside(path / manifest.model_file, f"model file {manifest.model_file!r}")
                 if not (path / manifest.model_file).is_file():
                     raise ModelLoadError(f"model file {manifest.model_file!r} is missing")
                 if manifest.model_sha256 and file_sha256(path / manifest.model_file) != manifest.model_sha256:
