@@ -167,7 +167,7 @@ def test_load_rejects_features_in_another_order(trained, tmp_path):
     booster = xgb.Booster(model_file=str(path / "model.ubj"))
     booster.feature_names = list(reversed(manifest.feature_names))
     booster.save_model(str(tmp_path / "model.ubj"))
-    with pytest.raises(ValueError, match="feature names .* differ from the manifest's"):
+    with pytest.raises(ValueError, match="features differ from the manifest's feature_names: position"):
         XGBoostAdapter.load(tmp_path, manifest)
 
 

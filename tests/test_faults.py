@@ -396,6 +396,9 @@ def damaged_repo(model_repo, tmp_path_factory) -> Path:
     copy("fifo-manifest")
     (root / "fifo-manifest" / "1" / "manifest.json").unlink()
     os.mkfifo(root / "fifo-manifest" / "1" / "manifest.json")
+    # the right features in another order: would serve shuffled columns without any error
+    names = json.loads((good / "manifest.json").read_text())["feature_names"]
+    copy("shuffled", feature_names=[names[1], names[0], *names[2:]])
     # a version directory that is a symlink to a model outside the repository
     outside = tmp_path_factory.mktemp("outside-the-repository") / "1"
     shutil.copytree(good, outside)
@@ -418,6 +421,7 @@ DAMAGED = {
     "huge-manifest": "the limit is 1,000,000",
     "fifo-manifest": "manifest.json is not a regular file",
     "linked-out": "the version directory is a link out of the model repository: refused",
+    "shuffled": "the model file's features differ from the manifest's feature_names: position 0 is",
 }
 
 

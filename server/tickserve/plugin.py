@@ -113,6 +113,22 @@ class ModelAdapter(ABC):
         raise NotImplementedError(f"adapter {cls.name!r} does not support training")
 
 
+def check_feature_order(stored: list[str] | None, manifest: ModelManifest) -> None:
+    """ValueError when a model file's own feature names (`stored`; None or empty: the format
+    stores none) are the manifest's in another order or other names: the model would be served
+    its columns shuffled and answer different probabilities without any error."""
+    expected = list(manifest.feature_names)
+    if not stored or list(stored) == expected:
+        return
+    at = next((i for i, (a, b) in enumerate(zip(stored, expected)) if a != b), min(len(stored), len(expected)))
+    got = stored[at] if at < len(stored) else "(none)"
+    want = expected[at] if at < len(expected) else "(none)"
+    raise ValueError(
+        f"the model file's features differ from the manifest's feature_names: position {at} is {got!r} "
+        f"in the model file and {want!r} in the manifest"
+    )
+
+
 def installed_adapter(name: str) -> type[ModelAdapter]:
     """The adapter class that the installed plugins (built-ins included) register under `name`,
     found as the server finds it: for an adapter that builds on another's models (the ONNX
@@ -153,6 +169,7 @@ __all__ = [
     "SessionCalendar",
     "TrainingData",
     "TrainingResult",
+    "check_feature_order",
     "hookimpl",
     "installed_adapter",
 ]

@@ -16,7 +16,15 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from tickserve.plugin import ModelAdapter, ModelManifest, Progress, TrainingData, TrainingResult, hookimpl
+from tickserve.plugin import (
+    ModelAdapter,
+    ModelManifest,
+    Progress,
+    TrainingData,
+    TrainingResult,
+    check_feature_order,
+    hookimpl,
+)
 
 from . import compiled as compiled_path
 
@@ -75,6 +83,9 @@ class LightGBMAdapter(ModelAdapter):
             raise ValueError(
                 f"booster predicts {booster.num_model_per_iteration()} classes, manifest lists {len(manifest.classes)}"
             )
+        names = booster.feature_name()
+        if names != [f"Column_{i}" for i in range(len(names))]:  # LightGBM's names when none were given
+            check_feature_order(names, manifest)
         adapter = cls(booster, list(manifest.feature_names))
         adapter._use_compiled(model_dir, path)
         return adapter

@@ -31,6 +31,7 @@ from tickserve.plugin import (
     Progress,
     TrainingData,
     TrainingResult,
+    check_feature_order,
     hookimpl,
     installed_adapter,
 )
@@ -153,6 +154,13 @@ class OnnxAdapter(ModelAdapter):
             raise ValueError(
                 f"input {graph_input.name!r} takes {width} features, the manifest lists {n_features} (feature_names)"
             )
+        stored = session.get_modelmeta().custom_metadata_map.get("tickserve.feature_names")
+        if stored:  # written by tickserve's exporter (_annotate); other ONNX files carry none
+            try:
+                names = json.loads(stored)
+            except ValueError:
+                names = None
+            check_feature_order(names if isinstance(names, list) else None, manifest)
         output = _pick_output(session, options.get("probabilities"))
         columns = _columns(options.get("class_order"), classes)
 

@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from tickserve.plugin import ModelAdapter, ModelManifest, Progress, TrainingData, TrainingResult, hookimpl
+from tickserve.plugin import (
+    ModelAdapter,
+    ModelManifest,
+    Progress,
+    TrainingData,
+    TrainingResult,
+    check_feature_order,
+    hookimpl,
+)
 
 MODEL_FILE = "model.ubj"
 FORMATS = (".json", ".ubj")
@@ -87,8 +95,8 @@ class XGBoostAdapter(ModelAdapter):
             raise ValueError(f"booster objective is {objective} with {classes} classes, need multi:softprob with 3")
         if booster.feature_names is None:
             booster.feature_names = list(manifest.feature_names)
-        elif booster.feature_names != list(manifest.feature_names):
-            raise ValueError(f"booster's feature names {booster.feature_names} differ from the manifest's")
+        else:
+            check_feature_order(list(booster.feature_names), manifest)
         return cls(booster, list(manifest.feature_names))
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
