@@ -189,6 +189,59 @@ def test_instruments_per_stream_beyond_the_limit_are_rejected_per_tick(tight):
     assert results[0].WhichOneof("result") == "signal"
 
 
+@pytest.fixture(scope="module")
+def budgeted(models, plugins):
+    served = start_server(models, plugins, limits=ServerLimits(max_instruments_total=3))
+    yield served
+    stop_server(served)
+
+
+def test_instruments_beyond_the_server_wide_budget_are_rejected_per_tick_until_streams_close(budgeted):
+    """max_instruments_total bounds the feature state all streams hold together: a tick of an
+    instrument new to its stream while the budget is spent gets RESOURCE_EXHAUSTED naming the
+    budget (TickBatch, TickColumns and Predict alike); a closing stream gives its instruments back."""
+    from tickserve_client import columns_from_ticks
+
+    stub = stub_of(budgeted)
+    held = budgeted.tick_server.signals.instruments
+
+    def results(responses):
+        return [r for response in responses for r in response.results]
+
+    first = OpenStream(stub)
+    first.send(next(stream_requests([])))
+    for name in ("X", "Y"):
+        first.send(pb.StreamSignalsRequest(tick=tick(name, 0)))
+    assert [r.WhichOneof("result") for r in results([next(first.call), next(first.call)])] == ["signal"] * 2
+    assert held.held == 2
+
+    second = OpenStream(stub)
+    second.send(next(stream_requests([])))
+    second.send(pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=[tick("Z", 0), tick("W", 0), tick("Z", 1)])))
+    got = results([next(second.call)])
+    assert [r.WhichOneof("result") for r in got] == ["signal", "error", "signal"]
+    assert got[1].error.code == EXHAUSTED.value[0] and got[1].error.field == "instrument"
+    assert got[1].error.message == (
+        "instrument: 'W' would exceed the server's budget of 3 instruments across all open streams "
+        "(max_instruments_total); retry when streams have closed"
+    )
+    columns = columns_from_ticks([tick("V", 0)])
+    second.send(pb.StreamSignalsRequest(columns=columns))
+    answer = next(second.call).columns
+    assert list(answer.code) == [EXHAUSTED.value[0]] and "max_instruments_total" in answer.errors[0].message
+    err = rpc_error(lambda: stub.Predict(pb.PredictRequest(model=MODEL, ticks=[tick("P", 0)]), timeout=10))
+    assert err.code() == EXHAUSTED and "max_instruments_total" in err.details()
+
+    first.close()  # X and Y go back to the budget
+    assert wait_for(lambda: held.held == 1)
+    second.send(pb.StreamSignalsRequest(tick=tick("W", 1)))
+    assert results([next(second.call)])[0].WhichOneof("result") == "signal"
+    second.close()
+    assert wait_for(lambda: held.held == 0)
+    signals = stub.Predict(pb.PredictRequest(model=MODEL, ticks=[tick("P", 0), tick("Q", 0)]), timeout=10).signals
+    assert len(signals) == 2 and held.held == 0  # a Predict call gives its instruments back at once
+
+
 def test_a_message_larger_than_max_message_bytes_is_resource_exhausted(tight):
     stub = stub_of(tight)
     huge = pb.Tick(instrument="A", timestamp_ns=1, bid_price=[1.0] * 6000, bid_size=[1.0] * 6000)  # ~96 KiB

@@ -7,6 +7,7 @@ only converts messages at the edge and calls `process`.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,9 +60,41 @@ class Prepared:
     gaps: dict[int, int] | None = None  # position in `ticks` -> sequence gap, only where there is one
 
 
+class InstrumentBudget:
+    """The instruments whose feature state every open session holds, server-wide (each about
+    5 KB), against a limit: a session takes one when it first admits an instrument and gives
+    all of its back when it closes. Sessions run on the event loop and in worker threads."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.held + n > self.limit:
+                return False
+            self.held += n
+            return True
+
+    def give_back(self, n: int) -> None:
+        with self._lock:
+            self.held -= n
+
+
 @dataclass(frozen=True)
 class SessionLimits:
     max_instruments: int = 10_000
+    budget: InstrumentBudget | None = None  # shared by every session of a server; None: no server-wide bound
+
+
+def _over_budget(instrument: str, budget: InstrumentBudget) -> Rejection:
+    return Rejection(
+        Status.RESOURCE_EXHAUSTED,
+        f"instrument: {instrument!r} would exceed the server's budget of {budget.limit} instruments "
+        "across all open streams (max_instruments_total); retry when streams have closed",
+        "instrument",
+    )
 
 
 class SignalSession:
@@ -75,6 +108,13 @@ class SignalSession:
         self.features = StreamingFeatures(model.manifest.feature_config)
         self._last_ts: dict[str, int] = {}
         self._last_seq: dict[str, int] = {}  # only instruments whose ticks carry a sequence
+        self._budgeted: set[str] = set()  # instruments this session holds in the server-wide budget
+
+    def close(self) -> None:
+        """Give this session's instruments back to the server-wide budget (idempotent)."""
+        if self.limits.budget is not None and self._budgeted:
+            self.limits.budget.give_back(len(self._budgeted))
+            self._budgeted.clear()
 
     def admit(self, tick: Tick) -> Rejection | None:
         """Check one tick against the rules and this stream's state (limits, sequence, time order)."""
@@ -95,6 +135,11 @@ class SignalSession:
                     f"{self.limits.max_instruments} instruments (max_instruments_per_stream)",
                     "instrument",
                 )
+            budget = self.limits.budget
+            if budget is not None and instrument not in self._budgeted:
+                if not budget.take(1):
+                    return _over_budget(instrument, budget)
+                self._budgeted.add(instrument)
             return None  # a new instrument: no sequence or time seen yet
         if seq is not None:
             last = self._last_seq.get(instrument)
@@ -138,8 +183,13 @@ class SignalSession:
         start[:1] = True
         np.not_equal(sc[1:], sc[:-1], out=start[1:])
         group_names = [names[c] for c in sc[start].tolist()]
-        new = sum(1 for name in group_names if name not in last_ts)
-        fast = len(last_ts) + new <= self.limits.max_instruments
+        fresh = [name for name in group_names if name not in last_ts]
+        fast = len(last_ts) + len(fresh) <= self.limits.max_instruments
+        budget = self.limits.budget
+        if fast and budget is not None and fresh:
+            fast = budget.take(len(fresh))  # else tick by tick: each new instrument asks on its own
+            if fast:
+                self._budgeted.update(fresh)
         if fast:
             lo = np.iinfo(np.int64).min
             sts = ts[order]

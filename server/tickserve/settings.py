@@ -56,6 +56,7 @@ class LimitsSettings:
     max_concurrent_streams: int = _setting(1_000, "StreamSignals + Evaluate calls open at once, server-wide")
     max_ticks_per_message: int = _setting(10_000, "ticks in one message or Predict call")
     max_instruments_per_stream: int = _setting(10_000, "instruments one stream may track")
+    max_instruments_total: int = _setting(200_000, "instruments all open streams may track together (~5 KB each)")
     max_message_bytes: int = _setting(MAX_MESSAGE_BYTES, "largest request or response message")
     batch_window_us: float = _setting(300.0, "micro-batching window across streams (0 disables it)")
     max_batch_rows: int = _setting(256, "largest micro-batch")

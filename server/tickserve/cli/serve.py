@@ -23,6 +23,7 @@ SERVER_FLAGS = {
     "max_concurrent_streams": ("limits", "max_concurrent_streams"),
     "max_ticks_per_message": ("limits", "max_ticks_per_message"),
     "max_instruments_per_stream": ("limits", "max_instruments_per_stream"),
+    "max_instruments_total": ("limits", "max_instruments_total"),
     "max_message_bytes": ("limits", "max_message_bytes"),
     "tls_cert": ("tls", "cert"),
     "tls_key": ("tls", "key"),
@@ -91,6 +92,7 @@ def cmd_serve(args) -> int:
         max_concurrent_streams=lim.max_concurrent_streams,
         max_ticks_per_message=lim.max_ticks_per_message,
         max_instruments_per_stream=lim.max_instruments_per_stream,
+        max_instruments_total=lim.max_instruments_total,
         max_message_bytes=lim.max_message_bytes,
     )  # ValueError naming the limit for a value < 1
     if srv.workers < 1:

@@ -34,7 +34,7 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from ..columnar import process_columns
-from ..engine import Rejection, Scored, SessionLimits, SignalSession
+from ..engine import InstrumentBudget, Rejection, Scored, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
@@ -64,6 +64,9 @@ class ServerLimits:
     max_concurrent_streams: int = 1_000
     # largest request message gRPC accepts (beyond: gRPC itself ends the call)
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    # instruments whose feature state all open streams hold together (~5 KB each; beyond: a
+    # per-tick RESOURCE_EXHAUSTED for a new instrument's ticks until streams close)
+    max_instruments_total: int = 200_000
     # dynamic micro-batching across streams (0 disables it); see serving/batcher.py
     batch_window_s: float = DEFAULT_WINDOW_S
     max_batch_rows: int = DEFAULT_MAX_ROWS
@@ -72,6 +75,7 @@ class ServerLimits:
         for name in (
             "max_ticks_per_message",
             "max_instruments_per_stream",
+            "max_instruments_total",
             "max_concurrent_streams",
             "max_message_bytes",
             "max_batch_rows",
@@ -105,7 +109,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self.executor = executor
         self.limits = limits
         self.recorder = recorder or Recorder()  # metrics and the signal log; a no-op when neither is on
-        self._session_limits = SessionLimits(max_instruments=limits.max_instruments_per_stream)
+        self.instruments = InstrumentBudget(limits.max_instruments_total)  # feature state held, server-wide
+        self._session_limits = SessionLimits(max_instruments=limits.max_instruments_per_stream, budget=self.instruments)
         self.batcher = MicroBatcher(
             executor,
             window_s=limits.batch_window_s,
@@ -196,6 +201,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         finally:
             self._stream_closed("StreamSignals")
             if session is not None:
+                session.close()
                 self.batcher.stream_closed(session.model, token)
 
     async def _answer(
@@ -231,17 +237,20 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 field="ticks",
             )
         session = self._open_session(request.model, request.version, request.return_features)
-        if len(request.ticks) > INLINE_MAX_TICKS:
-            return await self._off_loop(_predict, session, request.ticks, self.recorder, rpc, started)
-        # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
-        # Predict calls and streams of the same model share adapter calls
-        own = [converters.tick_from_proto(t) for t in request.ticks]
-        prepared = session.prepare(own)
-        results = prepared.results
-        if prepared.x is not None:
-            raw, probs = await self.batcher.predict(session.model, prepared.x)
-            results = session.finish(prepared, raw, probs)
-        return _predict_response(session, own, results, self.recorder, rpc, started)
+        try:
+            if len(request.ticks) > INLINE_MAX_TICKS:
+                return await self._off_loop(_predict, session, request.ticks, self.recorder, rpc, started)
+            # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
+            # Predict calls and streams of the same model share adapter calls
+            own = [converters.tick_from_proto(t) for t in request.ticks]
+            prepared = session.prepare(own)
+            results = prepared.results
+            if prepared.x is not None:
+                raw, probs = await self.batcher.predict(session.model, prepared.x)
+                results = session.finish(prepared, raw, probs)
+            return _predict_response(session, own, results, self.recorder, rpc, started)
+        finally:
+            session.close()
 
     # --- Evaluate ------------------------------------------------------------------
 
@@ -250,14 +259,17 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self, request_iterator: AsyncIterator[pb.EvaluateRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EvaluateResponse]:
         self._stream_opened("Evaluate")
+        sessions: list[SignalSession] = []
         try:
-            async for response in self._evaluate_stream(request_iterator):
+            async for response in self._evaluate_stream(request_iterator, sessions):
                 yield response
         finally:
+            for session in sessions:
+                session.close()
             self._stream_closed("Evaluate")
 
     async def _evaluate_stream(
-        self, request_iterator: AsyncIterator[pb.EvaluateRequest]
+        self, request_iterator: AsyncIterator[pb.EvaluateRequest], sessions: list[SignalSession]
     ) -> AsyncIterator[pb.EvaluateResponse]:
         session: SignalSession | None = None
         evaluation: Evaluation | None = None
@@ -277,6 +289,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                         field="config.progress_every",
                     )
                 session = self._open_session(request.config.model, request.config.version, False)
+                sessions.append(session)
                 every = every or DEFAULT_PROGRESS_EVERY
                 next_progress = every
                 config = request.config
@@ -291,6 +304,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 raise InvalidArgument("payload: the message carries none of config, tick or batch")
             if session is None:
                 session = self._open_session("", "", False)
+                sessions.append(session)
                 evaluation = Evaluation(session.model)
             ticks = self._ticks_of(request, kind)
             await self._off_loop(_evaluate, session, evaluation, ticks, offset)
