@@ -189,6 +189,41 @@ def test_instruments_per_stream_beyond_the_limit_are_rejected_per_tick(tight):
     assert results[0].WhichOneof("result") == "signal"
 
 
+def test_one_connection_holds_at_most_max_streams_per_connection_and_others_are_served(models, plugins):
+    """With a cap of 1 call per connection, a second stream on the same connection waits (no
+    slot taken, no error) while another connection is served; it proceeds when the first ends."""
+    served = start_server(models, plugins, limits=ServerLimits(max_streams_per_connection=1))
+    try:
+        own = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own, not a shared one
+        one = grpc.insecure_channel(served.address, options=own)
+        other = grpc.insecure_channel(served.address, options=own)
+        first = OpenStream(pb_grpc.SignalServiceStub(one))
+        first.send(next(stream_requests([])))
+        first.send(pb.StreamSignalsRequest(tick=tick("A", 0)))
+        assert next(first.call).results[0].WhichOneof("result") == "signal"
+        waiting = OpenStream(pb_grpc.SignalServiceStub(one))
+        waiting.send(next(stream_requests([])))
+        waiting.send(pb.StreamSignalsRequest(tick=tick("B", 0)))
+        answered = []
+        reader = threading.Thread(target=lambda: answered.append(next(waiting.call)), daemon=True)
+        reader.start()
+        reader.join(1.0)
+        assert not answered  # queued by HTTP/2 behind the connection's one open call
+        third = pb_grpc.SignalServiceStub(other)
+        results = [
+            r for response in third.StreamSignals(stream_requests([tick("C", 0)]), timeout=10) for r in response.results
+        ]
+        assert [r.WhichOneof("result") for r in results] == ["signal"]  # another connection is served
+        first.close()
+        reader.join(10)
+        assert answered and answered[0].results[0].WhichOneof("result") == "signal"
+        waiting.close()
+        one.close()
+        other.close()
+    finally:
+        stop_server(served)
+
+
 @pytest.fixture(scope="module")
 def budgeted(models, plugins):
     served = start_server(models, plugins, limits=ServerLimits(max_instruments_total=3))

@@ -320,6 +320,9 @@ def _server_settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-window-us", type=float, help="micro-batching window across streams (default 300; 0: off)")
     g.add_argument("--max-batch-rows", type=int, help="largest micro-batch (default 256)")
     g.add_argument("--max-concurrent-streams", type=int, help="StreamSignals + Evaluate calls open at once (1000)")
+    g.add_argument(
+        "--max-streams-per-connection", type=int, help="calls open at once on one connection; more wait (100)"
+    )
     g.add_argument("--max-ticks-per-message", type=int, help="ticks in one batch or Predict request (10000)")
     g.add_argument("--max-instruments-per-stream", type=int, help="distinct instruments in one stream (10000)")
     g.add_argument(

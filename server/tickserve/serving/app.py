@@ -115,6 +115,7 @@ async def create_server(
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", max(limits.max_message_bytes, MAX_MESSAGE_BYTES)),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
         ],
         # auth first (an unauthenticated call is refused before its bytes matter), then
         # undecodable request bytes -> INVALID_ARGUMENT on every method (decoding.py)

@@ -62,6 +62,9 @@ class ServerLimits:
     max_instruments_per_stream: int = 10_000
     # StreamSignals + Evaluate calls open at once, server-wide (beyond: the new call ends at once)
     max_concurrent_streams: int = 1_000
+    # calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: beyond, the
+    # client's new calls wait for one to end), so one client cannot hold every server-wide slot
+    max_streams_per_connection: int = 100
     # largest request message gRPC accepts (beyond: gRPC itself ends the call)
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # instruments whose feature state all open streams hold together (~5 KB each; beyond: a
@@ -77,6 +80,7 @@ class ServerLimits:
             "max_instruments_per_stream",
             "max_instruments_total",
             "max_concurrent_streams",
+            "max_streams_per_connection",
             "max_message_bytes",
             "max_batch_rows",
         ):
