@@ -224,6 +224,31 @@ def test_one_connection_holds_at_most_max_streams_per_connection_and_others_are_
         stop_server(served)
 
 
+def test_a_stream_that_sends_nothing_for_idle_timeout_is_ended_and_frees_its_slot(models, plugins):
+    served = start_server(models, plugins, limits=ServerLimits(idle_timeout_s=0.5))
+    try:
+        stub = stub_of(served)
+        signals = served.tick_server.signals
+        idle = OpenStream(stub)
+        idle.send(next(stream_requests([])))
+        idle.send(pb.StreamSignalsRequest(tick=tick("A", 0)))
+        assert next(idle.call).results[0].WhichOneof("result") == "signal"
+        busy = OpenStream(stub)
+        busy.send(next(stream_requests([])))
+        for i in range(8):  # a message every 0.2 s: never idle for 0.5 s
+            busy.send(pb.StreamSignalsRequest(tick=tick("B", i)))
+            assert next(busy.call).results[0].WhichOneof("result") == "signal"
+            time.sleep(0.2)
+        answers, err = collect(idle.call)
+        assert answers == [] and err is not None and err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert err.details().startswith("StreamSignals: no message for 0.5 s (idle_timeout_s)")
+        assert busy.close() == []  # the busy stream was never ended
+        assert wait_for(lambda: signals.stream_stats.open == 0) and signals.idle.ended == 1
+        idle.requests.put(None)
+    finally:
+        stop_server(served)
+
+
 @pytest.fixture(scope="module")
 def budgeted(models, plugins):
     served = start_server(models, plugins, limits=ServerLimits(max_instruments_total=3))

@@ -55,6 +55,7 @@ class ServerSettings:
 class LimitsSettings:
     max_concurrent_streams: int = _setting(1_000, "StreamSignals + Evaluate calls open at once, server-wide")
     max_streams_per_connection: int = _setting(100, "calls open at once on one connection (more wait for one to end)")
+    idle_timeout_s: float = _setting(3600.0, "a stream that sends nothing this long is ended (0: never)")
     max_ticks_per_message: int = _setting(10_000, "ticks in one message or Predict call")
     max_instruments_per_stream: int = _setting(10_000, "instruments one stream may track")
     max_instruments_total: int = _setting(200_000, "instruments all open streams may track together (~5 KB each)")

@@ -40,6 +40,7 @@ from ..evaluation import Evaluation
 from ..repository import ModelRepository
 from . import converters
 from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S, MicroBatcher
+from .idle import IdleStreams
 from .recorder import Recorder
 from .status import stream_errors, unary_errors
 
@@ -65,6 +66,9 @@ class ServerLimits:
     # calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: beyond, the
     # client's new calls wait for one to end), so one client cannot hold every server-wide slot
     max_streams_per_connection: int = 100
+    # a StreamSignals or Evaluate call that sends nothing for this long is ended DEADLINE_EXCEEDED,
+    # freeing its slot and its feature state (0: never); see serving/idle.py
+    idle_timeout_s: float = 3600.0
     # largest request message gRPC accepts (beyond: gRPC itself ends the call)
     max_message_bytes: int = MAX_MESSAGE_BYTES
     # instruments whose feature state all open streams hold together (~5 KB each; beyond: a
@@ -87,6 +91,8 @@ class ServerLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
+        if not self.idle_timeout_s >= 0:
+            raise ValueError(f"idle_timeout_s: must be >= 0 (0: off), got {self.idle_timeout_s!r}")
         if not self.batch_window_s >= 0:
             raise ValueError(f"batch_window_s: must be >= 0, got {self.batch_window_s!r}")
 
@@ -122,6 +128,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             on_batch=self.recorder.micro_batch if self.recorder.telemetry is not None else None,
         )
         self.stream_stats = StreamStats()
+        self.idle = IdleStreams(limits.idle_timeout_s)
 
     def _stream_opened(self, method: str) -> None:
         """Take a slot of max_concurrent_streams or end the call with RESOURCE_EXHAUSTED."""
@@ -174,9 +181,12 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         token = None
         self._stream_opened("StreamSignals")
         stats = self.stream_stats
+        idle = self.idle
+        idle.opened(context, "StreamSignals")
         try:
             async for request in request_iterator:
                 started = time.perf_counter_ns()
+                idle.touched(context, "StreamSignals")
                 kind = request.WhichOneof("payload")
                 if kind == "config":
                     if session is not None:
@@ -203,6 +213,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 stats.ticks += len(ticks)
                 yield response  # waits for flow control: no next message is read before this is sent
         finally:
+            idle.closed(context)
             self._stream_closed("StreamSignals")
             if session is not None:
                 session.close()
@@ -263,17 +274,19 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self, request_iterator: AsyncIterator[pb.EvaluateRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.EvaluateResponse]:
         self._stream_opened("Evaluate")
+        self.idle.opened(context, "Evaluate")
         sessions: list[SignalSession] = []
         try:
-            async for response in self._evaluate_stream(request_iterator, sessions):
+            async for response in self._evaluate_stream(request_iterator, sessions, context):
                 yield response
         finally:
+            self.idle.closed(context)
             for session in sessions:
                 session.close()
             self._stream_closed("Evaluate")
 
     async def _evaluate_stream(
-        self, request_iterator: AsyncIterator[pb.EvaluateRequest], sessions: list[SignalSession]
+        self, request_iterator: AsyncIterator[pb.EvaluateRequest], sessions: list[SignalSession], context
     ) -> AsyncIterator[pb.EvaluateResponse]:
         session: SignalSession | None = None
         evaluation: Evaluation | None = None
@@ -281,6 +294,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         next_progress = every
         offset = 0
         async for request in request_iterator:
+            self.idle.touched(context, "Evaluate")
             kind = request.WhichOneof("payload")
             if kind == "config":
                 if session is not None:
