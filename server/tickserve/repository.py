@@ -28,6 +28,7 @@ from .errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
 from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
 from .features.spec import COMPATIBLE_STAGE_VERSIONS
 from .labels import CLASSES
+from .load_check import check_serving_path
 from .manifest import MANIFEST_FILE, ModelManifest, check_name, file_sha256
 from .plugin import ComposedAdapter, ModelAdapter
 
@@ -234,6 +235,7 @@ class ModelRepository:
             raise ModelLoadError(
                 f"calibrated probabilities are not finite or do not sum to 1: {calibrated[0].tolist()}"
             )
+        check_serving_path(model)  # ticks -> features -> model -> rules, as a stream will run them
         return model
 
     def _build_from_members(self, adapter_cls: type[ModelAdapter], manifest: ModelManifest) -> ModelAdapter:
