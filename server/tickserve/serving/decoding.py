@@ -113,13 +113,16 @@ class MalformedRequests(grpc.aio.ServerInterceptor):
     """Wraps every method's decoder (see the module docstring); a handler is wrapped once."""
 
     def __init__(self) -> None:
-        self._wrapped: dict[grpc.RpcMethodHandler, grpc.RpcMethodHandler] = {}
+        # method -> (its handler, the wrapped one): one entry per method the server has, however
+        # many calls, and rewrapped if a method's handler ever changes
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
         handler = await continuation(handler_call_details)
-        if handler is None:
+        if handler is None:  # no such method: grpcio answers UNIMPLEMENTED; nothing is kept
             return None
-        wrapped = self._wrapped.get(handler)
-        if wrapped is None:
-            wrapped = self._wrapped[handler] = _wrap(handler)
-        return wrapped
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, _wrap(handler))
+        return cached[1]
