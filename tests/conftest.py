@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
+from tickserve.evaluation import Evaluation, ScoredTicks
 from tickserve.plugin_manager import Plugins, load_plugins
 from tickserve.repository import ModelRepository
 from tickserve.serving.app import TickServer, create_server
+from tickserve.signals import ACTIONS, RISKS, STRENGTHS
 from tickserve.simulate import simulate
+from tickserve.ticks import TickFrame
 from tickserve.training import train_model
 from tickserve_client import TickserveClient
 
@@ -96,3 +100,27 @@ def _signal_log_outside_the_repo(tmp_path_factory):
 
     os.environ["TICKSERVE_SIGNAL_LOG_PATH"] = str(tmp_path_factory.mktemp("signal-log-default") / "signals.db")
     yield
+
+
+def feed_in_messages(evaluation: Evaluation, frame: TickFrame, signals: list, raw, seed: int = 0) -> None:
+    """The ticks of `frame` with their signals, in messages of random sizes (1 to 300 ticks), as Evaluate gets them."""
+    raw = np.broadcast_to(np.asarray(raw, dtype=np.float64), (len(frame), 3))
+    probs = np.array([(s.p_sell, s.p_hold, s.p_buy) for s in signals])
+    codes = {
+        "action": np.array([ACTIONS.index(s.action) for s in signals]),
+        "strength": np.array([STRENGTHS.index(s.strength) for s in signals]),
+        "risk": np.array([RISKS.index(s.risk) for s in signals]),
+    }
+    start = 0
+    rng = np.random.default_rng(seed)
+    while start < len(frame):
+        end = min(len(frame), start + int(rng.integers(1, 301)))
+        part = frame.take(slice(start, end))
+        evaluation.add(
+            ScoredTicks(
+                part.instrument, part.timestamp_ns, part.bid_price[:, 0], part.ask_price[:, 0],
+                part.bid_size[:, 0], part.ask_size[:, 0], probs[start:end], raw[start:end],
+                codes["action"][start:end], codes["strength"][start:end], codes["risk"][start:end],
+            )
+        )  # fmt: skip
+        start = end

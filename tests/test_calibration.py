@@ -54,13 +54,20 @@ def test_brier_and_ece_by_hand():
     assert expected_calibration_error(probs, y) == pytest.approx((abs(1 - 0.7) + abs(0 - 0.6) + abs(1 - 0.5)) / 3)
 
 
-def test_incremental_metrics_equal_the_batch_functions():
+def test_incremental_metrics_do_not_depend_on_how_the_rows_are_split():
+    """Evaluate adds each message's rows as they come: any split gives the same bits as one batch."""
     probs, y, _ = _overconfident(3_000, 2.0, seed=2)
     m = CalibrationMetrics()
-    for row, true in zip(probs.tolist(), y.tolist()):
-        m.add(true, tuple(row))
-    assert m.brier == pytest.approx(brier_score(probs, y), rel=1e-12)
-    assert m.ece == pytest.approx(expected_calibration_error(probs, y), rel=1e-9)
+    start = 0
+    for size in np.random.default_rng(3).integers(1, 200, 100):
+        m.add(y[start : start + size], probs[start : start + size])
+        start += size
+    m.add(y[start:], probs[start:])
+    assert m.count == len(y)
+    assert m.brier == brier_score(probs, y)
+    assert m.ece == expected_calibration_error(probs, y)
+    onehot = np.eye(3)[y]
+    assert m.brier == pytest.approx(((probs - onehot) ** 2).sum(axis=1).mean(), rel=1e-12)
 
 
 def test_calibrator_from_manifest_spec():

@@ -24,7 +24,7 @@ from tickserve.training_report import TrainingReport
 from tickserve_client import TickserveClient
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from .conftest import _LoopThread
+from .conftest import _LoopThread, feed_in_messages
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-btcusd-perp"
 pytestmark = pytest.mark.skipif(
@@ -123,8 +123,7 @@ def test_time_horizon_labels_batch_equal_streaming_on_real_data(imported, labels
     from tickserve.signals import SignalValues
 
     hold = SignalValues("HOLD", 0.2, 0.6, 0.2, 0.6, 0.0, "WEAK", "PASSIVE", "HIGH")
-    for tick in frame.ticks():
-        evaluation.add_tick(tick, hold, (0.2, 0.6, 0.2))
+    feed_in_messages(evaluation, frame, [hold] * len(frame), (0.2, 0.6, 0.2))
     streamed_y = np.full(len(frame), NO_LABEL)
     streamed_future = np.full(len(frame), -1)
     for i, (label, j) in evaluation.labels_seen.items():
@@ -195,8 +194,7 @@ def test_served_evaluate_on_real_data_equals_the_offline_evaluation(served):
     model = repository.get("btc", "")
     _, raw, _, expected = offline(model, holdout)
     evaluation = Evaluation(model, cost_ticks=0.5)
-    for i, tick in enumerate(holdout.ticks()):
-        evaluation.add_tick(tick, expected[i], tuple(raw[i].tolist()))
+    feed_in_messages(evaluation, holdout, expected, raw)
 
     def requests():
         yield pb.EvaluateRequest(config=pb.EvaluateConfig(model="btc", cost_ticks=0.5))

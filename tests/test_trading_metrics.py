@@ -11,7 +11,7 @@ import pytest
 
 from tickserve.baselines import baseline_predictions, score_baselines
 from tickserve.errors import InvalidArgument
-from tickserve.evaluation import CumulativePnl, Evaluation
+from tickserve.evaluation import CumulativePnl, Evaluation, ScoredTicks
 from tickserve.features import FEATURE_INDEX, FeatureConfig, batch_features
 from tickserve.labels import (
     BUY,
@@ -19,7 +19,6 @@ from tickserve.labels import (
     NO_LABEL,
     SELL,
     LabelConfig,
-    StreamingLabeler,
     format_duration_ns,
     future_index,
     make_labels,
@@ -28,12 +27,12 @@ from tickserve.labels import (
 )
 from tickserve.manifest import MANIFEST_FILE, ModelManifest
 from tickserve.serving.converters import frame_to_protos, report_to_proto
-from tickserve.signals import SignalValues, decide
+from tickserve.signals import ACTIONS, RISKS, STRENGTHS, SignalValues, decide
 from tickserve.simulate import simulate
 from tickserve.ticks import Tick, TickFrame
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from .conftest import MODEL
+from .conftest import MODEL, feed_in_messages
 
 T0 = 1_704_205_800_000_000_000
 
@@ -197,16 +196,12 @@ def test_time_horizon_by_hand():
     y, future = make_labels(frame, labels, FeatureConfig(default_tick_size=0.5))
     # moves in 0.5 ticks: +2 BUY, -3 SELL, -4 SELL, -2 SELL, +2 BUY
     assert y.tolist() == [BUY, SELL, SELL, SELL, BUY, NO_LABEL]
-    # the streaming labeler, fed in order
-    labeler = StreamingLabeler(labels)
-    seen = {}
-    pasts = []
-    for i, t in enumerate(ts):
-        resolved, past = labeler.push("X", T0 + t, i)
-        seen.update({r: i for r in resolved})
-        pasts.append(-1 if past is None else past)
-    assert [seen.get(i, -1) for i in range(6)] == future.tolist()
-    assert pasts == past_index(frame, labels).tolist()
+    # Evaluate, fed one tick at a time, finds the same label ticks
+    evaluation = Evaluation(stub_model(labels), record_labels=True)
+    for t in frame.ticks():
+        evaluation.add_tick(t, signal("HOLD"), (0.2, 0.6, 0.2))
+    assert [evaluation.labels_seen.get(i, (NO_LABEL, -1))[1] for i in range(6)] == future.tolist()
+    assert [evaluation.labels_seen.get(i, (NO_LABEL, -1))[0] for i in range(6)] == y.tolist()
 
 
 @pytest.mark.parametrize(
@@ -228,8 +223,7 @@ def test_streaming_labels_equal_batch_labels_on_simulated_ticks(labels):
     config = FeatureConfig()
     y, future = make_labels(frame, labels, config)
     evaluation = Evaluation(stub_model(labels, tick_size=0.01), record_labels=True)
-    for t in frame.ticks():
-        evaluation.add_tick(t, signal("HOLD"), (0.2, 0.6, 0.2))
+    feed_in_messages(evaluation, frame, [signal("HOLD")] * len(frame), (0.2, 0.6, 0.2))
     streamed_y = np.full(len(frame), NO_LABEL)
     streamed_future = np.full(len(frame), -1)
     for i, (label, j) in evaluation.labels_seen.items():
@@ -256,8 +250,8 @@ def test_streaming_one_position_round_trips_equal_the_batch_ones():
     actions = rng.choice(["BUY", "SELL", "HOLD", "HOLD"], len(frame))
     strengths = rng.choice(["STRONG", "WEAK"], len(frame))
     evaluation = Evaluation(stub_model(labels, tick_size=0.01), cost_ticks=0.5, fee_bps=1.0)
-    for t, a, st in zip(frame.ticks(), actions, strengths):
-        evaluation.add_tick(t, signal(a, st if a != "HOLD" else "WEAK"), (0.2, 0.6, 0.2))
+    signals = [signal(a, st if a != "HOLD" else "WEAK") for a, st in zip(actions, strengths)]
+    feed_in_messages(evaluation, frame, signals, (0.2, 0.6, 0.2), seed=5)
     _, future = make_labels(frame, labels, config)
     direction = np.where(actions == "BUY", 1, np.where(actions == "SELL", -1, 0))
     rows = np.arange(len(frame))
@@ -466,3 +460,54 @@ def test_a_time_horizon_over_a_clock_that_stands_still_is_bounded(monkeypatch):
     for i in range(300):
         moving.add_tick(tick(i, 100.0, 100.5, ts=i * 1_000_000_000), signal("HOLD"), (0.2, 0.6, 0.2))
     assert moving.labeled == 299
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        LabelConfig(horizon_ticks=15, mode="taker"),
+        LabelConfig(horizon_ns=700_000_000, threshold_ticks=2.0),
+        LabelConfig(horizon_ticks=3, threshold_ticks=1.0),
+    ],
+    ids=["15-ticks-taker", "700ms-mid", "3-ticks-mid"],
+)
+def test_a_report_does_not_depend_on_how_the_ticks_are_split_into_messages(labels):
+    """Evaluate settles each message's ticks on arrays: one tick per message and messages of
+    random sizes give the same report, to the last bit (warm-up, three instruments, equal timestamps)."""
+    frame = simulate(3_000, seed=11)
+    frame.timestamp_ns = frame.timestamp_ns // 100_000_000 * 100_000_000
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet([1, 1, 1], len(frame))
+    actions = rng.choice(["BUY", "SELL", "HOLD"], len(frame), p=[0.3, 0.3, 0.4])
+    strengths = rng.choice(["WEAK", "MEDIUM", "STRONG"], len(frame))
+    risks = rng.choice(["LOW", "MEDIUM", "HIGH"], len(frame))
+    signals = [
+        SignalValues(a, q[2], q[1], q[0], q.max(), q[2] - q[0], s, "PASSIVE", r)
+        for a, q, s, r in zip(actions, p, strengths, risks)
+    ]
+    reports = []
+    for split in ("one tick", "random", "one message"):
+        evaluation = Evaluation(
+            stub_model(labels, tick_size=0.01), cost_ticks=0.3, fee_bps=0.5, score_from_ns=int(frame.timestamp_ns[200])
+        )
+        if split == "one tick":
+            for i, t in enumerate(frame.ticks()):
+                evaluation.add_tick(t, signals[i], tuple(p[i].tolist()))
+        elif split == "random":
+            feed_in_messages(evaluation, frame, signals, p, seed=9)
+        else:
+            evaluation.add(
+                ScoredTicks.of_frame(
+                    frame,
+                    p,
+                    p,
+                    SimpleNamespace(
+                        action=np.array([ACTIONS.index(a) for a in actions]),
+                        strength=np.array([STRENGTHS.index(s) for s in strengths]),
+                        risk=np.array([RISKS.index(r) for r in risks]),
+                    ),
+                )
+            )
+        reports.append(evaluation.report())
+    assert reports[0]["trading"]["one_position_all"]["trades"] > 20 and reports[0]["warmup_ticks"] == 200
+    assert reports[0] == reports[1] == reports[2]

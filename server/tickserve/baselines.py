@@ -12,7 +12,7 @@
 
 Each is scored with accuracy and macro-F1 exactly like a model. The batch
 functions here serve training; `evaluation.Evaluation` computes the same
-predictions tick by tick.
+predictions message by message with the same functions.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ DESCRIPTIONS = {
 }
 
 
-def imbalance_class(bid_size: float, ask_size: float) -> int:
-    return BUY if bid_size > ask_size else SELL if bid_size < ask_size else HOLD
+def imbalance_classes(bid_size: np.ndarray, ask_size: np.ndarray) -> np.ndarray:
+    """The imbalance baseline's class per row, from the sizes at the best bid and ask."""
+    return np.where(bid_size > ask_size, BUY, np.where(bid_size < ask_size, SELL, HOLD)).astype(np.int64)
 
 
 def baseline_predictions(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) -> dict[str, np.ndarray]:
@@ -44,9 +45,7 @@ def baseline_predictions(frame: TickFrame, labels: LabelConfig, features: Featur
     ok = np.flatnonzero(past >= 0)
     if len(ok):
         last_move[ok] = labels_between(frame, past[ok], ok, labels, tick_sizes(frame, features))
-    b, a = frame.bid_size[:, 0], frame.ask_size[:, 0]
-    imbalance = np.where(b > a, BUY, np.where(b < a, SELL, HOLD)).astype(np.int64)
-    return {"last_move": last_move, "imbalance": imbalance}
+    return {"last_move": last_move, "imbalance": imbalance_classes(frame.bid_size[:, 0], frame.ask_size[:, 0])}
 
 
 def score_baselines(y: np.ndarray, predictions: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:

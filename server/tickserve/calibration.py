@@ -15,6 +15,8 @@ from math import exp, log
 
 import numpy as np
 
+from .metrics import CalibrationMetrics
+
 _EPS = 1e-15
 _LOG_T_RANGE = (log(0.05), log(20.0))
 
@@ -83,22 +85,18 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray, *, iterations: int = 60) -
 
 def brier_score(probs: np.ndarray, y: np.ndarray) -> float:
     """Mean over rows of the squared distance between the probabilities and the one-hot truth."""
-    onehot = np.zeros_like(probs)
-    onehot[np.arange(len(y)), y] = 1.0
-    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+    return _scores(probs, y).brier
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    """Top-label ECE: |accuracy - confidence| per confidence bin, weighted by bin size."""
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    ece = 0.0
-    for k in range(bins):
-        members = which == k
-        if members.any():
-            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray) -> float:
+    """Top-label ECE: |accuracy - confidence| per confidence bin (10), weighted by bin size."""
+    return _scores(probs, y).ece
+
+
+def _scores(probs: np.ndarray, y: np.ndarray) -> CalibrationMetrics:
+    scores = CalibrationMetrics()
+    scores.add(np.asarray(y), np.asarray(probs, dtype=np.float64))
+    return scores
 
 
 class Calibrator:

@@ -1,53 +1,152 @@
-"""Incremental evaluation: labels from the ticks themselves, memory bounded by the horizon.
+"""Evaluate's bookkeeping on arrays: labels from the ticks themselves, memory bounded by the horizon.
 
-Each scored tick waits in its instrument's queue until its label tick arrives
-(`labels.StreamingLabeler`: the same rule as training's `make_labels`, with a
-horizon in ticks or in time, in the model's label mode); then its label is
-known and it is counted. Ticks still waiting when the stream ends have no
-label (same rule as training). Ticks before `score_from_ns` are warm-up: they
-feed the features (in the session) and serve as label and past ticks here,
-but are not scored.
+`Evaluation.add(ScoredTicks)` takes one message's ticks (in arrival order, with the signal
+each got) at once. It joins them to the ticks still waiting for their label tick, finds
+every label tick and past tick with the functions training uses (`labels.future_rows`,
+`labels.past_rows`), and counts each tick whose label tick has now arrived. Ticks still
+waiting when the stream ends have no label (same rule as training). Ticks before
+`score_from_ns` are warm-up: they feed the features (in the session) and serve as label
+and past ticks here, but are not scored.
 
-Besides the model's classification metrics, every report carries, on the same
-labeled ticks:
+Every sum runs tick after tick in the order the ticks are settled (label tick, then the
+tick itself: the order a tick-by-tick loop would settle them), so a report does not depend
+on how the ticks were split into messages (tests feed one stream in messages of random
+sizes and compare the bits).
 
-- the baselines of `baselines.py` (majority class, last move, level-1
-  imbalance sign), with accuracy and macro-F1;
+Besides the model's classification metrics, every report carries, on the same labeled
+ticks:
+
+- the baselines of `baselines.py` (majority class, last move, level-1 imbalance sign),
+  with accuracy and macro-F1;
 - trading metrics of the model's BUY/SELL signals (docs/trading-metrics.md,
-  `trading.round_trip`): hit and win rates, mean forward mid move, P&L after
-  crossing the spread, `cost_ticks` and `fee_bps`, in ticks and bps, by
-  strength, by risk and by action (signals may overlap), the same with one
-  position per instrument (all signals, STRONG ones, each baseline), the
-  signal rate and a downsampled cumulative P&L series.
+  `trading.round_trips_of`): hit and win rates, mean forward mid move, P&L after crossing
+  the spread, `cost_ticks` and `fee_bps`, in ticks and bps, by strength, by risk and by
+  action (signals may overlap), the same with one position per instrument
+  (`trading.one_position_rows`: all signals, STRONG ones, each baseline), the signal rate
+  and a downsampled cumulative P&L series.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from math import isfinite
 
 import numpy as np
 
-from .baselines import DESCRIPTIONS, imbalance_class
+from .baselines import DESCRIPTIONS, imbalance_classes
 from .errors import InvalidArgument, ResourceExhausted
-from .labels import BUY, CLASSES, HOLD, StreamingLabeler, label_class
+from .labels import BUY, CLASSES, HOLD, future_rows, label_classes, past_rows
 from .metrics import CalibrationMetrics, ClassificationMetrics
 from .repository import LoadedModel
-from .signals import RISKS, STRENGTHS, SignalValues
-from .ticks import Tick
-from .trading import RoundTrips, round_trip
+from .signals import ACTIONS, RISKS, STRENGTHS, SignalArrays, SignalValues
+from .ticks import Tick, TickFrame
+from .trading import RoundTrips, Trips, one_position_rows, round_trips_of, running_total
 
-# Ticks of one instrument that may wait for their label tick (a few hundred bytes each). With a
+# Ticks of one instrument that may wait for their label tick (about 100 bytes each). With a
 # tick horizon the queue never exceeds the horizon; with a time horizon it grows while the
 # ticks' clock stands still, so it is bounded here.
 MAX_WAITING_TICKS = 200_000
-_CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 MAX_PNL_POINTS = 1_000
 TradingBucket = RoundTrips  # one kind of bucket for every group of round trips
 _BASELINES = ("last_move", "imbalance")
 # one-position books: every BUY/SELL signal, the STRONG ones, each baseline's
 _BOOKS = ("all", "strong") + _BASELINES
+_STRONG = STRENGTHS.index("STRONG")
+
+
+@dataclass(frozen=True)
+class ScoredTicks:
+    """Ticks in arrival order with the signal each got: what Evaluate counts, as columns."""
+
+    instrument: np.ndarray  # (n,) names
+    timestamp_ns: np.ndarray  # (n,) int64
+    bid: np.ndarray  # (n,) best bid
+    ask: np.ndarray  # (n,) best ask
+    bid_size: np.ndarray  # (n,) size at the best bid
+    ask_size: np.ndarray  # (n,) size at the best ask
+    probs: np.ndarray  # (n, 3) calibrated (SELL, HOLD, BUY): the signal's probabilities
+    raw: np.ndarray  # (n, 3) the adapter's probabilities before calibration
+    action: np.ndarray  # (n,) index into ACTIONS
+    strength: np.ndarray  # (n,) index into STRENGTHS
+    risk: np.ndarray  # (n,) index into RISKS
+
+    def __len__(self) -> int:
+        return len(self.timestamp_ns)
+
+    @staticmethod
+    def of_frame(frame: TickFrame, probs: np.ndarray, raw: np.ndarray, signal: SignalArrays) -> ScoredTicks:
+        return ScoredTicks(
+            frame.instrument,
+            frame.timestamp_ns,
+            frame.bid_price[:, 0],
+            frame.ask_price[:, 0],
+            frame.bid_size[:, 0],
+            frame.ask_size[:, 0],
+            np.asarray(probs, dtype=np.float64),
+            np.asarray(raw, dtype=np.float64),
+            np.asarray(signal.action),
+            np.asarray(signal.strength),
+            np.asarray(signal.risk),
+        )
+
+    @staticmethod
+    def of_tick(tick: Tick, signal: SignalValues, raw: tuple[float, float, float]) -> ScoredTicks:
+        def one(value, dtype=np.float64) -> np.ndarray:
+            return np.array([value], dtype=dtype)
+
+        return ScoredTicks(
+            np.array([tick.instrument], dtype=object),
+            one(tick.timestamp_ns, np.int64),
+            one(tick.bid_price[0]),
+            one(tick.ask_price[0]),
+            one(tick.bid_size[0]),
+            one(tick.ask_size[0]),
+            np.array([[signal.p_sell, signal.p_hold, signal.p_buy]]),
+            np.array([raw], dtype=np.float64),
+            one(ACTIONS.index(signal.action), np.int64),
+            one(STRENGTHS.index(signal.strength), np.int64),
+            one(RISKS.index(signal.risk), np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Ticks as Evaluation keeps them: the ones waiting for their label tick, plus per
+    instrument the last settled one (the past tick of ticks still to come)."""
+
+    index: np.ndarray  # arrival index in the stream
+    code: np.ndarray  # instrument, as a small int
+    ts: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    tick_size: np.ndarray
+    probs: np.ndarray
+    raw: np.ndarray
+    action: np.ndarray
+    strength: np.ndarray
+    risk: np.ndarray
+    last_move: np.ndarray  # the baselines' classes, fixed when the tick arrives
+    imbalance: np.ndarray
+    scored: np.ndarray  # bool: at or after score_from_ns
+    settled: np.ndarray  # bool: its label tick has arrived (or it never will be scored)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, rows: np.ndarray) -> _Rows:
+        return _Rows(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    def join(self, other: _Rows) -> _Rows:
+        return _Rows(*(np.concatenate([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)))
+
+
+def _no_rows() -> _Rows:
+    ints, floats = np.zeros(0, np.int64), np.zeros(0)
+    return _Rows(
+        ints, ints, ints, floats, floats, floats, np.zeros((0, 3)), np.zeros((0, 3)),
+        ints, ints, ints, ints, ints, np.zeros(0, bool), np.zeros(0, bool),
+    )  # fmt: skip
 
 
 class CumulativePnl:
@@ -57,40 +156,48 @@ class CumulativePnl:
 
     def __init__(self, max_points: int = MAX_PNL_POINTS) -> None:
         self.max_points = max(2, max_points)
-        self.points: list[tuple[int, int, float, float]] = []
+        self.kept: list[tuple[int, tuple[int, int, float, float]]] = []  # (trade number, point)
         self.stride = 1
         self.trades = 0
         self.last: tuple[int, int, float, float] | None = None
 
     def add(self, point: tuple[int, int, float, float]) -> None:
-        self.trades += 1
-        self.last = point
-        if self.trades % self.stride == 0:
-            self.points.append(point)
-            if len(self.points) >= self.max_points:  # keep room for the final point
-                self.points = self.points[1::2]
-                self.stride *= 2
+        self.add_many(*(np.array([v]) for v in point))
+
+    def add_many(self, index: np.ndarray, ts: np.ndarray, pnl_ticks: np.ndarray, pnl_price: np.ndarray) -> None:
+        """The points of trades self.trades + 1, + 2, ... in order; Python work only for the points kept."""
+        n = len(index)
+        if not n:
+            return
+        number = self.trades + 1 + np.arange(n)  # each trade's number
+        done = 0
+        while done < n:
+            kept = done + np.flatnonzero(number[done:] % self.stride == 0)
+            room = self.max_points - len(self.kept)
+            if len(kept) < room:
+                self.kept += _points(number, index, ts, pnl_ticks, pnl_price, kept)
+                break
+            self.kept += _points(number, index, ts, pnl_ticks, pnl_price, kept[:room])
+            self.kept = self.kept[1::2]  # full: every other point, and twice the stride from here
+            self.stride *= 2
+            done = int(kept[room - 1]) + 1
+        self.trades += n
+        self.last = _points(number, index, ts, pnl_ticks, pnl_price, [n - 1])[0][1]
+
+    @property
+    def points(self) -> list[tuple[int, int, float, float]]:
+        return [point for _, point in self.kept]
 
     def series(self) -> list[tuple[int, int, float, float]]:
-        if self.last is not None and (not self.points or self.points[-1] is not self.last):
+        if self.last is not None and (not self.kept or self.kept[-1][0] != self.trades):
             return [*self.points, self.last]
-        return list(self.points)
+        return self.points
 
 
-class _Pending:
-    """One tick waiting for its label tick."""
-
-    __slots__ = ("index", "bid", "ask", "signal", "raw", "baseline", "scored", "books")
-
-    def __init__(self, index: int, bid: float, ask: float, signal: SignalValues, raw, scored: bool) -> None:
-        self.index = index
-        self.bid = bid
-        self.ask = ask
-        self.signal = signal
-        self.raw = raw
-        self.scored = scored
-        self.baseline: tuple[int, int] = (HOLD, HOLD)
-        self.books: list[tuple[str, bool]] = []  # (one-position book, buy?) opened on this tick
+def _points(number, index, ts, pnl_ticks, pnl_price, rows) -> list[tuple[int, tuple[int, int, float, float]]]:
+    rows = np.asarray(rows, dtype=np.int64)
+    points = zip(index[rows].tolist(), ts[rows].tolist(), pnl_ticks[rows].tolist(), pnl_price[rows].tolist())
+    return list(zip(number[rows].tolist(), points))
 
 
 @dataclass
@@ -123,7 +230,6 @@ class Evaluation:
     baseline_trading: dict = field(default_factory=lambda: {name: RoundTrips() for name in _BASELINES})
     one_position: dict = field(default_factory=lambda: {name: RoundTrips() for name in _BOOKS})
     labels_seen: dict = field(default_factory=dict)
-    _labeler: StreamingLabeler | None = None
 
     def __post_init__(self) -> None:
         for name, value in (("cost_ticks", self.cost_ticks), ("fee_bps", self.fee_bps)):
@@ -136,104 +242,187 @@ class Evaluation:
                 f"config.score_from_ns: must be >= 0 (0 = score every tick), got {self.score_from_ns}",
                 field="config.score_from_ns",
             )
-        self._labeler = StreamingLabeler(self.model.manifest.label_config)
+        self._labels = self.model.manifest.label_config
         self._sent = 0
         self._cum_ticks = 0.0
         self._cum_price = 0.0
-        self._open: dict[str, set] = {name: set() for name in _BOOKS}  # instruments holding a position
+        self._codes: dict[str, int] = {}
+        self._names: list[str] = []
+        self._tick_sizes: list[float] = []
+        self._waiting = _no_rows()
+        self._open: dict[str, dict[int, int]] = {book: {} for book in _BOOKS}  # code -> index of the open tick
+
+    # --- taking ticks ----------------------------------------------------------------------
 
     def add_tick(self, tick: Tick, signal: SignalValues, raw: tuple[float, float, float]) -> None:
-        """Count one tick (in the order the ticks were sent) and settle the ticks it labels."""
-        index = self._sent
-        self._sent += 1
-        scored = tick.timestamp_ns >= self.score_from_ns
-        labels = self.model.manifest.label_config
-        tick_size = self.model.manifest.feature_config.tick_size(tick.instrument)
-        bid, ask = tick.bid_price[0], tick.ask_price[0]
-        if scored:
-            self.ticks += 1
-            self.actions[signal.action] += 1
-            self.strengths[signal.strength] += 1
-            self.risks[signal.risk] += 1
-            if signal.action != "HOLD":
-                self.signals += 1
-        else:
-            self.warmup_ticks += 1
-        item = _Pending(index, bid, ask, signal, raw, scored)
-        resolved, past = self._labeler.push(tick.instrument, tick.timestamp_ns, item)
-        if not resolved and self._labeler.waiting_for(tick.instrument) > MAX_WAITING_TICKS:
-            # a time horizon over ticks whose clock barely moves: memory would grow without bound
-            raise ResourceExhausted(
-                f"ticks[{index}].timestamp_ns: {MAX_WAITING_TICKS} ticks of {tick.instrument!r} are waiting for "
-                f"the label tick {labels.horizon_ns} ns later (max_waiting_ticks); "
-                "the ticks' timestamps do not advance enough for this model's time horizon",
-                field=f"ticks[{index}].timestamp_ns",
-            )
-        for then in resolved:
-            self._settle(then, tick.instrument, index, tick.timestamp_ns, bid, ask, tick_size)
-        if not scored:
-            return
-        last_move = HOLD if past is None else label_class(past.bid, past.ask, bid, ask, tick_size, labels)
-        item.baseline = (last_move, imbalance_class(tick.bid_size[0], tick.ask_size[0]))
-        wants = {
-            "all": signal.action != "HOLD",
-            "strong": signal.action != "HOLD" and signal.strength == "STRONG",
-            "last_move": last_move != HOLD,
-            "imbalance": item.baseline[1] != HOLD,
-        }
-        buys = {
-            "all": signal.action == "BUY",
-            "strong": signal.action == "BUY",
-            "last_move": last_move == BUY,
-            "imbalance": item.baseline[1] == BUY,
-        }
-        for book, want in wants.items():
-            if want and tick.instrument not in self._open[book]:
-                self._open[book].add(tick.instrument)
-                item.books.append((book, buys[book]))
+        """One tick (in the order the ticks were sent) and the signal it got."""
+        self.add(ScoredTicks.of_tick(tick, signal, raw))
 
-    def add(self, instrument: str, mid: float, signal: SignalValues, raw: tuple[float, float, float]) -> None:
-        """Compatibility: a tick known only by its mid (no book: every tick gets the same timestamp,
-        spread 0 and balanced sizes; use `add_tick` for time horizons and trading metrics)."""
-        self.add_tick(Tick(instrument, 1, 0.0, 0.0, (mid,), (1.0,), (mid,), (1.0,)), signal, raw)
+    def add(self, ticks: ScoredTicks) -> None:
+        """Count a message's ticks (in the order they were sent) and settle every tick they label."""
+        n = len(ticks)
+        if not n:
+            return
+        codes = self._code(ticks.instrument)
+        scored = ticks.timestamp_ns >= self.score_from_ns
+        self._count(ticks, scored)
+        sizes = np.asarray(self._tick_sizes)[codes]
+        new = _Rows(
+            np.arange(self._sent, self._sent + n, dtype=np.int64),
+            codes,
+            np.asarray(ticks.timestamp_ns, dtype=np.int64),
+            np.asarray(ticks.bid, dtype=np.float64),
+            np.asarray(ticks.ask, dtype=np.float64),
+            sizes,
+            ticks.probs,
+            ticks.raw,
+            np.asarray(ticks.action, dtype=np.int64),
+            np.asarray(ticks.strength, dtype=np.int64),
+            np.asarray(ticks.risk, dtype=np.int64),
+            np.full(n, HOLD, dtype=np.int64),
+            imbalance_classes(np.asarray(ticks.bid_size), np.asarray(ticks.ask_size)),
+            scored,
+            np.zeros(n, dtype=bool),
+        )
+        self._sent += n
+        old = len(self._waiting)
+        rows = self._waiting.join(new)
+        future = future_rows(rows.code, rows.ts, self._labels)
+        past = past_rows(rows.code, rows.ts, self._labels)[old:]
+        has = np.flatnonzero(past >= 0)
+        p = past[has]
+        rows.last_move[old + has] = label_classes(
+            rows.bid[p], rows.ask[p], new.bid[has], new.ask[has], sizes[has], self._labels
+        )
+        self._check_waiting(rows, future, old)
+        self._settle(rows, future)
+        self._trade_books(rows, future, old)
+        rows.settled[future >= 0] = True
+        self._waiting = rows.take(self._still_needed(rows))
 
-    def _settle(
-        self, then: _Pending, instrument: str, index: int, ts: int, bid: float, ask: float, tick_size: float
-    ) -> None:
-        for book, buy in then.books:
-            self._open[book].discard(instrument)
-            self.one_position[book].add(*self._trip(buy, then, bid, ask, tick_size))
-        if not then.scored:
-            return
-        labels = self.model.manifest.label_config
-        signal = then.signal
-        true = label_class(then.bid, then.ask, bid, ask, tick_size, labels)
-        probs = (signal.p_sell, signal.p_hold, signal.p_buy)
-        self.metrics.add(true, _CLASS_ID[signal.action], probs)
-        self.calibrated.add(true, probs)
-        self.uncalibrated.add(true, then.raw)
-        for name, predicted in zip(_BASELINES, then.baseline):
-            self.baselines[name].add_class(true, predicted)
-            if predicted != HOLD:
-                self.baseline_trading[name].add(*self._trip(predicted == BUY, then, bid, ask, tick_size))
-        if self.record_labels:
-            self.labels_seen[then.index] = (true, index)
-        if signal.action == "HOLD":
-            return
-        trade = self._trip(signal.action == "BUY", then, bid, ask, tick_size)
-        for bucket in (
-            self.trading,
-            self.by_strength[signal.strength],
-            self.by_risk[signal.risk],
-            self.by_action[signal.action],
+    def _code(self, instruments: np.ndarray) -> np.ndarray:
+        names, inverse = np.unique(np.asarray(instruments, dtype=object), return_inverse=True)
+        codes = np.empty(len(names), dtype=np.int64)
+        for k, name in enumerate(names.tolist()):
+            code = self._codes.get(name)
+            if code is None:
+                code = self._codes[name] = len(self._names)
+                self._names.append(name)
+                self._tick_sizes.append(self.model.manifest.feature_config.tick_size(name))
+            codes[k] = code
+        return codes[inverse.ravel()]
+
+    def _count(self, ticks: ScoredTicks, scored: np.ndarray) -> None:
+        k = int(scored.sum())
+        self.ticks += k
+        self.warmup_ticks += len(ticks) - k
+        for counter, names, values in (
+            (self.actions, ACTIONS, ticks.action),
+            (self.strengths, STRENGTHS, ticks.strength),
+            (self.risks, RISKS, ticks.risk),
         ):
-            bucket.add(*trade)
-        self._cum_ticks += trade[3]
-        self._cum_price += trade[4]
-        self.pnl.add((index, ts, self._cum_ticks, self._cum_price))
+            for i, count in enumerate(np.bincount(np.asarray(values)[scored], minlength=len(names)).tolist()):
+                if count:
+                    counter[names[i]] += count
+        self.signals += int((np.asarray(ticks.action)[scored] != HOLD).sum())
 
-    def _trip(self, buy: bool, then: _Pending, bid: float, ask: float, tick_size: float):
-        return round_trip(buy, then.bid, then.ask, bid, ask, tick_size, self.cost_ticks, self.fee_bps)
+    def _check_waiting(self, rows: _Rows, future: np.ndarray, old: int) -> None:
+        """RESOURCE_EXHAUSTED at the first tick after which more than MAX_WAITING_TICKS ticks of
+        its instrument wait for their label tick."""
+        waiting = ~rows.settled & (future < 0)
+        counts = np.bincount(rows.code[waiting], minlength=len(self._names))
+        for code in np.flatnonzero(counts > MAX_WAITING_TICKS).tolist():
+            mine = np.flatnonzero((rows.code == code) & ~rows.settled)
+            ends = np.where(future[mine] >= 0, future[mine], len(rows))  # ascending: labels come in order
+            waiting_after = np.arange(1, len(mine) + 1) - np.searchsorted(ends, mine, side="right")
+            over = mine[(waiting_after > MAX_WAITING_TICKS) & (mine >= old)]
+            if len(over):
+                index = int(rows.index[over[0]])
+                raise ResourceExhausted(
+                    f"ticks[{index}].timestamp_ns: {MAX_WAITING_TICKS} ticks of {self._names[code]!r} are waiting "
+                    f"for the label tick {self._labels.horizon_ns} ns later (max_waiting_ticks); "
+                    "the ticks' timestamps do not advance enough for this model's time horizon",
+                    field=f"ticks[{index}].timestamp_ns",
+                )
+
+    def _still_needed(self, rows: _Rows) -> np.ndarray:
+        """The ticks still waiting, and per instrument the last settled one (the past tick to come)."""
+        keep = ~rows.settled
+        settled = np.flatnonzero(rows.settled)[::-1]
+        _, last = np.unique(rows.code[settled], return_index=True)
+        keep[settled[last]] = True
+        return np.flatnonzero(keep)
+
+    # --- settling ticks whose label tick arrived --------------------------------------------
+
+    def _trips(self, rows: _Rows, now: np.ndarray, later: np.ndarray, buy: np.ndarray) -> Trips:
+        return round_trips_of(
+            buy, rows.bid[now], rows.ask[now], rows.bid[later], rows.ask[later], rows.tick_size[now],
+            self.cost_ticks, self.fee_bps,
+        )  # fmt: skip
+
+    def _settle(self, rows: _Rows, future: np.ndarray) -> None:
+        due = np.flatnonzero(~rows.settled & (future >= 0) & rows.scored)
+        now = due[np.lexsort((due, future[due]))]  # the order a tick-by-tick loop settles them in
+        later = future[now]
+        true = label_classes(
+            rows.bid[now], rows.ask[now], rows.bid[later], rows.ask[later], rows.tick_size[now], self._labels
+        )
+        action = rows.action[now]
+        self.metrics.add_batch(true, action, rows.probs[now])
+        self.calibrated.add(true, rows.probs[now])
+        self.uncalibrated.add(true, rows.raw[now])
+        for name in _BASELINES:
+            predicted = getattr(rows, name)[now]
+            self.baselines[name].add_batch(true, predicted)
+            acts = predicted != HOLD
+            self.baseline_trading[name].add(self._trips(rows, now[acts], later[acts], predicted[acts] == BUY))
+        if self.record_labels:
+            self.labels_seen.update(zip(rows.index[now].tolist(), zip(true.tolist(), rows.index[later].tolist())))
+        acts = action != HOLD
+        trips = self._trips(rows, now[acts], later[acts], action[acts] == BUY)
+        self.trading.add(trips)
+        signal_rows = now[acts]
+        for buckets, values, names in (
+            (self.by_strength, rows.strength[signal_rows], STRENGTHS),
+            (self.by_risk, rows.risk[signal_rows], RISKS),
+            (self.by_action, rows.action[signal_rows], ACTIONS),
+        ):
+            for k, name in enumerate(names):
+                if name in buckets:
+                    buckets[name].add(trips.take(values == k))
+        if len(trips):
+            cum_ticks = running_total(self._cum_ticks, trips.pnl_ticks)
+            cum_price = running_total(self._cum_price, trips.pnl_price)
+            self._cum_ticks, self._cum_price = float(cum_ticks[-1]), float(cum_price[-1])
+            closing = later[acts]
+            self.pnl.add_many(rows.index[closing], rows.ts[closing], cum_ticks, cum_price)
+
+    def _trade_books(self, rows: _Rows, future: np.ndarray, old: int) -> None:
+        """The one-position books: positions opened by this message's scored ticks, and the round
+        trips of every position whose label tick arrived."""
+        new = np.arange(old, len(rows))
+        new = new[rows.scored[old:]]
+        action, strength = rows.action, rows.strength
+        books = {
+            "all": (action != HOLD, action == BUY),
+            "strong": ((action != HOLD) & (strength == _STRONG), action == BUY),
+            "last_move": (rows.last_move != HOLD, rows.last_move == BUY),
+            "imbalance": (rows.imbalance != HOLD, rows.imbalance == BUY),
+        }
+        for book, (wants, buys) in books.items():
+            # positions opened by earlier messages: flat from their label tick, or busy throughout
+            carried = {code: int(np.searchsorted(rows.index, index)) for code, index in self._open[book].items()}
+            flat_from = {code: int(future[row]) if future[row] >= 0 else len(rows) for code, row in carried.items()}
+            taken, still_open = one_position_rows(rows.code, new[wants[new]], future, flat_from)
+            still_open.update({code: row for code, row in carried.items() if future[row] < 0})
+            self._open[book] = {code: int(rows.index[row]) for code, row in still_open.items()}
+            closed = np.concatenate([np.fromiter(carried.values(), dtype=np.int64, count=len(carried)), taken])
+            closed = closed[future[closed] >= 0]
+            closed = closed[np.lexsort((closed, future[closed]))]
+            self.one_position[book].add(self._trips(rows, closed, future[closed], buys[closed]))
+
+    # --- the report ------------------------------------------------------------------------
 
     @property
     def labeled(self) -> int:
@@ -277,7 +466,7 @@ class Evaluation:
     def report(self) -> dict:
         m = self.metrics
         majority, baseline = m.majority_baseline()
-        labels = self.model.manifest.label_config
+        labels = self._labels
         return {
             "model": self.model.name,
             "model_version": self.model.version,
@@ -313,4 +502,4 @@ class Evaluation:
         }
 
 
-__all__ = ["CumulativePnl", "Evaluation", "TradingBucket"]
+__all__ = ["CumulativePnl", "Evaluation", "ScoredTicks", "TradingBucket"]

@@ -25,21 +25,21 @@ cannot flip a label:
 A tick with no label tick (the last h ticks of an instrument, or the ticks
 within H of its last one) gets no label.
 
-The batch path (`make_labels`) and the streaming path (`StreamingLabeler` +
-`label_class`, used by `evaluation.Evaluation`) implement the same rule and
-give identical labels (tests compare them tick by tick).
+One implementation serves training (`make_labels` on a whole frame) and
+Evaluate (`evaluation.Evaluation`, which runs `future_rows`/`past_rows` on each
+message joined to the ticks still waiting for their label tick); tests compare
+the two on every tick, with messages of any size.
 
 The "past" tick of tick i, used by the last-move baseline, mirrors the label
 tick backwards: the h-th earlier tick of the same instrument, or, with a time
 horizon, the last earlier tick whose timestamp is at or before t - H. The
 baseline predicts the label the past tick would have had with tick i as its
-label tick (`label_class(past, now)`), in the model's own label mode.
+label tick (`label_classes(past, now)`), in the model's own label mode.
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
 from dataclasses import dataclass
 from math import isfinite
 
@@ -153,28 +153,14 @@ class LabelConfig:
         return LabelConfig(int(d["horizon_ticks"]), float(d["threshold_ticks"]), mode=mode, cost_ticks=cost)
 
 
-def _snap(ticks: float) -> float:
-    # np.round(x, 6) is rint(x * 1e6) / 1e6 and Python's round() is round-half-even like
-    # rint: the same value as the array path without a numpy call per tick
-    return round(ticks * 1e6) / 1e6
-
-
 def label_class(
     now_bid: float, now_ask: float, later_bid: float, later_ask: float, tick_size: float, labels: LabelConfig
 ) -> int:
-    """The class of one tick given its label tick's best bid and ask (the rule of `label_classes`)."""
-    if labels.taker:
-        if _snap((later_bid - now_ask) / tick_size) > labels.cost_ticks:
-            return BUY
-        if _snap((now_bid - later_ask) / tick_size) > labels.cost_ticks:
-            return SELL
-        return HOLD
-    move = _snap(((later_ask + later_bid) * 0.5 - (now_ask + now_bid) * 0.5) / tick_size)
-    if move >= labels.threshold_ticks:
-        return BUY
-    if move <= -labels.threshold_ticks:
-        return SELL
-    return HOLD
+    """The class of one tick given its label tick's best bid and ask (`label_classes` of one row)."""
+    one = np.ones(1)
+    return int(
+        label_classes(one * now_bid, one * now_ask, one * later_bid, one * later_ask, one * tick_size, labels)[0]
+    )
 
 
 def label_classes(
@@ -185,7 +171,7 @@ def label_classes(
     tick_size: np.ndarray,
     labels: LabelConfig,
 ) -> np.ndarray:
-    """`label_class` over arrays (the same operations, so the same classes)."""
+    """The class of each tick given its label tick's best bid and ask, in tick sizes (the rule of the module doc)."""
     if labels.taker:
         up = np.round((later_bid - now_ask) / tick_size, 6)
         down = np.round((now_bid - later_ask) / tick_size, 6)
@@ -200,47 +186,85 @@ def mid_prices(frame: TickFrame) -> np.ndarray:
     return (frame.ask_price[:, 0] + frame.bid_price[:, 0]) * 0.5
 
 
-def _instrument_rows(frame: TickFrame):
-    """(name, row indices) per instrument; refuses rows out of time order within an instrument."""
-    for name in np.unique(frame.instrument):
-        rows = np.flatnonzero(frame.instrument == name)
-        backwards = np.flatnonzero(np.diff(frame.timestamp_ns[rows]) < 0)
-        if len(backwards):
-            row = int(rows[backwards[0] + 1])
-            raise ValueError(f"ticks of {name!r} are not in time order: row {row} is earlier than the tick before it")
-        yield name, rows
+def instrument_codes(frame: TickFrame) -> np.ndarray:
+    """Per row, a small int naming its instrument; refuses rows out of time order within an instrument."""
+    _, codes = np.unique(frame.instrument, return_inverse=True)
+    codes = codes.astype(np.int64).ravel()
+    order, start, _ = _groups(codes)
+    ts = frame.timestamp_ns[order]
+    backwards = np.flatnonzero((np.diff(ts) < 0) & (start[1:] == start[:-1]))
+    if len(backwards):
+        row = int(order[backwards[0] + 1])
+        name = frame.instrument[row]
+        raise ValueError(f"ticks of {name!r} are not in time order: row {row} is earlier than the tick before it")
+    return codes
 
 
-def future_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
-    """Per row, the row of its label tick (see the module doc); -1 where there is none."""
-    future = np.full(len(frame), -1, dtype=np.int64)
-    for _, rows in _instrument_rows(frame):
-        if labels.in_time:
-            ts = frame.timestamp_ns[rows]
-            j = np.searchsorted(ts, ts + labels.horizon_ns, side="left")
-            ok = j < len(rows)
-            future[rows[ok]] = rows[j[ok]]
-        else:
-            h = labels.horizon_ticks
-            if len(rows) > h:
-                future[rows[:-h]] = rows[h:]
+def _groups(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows sorted by instrument, arrival order kept; per sorted position the first and the
+    one-past-last position of its instrument's run)."""
+    order = np.argsort(codes, kind="stable")
+    c = codes[order]
+    n = len(c)
+    first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    lengths = np.diff(np.r_[first, n])
+    start = np.repeat(first, lengths)
+    return order, start, start + np.repeat(lengths, lengths)
+
+
+def _time_keys(codes_sorted: np.ndarray, ts: np.ndarray, shifted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(keys of the sorted rows, keys of the shifted times): instrument first, then time, as ints
+    that sort like (instrument, timestamp) pairs, so one searchsorted serves every instrument."""
+    _, rank = np.unique(np.concatenate([ts, shifted]), return_inverse=True)
+    span = len(rank) + 1
+    rank = rank.ravel().astype(np.int64)
+    n = len(ts)
+    return codes_sorted * span + rank[:n], codes_sorted * span + rank[n:]
+
+
+def future_rows(codes: np.ndarray, timestamp_ns: np.ndarray, labels: LabelConfig) -> np.ndarray:
+    """Per row, the row of its label tick (see the module doc); -1 where there is none. Rows are
+    in arrival order, `codes` name their instruments, time never goes back within one."""
+    future = np.full(len(codes), -1, dtype=np.int64)
+    order, start, end = _groups(codes)
+    position = np.arange(len(codes))
+    if labels.in_time:
+        ts = timestamp_ns[order]
+        keys, targets = _time_keys(codes[order], ts, ts + labels.horizon_ns)
+        j = np.searchsorted(keys, targets, side="left")  # the first at or after t + H
+        ok = (j < end) & (j > position)
+    else:
+        j = position + labels.horizon_ticks
+        ok = j < end
+    future[order[ok]] = order[j[ok]]
     return future
 
 
-def past_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
+def past_rows(codes: np.ndarray, timestamp_ns: np.ndarray, labels: LabelConfig) -> np.ndarray:
     """Per row, the row of its past tick (see the module doc); -1 where there is none."""
-    past = np.full(len(frame), -1, dtype=np.int64)
-    for _, rows in _instrument_rows(frame):
-        if labels.in_time:
-            ts = frame.timestamp_ns[rows]
-            k = np.searchsorted(ts, ts - labels.horizon_ns, side="right") - 1
-            ok = k >= 0
-            past[rows[ok]] = rows[k[ok]]
-        else:
-            h = labels.horizon_ticks
-            if len(rows) > h:
-                past[rows[h:]] = rows[:-h]
+    past = np.full(len(codes), -1, dtype=np.int64)
+    order, start, _ = _groups(codes)
+    position = np.arange(len(codes))
+    if labels.in_time:
+        ts = timestamp_ns[order]
+        keys, targets = _time_keys(codes[order], ts, ts - labels.horizon_ns)
+        k = np.searchsorted(keys, targets, side="right") - 1  # the last at or before t - H
+        ok = k >= start
+    else:
+        k = position - labels.horizon_ticks
+        ok = k >= start
+    past[order[ok]] = order[k[ok]]
     return past
+
+
+def future_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
+    """Per row of a frame, the row of its label tick; -1 where there is none."""
+    return future_rows(instrument_codes(frame), frame.timestamp_ns, labels)
+
+
+def past_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
+    """Per row of a frame, the row of its past tick; -1 where there is none."""
+    return past_rows(instrument_codes(frame), frame.timestamp_ns, labels)
 
 
 def tick_sizes(frame: TickFrame, features: FeatureConfig) -> np.ndarray:
@@ -266,43 +290,3 @@ def make_labels(frame: TickFrame, labels: LabelConfig, features: FeatureConfig) 
     if len(now):
         y[now] = labels_between(frame, now, future[now], labels, tick_sizes(frame, features))
     return y, future
-
-
-class StreamingLabeler:
-    """The streaming twin of `future_index` / `past_index`: feed ticks in arrival order.
-
-    `push(instrument, timestamp_ns, item)` returns the items whose label tick is
-    this one (oldest first) and the item of this tick's past tick (None when it
-    has none). Memory: the ticks still waiting for their label tick, per instrument.
-    """
-
-    __slots__ = ("labels", "_pending", "_past")
-
-    def __init__(self, labels: LabelConfig) -> None:
-        self.labels = labels
-        self._pending: dict[str, deque] = {}
-        self._past: dict[str, object] = {}
-
-    def push(self, instrument: str, timestamp_ns: int, item) -> tuple[list, object]:
-        pending = self._pending.get(instrument)
-        if pending is None:
-            pending = self._pending[instrument] = deque()
-        resolved = []
-        if self.labels.in_time:
-            deadline = timestamp_ns - self.labels.horizon_ns  # labels a tick at or before it
-            while pending and pending[0][0] <= deadline:
-                resolved.append(pending.popleft()[1])
-        elif len(pending) == self.labels.horizon_ticks:
-            resolved.append(pending.popleft()[1])
-        if resolved:
-            self._past[instrument] = resolved[-1]
-        pending.append((timestamp_ns, item))
-        return resolved, self._past.get(instrument)
-
-    def waiting_for(self, instrument: str) -> int:
-        """Ticks of `instrument` still waiting for their label tick."""
-        pending = self._pending.get(instrument)
-        return 0 if pending is None else len(pending)
-
-    def waiting(self) -> int:
-        return sum(len(q) for q in self._pending.values())

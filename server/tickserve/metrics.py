@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import log
 
 import numpy as np
 
 from .labels import CLASSES
+from .trading import running_total
 
 _EPS = 1e-15
 
@@ -23,21 +23,16 @@ class ClassificationMetrics:
             self.confusion = np.zeros((self.n_classes, self.n_classes), dtype=np.int64)
 
     def add(self, true: int, predicted: int, probs) -> None:
-        self.confusion[true, predicted] += 1
-        self.log_loss_sum -= log(min(max(probs[true], _EPS), 1.0))
-
-    def add_class(self, true: int, predicted: int) -> None:
-        """A prediction without probabilities (a baseline): counts in the confusion matrix only."""
-        self.confusion[true, predicted] += 1
+        self.add_batch(np.array([true]), np.array([predicted]), np.asarray(probs, dtype=np.float64)[None, :])
 
     def add_batch(self, true: np.ndarray, predicted: np.ndarray, probs: np.ndarray | None = None) -> None:
-        """`probs` None: classes only (a baseline), no log loss."""
-        if probs is None:
-            np.add.at(self.confusion, (true, predicted), 1)
-            return
+        """`probs` None: classes only (a baseline), no log loss. The log loss is summed row after
+        row, so the total does not depend on how the rows were split into batches."""
         np.add.at(self.confusion, (true, predicted), 1)
+        if probs is None or not len(true):
+            return
         p = np.clip(probs[np.arange(len(true)), true], _EPS, 1.0)
-        self.log_loss_sum -= float(np.log(p).sum())
+        self.log_loss_sum = float(running_total(self.log_loss_sum, -np.log(p))[-1])
 
     @property
     def count(self) -> int:
@@ -108,14 +103,23 @@ class CalibrationMetrics:
         self.bin_confidence = [0.0] * self.BINS
         self.bin_correct = [0] * self.BINS
 
-    def add(self, true: int, probs) -> None:
-        self.count += 1
-        self.brier_sum += sum((p - (1.0 if k == true else 0.0)) ** 2 for k, p in enumerate(probs))
-        confidence = max(probs)
-        k = min(int(confidence * self.BINS), self.BINS - 1)
-        self.bin_count[k] += 1
-        self.bin_confidence[k] += confidence
-        self.bin_correct[k] += int(probs.index(confidence) == true)
+    def add(self, true: np.ndarray, probs: np.ndarray) -> None:
+        """Rows of (n, 3) probabilities with their true classes; sums run row after row (`running_total`)."""
+        n = len(true)
+        if not n:
+            return
+        self.count += n
+        d = probs - (np.arange(probs.shape[1]) == true[:, None])
+        squares = d * d
+        self.brier_sum = float(running_total(self.brier_sum, squares[:, 0] + squares[:, 1] + squares[:, 2])[-1])
+        confidence = probs.max(axis=1)
+        bins = np.minimum((confidence * self.BINS).astype(np.int64), self.BINS - 1)
+        correct = probs.argmax(axis=1) == true
+        for k in np.unique(bins).tolist():
+            mine = bins == k
+            self.bin_count[k] += int(mine.sum())
+            self.bin_confidence[k] = float(running_total(self.bin_confidence[k], confidence[mine])[-1])
+            self.bin_correct[k] += int(correct[mine].sum())
 
     @property
     def brier(self) -> float:

@@ -5,10 +5,10 @@ and sells at its label tick's best bid; SELL sells at the bid and buys back at
 the ask. P&L after crossing the spread twice, minus `cost_ticks` tick sizes
 and `fee_bps` basis points of the entry mid, in ticks and in bps of the entry
 mid. `docs/trading-metrics.md` defines every figure; `evaluation.Evaluation`
-computes the same round trips tick by tick while Evaluate streams (tested
-equal).
+computes the same round trips with the same functions, message by message,
+while Evaluate streams (tested equal).
 
-`one_position=True` counts what one account holding at most one position per
+`one_position=True` (`one_position_rows`) counts what one account holding at most one position per
 instrument earns: a signal is taken only when the instrument is flat, and the
 position is held to the label tick (a signal on the label tick itself may open
 the next one). Otherwise every signal is its own overlapping round trip, which
@@ -17,9 +17,36 @@ measures the average edge of a signal rather than an account's P&L.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
+
+from .labels import instrument_codes
+
+
+def running_total(start: float, values: np.ndarray) -> np.ndarray:
+    """start + values[0] + values[1] + ..., added left to right as a loop would (np.cumsum
+    accumulates in order, unlike np.sum's pairwise sum), each partial total: totals kept this way
+    do not depend on how the values were split into messages."""
+    return np.cumsum(np.concatenate(([float(start)], np.asarray(values, dtype=np.float64))))[1:]
+
+
+@dataclass(frozen=True)
+class Trips:
+    """Round trips as arrays, one entry each (`round_trips_of`)."""
+
+    hit: np.ndarray  # bool: the mid moved in the signal's direction
+    win: np.ndarray  # bool: the round trip made money after every cost
+    move_ticks: np.ndarray
+    pnl_ticks: np.ndarray
+    pnl_price: np.ndarray
+    pnl_bps: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.hit)
+
+    def take(self, which: np.ndarray) -> Trips:
+        return Trips(*(getattr(self, f.name)[which] for f in fields(self)))
 
 
 @dataclass
@@ -32,14 +59,14 @@ class RoundTrips:
     pnl_price: float = 0.0
     pnl_bps: float = 0.0
 
-    def add(self, hit: bool, win: bool, move_ticks: float, pnl_ticks: float, pnl_price: float, pnl_bps: float) -> None:
-        self.trades += 1
-        self.hits += hit
-        self.wins += win
-        self.move_ticks += move_ticks
-        self.pnl_ticks += pnl_ticks
-        self.pnl_price += pnl_price
-        self.pnl_bps += pnl_bps
+    def add(self, trips: Trips) -> None:
+        if not len(trips):
+            return
+        self.trades += len(trips)
+        self.hits += int(trips.hit.sum())
+        self.wins += int(trips.win.sum())
+        for name in ("move_ticks", "pnl_ticks", "pnl_price", "pnl_bps"):
+            setattr(self, name, float(running_total(getattr(self, name), getattr(trips, name))[-1]))
 
     def to_dict(self) -> dict:
         n = self.trades
@@ -56,34 +83,69 @@ class RoundTrips:
         }
 
 
-def _snap(ticks: float) -> float:
-    return round(ticks * 1e6) / 1e6
+def _snap(ticks: np.ndarray) -> np.ndarray:
+    return np.rint(ticks * 1e6) / 1e6
 
 
-def round_trip(
-    buy: bool,
-    then_bid: float,
-    then_ask: float,
-    bid: float,
-    ask: float,
-    tick_size: float,
+def round_trips_of(
+    buy: np.ndarray,
+    then_bid: np.ndarray,
+    then_ask: np.ndarray,
+    bid: np.ndarray,
+    ask: np.ndarray,
+    tick_size: np.ndarray,
     cost_ticks: float,
     fee_bps: float,
-) -> tuple[bool, bool, float, float, float, float]:
-    """(hit, win, signed mid move in ticks, P&L in ticks, in price, in bps) of one unit opened at
-    (then_bid, then_ask) and closed at (bid, ask): the one formula of both the batch and the streaming path."""
+) -> Trips:
+    """The round trips of units opened at (then_bid, then_ask) and closed at (bid, ask): BUY where
+    `buy`, else SELL. The one formula of training, the scoreboard and Evaluate."""
     then_mid = (then_ask + then_bid) * 0.5
     mid = (ask + bid) * 0.5
-    if buy:
-        direction, gross = 1.0, bid - then_ask
-    else:
-        direction, gross = -1.0, then_bid - ask
+    direction = np.where(buy, 1.0, -1.0)
+    gross = np.where(buy, bid - then_ask, then_bid - ask)
     move_ticks = _snap(direction * (mid - then_mid) / tick_size)
     fee_price = fee_bps * then_mid * 1e-4
     pnl_price = gross - cost_ticks * tick_size - fee_price
     pnl_ticks = _snap(gross / tick_size) - cost_ticks - fee_price / tick_size
     pnl_bps = pnl_price / then_mid * 1e4
-    return move_ticks > 0, pnl_ticks > 0, move_ticks, pnl_ticks, pnl_price, pnl_bps
+    return Trips(move_ticks > 0, pnl_ticks > 0, move_ticks, pnl_ticks, pnl_price, pnl_bps)
+
+
+def one_position_rows(
+    codes: np.ndarray, rows: np.ndarray, future: np.ndarray, flat_from: dict[int, int] | None = None
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Of the candidate `rows` (ascending), the ones an account holding at most one position per
+    instrument takes, and {instrument code: row} of the positions still open at the end.
+
+    A candidate is taken when its instrument is flat: at or after `flat_from[code]` (0 when
+    absent) and at or after the label tick `future[row]` of the position it took before (a
+    signal on the label tick itself opens the next one). A position whose label tick is not
+    among the rows (`future` -1) stays open. The loop runs once per position taken, not per row."""
+    flat_from = flat_from or {}
+    still_open: dict[int, int] = {}
+    if not len(rows):
+        return rows, still_open
+    order = np.argsort(codes[rows], kind="stable")
+    r = rows[order]
+    c = codes[r]
+    span = len(future) + 1
+    key = c * span + r
+    f = future[r]
+    after = np.searchsorted(key, c * span + np.maximum(f, 0), side="left")  # first candidate at/after f
+    first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    ends = np.r_[first[1:], len(r)].tolist()
+    r_list, f_list, after_list = r.tolist(), f.tolist(), after.tolist()
+    taken = []
+    for g0, g1 in zip(first.tolist(), ends):
+        code = int(c[g0])
+        i = int(np.searchsorted(key, code * span + flat_from.get(code, 0), side="left"))
+        while i < g1:
+            taken.append(r_list[i])
+            if f_list[i] < 0:
+                still_open[code] = r_list[i]
+                break
+            i = after_list[i]
+    return np.sort(np.asarray(taken, dtype=np.int64)), still_open
 
 
 def round_trips(
@@ -99,24 +161,26 @@ def round_trips(
 ) -> RoundTrips:
     """The round trips of the signals `direction` (+1 BUY, -1 SELL, 0 none) at `rows` (ascending
     row indices, i.e. arrival order), closed at their label ticks `future[row]` (-1: none, not counted)."""
-    out = RoundTrips()
+    direction = np.asarray(direction)
+    signal_rows = np.asarray(rows)[direction != 0]
+    buy_at = np.zeros(len(frame), dtype=bool)
+    buy_at[signal_rows] = direction[direction != 0] > 0
+    if one_position:
+        signal_rows, _ = one_position_rows(instrument_codes(frame), signal_rows, future)
+    signal_rows = signal_rows[future[signal_rows] >= 0]
+    j = future[signal_rows]
     bid, ask = frame.bid_price[:, 0], frame.ask_price[:, 0]
-    busy_until: dict[str, int] = {}
-    instruments = frame.instrument
-    for r, d in zip(rows.tolist(), np.asarray(direction).tolist()):
-        if d == 0:
-            continue
-        j = int(future[r])
-        if j < 0:
-            continue
-        if one_position:
-            name = instruments[r]
-            if r < busy_until.get(name, -1):
-                continue
-            busy_until[name] = j
-        out.add(
-            *round_trip(
-                d > 0, float(bid[r]), float(ask[r]), float(bid[j]), float(ask[j]), float(sizes[r]), cost_ticks, fee_bps
-            )
+    out = RoundTrips()
+    out.add(
+        round_trips_of(
+            buy_at[signal_rows],
+            bid[signal_rows],
+            ask[signal_rows],
+            bid[j],
+            ask[j],
+            sizes[signal_rows],
+            cost_ticks,
+            fee_bps,
         )
+    )
     return out
