@@ -150,9 +150,13 @@ def column_requests(ticks: Sequence[pb.Tick], per_message: int) -> list[bytes]:
     ]
 
 
-def evaluate_requests(frame, per_message: int, chunk: int = 50_000) -> list[bytes]:
-    """Serialized EvaluateRequest batches over the whole frame, built chunk by chunk
-    (only the bytes are kept, not a million message objects)."""
+def evaluate_requests(frame, per_message: int, chunk: int = 50_000, columns: bool = False) -> list[bytes]:
+    """Serialized EvaluateRequest batches over the whole frame (TickBatch, or TickColumns with
+    `columns`), built chunk by chunk (only the bytes are kept, not a million message objects)."""
+    from tickserve_client import frame_columns
+
+    if columns:
+        return [pb.EvaluateRequest(columns=m).SerializeToString() for m in frame_columns(frame, per_message)]
     out = []
     for start in range(0, len(frame), chunk):
         ticks = protos(frame, start, start + chunk)

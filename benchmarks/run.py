@@ -16,8 +16,8 @@ reference measured in the same run, and the ratio is what to read:
   4. 1, 8 and 64 concurrent one-at-a-time streams (LightGBM), each on its own
      channel and connection, driven from its own thread, for a fixed time:
      aggregate ticks/s and p99;
-  5. Evaluate over 1M simulated ticks (--quick: 100k), TickBatch of 1,000,
-     messages serialized before the clock starts;
+  5. Evaluate over 1M simulated ticks (--quick: 100k), in TickBatch (5a) and in
+     TickColumns (5b) messages of 1,000, serialized before the clock starts;
   6. the feature stage alone: streaming us/tick and batch rows/s;
   7. each adapter alone, in this process: single-row p50/p99 of
      adapter.predict_proba (raw) and LoadedModel.predict (with calibration),
@@ -356,7 +356,8 @@ class Figures:
     ts50: dict[str, float] = field(default_factory=dict)  # StreamSignals ping-pong p50 by model name
     pipelined: dict[int, float] = field(default_factory=dict)  # ticks/s by ticks per message
     columns1000: float = 0.0  # ticks/s, 1,000 ticks per TickColumns message
-    evaluate: float = 0.0
+    evaluate: float = 0.0  # ticks/s, TickBatch of 1,000
+    evaluate_columns: float = 0.0  # ticks/s, TickColumns of 1,000
     n_evaluate: int = 0
     streams: dict[int, float] = field(default_factory=dict)  # aggregate ticks/s by concurrent streams
     rss_idle: int = 0
@@ -375,6 +376,7 @@ def server_scenarios(
     models_dir: Path,
     ticks: list,
     ev_requests: list[bytes],
+    ev_columns: list[bytes],
     n_eval: int,
     response_bytes: int,
     counts: Counts,
@@ -481,19 +483,27 @@ def server_scenarios(
             )
 
         # 5: Evaluate
-        print(f"\n-- Evaluate over {n_eval:,} ticks (signal-lgbm, TickBatch of 1,000)", flush=True)
         ev_cfg = pb.EvaluateRequest(config=pb.EvaluateConfig(model=LGBM, progress_every=100_000)).SerializeToString()
-        secs, resp = pipelined(ts_ch.stream_stream(EVALUATE), ev_requests, [ev_cfg], timeout=900)
-        report = pb.EvaluateResponse.FromString(resp[-1])
-        if report.WhichOneof("payload") != "report" or report.report.ticks != n_eval:
-            raise RuntimeError(f"Evaluate: no report for {n_eval} ticks: {str(report)[:300]}")
-        fig.evaluate, fig.n_evaluate = n_eval / secs, n_eval
-        record(
-            f"5. Evaluate, {n_eval:,} ticks in TickBatch of 1,000",
-            f"{fig.evaluate:9.0f} ticks/s",
-            f"{fig.evaluate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s ({secs:.1f} s, accuracy "
-            f"{report.report.accuracy:.3f})",
-        )
+        for letter, encoding, requests in (("a", "TickBatch", ev_requests), ("b", "TickColumns", ev_columns)):
+            print(f"\n-- Evaluate over {n_eval:,} ticks (signal-lgbm, {encoding} of 1,000)", flush=True)
+            secs, resp = pipelined(ts_ch.stream_stream(EVALUATE), requests, [ev_cfg], timeout=900)
+            report = pb.EvaluateResponse.FromString(resp[-1])
+            if report.WhichOneof("payload") != "report" or report.report.ticks != n_eval:
+                raise RuntimeError(f"Evaluate: no report for {n_eval} ticks: {str(report)[:300]}")
+            rate = n_eval / secs
+            if letter == "a":
+                fig.evaluate, reference = rate, report.report
+            else:
+                fig.evaluate_columns = rate
+                if report.report != reference:
+                    raise RuntimeError("Evaluate: TickColumns and TickBatch gave different reports")
+            record(
+                f"5{letter}. Evaluate, {n_eval:,} ticks in {encoding} of 1,000",
+                f"{rate:9.0f} ticks/s",
+                f"{rate / fig.lgbm_batch:.2f}x lightgbm raw batch rows/s ({secs:.1f} s, accuracy "
+                f"{report.report.accuracy:.3f})",
+            )
+        fig.n_evaluate = n_eval
         fig.rss_after_1_5 = rss_bytes(serve.pid)
     finally:
         echo_ch.close()
@@ -630,6 +640,16 @@ def compute_targets(fig: Figures) -> None:
         0.8,
         at_most=False,
     )
+    # issue 13's targets: the columnar encodings at half the adapter's raw batch rate
+    for label, rate in (("StreamSignals, 1,000 ticks per TickColumns message", fig.columns1000),
+                        ("Evaluate, 1,000 ticks per TickColumns message", fig.evaluate_columns)):  # fmt: skip
+        target(
+            f"{label}: >= 0.5 x lightgbm raw batch rows/s",
+            f"{rate:.0f} vs 0.5 x {b:.0f} = {0.5 * b:.0f} ticks/s",
+            rate / b,
+            0.5,
+            at_most=False,
+        )
     target(
         "64 concurrent one-at-a-time streams: aggregate >= 3 x single-stream rate",
         f"{fig.streams[64]:.0f} vs 3 x {fig.streams[1]:.0f} = {3 * fig.streams[1]:.0f} ticks/s",
@@ -702,9 +722,11 @@ def main() -> int:
         ev_frame = simulate(counts.evaluate, seed=11)
         n_eval = len(ev_frame)
         ev_requests = evaluate_requests(ev_frame, 1000)
+        ev_columns = evaluate_requests(ev_frame, 1000, columns=True)
         del ev_frame
         print(
-            f"   {len(ev_requests)} messages, {sum(map(len, ev_requests)) / MB:.0f} MB, "
+            f"   {len(ev_requests)} messages, {sum(map(len, ev_requests)) / MB:.0f} MB as TickBatch, "
+            f"{sum(map(len, ev_columns)) / MB:.0f} MB as TickColumns, "
             f"built in {time.perf_counter() - t:.1f} s",
             flush=True,
         )
@@ -735,8 +757,8 @@ def main() -> int:
         print(f"   message sizes: request {sizes[0]} B, response {sizes[1]} B", flush=True)
 
         # 1-5
-        server_scenarios(tmp, models_dir, ticks, ev_requests, n_eval, sizes[1], counts, fig, procs)
-        del ev_requests
+        server_scenarios(tmp, models_dir, ticks, ev_requests, ev_columns, n_eval, sizes[1], counts, fig, procs)
+        del ev_requests, ev_columns
 
         # 8. MLServer
         print("", flush=True)

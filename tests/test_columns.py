@@ -22,6 +22,7 @@ from tickserve.serving import converters
 from tickserve.serving.converters import frame_to_protos
 from tickserve.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many
 from tickserve.simulate import simulate
+from tickserve.ticks import Tick
 from tickserve_client import columns_from_ticks, columns_message, frame_columns
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
@@ -422,3 +423,52 @@ def test_an_empty_message_a_repeated_name_and_no_levels(client):
     assert list(answers[2].code) == [3, 3]
     assert answers[2].errors[0].message == "bid_price: needs at least one level, got none"
     assert len(answers[2].features) == 2 * len(client.get_model(MODEL).feature_names)
+
+
+def test_a_tick_batch_taken_as_blocks_answers_as_tick_by_tick(server, ticks):
+    """TickBatch messages go through the columnar path in runs (`blocks_from_ticks`); ticks a block
+    cannot hold (a level with price and size both NaN, prices and sizes of different counts) and
+    a change between ticks with and without a sequence number split the runs. Every answer, and
+    the state left behind, equals the per-tick path's."""
+
+    def edited(t: pb.Tick, edit) -> pb.Tick:
+        out = pb.Tick()
+        out.CopyFrom(t)
+        edit(out)
+        return out
+
+    def both_nan(t):
+        t.ask_price[2] = math.nan
+        t.ask_size[2] = math.nan
+
+    def fewer_sizes(t):
+        del t.bid_size[4:]
+
+    extra = list(ticks)
+    for k, edit in enumerate([both_nan, fewer_sizes, lambda t: t.ClearField("sequence")] * 4):
+        i = 100 + 150 * k
+        extra.insert(i, edited(extra[i - 1], edit))
+    parts = converters.blocks_from_ticks(extra)
+    assert sum(isinstance(part, Tick) for _, part in parts) == 8 and len(parts) > 20
+    model = server.repository.get(MODEL, "")
+    own = [converters.tick_from_proto(t) for t in extra]
+    for chunk in (1000, 61, 5):
+        a, b = SignalSession(model), SignalSession(model)
+        for start in range(0, len(extra), chunk):
+            expected = a.process(own[start : start + chunk])
+            got: dict[int, object] = {}
+            for first, part in converters.blocks_from_ticks(extra[start : start + chunk]):
+                if isinstance(part, Tick):
+                    got[first] = b.process([part])[0]
+                    continue
+                results = process_columns(b, part)
+                got.update({first + i: r for i, r in results.rejections.items()})
+                for j, i in enumerate(results.admitted.tolist()):
+                    got[first + i] = (tuple(results.probs[j].tolist()), tuple(results.raw[j].tolist()))
+            assert sorted(got) == list(range(len(expected)))
+            for i, r in enumerate(expected):
+                if isinstance(r, Scored):
+                    assert got[i] == ((r.signal.p_sell, r.signal.p_hold, r.signal.p_buy), r.raw), (chunk, start + i)
+                else:
+                    assert got[i] == r, (chunk, start + i)
+        assert a._last_ts == b._last_ts and a._last_seq == b._last_seq

@@ -387,6 +387,35 @@ def test_served_evaluate_report_equals_the_offline_evaluation(server, client):
     assert served.trading.cumulative_pnl[-1].cumulative_pnl_ticks == pytest.approx(served.trading.all.total_pnl_ticks)
 
 
+def test_evaluate_over_columns_single_ticks_and_batches_gives_one_report(server, client):
+    """Evaluate gathers small messages and runs them together; the encoding and the message sizes
+    never change the report, progress comes every progress_every scored ticks, and a bad tick in
+    a TickColumns message fails the call naming its position in the whole stream."""
+    import grpc
+
+    from tickserve_client import frame_columns
+
+    frame = simulate(1_200, seed=78)
+    ticks = frame_to_protos(frame)
+    by_batch = list(client.evaluate(ticks, model=MODEL, batch_size=250, cost_ticks=0.25, progress_every=500))
+    by_tick = list(client.evaluate(ticks, model=MODEL, batch_size=1, cost_ticks=0.25, progress_every=500))
+    by_columns = list(
+        client.evaluate(columns=frame_columns(frame, 97), model=MODEL, cost_ticks=0.25, progress_every=500)
+    )
+    for responses in (by_batch, by_tick, by_columns):
+        kinds = [r.WhichOneof("payload") for r in responses]
+        assert kinds == ["progress", "progress", "report"], kinds
+        assert [r.progress.ticks for r in responses[:2]][0] >= 500
+    assert by_batch[-1].report == by_tick[-1].report == by_columns[-1].report
+    assert by_batch[-1].report.ticks == len(frame) and by_batch[-1].report.trading.cost_ticks == 0.25
+    bad = frame.take(slice(0, len(frame)))
+    bad.ask_price[700, 0] = -1.0
+    with pytest.raises(grpc.RpcError) as info:
+        list(client.evaluate(columns=frame_columns(bad, 97), model=MODEL))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("ticks[700].ask_price[0]: "), info.value.details()
+
+
 def test_negative_cost_is_refused_by_the_server(client):
     import grpc
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from .engine import Rejection, SignalSession
 from .errors import InvalidArgument, Status, TickserveError
+from .evaluation import ScoredTicks
 from .features import FEATURE_INDEX, MAX_LOOKBACK
 from .signals import SignalArrays, decide_many
 from .ticks import MAX_LEVELS, Tick, TickFrame
@@ -266,6 +267,30 @@ def process_columns(session: SignalSession, block: TickBlock) -> ColumnResults:
         gaps,
         x if session.return_features else None,
         n_features,
+    )
+
+
+def scored_ticks(block: TickBlock, results: ColumnResults) -> ScoredTicks:
+    """The admitted rows of a block with their signals, as Evaluate counts them."""
+    rows = results.admitted
+    names = np.empty(len(block.names), dtype=object)
+    names[:] = block.names
+    signal = results.signal
+    if signal is None:  # nothing admitted
+        none = np.zeros(0, dtype=np.int64)
+        signal = SignalArrays(none, np.zeros(0), np.zeros(0), none, none, none)
+    return ScoredTicks(
+        instrument=names[block.index[rows]],
+        timestamp_ns=block.timestamp_ns[rows],
+        bid=block.bid_price[rows, 0],
+        ask=block.ask_price[rows, 0],
+        bid_size=block.bid_size[rows, 0],
+        ask_size=block.ask_size[rows, 0],
+        probs=results.probs,
+        raw=results.raw,
+        action=signal.action,
+        strength=signal.strength,
+        risk=signal.risk,
     )
 
 

@@ -2,9 +2,8 @@
 
 `Evaluation.add(ScoredTicks)` takes one message's ticks (in arrival order, with the signal
 each got) at once. It joins them to the ticks still waiting for their label tick, finds
-every label tick and past tick with the functions training uses (`labels.future_rows`,
-`labels.past_rows`), and counts each tick whose label tick has now arrived. Ticks still
-waiting when the stream ends have no label (same rule as training). Ticks before
+every label tick and past tick with the function training uses (`labels.label_rows`), and
+counts each tick whose label tick has now arrived. Ticks still waiting when the stream ends have no label (same rule as training). Ticks before
 `score_from_ns` are warm-up: they feed the features (in the session) and serve as label
 and past ticks here, but are not scored.
 
@@ -36,7 +35,7 @@ import numpy as np
 
 from .baselines import DESCRIPTIONS, imbalance_classes
 from .errors import InvalidArgument, ResourceExhausted
-from .labels import BUY, CLASSES, HOLD, future_rows, label_classes, past_rows
+from .labels import BUY, CLASSES, HOLD, label_classes, label_rows
 from .metrics import CalibrationMetrics, ClassificationMetrics
 from .repository import LoadedModel
 from .signals import ACTIONS, RISKS, STRENGTHS, SignalArrays, SignalValues
@@ -287,8 +286,8 @@ class Evaluation:
         self._sent += n
         old = len(self._waiting)
         rows = self._waiting.join(new)
-        future = future_rows(rows.code, rows.ts, self._labels)
-        past = past_rows(rows.code, rows.ts, self._labels)[old:]
+        future, past = label_rows(rows.code, rows.ts, self._labels)
+        past = past[old:]
         has = np.flatnonzero(past >= 0)
         p = past[has]
         rows.last_move[old + has] = label_classes(

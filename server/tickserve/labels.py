@@ -26,7 +26,7 @@ A tick with no label tick (the last h ticks of an instrument, or the ticks
 within H of its last one) gets no label.
 
 One implementation serves training (`make_labels` on a whole frame) and
-Evaluate (`evaluation.Evaluation`, which runs `future_rows`/`past_rows` on each
+Evaluate (`evaluation.Evaluation`, which runs `label_rows` on each
 message joined to the ticks still waiting for their label tick); tests compare
 the two on every tick, with messages of any size.
 
@@ -212,59 +212,43 @@ def _groups(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, start, start + np.repeat(lengths, lengths)
 
 
-def _time_keys(codes_sorted: np.ndarray, ts: np.ndarray, shifted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(keys of the sorted rows, keys of the shifted times): instrument first, then time, as ints
-    that sort like (instrument, timestamp) pairs, so one searchsorted serves every instrument."""
-    _, rank = np.unique(np.concatenate([ts, shifted]), return_inverse=True)
-    span = len(rank) + 1
-    rank = rank.ravel().astype(np.int64)
-    n = len(ts)
-    return codes_sorted * span + rank[:n], codes_sorted * span + rank[n:]
-
-
-def future_rows(codes: np.ndarray, timestamp_ns: np.ndarray, labels: LabelConfig) -> np.ndarray:
-    """Per row, the row of its label tick (see the module doc); -1 where there is none. Rows are
-    in arrival order, `codes` name their instruments, time never goes back within one."""
-    future = np.full(len(codes), -1, dtype=np.int64)
+def label_rows(codes: np.ndarray, timestamp_ns: np.ndarray, labels: LabelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the row of its label tick and of its past tick (see the module doc); -1 where
+    there is none. Rows are in arrival order, `codes` (ints) name their instruments, and time
+    never goes back within an instrument. One sort serves every instrument: rows sorted by
+    instrument (arrival order kept), then searched with keys that sort like (instrument, time)."""
+    n = len(codes)
+    future = np.full(n, -1, dtype=np.int64)
+    past = np.full(n, -1, dtype=np.int64)
     order, start, end = _groups(codes)
-    position = np.arange(len(codes))
     if labels.in_time:
         ts = timestamp_ns[order]
-        keys, targets = _time_keys(codes[order], ts, ts + labels.horizon_ns)
-        j = np.searchsorted(keys, targets, side="left")  # the first at or after t + H
-        ok = (j < end) & (j > position)
+        h = labels.horizon_ns
+        _, rank = np.unique(np.concatenate([ts, ts + h, ts - h]), return_inverse=True)
+        rank = rank.ravel().astype(np.int64)
+        c = codes[order] * (len(rank) + 1)
+        keys = c + rank[:n]
+        j = np.searchsorted(keys, c + rank[n : 2 * n], side="left")  # the first at or after t + H
+        k = np.searchsorted(keys, c + rank[2 * n :], side="right") - 1  # the last at or before t - H
     else:
+        position = np.arange(n)
         j = position + labels.horizon_ticks
-        ok = j < end
-    future[order[ok]] = order[j[ok]]
-    return future
-
-
-def past_rows(codes: np.ndarray, timestamp_ns: np.ndarray, labels: LabelConfig) -> np.ndarray:
-    """Per row, the row of its past tick (see the module doc); -1 where there is none."""
-    past = np.full(len(codes), -1, dtype=np.int64)
-    order, start, _ = _groups(codes)
-    position = np.arange(len(codes))
-    if labels.in_time:
-        ts = timestamp_ns[order]
-        keys, targets = _time_keys(codes[order], ts, ts - labels.horizon_ns)
-        k = np.searchsorted(keys, targets, side="right") - 1  # the last at or before t - H
-        ok = k >= start
-    else:
         k = position - labels.horizon_ticks
-        ok = k >= start
+    ok = j < end
+    future[order[ok]] = order[j[ok]]
+    ok = k >= start
     past[order[ok]] = order[k[ok]]
-    return past
+    return future, past
 
 
 def future_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
     """Per row of a frame, the row of its label tick; -1 where there is none."""
-    return future_rows(instrument_codes(frame), frame.timestamp_ns, labels)
+    return label_rows(instrument_codes(frame), frame.timestamp_ns, labels)[0]
 
 
 def past_index(frame: TickFrame, labels: LabelConfig) -> np.ndarray:
     """Per row of a frame, the row of its past tick; -1 where there is none."""
-    return past_rows(instrument_codes(frame), frame.timestamp_ns, labels)
+    return label_rows(instrument_codes(frame), frame.timestamp_ns, labels)[1]
 
 
 def tick_sizes(frame: TickFrame, features: FeatureConfig) -> np.ndarray:

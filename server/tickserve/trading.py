@@ -17,7 +17,7 @@ measures the average edge of a signal rather than an account's P&L.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,22 +31,30 @@ def running_total(start: float, values: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate(([float(start)], np.asarray(values, dtype=np.float64))))[1:]
 
 
+_SUMS = ("move_ticks", "pnl_ticks", "pnl_price", "pnl_bps")  # the columns of Trips.sums
+
+
 @dataclass(frozen=True)
 class Trips:
-    """Round trips as arrays, one entry each (`round_trips_of`)."""
+    """Round trips as arrays, one row each (`round_trips_of`)."""
 
     hit: np.ndarray  # bool: the mid moved in the signal's direction
     win: np.ndarray  # bool: the round trip made money after every cost
-    move_ticks: np.ndarray
-    pnl_ticks: np.ndarray
-    pnl_price: np.ndarray
-    pnl_bps: np.ndarray
+    sums: np.ndarray  # (n, 4) float: the _SUMS of each round trip
 
     def __len__(self) -> int:
         return len(self.hit)
 
     def take(self, which: np.ndarray) -> Trips:
-        return Trips(*(getattr(self, f.name)[which] for f in fields(self)))
+        return Trips(self.hit[which], self.win[which], self.sums[which])
+
+    @property
+    def pnl_ticks(self) -> np.ndarray:
+        return self.sums[:, 1]
+
+    @property
+    def pnl_price(self) -> np.ndarray:
+        return self.sums[:, 2]
 
 
 @dataclass
@@ -65,8 +73,11 @@ class RoundTrips:
         self.trades += len(trips)
         self.hits += int(trips.hit.sum())
         self.wins += int(trips.win.sum())
-        for name in ("move_ticks", "pnl_ticks", "pnl_price", "pnl_bps"):
-            setattr(self, name, float(running_total(getattr(self, name), getattr(trips, name))[-1]))
+        start = np.array([[getattr(self, name) for name in _SUMS]])
+        # one cumsum down each column: every total added left to right, as running_total does
+        totals = np.cumsum(np.concatenate((start, trips.sums)), axis=0)[-1].tolist()
+        for name, total in zip(_SUMS, totals):
+            setattr(self, name, total)
 
     def to_dict(self) -> dict:
         n = self.trades
@@ -108,7 +119,7 @@ def round_trips_of(
     pnl_price = gross - cost_ticks * tick_size - fee_price
     pnl_ticks = _snap(gross / tick_size) - cost_ticks - fee_price / tick_size
     pnl_bps = pnl_price / then_mid * 1e4
-    return Trips(move_ticks > 0, pnl_ticks > 0, move_ticks, pnl_ticks, pnl_price, pnl_bps)
+    return Trips(move_ticks > 0, pnl_ticks > 0, np.column_stack((move_ticks, pnl_ticks, pnl_price, pnl_bps)))
 
 
 def one_position_rows(

@@ -83,7 +83,6 @@ def cmd_evaluate(args) -> int:
     from ..evaluate_span import choose_span
     from ..output import format_comparison, format_report
     from ..progress import ProgressBar
-    from ..serving.converters import frame_to_protos
 
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
     with _client(args) as client:
@@ -96,7 +95,7 @@ def cmd_evaluate(args) -> int:
         span = choose_span(frame, infos, args.span)
         if span.message:
             print(span.message, file=sys.stderr)
-        ticks = frame_to_protos(span.frame)
+        ticks = span.frame  # sent as TickColumns
         options = dict(cost_ticks=args.cost_ticks, fee_bps=args.fee_bps, score_from_ns=span.score_from_ns)
         if not args.all_models:
             print(
@@ -121,7 +120,7 @@ def cmd_evaluate(args) -> int:
 
 def _evaluate_one(
     client,
-    ticks,
+    frame,
     model: str,
     version: str,
     bar,
@@ -130,27 +129,20 @@ def _evaluate_one(
     fee_bps: float = 0.0,
     score_from_ns: int = 0,
 ):
-    from tickserve_proto.v1 import tickserve_pb2 as pb
-
-    every = max(1, len(ticks) // 10)
-
-    def requests():  # as client.evaluate, plus the EvaluateConfig options
-        config = pb.EvaluateConfig(
-            model=model,
-            version=version,
-            progress_every=every,
-            cost_ticks=cost_ticks,
-            fee_bps=fee_bps,
-            score_from_ns=score_from_ns,
-        )
-        yield pb.EvaluateRequest(config=config)
-        for start in range(0, len(ticks), 1000):
-            yield pb.EvaluateRequest(batch=pb.TickBatch(ticks=ticks[start : start + 1000]))
+    from tickserve_client import frame_columns
 
     report = None
-    for response in client.stub.Evaluate(requests(), timeout=client.timeout):
+    for response in client.evaluate(
+        columns=frame_columns(frame, 1000),
+        model=model,
+        version=version,
+        progress_every=max(1, len(frame) // 10),
+        cost_ticks=cost_ticks,
+        fee_bps=fee_bps,
+        score_from_ns=score_from_ns,
+    ):
         if response.WhichOneof("payload") == "progress":
-            bar(response.progress.ticks, len(ticks), f"accuracy {response.progress.accuracy:.4f}")
+            bar(response.progress.ticks, len(frame), f"accuracy {response.progress.accuracy:.4f}")
         else:
             report = response.report
     if report is None:

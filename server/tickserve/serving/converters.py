@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -117,6 +118,74 @@ def block_from_proto(msg: pb.TickColumns) -> TickBlock:
         sequence=np.array(msg.sequence, dtype=np.uint64) if len(msg.sequence) else None,
         aggressor=aggressors_from_proto(msg.aggressor) if len(msg.aggressor) else None,
     )
+
+
+def blocks_from_ticks(ticks: Sequence[pb.Tick]) -> list[tuple[int, TickBlock | Tick]]:
+    """A TickBatch's ticks as (first position, TickBlock) runs, in order, so that a batch takes the
+    columnar path. A tick no block can hold comes alone, as (position, Tick): a level whose price
+    and size are both NaN (a block's mark of an absent level) or a side with more prices than sizes
+    (or fewer). Each of those is invalid, and the per-tick path says why in its own words. Runs
+    also break where ticks start or stop carrying a sequence number (a block has one for all or none)."""
+    n = len(ticks)
+    if n == 0:
+        return []
+    books = [(t.bid_price, t.bid_size, t.ask_price, t.ask_size) for t in ticks]
+    depth = np.array([[len(a), len(b), len(c), len(d)] for a, b, c, d in books], dtype=np.int64).reshape(n, 4)
+    has_sequence = np.array([t.HasField("sequence") for t in ticks], dtype=bool)
+    L = int(depth.max()) if n else 0
+    arrays = []
+    for k in range(4):
+        flat = np.fromiter((v for book in books for v in book[k]), dtype=np.float64, count=int(depth[:, k].sum()))
+        arrays.append(_levels(flat, depth[:, k], n, L))
+    alone = (depth[:, 0] != depth[:, 1]) | (depth[:, 2] != depth[:, 3])
+    for k in (0, 2):  # prices k, sizes k + 1
+        within = np.arange(L) < depth[:, k : k + 1]
+        alone |= (np.isnan(arrays[k]) & np.isnan(arrays[k + 1]) & within).any(axis=1)
+    instrument = [t.instrument for t in ticks]
+    timestamp = np.array([t.timestamp_ns for t in ticks], dtype=np.int64)
+    last_price = np.array([t.last_price for t in ticks], dtype=np.float64)
+    last_size = np.array([t.last_size for t in ticks], dtype=np.float64)
+    sides = [t.aggressor for t in ticks]
+    aggressor = aggressors_from_proto(sides) if any(sides) else None
+    sequence = np.array([t.sequence for t in ticks], dtype=np.uint64)
+    out: list[tuple[int, TickBlock | Tick]] = []
+    cuts = np.flatnonzero(alone | np.r_[True, has_sequence[1:] != has_sequence[:-1]] | np.r_[True, alone[:-1]])
+    for start, end in zip(cuts.tolist(), np.r_[cuts[1:], n].tolist()):
+        if alone[start]:
+            out.append((start, tick_from_proto(ticks[start])))
+            continue
+        names, index = np.unique(np.asarray(instrument[start:end], dtype=object), return_inverse=True)
+        out.append(
+            (
+                start,
+                TickBlock(
+                    names=names.tolist(),
+                    index=index.ravel().astype(np.intp),
+                    timestamp_ns=timestamp[start:end],
+                    last_price=last_price[start:end],
+                    last_size=last_size[start:end],
+                    bid_price=arrays[0][start:end],
+                    bid_size=arrays[1][start:end],
+                    ask_price=arrays[2][start:end],
+                    ask_size=arrays[3][start:end],
+                    sequence=sequence[start:end] if has_sequence[start] else None,
+                    aggressor=None if aggressor is None else aggressor[start:end],
+                ),
+            )
+        )
+    return out
+
+
+def _levels(flat: np.ndarray, depth: np.ndarray, n: int, L: int) -> np.ndarray:
+    """Concatenated per-row values -> (n, L), NaN where a row has fewer than L."""
+    if (depth == L).all():
+        return flat.reshape(n, L)
+    out = np.full((n, L), np.nan)
+    rows = np.repeat(np.arange(n), depth)
+    starts = np.cumsum(depth) - depth
+    cols = np.arange(len(flat)) - np.repeat(starts, depth)
+    out[rows, cols] = flat
+    return out
 
 
 # --- out -----------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from tickserve_proto.contract import MAX_MESSAGE_BYTES
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..columnar import process_columns
+from ..columnar import TickBlock, process_columns, scored_ticks
 from ..engine import InstrumentBudget, Rejection, Scored, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
@@ -51,6 +51,8 @@ DEFAULT_PROGRESS_EVERY = 10_000
 # EvaluateConfig.progress_every above this is refused: almost surely a bug (e.g. -1 sent as uint64)
 MAX_PROGRESS_EVERY = 1_000_000_000
 INLINE_MAX_TICKS = 4
+# Evaluate runs the ticks of small messages together, up to this many at a time
+EVALUATE_RUN_TICKS = 4_096
 
 
 @dataclass(frozen=True)
@@ -288,53 +290,38 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
     async def _evaluate_stream(
         self, request_iterator: AsyncIterator[pb.EvaluateRequest], sessions: list[SignalSession], context
     ) -> AsyncIterator[pb.EvaluateResponse]:
-        session: SignalSession | None = None
-        evaluation: Evaluation | None = None
-        every = DEFAULT_PROGRESS_EVERY
-        next_progress = every
-        offset = 0
+        """Nothing is answered per tick, so the ticks of small messages are gathered and run
+        together (up to EVALUATE_RUN_TICKS, and whenever a progress message is due): one trip
+        through the columnar path and one settlement of the bookkeeping per run."""
+        run: _EvaluationRun | None = None
         async for request in request_iterator:
             self.idle.touched(context, "Evaluate")
             kind = request.WhichOneof("payload")
             if kind == "config":
-                if session is not None:
+                if run is not None:
                     raise InvalidArgument("config: only the first message of an evaluation may carry an EvaluateConfig")
-                every = request.config.progress_every
-                if every > MAX_PROGRESS_EVERY:
-                    raise InvalidArgument(
-                        f"config.progress_every: must be 0 (every {DEFAULT_PROGRESS_EVERY} ticks) or 1 to "
-                        f"{MAX_PROGRESS_EVERY}, got {every}",
-                        field="config.progress_every",
-                    )
-                session = self._open_session(request.config.model, request.config.version, False)
-                sessions.append(session)
-                every = every or DEFAULT_PROGRESS_EVERY
-                next_progress = every
-                config = request.config
-                evaluation = Evaluation(
-                    session.model,
-                    cost_ticks=config.cost_ticks,
-                    fee_bps=config.fee_bps,
-                    score_from_ns=config.score_from_ns,
-                )
+                run = self._evaluation_run(request.config, sessions)
                 continue
             if kind is None:
-                raise InvalidArgument("payload: the message carries none of config, tick or batch")
-            if session is None:
-                session = self._open_session("", "", False)
-                sessions.append(session)
-                evaluation = Evaluation(session.model)
-            ticks = self._ticks_of(request, kind)
-            await self._off_loop(_evaluate, session, evaluation, ticks, offset)
-            offset += len(ticks)
-            if evaluation.ticks >= next_progress:
-                next_progress = (evaluation.ticks // every + 1) * every
-                yield pb.EvaluateResponse(
-                    progress=pb.EvaluateProgress(
-                        ticks=evaluation.ticks, labeled=evaluation.labeled, accuracy=evaluation.metrics.accuracy
-                    )
-                )
-        if evaluation is None or evaluation.ticks + evaluation.warmup_ticks == 0:
+                raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
+            if run is None:
+                run = self._evaluation_run(pb.EvaluateConfig(), sessions)
+            if kind == "columns":
+                self._columns_size(request.columns)
+                await self._off_loop(run.flush)
+                await self._off_loop(run.add_columns, request.columns)
+            else:
+                run.pending.extend(self._ticks_of(request, kind))
+                if len(run.pending) >= EVALUATE_RUN_TICKS or run.progress_due():
+                    await self._off_loop(run.flush)
+            progress = run.progress()
+            if progress is not None:
+                yield pb.EvaluateResponse(progress=progress)
+        if run is None:
+            raise InvalidArgument("Evaluate: the stream ended before any tick was sent")
+        await self._off_loop(run.flush)
+        evaluation = run.evaluation
+        if evaluation.ticks + evaluation.warmup_ticks == 0:
             raise InvalidArgument("Evaluate: the stream ended before any tick was sent")
         if evaluation.ticks == 0:
             raise InvalidArgument(
@@ -343,6 +330,21 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 field="config.score_from_ns",
             )
         yield pb.EvaluateResponse(report=converters.report_to_proto(evaluation.report()))
+
+    def _evaluation_run(self, config: pb.EvaluateConfig, sessions: list[SignalSession]) -> _EvaluationRun:
+        every = config.progress_every
+        if every > MAX_PROGRESS_EVERY:
+            raise InvalidArgument(
+                f"config.progress_every: must be 0 (every {DEFAULT_PROGRESS_EVERY} ticks) or 1 to "
+                f"{MAX_PROGRESS_EVERY}, got {every}",
+                field="config.progress_every",
+            )
+        session = self._open_session(config.model, config.version, False)
+        sessions.append(session)
+        evaluation = Evaluation(
+            session.model, cost_ticks=config.cost_ticks, fee_bps=config.fee_bps, score_from_ns=config.score_from_ns
+        )
+        return _EvaluationRun(session, evaluation, every or DEFAULT_PROGRESS_EVERY)
 
     # --- Models --------------------------------------------------------------------
 
@@ -425,10 +427,50 @@ def _predict_response(
     return response
 
 
-def _evaluate(session: SignalSession, evaluation: Evaluation, ticks: Iterable[pb.Tick], offset: int) -> None:
-    own = [converters.tick_from_proto(t) for t in ticks]
-    results = session.process(own)
-    for i, (r, tick) in enumerate(zip(results, own)):
-        if not isinstance(r, Scored):
-            raise _call_error(r, f"ticks[{offset + i}]")
-        evaluation.add_tick(tick, r.signal, r.raw)
+class _EvaluationRun:
+    """One Evaluate call: its session, its bookkeeping and the ticks gathered but not yet run.
+    `flush` and `add_columns` run in a worker thread, one at a time (the handler awaits each)."""
+
+    def __init__(self, session: SignalSession, evaluation: Evaluation, every: int) -> None:
+        self.session = session
+        self.evaluation = evaluation
+        self.every = every
+        self.next_progress = every
+        self.pending: list[pb.Tick] = []
+        self.received = 0  # ticks run so far: the position of the next one in the stream
+
+    def progress_due(self) -> bool:
+        return self.received + len(self.pending) >= self.next_progress
+
+    def progress(self) -> pb.EvaluateProgress | None:
+        evaluation = self.evaluation
+        if evaluation.ticks < self.next_progress:
+            return None
+        self.next_progress = (evaluation.ticks // self.every + 1) * self.every
+        return pb.EvaluateProgress(
+            ticks=evaluation.ticks, labeled=evaluation.labeled, accuracy=evaluation.metrics.accuracy
+        )
+
+    def flush(self) -> None:
+        ticks, self.pending = self.pending, []
+        for first, part in converters.blocks_from_ticks(ticks):
+            if isinstance(part, TickBlock):
+                self._add_block(part, self.received + first)
+            else:  # a tick no block holds: invalid, and the per-tick path says why
+                result = self.session.process([part])[0]
+                if not isinstance(result, Scored):
+                    raise _call_error(result, f"ticks[{self.received + first}]")
+                self.evaluation.add_tick(part, result.signal, result.raw)
+        self.received += len(ticks)
+
+    def add_columns(self, columns: pb.TickColumns) -> None:
+        block = converters.block_from_proto(columns)
+        self._add_block(block, self.received)
+        self.received += len(block)
+
+    def _add_block(self, block: TickBlock, offset: int) -> None:
+        results = process_columns(self.session, block)
+        if results.rejections:
+            row = min(results.rejections)
+            raise _call_error(results.rejections[row], f"ticks[{offset + row}]")
+        self.evaluation.add(scored_ticks(block, results))
