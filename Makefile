@@ -43,7 +43,7 @@ $(STUBS)/.generated: $(PROTOS) $(V2_PROTOS) | $(VENV)/bin/python
 stubs: $(STUBS)/.generated
 
 # the compiled feature kernel is built by the editable install: a change to it needs a reinstall
-$(VENV)/.installed: $(PYPROJECTS) server/tickserve/features/_kernel.c $(STUBS)/.generated | $(VENV)/bin/python
+$(VENV)/.installed: $(PYPROJECTS) server/tickserve/features/_kernel.c server/tickserve/_temperature.c $(STUBS)/.generated | $(VENV)/bin/python
 	$(PIP) install -e clients/python -e '.[test]' -e clients/dashboard $(addprefix -e ,$(PLUGINS))
 	touch $@
 

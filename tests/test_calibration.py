@@ -76,3 +76,18 @@ def test_calibrator_from_manifest_spec():
     for bad in ({"method": "isotonic"}, {"method": "temperature", "temperature": 0}, {"method": "temperature"}):
         with pytest.raises((ValueError, KeyError)):
             Calibrator(bad)
+
+
+def test_temperature_of_one_row_and_of_many_rows_are_the_same_bits():
+    """A stream scales one row in Python floats and a batch in the compiled loop: the same bits,
+    tiny and zero probabilities included, and the softmax of log(p) / T to rounding."""
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet([0.3, 1.0, 0.3], 2_000)
+    probs[:5] = [[0.0, 1.0, 0.0], [1e-300, 0.5, 0.5], [1e-16, 1 - 2e-16, 1e-16], [1 / 3, 1 / 3, 1 / 3], [0.2, 0.3, 0.5]]
+    for t in (0.05, 0.7, 1.3, 20.0):
+        many = apply_temperature(probs, t)
+        ones = np.vstack([apply_temperature(probs[i : i + 1], t) for i in range(len(probs))])
+        assert np.array_equal(many, ones), t
+        z = np.log(np.maximum(probs, 1e-15)) / t
+        expected = np.exp(z - z.max(axis=1)[:, None])
+        assert np.allclose(many, expected / expected.sum(axis=1)[:, None], rtol=1e-13, atol=0), t

@@ -15,6 +15,7 @@ from math import exp, log
 
 import numpy as np
 
+from . import _temperature
 from .metrics import CalibrationMetrics
 
 _EPS = 1e-15
@@ -22,25 +23,19 @@ _LOG_T_RANGE = (log(0.05), log(20.0))
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """softmax(log(p) / T) per row. One row is done in plain floats (numpy's per-call
-    overhead is most of the cost there), many rows in numpy, with the same operations in the
-    same order, so a row gets the same bits either way: log and exp are libm's in both
-    (numpy's SIMD log/exp may differ from libm in the last bit on some CPUs), the sum runs
-    left to right in both."""
+    """softmax(log(p) / T) per row. One row is done in plain floats (numpy's per-call overhead
+    is most of the cost there), many rows by the compiled loop of `_temperature.c`, with the
+    same operations in the same order, so a row gets the same bits either way: log and exp are
+    libm's in both (numpy's SIMD log/exp may differ from libm in the last bit on some CPUs),
+    the sum runs left to right in both."""
     if temperature == 1.0:
         return probs
-    probs = np.asarray(probs, dtype=np.float64)  # the float64 contract, so _EPS is the same number in both paths
+    probs = np.ascontiguousarray(probs, dtype=np.float64)  # the float64 contract: _EPS is one number in both
     if len(probs) == 1:
         return np.array([_temperature_row(probs[0].tolist(), temperature)])
-    z = _libm(log, np.maximum(probs, _EPS))
-    z /= temperature
-    z -= z.max(axis=1)[:, None]
-    e = _libm(exp, z)
-    total = e[:, 0].copy()
-    for k in range(1, e.shape[1]):
-        total += e[:, k]
-    e /= total[:, None]
-    return e
+    out = np.empty_like(probs)
+    _temperature.apply(probs, out, probs.shape[1], float(temperature), _EPS)
+    return out
 
 
 def _temperature_row(p: list[float], temperature: float) -> list[float]:
@@ -51,11 +46,6 @@ def _temperature_row(p: list[float], temperature: float) -> list[float]:
     for v in e[1:]:
         total += v
     return [v / total for v in e]
-
-
-def _libm(fn, a: np.ndarray) -> np.ndarray:
-    flat = a.ravel().tolist()
-    return np.fromiter(map(fn, flat), dtype=np.float64, count=len(flat)).reshape(a.shape)
 
 
 def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
