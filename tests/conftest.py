@@ -7,6 +7,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import numpy as np
@@ -117,10 +118,11 @@ def feed_in_messages(evaluation: Evaluation, frame: TickFrame, signals: list, ra
         end = min(len(frame), start + int(rng.integers(1, 301)))
         part = frame.take(slice(start, end))
         evaluation.add(
-            ScoredTicks(
-                part.instrument, part.timestamp_ns, part.bid_price[:, 0], part.ask_price[:, 0],
-                part.bid_size[:, 0], part.ask_size[:, 0], probs[start:end], raw[start:end],
-                codes["action"][start:end], codes["strength"][start:end], codes["risk"][start:end],
+            ScoredTicks.of_frame(
+                part,
+                probs[start:end],
+                raw[start:end],
+                SimpleNamespace(**{name: values[start:end] for name, values in codes.items()}),
             )
-        )  # fmt: skip
+        )
         start = end

@@ -238,49 +238,87 @@ def block_frame(block: TickBlock, rows: np.ndarray) -> TickFrame:
     )
 
 
-def process_columns(session: SignalSession, block: TickBlock) -> ColumnResults:
-    """The answers `session.process` would give the block's ticks, computed on arrays."""
+@dataclass
+class PreparedColumns:
+    """A block after validation, the stream checks and the feature update: what is left is
+    the model's call (`x`, None when no row was admitted) and the signal rules."""
+
+    block: TickBlock
+    rejections: dict[int, Rejection]
+    rows: np.ndarray  # admitted rows, ascending
+    gaps: np.ndarray
+    full: np.ndarray | None  # (m, N_FEATURES) every feature of the admitted rows
+    counts: np.ndarray | None  # per admitted row, its instrument's ticks seen so far
+    x: np.ndarray | None  # (m, F) the model's input rows
+
+
+def prepare_columns(session: SignalSession, block: TickBlock) -> PreparedColumns:
+    """Everything before the model's call; it updates the session's state (call in stream order)."""
     ok, rejections = validate_block(block)
     rows, gaps = _admit(session, block, np.flatnonzero(ok), rejections)
-    m = len(rows)
-    empty = np.empty((0, 3))
-    n_features = len(session.model.feature_index) if session.return_features else 0
-    if m == 0:
-        return ColumnResults(
-            len(block), rejections, rows, empty, empty, None, np.zeros(0, bool), gaps, None, n_features
-        )
+    if len(rows) == 0:
+        return PreparedColumns(block, rejections, rows, gaps, None, None, None)
     used, codes = np.unique(block.index[rows], return_inverse=True)  # ints: cheaper than the names
     groups = ([block.names[c] for c in used.tolist()], codes)
     full, counts = session.features.update_frame(block_frame(block, rows), groups)
-    x = full[:, session.model.feature_index]
-    raw, probs = session.model.predict(x)
-    signal = decide_many(probs, full[:, _SPREAD_TICKS], session.model.manifest.signal_rules)
-    warmed = counts >= MAX_LOOKBACK
+    return PreparedColumns(block, rejections, rows, gaps, full, counts, full[:, session.model.feature_index])
+
+
+def finish_columns(
+    session: SignalSession, prepared: PreparedColumns, raw: np.ndarray, probs: np.ndarray
+) -> ColumnResults:
+    """The answers, given the model's probabilities for `prepared.x` (it reads no session state:
+    it may run while the next message is being prepared)."""
+    n_features = len(session.model.feature_index) if session.return_features else 0
+    n = len(prepared.block)
+    if prepared.x is None:
+        empty = np.empty((0, 3))
+        return ColumnResults(
+            n,
+            prepared.rejections,
+            prepared.rows,
+            empty,
+            empty,
+            None,
+            np.zeros(0, bool),
+            prepared.gaps,
+            None,
+            n_features,
+        )
+    signal = decide_many(probs, prepared.full[:, _SPREAD_TICKS], session.model.manifest.signal_rules)
     return ColumnResults(
-        len(block),
-        rejections,
-        rows,
+        n,
+        prepared.rejections,
+        prepared.rows,
         probs,
         raw,
         signal,
-        warmed,
-        gaps,
-        x if session.return_features else None,
+        prepared.counts >= MAX_LOOKBACK,
+        prepared.gaps,
+        prepared.x if session.return_features else None,
         n_features,
     )
+
+
+def process_columns(session: SignalSession, block: TickBlock) -> ColumnResults:
+    """The answers `session.process` would give the block's ticks, computed on arrays."""
+    prepared = prepare_columns(session, block)
+    if prepared.x is None:
+        return finish_columns(session, prepared, np.empty((0, 3)), np.empty((0, 3)))
+    raw, probs = session.model.predict(prepared.x)
+    return finish_columns(session, prepared, raw, probs)
 
 
 def scored_ticks(block: TickBlock, results: ColumnResults) -> ScoredTicks:
     """The admitted rows of a block with their signals, as Evaluate counts them."""
     rows = results.admitted
-    names = np.empty(len(block.names), dtype=object)
-    names[:] = block.names
     signal = results.signal
     if signal is None:  # nothing admitted
         none = np.zeros(0, dtype=np.int64)
         signal = SignalArrays(none, np.zeros(0), np.zeros(0), none, none, none)
     return ScoredTicks(
-        instrument=names[block.index[rows]],
+        names=block.names,
+        index=block.index[rows],
         timestamp_ns=block.timestamp_ns[rows],
         bid=block.bid_price[rows, 0],
         ask=block.ask_price[rows, 0],

@@ -40,14 +40,13 @@ from .metrics import CalibrationMetrics, ClassificationMetrics
 from .repository import LoadedModel
 from .signals import ACTIONS, RISKS, STRENGTHS, SignalArrays, SignalValues
 from .ticks import Tick, TickFrame
-from .trading import RoundTrips, Trips, one_position_rows, round_trips_of, running_total
+from .trading import GroupedRoundTrips, RoundTrips, Trips, one_position_rows, round_trips_of, running_total
 
 # Ticks of one instrument that may wait for their label tick (about 100 bytes each). With a
 # tick horizon the queue never exceeds the horizon; with a time horizon it grows while the
 # ticks' clock stands still, so it is bounded here.
 MAX_WAITING_TICKS = 200_000
 MAX_PNL_POINTS = 1_000
-TradingBucket = RoundTrips  # one kind of bucket for every group of round trips
 _BASELINES = ("last_move", "imbalance")
 # one-position books: every BUY/SELL signal, the STRONG ones, each baseline's
 _BOOKS = ("all", "strong") + _BASELINES
@@ -58,7 +57,8 @@ _STRONG = STRENGTHS.index("STRONG")
 class ScoredTicks:
     """Ticks in arrival order with the signal each got: what Evaluate counts, as columns."""
 
-    instrument: np.ndarray  # (n,) names
+    names: list[str]  # the instruments
+    index: np.ndarray  # (n,) int: each tick's instrument, an index into `names`
     timestamp_ns: np.ndarray  # (n,) int64
     bid: np.ndarray  # (n,) best bid
     ask: np.ndarray  # (n,) best ask
@@ -75,8 +75,10 @@ class ScoredTicks:
 
     @staticmethod
     def of_frame(frame: TickFrame, probs: np.ndarray, raw: np.ndarray, signal: SignalArrays) -> ScoredTicks:
+        names, index = np.unique(frame.instrument, return_inverse=True)
         return ScoredTicks(
-            frame.instrument,
+            names.tolist(),
+            index.ravel(),
             frame.timestamp_ns,
             frame.bid_price[:, 0],
             frame.ask_price[:, 0],
@@ -95,7 +97,8 @@ class ScoredTicks:
             return np.array([value], dtype=dtype)
 
         return ScoredTicks(
-            np.array([tick.instrument], dtype=object),
+            [tick.instrument],
+            np.zeros(1, dtype=np.int64),
             one(tick.timestamp_ns, np.int64),
             one(tick.bid_price[0]),
             one(tick.ask_price[0]),
@@ -221,13 +224,13 @@ class Evaluation:
     baselines: dict = field(default_factory=lambda: {name: ClassificationMetrics() for name in _BASELINES})
     signals: int = 0  # BUY/SELL signals, labeled or not
     trading: RoundTrips = field(default_factory=RoundTrips)
-    by_strength: dict = field(default_factory=lambda: {s: RoundTrips() for s in STRENGTHS})
-    by_risk: dict = field(default_factory=lambda: {r: RoundTrips() for r in RISKS})
-    by_action: dict = field(default_factory=lambda: {a: RoundTrips() for a in ("BUY", "SELL")})
+    by_strength: GroupedRoundTrips = field(default_factory=lambda: GroupedRoundTrips(STRENGTHS))
+    by_risk: GroupedRoundTrips = field(default_factory=lambda: GroupedRoundTrips(RISKS))
+    by_action: GroupedRoundTrips = field(default_factory=lambda: GroupedRoundTrips(ACTIONS))
     pnl: CumulativePnl = field(default_factory=CumulativePnl)
     # the same round trips for the baselines' BUY/SELL predictions (what a naive rule would have earned)
-    baseline_trading: dict = field(default_factory=lambda: {name: RoundTrips() for name in _BASELINES})
-    one_position: dict = field(default_factory=lambda: {name: RoundTrips() for name in _BOOKS})
+    baseline_trading: GroupedRoundTrips = field(default_factory=lambda: GroupedRoundTrips(_BASELINES))
+    one_position: GroupedRoundTrips = field(default_factory=lambda: GroupedRoundTrips(_BOOKS))
     labels_seen: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -262,7 +265,7 @@ class Evaluation:
         n = len(ticks)
         if not n:
             return
-        codes = self._code(ticks.instrument)
+        codes = self._code(ticks.names)[ticks.index]
         scored = ticks.timestamp_ns >= self.score_from_ns
         self._count(ticks, scored)
         sizes = np.asarray(self._tick_sizes)[codes]
@@ -299,17 +302,17 @@ class Evaluation:
         rows.settled[future >= 0] = True
         self._waiting = rows.take(self._still_needed(rows))
 
-    def _code(self, instruments: np.ndarray) -> np.ndarray:
-        names, inverse = np.unique(np.asarray(instruments, dtype=object), return_inverse=True)
+    def _code(self, names: list[str]) -> np.ndarray:
+        """This evaluation's code of each instrument name (new names get the next codes)."""
         codes = np.empty(len(names), dtype=np.int64)
-        for k, name in enumerate(names.tolist()):
+        for k, name in enumerate(names):
             code = self._codes.get(name)
             if code is None:
                 code = self._codes[name] = len(self._names)
                 self._names.append(name)
                 self._tick_sizes.append(self.model.manifest.feature_config.tick_size(name))
             codes[k] = code
-        return codes[inverse.ravel()]
+        return codes
 
     def _count(self, ticks: ScoredTicks, scored: np.ndarray) -> None:
         k = int(scored.sum())
@@ -371,25 +374,25 @@ class Evaluation:
         self.metrics.add_batch(true, action, rows.probs[now])
         self.calibrated.add(true, rows.probs[now])
         self.uncalibrated.add(true, rows.raw[now])
-        for name in _BASELINES:
+        picks = []  # (group, rows, buy) of the baselines' BUY/SELL predictions
+        for group, name in enumerate(_BASELINES):
             predicted = getattr(rows, name)[now]
             self.baselines[name].add_batch(true, predicted)
             acts = predicted != HOLD
-            self.baseline_trading[name].add(self._trips(rows, now[acts], later[acts], predicted[acts] == BUY))
+            picks.append((group, acts, predicted[acts] == BUY))
+        groups = np.concatenate([np.full(int(acts.sum()), g) for g, acts, _ in picks]).astype(np.int64)
+        opened = np.concatenate([now[acts] for _, acts, _ in picks])
+        buy = np.concatenate([b for _, _, b in picks])
+        self.baseline_trading.add(self._trips(rows, opened, future[opened], buy), groups)
         if self.record_labels:
             self.labels_seen.update(zip(rows.index[now].tolist(), zip(true.tolist(), rows.index[later].tolist())))
         acts = action != HOLD
         trips = self._trips(rows, now[acts], later[acts], action[acts] == BUY)
         self.trading.add(trips)
         signal_rows = now[acts]
-        for buckets, values, names in (
-            (self.by_strength, rows.strength[signal_rows], STRENGTHS),
-            (self.by_risk, rows.risk[signal_rows], RISKS),
-            (self.by_action, rows.action[signal_rows], ACTIONS),
-        ):
-            for k, name in enumerate(names):
-                if name in buckets:
-                    buckets[name].add(trips.take(values == k))
+        self.by_strength.add(trips, rows.strength[signal_rows])
+        self.by_risk.add(trips, rows.risk[signal_rows])
+        self.by_action.add(trips, rows.action[signal_rows])
         if len(trips):
             cum_ticks = running_total(self._cum_ticks, trips.pnl_ticks)
             cum_price = running_total(self._cum_price, trips.pnl_price)
@@ -409,7 +412,8 @@ class Evaluation:
             "last_move": (rows.last_move != HOLD, rows.last_move == BUY),
             "imbalance": (rows.imbalance != HOLD, rows.imbalance == BUY),
         }
-        for book, (wants, buys) in books.items():
+        closing, groups, buying = [], [], []
+        for group, (book, (wants, buys)) in enumerate(books.items()):
             # positions opened by earlier messages: flat from their label tick, or busy throughout
             carried = {code: int(np.searchsorted(rows.index, index)) for code, index in self._open[book].items()}
             flat_from = {code: int(future[row]) if future[row] >= 0 else len(rows) for code, row in carried.items()}
@@ -419,7 +423,11 @@ class Evaluation:
             closed = np.concatenate([np.fromiter(carried.values(), dtype=np.int64, count=len(carried)), taken])
             closed = closed[future[closed] >= 0]
             closed = closed[np.lexsort((closed, future[closed]))]
-            self.one_position[book].add(self._trips(rows, closed, future[closed], buys[closed]))
+            closing.append(closed)
+            groups.append(np.full(len(closed), group, dtype=np.int64))
+            buying.append(buys[closed])
+        closed = np.concatenate(closing)
+        self.one_position.add(self._trips(rows, closed, future[closed], np.concatenate(buying)), np.concatenate(groups))
 
     # --- the report ------------------------------------------------------------------------
 
@@ -452,11 +460,11 @@ class Evaluation:
             "trades": self.trading.trades,
             "signals_per_1000_ticks": 1000.0 * self.signals / self.ticks if self.ticks else 0.0,
             "all": self.trading.to_dict(),
-            "by_strength": {k: b.to_dict() for k, b in self.by_strength.items()},
-            "by_risk": {k: b.to_dict() for k, b in self.by_risk.items()},
-            "by_action": {k: b.to_dict() for k, b in self.by_action.items()},
+            "by_strength": self.by_strength.to_dict(),
+            "by_risk": self.by_risk.to_dict(),
+            "by_action": {k: self.by_action[k].to_dict() for k in ("BUY", "SELL")},
             "cumulative_pnl": self.pnl.series(),
-            "baselines": {k: b.to_dict() for k, b in self.baseline_trading.items()},
+            "baselines": self.baseline_trading.to_dict(),
             "one_position_all": self.one_position["all"].to_dict(),
             "one_position_strong": self.one_position["strong"].to_dict(),
             "one_position_baselines": {k: self.one_position[k].to_dict() for k in _BASELINES},
@@ -501,4 +509,4 @@ class Evaluation:
         }
 
 
-__all__ = ["CumulativePnl", "Evaluation", "ScoredTicks", "TradingBucket"]
+__all__ = ["CumulativePnl", "Evaluation", "ScoredTicks"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import CLASSES
-from .trading import running_total
+from .trading import group_totals, running_total
 
 _EPS = 1e-15
 
@@ -28,7 +28,8 @@ class ClassificationMetrics:
     def add_batch(self, true: np.ndarray, predicted: np.ndarray, probs: np.ndarray | None = None) -> None:
         """`probs` None: classes only (a baseline), no log loss. The log loss is summed row after
         row, so the total does not depend on how the rows were split into batches."""
-        np.add.at(self.confusion, (true, predicted), 1)
+        k = self.n_classes
+        self.confusion += np.bincount(true * k + predicted, minlength=k * k).reshape(k, k)
         if probs is None or not len(true):
             return
         p = np.clip(probs[np.arange(len(true)), true], _EPS, 1.0)
@@ -99,12 +100,13 @@ class CalibrationMetrics:
     def __init__(self) -> None:
         self.count = 0
         self.brier_sum = 0.0
-        self.bin_count = [0] * self.BINS
-        self.bin_confidence = [0.0] * self.BINS
-        self.bin_correct = [0] * self.BINS
+        self.bin_count = np.zeros(self.BINS, dtype=np.int64)
+        self.bin_confidence = np.zeros(self.BINS)
+        self.bin_correct = np.zeros(self.BINS, dtype=np.int64)
 
     def add(self, true: np.ndarray, probs: np.ndarray) -> None:
-        """Rows of (n, 3) probabilities with their true classes; sums run row after row (`running_total`)."""
+        """Rows of (n, 3) probabilities with their true classes; sums run row after row
+        (`running_total`, `group_totals`), so they do not depend on how rows are split."""
         n = len(true)
         if not n:
             return
@@ -114,12 +116,11 @@ class CalibrationMetrics:
         self.brier_sum = float(running_total(self.brier_sum, squares[:, 0] + squares[:, 1] + squares[:, 2])[-1])
         confidence = probs.max(axis=1)
         bins = np.minimum((confidence * self.BINS).astype(np.int64), self.BINS - 1)
-        correct = probs.argmax(axis=1) == true
-        for k in np.unique(bins).tolist():
-            mine = bins == k
-            self.bin_count[k] += int(mine.sum())
-            self.bin_confidence[k] = float(running_total(self.bin_confidence[k], confidence[mine])[-1])
-            self.bin_correct[k] += int(correct[mine].sum())
+        self.bin_count += np.bincount(bins, minlength=self.BINS)
+        self.bin_confidence = group_totals(self.bin_confidence, bins, confidence)
+        self.bin_correct += np.bincount(bins, weights=probs.argmax(axis=1) == true, minlength=self.BINS).astype(
+            np.int64
+        )
 
     @property
     def brier(self) -> float:
@@ -129,8 +130,5 @@ class CalibrationMetrics:
     def ece(self) -> float:
         if not self.count:
             return 0.0
-        return sum(
-            abs(self.bin_correct[k] - self.bin_confidence[k]) / self.count
-            for k in range(self.BINS)
-            if self.bin_count[k]
-        )
+        correct, confidence, count = self.bin_correct.tolist(), self.bin_confidence.tolist(), self.bin_count.tolist()
+        return sum(abs(correct[k] - confidence[k]) / self.count for k in range(self.BINS) if count[k])

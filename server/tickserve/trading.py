@@ -31,6 +31,13 @@ def running_total(start: float, values: np.ndarray) -> np.ndarray:
     return np.cumsum(np.concatenate(([float(start)], np.asarray(values, dtype=np.float64))))[1:]
 
 
+def group_totals(totals: np.ndarray, groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """totals[g] + each value of group g, added left to right within each group (as a loop
+    would): np.bincount adds its weights one by one in order, and starts from 0 + totals[g]."""
+    k = len(totals)
+    return np.bincount(np.concatenate((np.arange(k), groups)), weights=np.concatenate((totals, values)), minlength=k)
+
+
 _SUMS = ("move_ticks", "pnl_ticks", "pnl_price", "pnl_bps")  # the columns of Trips.sums
 
 
@@ -92,6 +99,37 @@ class RoundTrips:
             "mean_pnl_bps": self.pnl_bps / n if n else 0.0,
             "total_pnl_bps": self.pnl_bps,
         }
+
+
+class GroupedRoundTrips:
+    """One RoundTrips per name (e.g. per strength), all added in one pass: `add(trips, groups)`
+    gives each round trip to the RoundTrips of its group, sums in order (`group_totals`)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        k = len(names)
+        self.trades = np.zeros(k, dtype=np.int64)
+        self.hits = np.zeros(k, dtype=np.int64)
+        self.wins = np.zeros(k, dtype=np.int64)
+        self.sums = np.zeros((k, len(_SUMS)))
+
+    def add(self, trips: Trips, groups: np.ndarray) -> None:
+        if not len(trips):
+            return
+        k = len(self.names)
+        self.trades += np.bincount(groups, minlength=k)
+        self.hits += np.bincount(groups[trips.hit], minlength=k)
+        self.wins += np.bincount(groups[trips.win], minlength=k)
+        for c in range(len(_SUMS)):
+            self.sums[:, c] = group_totals(self.sums[:, c], groups, trips.sums[:, c])
+
+    def __getitem__(self, name: str) -> RoundTrips:
+        k = self.names.index(name)
+        sums = dict(zip(_SUMS, self.sums[k].tolist()))
+        return RoundTrips(int(self.trades[k]), int(self.hits[k]), int(self.wins[k]), **sums)
+
+    def to_dict(self) -> dict[str, dict]:
+        return {name: self[name].to_dict() for name in self.names}
 
 
 def _snap(ticks: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import chain
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def blocks_from_ticks(ticks: Sequence[pb.Tick]) -> list[tuple[int, TickBlock | T
     L = int(depth.max()) if n else 0
     arrays = []
     for k in range(4):
-        flat = np.fromiter((v for book in books for v in book[k]), dtype=np.float64, count=int(depth[:, k].sum()))
+        flat = np.array(list(chain.from_iterable(book[k] for book in books)), dtype=np.float64)
         arrays.append(_levels(flat, depth[:, k], n, L))
     alone = (depth[:, 0] != depth[:, 1]) | (depth[:, 2] != depth[:, 3])
     for k in (0, 2):  # prices k, sizes k + 1
@@ -237,6 +238,63 @@ _ACTION_CODES = np.array([ACTION[name] for name in ACTIONS], dtype=np.int32)
 _STRENGTH_CODES = np.array([STRENGTH[name] for name in STRENGTHS], dtype=np.int32)
 _URGENCY_CODES = np.array([URGENCY[name] for name in URGENCIES], dtype=np.int32)
 _RISK_CODES = np.array([RISK[name] for name in RISKS], dtype=np.int32)
+
+
+def tick_results_to_proto(results: ColumnResults, block: TickBlock, model: str, version: str) -> list[pb.TickResult]:
+    """A block's answers one TickResult per tick, as `result_to_proto` makes them from the
+    per-tick path's results (tested equal, field for field)."""
+    out: list[pb.TickResult] = [None] * results.n  # type: ignore[list-item]
+    for i, rejection in results.rejections.items():
+        out[i] = result_to_proto(rejection, block.tick(i), model, version)
+    rows = results.admitted
+    if not len(rows):
+        return out
+    sig, probs = results.signal, results.probs
+    names = block.names
+    sequence = block.sequence[rows].tolist() if block.sequence is not None else None
+    features = results.x.tolist() if results.x is not None else None
+    columns = zip(
+        rows.tolist(),
+        _ACTION_CODES[sig.action].tolist(),
+        probs[:, 2].tolist(),
+        probs[:, 1].tolist(),
+        probs[:, 0].tolist(),
+        sig.confidence.tolist(),
+        sig.edge_score.tolist(),
+        _STRENGTH_CODES[sig.strength].tolist(),
+        _URGENCY_CODES[sig.urgency].tolist(),
+        _RISK_CODES[sig.risk].tolist(),
+        block.index[rows].tolist(),
+        block.timestamp_ns[rows].tolist(),
+        results.warmed.tolist(),
+        results.gaps.tolist(),
+    )
+    for j, (i, action, p_buy, p_hold, p_sell, conf, edge, strength, urgency, risk, k, ts, warm, gap) in enumerate(
+        columns
+    ):
+        msg = pb.Signal(
+            action=action,
+            p_buy=p_buy,
+            p_hold=p_hold,
+            p_sell=p_sell,
+            confidence=conf,
+            edge_score=edge,
+            strength=strength,
+            urgency=urgency,
+            risk=risk,
+            model=model,
+            model_version=version,
+            instrument=names[k],
+            timestamp_ns=ts,
+            warmed_up=warm,
+            features=features[j] if features is not None else (),
+        )
+        if sequence is not None:
+            msg.sequence = sequence[j]
+            if gap:
+                msg.sequence_gap = gap
+        out[i] = pb.TickResult(signal=msg)
+    return out
 
 
 def columns_to_proto(results: ColumnResults, block: TickBlock, model: str, version: str) -> pb.SignalColumns:

@@ -1,13 +1,17 @@
 """SignalService: thin async handlers. Convert at the edge, run the engine off the event loop.
 
-CPU work (features + predict) for a message of more than INLINE_MAX_TICKS
-ticks runs in a worker thread, so a large batch or a slow model never stalls
-the event loop that serves every other stream. A message of a few ticks is
-processed on the loop: its work (~0.25 ms a tick) costs less than the thread
-hand-off (measured: 2.2x -> 1.5x the bare-gRPC round trip), and the Python
-feature work holds the GIL in a thread anyway. Within a stream, messages are
-processed one at a time, in order, so answers come back in the order ticks
-were sent.
+Two routes, one set of rules (validation, stream checks, features, model, signal rules),
+giving the same bits:
+- a message of at most INLINE_MAX_TICKS ticks is processed on the loop, tick by tick in plain
+  floats (`SignalSession.prepare/finish`), its model call through the micro-batcher shared by
+  every stream of the model: the work costs less than a thread hand-off;
+- a larger message, whatever its encoding (TickBatch, TickColumns, Predict's ticks, Evaluate's
+  gathered ticks), is converted to TickBlocks (`converters.blocks_from_ticks` /
+  `block_from_proto`) and runs through the columnar path (`columnar.prepare_columns`, the
+  model, `finish_columns`) in a worker thread, so a large batch or a slow model never stalls
+  the loop that serves every other stream.
+Within a stream, messages are processed one at a time, in order, so answers come back in the
+order ticks were sent.
 
 Back-pressure: a stream handler reads one message, answers it and yields the
 answer before it reads the next, so it holds at most one message and one
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -33,11 +37,19 @@ from tickserve_proto.contract import MAX_MESSAGE_BYTES
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..columnar import TickBlock, process_columns, scored_ticks
+from ..columnar import (
+    PreparedColumns,
+    TickBlock,
+    finish_columns,
+    prepare_columns,
+    process_columns,
+    scored_ticks,
+)
 from ..engine import InstrumentBudget, Rejection, Scored, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
+from ..ticks import Tick
 from . import converters
 from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S, MicroBatcher
 from .idle import IdleStreams
@@ -291,35 +303,59 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self, request_iterator: AsyncIterator[pb.EvaluateRequest], sessions: list[SignalSession], context
     ) -> AsyncIterator[pb.EvaluateResponse]:
         """Nothing is answered per tick, so the ticks of small messages are gathered and run
-        together (up to EVALUATE_RUN_TICKS, and whenever a progress message is due): one trip
-        through the columnar path and one settlement of the bookkeeping per run."""
+        together (up to EVALUATE_RUN_TICKS, and whenever a progress message is due) through the
+        columnar path, in two stages: `prepare` (validation, stream checks, features: the
+        session's state, so one run after the other) and `finish` (the model, the signal rules,
+        the bookkeeping). A run's `finish` goes on in a worker thread while the next run is read
+        and prepared: the model's call releases the GIL, so the two overlap on two cores."""
         run: _EvaluationRun | None = None
-        async for request in request_iterator:
-            self.idle.touched(context, "Evaluate")
-            kind = request.WhichOneof("payload")
-            if kind == "config":
-                if run is not None:
-                    raise InvalidArgument("config: only the first message of an evaluation may carry an EvaluateConfig")
-                run = self._evaluation_run(request.config, sessions)
-                continue
-            if kind is None:
-                raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
+        finishing: asyncio.Future | None = None
+        loop = asyncio.get_running_loop()
+
+        async def start(prepared: list) -> pb.EvaluateProgress | None:
+            nonlocal finishing
+            if finishing is not None:
+                await finishing  # runs are counted in stream order
+            finishing = loop.run_in_executor(self.executor, run.finish, prepared)
+            return run.progress()
+
+        try:
+            async for request in request_iterator:
+                self.idle.touched(context, "Evaluate")
+                kind = request.WhichOneof("payload")
+                if kind == "config":
+                    if run is not None:
+                        raise InvalidArgument(
+                            "config: only the first message of an evaluation may carry an EvaluateConfig"
+                        )
+                    run = self._evaluation_run(request.config, sessions)
+                    continue
+                if kind is None:
+                    raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
+                if run is None:
+                    run = self._evaluation_run(pb.EvaluateConfig(), sessions)
+                if kind == "columns":
+                    self._columns_size(request.columns)
+                    progress = await start(await self._off_loop(run.prepare, request.columns))
+                else:
+                    run.pending.extend(self._ticks_of(request, kind))
+                    if len(run.pending) < EVALUATE_RUN_TICKS and not run.progress_due():
+                        continue
+                    progress = await start(await self._off_loop(run.prepare, None))
+                if progress is not None:
+                    yield pb.EvaluateResponse(progress=progress)
             if run is None:
-                run = self._evaluation_run(pb.EvaluateConfig(), sessions)
-            if kind == "columns":
-                self._columns_size(request.columns)
-                await self._off_loop(run.flush)
-                await self._off_loop(run.add_columns, request.columns)
-            else:
-                run.pending.extend(self._ticks_of(request, kind))
-                if len(run.pending) >= EVALUATE_RUN_TICKS or run.progress_due():
-                    await self._off_loop(run.flush)
-            progress = run.progress()
-            if progress is not None:
-                yield pb.EvaluateResponse(progress=progress)
-        if run is None:
-            raise InvalidArgument("Evaluate: the stream ended before any tick was sent")
-        await self._off_loop(run.flush)
+                raise InvalidArgument("Evaluate: the stream ended before any tick was sent")
+            if run.pending:
+                await start(await self._off_loop(run.prepare, None))
+            if finishing is not None:
+                await finishing
+                progress = run.progress()
+                if progress is not None:
+                    yield pb.EvaluateResponse(progress=progress)
+        finally:
+            if finishing is not None and not finishing.done():
+                finishing.cancel()  # the call failed: nobody waits for the run in flight
         evaluation = run.evaluation
         if evaluation.ticks + evaluation.warmup_ticks == 0:
             raise InvalidArgument("Evaluate: the stream ended before any tick was sent")
@@ -378,11 +414,36 @@ def _call_error(rejection: Rejection, where: str) -> TickserveError:
     return error
 
 
+def _run_ticks(session: SignalSession, ticks: Sequence[pb.Tick]) -> tuple[list[pb.TickResult], dict, list]:
+    """The route of a message of many ticks: the columnar path, in runs of ticks a block holds (a
+    tick no block holds goes through the per-tick path). (One TickResult per tick, as the
+    per-tick path answers; the rejections by position; the parts for the Recorder.)"""
+    name, version = session.model.name, session.model.version
+    answers: list[pb.TickResult] = []
+    rejections: dict[int, Rejection] = {}
+    parts = []
+    for first, part in converters.blocks_from_ticks(ticks):
+        if isinstance(part, TickBlock):
+            results = process_columns(session, part)
+            answers += converters.tick_results_to_proto(results, part, name, version)
+            rejections.update({first + i: r for i, r in results.rejections.items()})
+            parts.append((part, results))
+        else:
+            result = session.process([part])
+            answers.append(converters.result_to_proto(result[0], part, name, version))
+            if isinstance(result[0], Rejection):
+                rejections[first] = result[0]
+            parts.append(([part], result))
+    return answers, rejections, parts
+
+
 def _answer(
-    session: SignalSession, ticks: Iterable[pb.Tick], recorder: Recorder, started: int
+    session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, started: int
 ) -> pb.StreamSignalsResponse:
-    own = [converters.tick_from_proto(t) for t in ticks]
-    return _response(session, own, session.process(own), recorder, started)
+    answers, _, parts = _run_ticks(session, ticks)
+    response = pb.StreamSignalsResponse(results=answers)
+    recorder.parts("StreamSignals", session.model, parts, started)
+    return response
 
 
 def _response(
@@ -408,10 +469,15 @@ def _answer_columns(
 
 
 def _predict(
-    session: SignalSession, ticks: Iterable[pb.Tick], recorder: Recorder, rpc: str, started: int
+    session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, rpc: str, started: int
 ) -> pb.PredictResponse:
-    own = [converters.tick_from_proto(t) for t in ticks]
-    return _predict_response(session, own, session.process(own), recorder, rpc, started)
+    answers, rejections, parts = _run_ticks(session, ticks)
+    if rejections:  # the first rejected tick fails the whole call, naming it
+        first = min(rejections)
+        raise _call_error(rejections[first], f"ticks[{first}]")
+    response = pb.PredictResponse(signals=[a.signal for a in answers])
+    recorder.parts(rpc, session.model, parts, started)
+    return response
 
 
 def _predict_response(
@@ -429,7 +495,8 @@ def _predict_response(
 
 class _EvaluationRun:
     """One Evaluate call: its session, its bookkeeping and the ticks gathered but not yet run.
-    `flush` and `add_columns` run in a worker thread, one at a time (the handler awaits each)."""
+    `prepare` and `finish` run in worker threads; the handler keeps `prepare` calls in order
+    and `finish` calls in order (a `finish` may overlap the next `prepare`)."""
 
     def __init__(self, session: SignalSession, evaluation: Evaluation, every: int) -> None:
         self.session = session
@@ -437,12 +504,14 @@ class _EvaluationRun:
         self.every = every
         self.next_progress = every
         self.pending: list[pb.Tick] = []
-        self.received = 0  # ticks run so far: the position of the next one in the stream
+        self.received = 0  # ticks prepared so far: the position of the next one in the stream
 
     def progress_due(self) -> bool:
         return self.received + len(self.pending) >= self.next_progress
 
     def progress(self) -> pb.EvaluateProgress | None:
+        """A progress message when progress_every more ticks have been counted (as of the last
+        finished run), else None."""
         evaluation = self.evaluation
         if evaluation.ticks < self.next_progress:
             return None
@@ -451,26 +520,38 @@ class _EvaluationRun:
             ticks=evaluation.ticks, labeled=evaluation.labeled, accuracy=evaluation.metrics.accuracy
         )
 
-    def flush(self) -> None:
-        ticks, self.pending = self.pending, []
-        for first, part in converters.blocks_from_ticks(ticks):
+    def prepare(self, columns: pb.TickColumns | None) -> list[PreparedColumns | tuple[Tick, Scored]]:
+        """The ticks of `columns`, or those gathered, up to the model's call; the first bad tick
+        fails the call, naming its position in the stream."""
+        if columns is not None:
+            block = converters.block_from_proto(columns)
+            parts: list[tuple[int, TickBlock | Tick]] = [(0, block)]
+            count = len(block)
+        else:
+            ticks, self.pending = self.pending, []
+            parts = converters.blocks_from_ticks(ticks)
+            count = len(ticks)
+        steps: list[PreparedColumns | tuple[Tick, Scored]] = []
+        for first, part in parts:
             if isinstance(part, TickBlock):
-                self._add_block(part, self.received + first)
-            else:  # a tick no block holds: invalid, and the per-tick path says why
-                result = self.session.process([part])[0]
-                if not isinstance(result, Scored):
-                    raise _call_error(result, f"ticks[{self.received + first}]")
-                self.evaluation.add_tick(part, result.signal, result.raw)
-        self.received += len(ticks)
+                step = prepare_columns(self.session, part)
+                if step.rejections:
+                    row = min(step.rejections)
+                    raise _call_error(step.rejections[row], f"ticks[{self.received + first + row}]")
+                steps.append(step)
+                continue
+            result = self.session.process([part])[0]  # a tick no block holds: the per-tick path
+            if not isinstance(result, Scored):
+                raise _call_error(result, f"ticks[{self.received + first}]")
+            steps.append((part, result))
+        self.received += count
+        return steps
 
-    def add_columns(self, columns: pb.TickColumns) -> None:
-        block = converters.block_from_proto(columns)
-        self._add_block(block, self.received)
-        self.received += len(block)
-
-    def _add_block(self, block: TickBlock, offset: int) -> None:
-        results = process_columns(self.session, block)
-        if results.rejections:
-            row = min(results.rejections)
-            raise _call_error(results.rejections[row], f"ticks[{offset + row}]")
-        self.evaluation.add(scored_ticks(block, results))
+    def finish(self, steps: list[PreparedColumns | tuple[Tick, Scored]]) -> None:
+        for step in steps:
+            if isinstance(step, tuple):
+                tick, scored = step
+                self.evaluation.add_tick(tick, scored.signal, scored.raw)
+            elif step.x is not None:
+                raw, probs = self.session.model.predict(step.x)
+                self.evaluation.add(scored_ticks(step.block, finish_columns(self.session, step, raw, probs)))
