@@ -38,9 +38,10 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,15 @@ class SignalRow(NamedTuple):
 
 
 COLUMNS = SignalRow._fields
+
+
+class RowSource(Protocol):
+    """What `SignalLog.record` takes: a list of SignalRow, or rows built when iterated."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple]: ...
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -139,8 +149,9 @@ class SignalLog:
         self._thread = threading.Thread(target=self._run, name="tickserve-signal-log", daemon=True)
         self._thread.start()
 
-    def record(self, rows: list[SignalRow]) -> bool:
-        """Queue rows for writing; False if they were dropped."""
+    def record(self, rows: RowSource) -> bool:
+        """Queue rows for writing; False if they were dropped. `rows` is any sized iterable of rows
+        (tuples in column order): a lazy one is iterated by the writer thread, off the serving path."""
         if not rows:
             return True
         with self._lock:  # the check and the put together: nothing lands behind close()'s stop marker

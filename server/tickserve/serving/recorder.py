@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from itertools import repeat
+
+import numpy as np
 
 from ..columnar import ColumnResults, TickBlock
 from ..engine import Scored
@@ -52,15 +55,15 @@ class Recorder:
         if not self.enabled:
             return
         latency_ns = time.perf_counter_ns() - started_ns
-        rows: list[SignalRow] | None = [] if self.signal_log is not None else None
+        rows: list | None = [] if self.signal_log is not None else None  # row sources, in order
         errors: Counter = Counter()
         signals = 0
         for source, results in parts:
             if isinstance(results, ColumnResults):
                 signals += len(results.admitted)
                 errors.update(r.status.name for r in results.rejections.values())
-                if rows is not None:
-                    rows += _column_rows(rpc, model, source, results, latency_ns)
+                if rows is not None and len(results.admitted):
+                    rows.append(_ColumnRows(rpc, model, source, results, latency_ns))
             else:
                 for result in results:
                     if isinstance(result, Scored):
@@ -68,10 +71,10 @@ class Recorder:
                     else:
                         errors[result.status.name] += 1
                 if rows is not None:
-                    rows += _tick_rows(rpc, model, source, results, latency_ns)
+                    rows.append(_tick_rows(rpc, model, source, results, latency_ns))
         self._count(rpc, model, signals, errors, latency_ns)
-        if rows:
-            self.signal_log.record(rows)  # never blocks; drops are counted by the log itself
+        for source in rows or ():
+            self.signal_log.record(source)  # never blocks; drops are counted by the log itself
 
     def _count(self, rpc: str, model, signals: int, errors: Counter | None, latency_ns: int) -> None:
         t = self.telemetry
@@ -137,51 +140,42 @@ def _tick_rows(rpc: str, model, ticks: list, results: list, latency_ns: int) -> 
     return rows
 
 
-def _column_rows(rpc: str, model, block: TickBlock, results: ColumnResults, latency_ns: int) -> list[SignalRow]:
-    rows = results.admitted
-    if not len(rows):
-        return []
-    served_at = time.time_ns()
-    latency_us = latency_ns / 1000.0
-    name, version = model.name, model.version
-    s = results.signal
-    instrument = [block.names[c] for c in block.index[rows].tolist()]
-    seqs = block.sequence[rows].tolist() if block.sequence is not None else [None] * len(rows)
-    probs = results.probs
-    return [
-        SignalRow(
-            served_at,
-            rpc,
-            inst,
-            ts,
-            seq,
-            name,
-            version,
-            ps,
-            ph,
-            pb,
-            edge,
-            conf,
-            ACTIONS[a],
-            STRENGTHS[st],
-            URGENCIES[u],
-            RISKS[r],
-            int(w),
-            latency_us,
-        )
-        for inst, ts, seq, ps, ph, pb, edge, conf, a, st, u, r, w in zip(
-            instrument,
+class _ColumnRows:
+    """A block's signal-log rows, built when iterated: by the log's writer thread, not on the
+    serving path (`SignalLog.record` takes any sized iterable of rows)."""
+
+    def __init__(self, rpc: str, model, block: TickBlock, results: ColumnResults, latency_ns: int) -> None:
+        self.rpc, self.name, self.version = rpc, model.name, model.version
+        self.block, self.results = block, results
+        self.served_at = time.time_ns()
+        self.latency_us = latency_ns / 1000.0
+
+    def __len__(self) -> int:
+        return len(self.results.admitted)
+
+    def __iter__(self):
+        block, results = self.block, self.results
+        rows = results.admitted
+        n = len(rows)
+        s = results.signal
+        names = block.names
+        return zip(
+            repeat(self.served_at, n),
+            repeat(self.rpc, n),
+            [names[c] for c in block.index[rows].tolist()],
             block.timestamp_ns[rows].tolist(),
-            seqs,
-            probs[:, 0].tolist(),
-            probs[:, 1].tolist(),
-            probs[:, 2].tolist(),
+            block.sequence[rows].tolist() if block.sequence is not None else repeat(None, n),
+            repeat(self.name, n),
+            repeat(self.version, n),
+            results.probs[:, 0].tolist(),
+            results.probs[:, 1].tolist(),
+            results.probs[:, 2].tolist(),
             s.edge_score.tolist(),
             s.confidence.tolist(),
-            s.action.tolist(),
-            s.strength.tolist(),
-            s.urgency.tolist(),
-            s.risk.tolist(),
-            results.warmed.tolist(),
+            [ACTIONS[a] for a in s.action.tolist()],
+            [STRENGTHS[a] for a in s.strength.tolist()],
+            [URGENCIES[a] for a in s.urgency.tolist()],
+            [RISKS[a] for a in s.risk.tolist()],
+            results.warmed.astype(np.int64).tolist(),
+            repeat(self.latency_us, n),
         )
-    ]

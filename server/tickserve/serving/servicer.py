@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+import numpy as np
 
 from tickserve_proto.contract import MAX_MESSAGE_BYTES
 from tickserve_proto.v1 import tickserve_pb2 as pb
@@ -191,16 +192,36 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
     async def StreamSignals(
         self, request_iterator: AsyncIterator[pb.StreamSignalsRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamSignalsResponse]:
+        """TickColumns messages are pipelined one deep: while message k's model call, signal rules
+        and answer are built (`_finish_columns`, in a worker thread), message k+1 is read and,
+        when it has arrived, prepared (`_prepare_columns`: validation, stream checks, features).
+        The model's call releases the GIL, so on two cores the two overlap. Answers still go out
+        in order, each as soon as it is built (a client that waits for every answer is never
+        kept waiting for its next message), and at most two messages are held."""
         session: SignalSession | None = None
         token = None
         self._stream_opened("StreamSignals")
         stats = self.stream_stats
         idle = self.idle
         idle.opened(context, "StreamSignals")
+        requests = request_iterator.__aiter__()
+
+        async def read() -> _Arrived:
+            try:
+                request = await requests.__anext__()
+            except StopAsyncIteration:
+                return _Arrived(None, 0)
+            idle.touched(context, "StreamSignals")
+            return _Arrived(request, time.perf_counter_ns())
+
+        ahead: asyncio.Task | _Arrived | None = None  # the next request, read (or being read) ahead
         try:
-            async for request in request_iterator:
-                started = time.perf_counter_ns()
-                idle.touched(context, "StreamSignals")
+            while True:
+                arrived = ahead if isinstance(ahead, _Arrived) else await (ahead or read())
+                ahead = None
+                request, started = arrived.request, arrived.started
+                if request is None:
+                    break
                 kind = request.WhichOneof("payload")
                 if kind == "config":
                     if session is not None:
@@ -214,9 +235,17 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 if session is None:
                     session = self._open_session("", "", False)
                     token = self.batcher.stream_opened(session.model)
-                if kind == "columns":  # the columnar path: arrays in, arrays out, in a worker thread
+                if kind == "columns":  # the columnar path: arrays in, arrays out, in worker threads
                     n = self._columns_size(request.columns)
-                    response = await self._off_loop(_answer_columns, session, request.columns, self.recorder, started)
+                    prepared = await (arrived.preparing or self._off_loop(_prepare_columns, session, request.columns))
+                    finishing = asyncio.ensure_future(
+                        self._off_loop(_finish_columns, session, prepared, self.recorder, started)
+                    )
+                    ahead = asyncio.ensure_future(read())
+                    done, _ = await asyncio.wait({finishing, ahead}, return_when=asyncio.FIRST_COMPLETED)
+                    if ahead in done:
+                        ahead = self._prepare_ahead(ahead.result(), session)
+                    response = await finishing
                     stats.messages += 1
                     stats.ticks += n
                     yield response
@@ -227,11 +256,23 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 stats.ticks += len(ticks)
                 yield response  # waits for flow control: no next message is read before this is sent
         finally:
+            if isinstance(ahead, asyncio.Task):
+                ahead.cancel()
+            elif isinstance(ahead, _Arrived) and ahead.preparing is not None:
+                await asyncio.wait({ahead.preparing})  # it uses the session: let it end before closing
             idle.closed(context)
             self._stream_closed("StreamSignals")
             if session is not None:
                 session.close()
                 self.batcher.stream_closed(session.model, token)
+
+    def _prepare_ahead(self, arrived: _Arrived, session: SignalSession) -> _Arrived:
+        """Start preparing a TickColumns message read ahead (others wait for their turn)."""
+        request = arrived.request
+        if request is not None and request.WhichOneof("payload") == "columns":
+            if len(request.columns.instrument_index) <= self.limits.max_ticks_per_message:
+                arrived.preparing = asyncio.ensure_future(self._off_loop(_prepare_columns, session, request.columns))
+        return arrived
 
     async def _answer(
         self, session: SignalSession, ticks: Sequence[pb.Tick], token: object, started: int
@@ -457,12 +498,30 @@ def _response(
     return response
 
 
-def _answer_columns(
-    session: SignalSession, columns: pb.TickColumns, recorder: Recorder, started: int
+@dataclass
+class _Arrived:
+    """A StreamSignals request as read (None: the stream ended), when it arrived, and its
+    columns being prepared when it was read ahead."""
+
+    request: pb.StreamSignalsRequest | None
+    started: int
+    preparing: asyncio.Future | None = None
+
+
+def _prepare_columns(session: SignalSession, columns: pb.TickColumns) -> PreparedColumns:
+    return prepare_columns(session, converters.block_from_proto(columns))
+
+
+def _finish_columns(
+    session: SignalSession, prepared: PreparedColumns, recorder: Recorder, started: int
 ) -> pb.StreamSignalsResponse:
-    block = converters.block_from_proto(columns)
-    results = process_columns(session, block)
+    if prepared.x is None:
+        results = finish_columns(session, prepared, np.empty((0, 3)), np.empty((0, 3)))
+    else:
+        raw, probs = session.model.predict(prepared.x)
+        results = finish_columns(session, prepared, raw, probs)
     name, version = session.model.name, session.model.version
+    block = prepared.block
     response = pb.StreamSignalsResponse(columns=converters.columns_to_proto(results, block, name, version))
     recorder.columns("StreamSignals", session.model, block, results, started)
     return response
