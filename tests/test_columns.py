@@ -18,7 +18,7 @@ import pytest
 from tickserve.columnar import process_columns
 from tickserve.engine import Scored, SessionLimits, SignalSession
 from tickserve.labels import CLASSES
-from tickserve.serving import converters
+from tickserve.serving import converters, tick_input
 from tickserve.serving.converters import frame_to_protos
 from tickserve.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many
 from tickserve.simulate import simulate
@@ -352,13 +352,13 @@ def test_decide_many_equals_decide_on_random_rows_ties_and_thresholds():
 
 
 def _block(ticks):
-    return converters.block_from_proto(columns_from_ticks(ticks))
+    return tick_input.block_from_proto(columns_from_ticks(ticks))
 
 
 def test_stream_checks_and_instrument_limit_equal_the_session(server, ticks):
     model = server.repository.get(MODEL, "")
     limits = SessionLimits(max_instruments=2)
-    own = [converters.tick_from_proto(t) for t in ticks]
+    own = [tick_input.tick_from_proto(t) for t in ticks]
     for chunk in (1000, 64, 7):
         a = SignalSession(model, limits=limits)
         b = SignalSession(model, limits=limits)
@@ -395,7 +395,7 @@ def test_the_signal_log_gets_the_same_rows_from_columns(server, ticks):
     per_tick, columnar = Recorder(signal_log=_Log()), Recorder(signal_log=_Log())
     a, b = SignalSession(model), SignalSession(model)
     for start in range(0, 900, 300):
-        own = [converters.tick_from_proto(t) for t in ticks[start : start + 300]]
+        own = [tick_input.tick_from_proto(t) for t in ticks[start : start + 300]]
         per_tick.message("StreamSignals", model, own, a.process(own), 0)
         block = _block(ticks[start : start + 300])
         columnar.columns("StreamSignals", model, block, process_columns(b, block), 0)
@@ -448,16 +448,16 @@ def test_a_tick_batch_taken_as_blocks_answers_as_tick_by_tick(server, ticks):
     for k, edit in enumerate([both_nan, fewer_sizes, lambda t: t.ClearField("sequence")] * 4):
         i = 100 + 150 * k
         extra.insert(i, edited(extra[i - 1], edit))
-    parts = converters.blocks_from_ticks(extra)
+    parts = tick_input.blocks_from_ticks(extra)
     assert sum(isinstance(part, Tick) for _, part in parts) == 8 and len(parts) > 20
     model = server.repository.get(MODEL, "")
-    own = [converters.tick_from_proto(t) for t in extra]
+    own = [tick_input.tick_from_proto(t) for t in extra]
     for chunk in (1000, 61, 5):
         a, b = SignalSession(model), SignalSession(model)
         for start in range(0, len(extra), chunk):
             expected = a.process(own[start : start + chunk])
             got: dict[int, object] = {}
-            for first, part in converters.blocks_from_ticks(extra[start : start + chunk]):
+            for first, part in tick_input.blocks_from_ticks(extra[start : start + chunk]):
                 if isinstance(part, Tick):
                     got[first] = b.process([part])[0]
                     continue
@@ -501,10 +501,8 @@ def test_a_tick_batch_is_answered_through_blocks_exactly_as_tick_by_tick(server,
     b = SignalSession(model, return_features=return_features)
     for start in range(0, len(extra), 300):
         chunk = extra[start : start + 300]
-        own = [converters.tick_from_proto(t) for t in chunk]
-        expected = [
-            converters.result_to_proto(r, t, model.name, model.version) for r, t in zip(a.process(own), own)
-        ]
+        own = [tick_input.tick_from_proto(t) for t in chunk]
+        expected = [converters.result_to_proto(r, t, model.name, model.version) for r, t in zip(a.process(own), own)]
         got = list(_answer(b, chunk, Recorder(), 0).results)
         assert len(got) == len(expected)
         for i, (g, e) in enumerate(zip(got, expected)):

@@ -27,8 +27,8 @@ import numpy as np
 
 from .engine import Rejection, SignalSession
 from .errors import InvalidArgument, Status, TickserveError
-from .evaluation import ScoredTicks
 from .features import FEATURE_INDEX, MAX_LOOKBACK
+from .scored_ticks import ScoredTicks
 from .signals import SignalArrays, decide_many
 from .ticks import MAX_LEVELS, Tick, TickFrame
 from .validation import (

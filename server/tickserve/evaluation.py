@@ -37,79 +37,21 @@ from .baselines import DESCRIPTIONS, imbalance_classes
 from .errors import InvalidArgument, ResourceExhausted
 from .labels import BUY, CLASSES, HOLD, label_classes, label_rows
 from .metrics import CalibrationMetrics, ClassificationMetrics
+from .pnl_series import CumulativePnl
 from .repository import LoadedModel
-from .signals import ACTIONS, RISKS, STRENGTHS, SignalArrays, SignalValues
-from .ticks import Tick, TickFrame
+from .scored_ticks import ScoredTicks
+from .signals import ACTIONS, RISKS, STRENGTHS, SignalValues
+from .ticks import Tick
 from .trading import GroupedRoundTrips, RoundTrips, Trips, one_position_rows, round_trips_of, running_total
 
 # Ticks of one instrument that may wait for their label tick (about 100 bytes each). With a
 # tick horizon the queue never exceeds the horizon; with a time horizon it grows while the
 # ticks' clock stands still, so it is bounded here.
 MAX_WAITING_TICKS = 200_000
-MAX_PNL_POINTS = 1_000
 _BASELINES = ("last_move", "imbalance")
 # one-position books: every BUY/SELL signal, the STRONG ones, each baseline's
 _BOOKS = ("all", "strong") + _BASELINES
 _STRONG = STRENGTHS.index("STRONG")
-
-
-@dataclass(frozen=True)
-class ScoredTicks:
-    """Ticks in arrival order with the signal each got: what Evaluate counts, as columns."""
-
-    names: list[str]  # the instruments
-    index: np.ndarray  # (n,) int: each tick's instrument, an index into `names`
-    timestamp_ns: np.ndarray  # (n,) int64
-    bid: np.ndarray  # (n,) best bid
-    ask: np.ndarray  # (n,) best ask
-    bid_size: np.ndarray  # (n,) size at the best bid
-    ask_size: np.ndarray  # (n,) size at the best ask
-    probs: np.ndarray  # (n, 3) calibrated (SELL, HOLD, BUY): the signal's probabilities
-    raw: np.ndarray  # (n, 3) the adapter's probabilities before calibration
-    action: np.ndarray  # (n,) index into ACTIONS
-    strength: np.ndarray  # (n,) index into STRENGTHS
-    risk: np.ndarray  # (n,) index into RISKS
-
-    def __len__(self) -> int:
-        return len(self.timestamp_ns)
-
-    @staticmethod
-    def of_frame(frame: TickFrame, probs: np.ndarray, raw: np.ndarray, signal: SignalArrays) -> ScoredTicks:
-        names, index = np.unique(frame.instrument, return_inverse=True)
-        return ScoredTicks(
-            names.tolist(),
-            index.ravel(),
-            frame.timestamp_ns,
-            frame.bid_price[:, 0],
-            frame.ask_price[:, 0],
-            frame.bid_size[:, 0],
-            frame.ask_size[:, 0],
-            np.asarray(probs, dtype=np.float64),
-            np.asarray(raw, dtype=np.float64),
-            np.asarray(signal.action),
-            np.asarray(signal.strength),
-            np.asarray(signal.risk),
-        )
-
-    @staticmethod
-    def of_tick(tick: Tick, signal: SignalValues, raw: tuple[float, float, float]) -> ScoredTicks:
-        def one(value, dtype=np.float64) -> np.ndarray:
-            return np.array([value], dtype=dtype)
-
-        return ScoredTicks(
-            [tick.instrument],
-            np.zeros(1, dtype=np.int64),
-            one(tick.timestamp_ns, np.int64),
-            one(tick.bid_price[0]),
-            one(tick.ask_price[0]),
-            one(tick.bid_size[0]),
-            one(tick.ask_size[0]),
-            np.array([[signal.p_sell, signal.p_hold, signal.p_buy]]),
-            np.array([raw], dtype=np.float64),
-            one(ACTIONS.index(signal.action), np.int64),
-            one(STRENGTHS.index(signal.strength), np.int64),
-            one(RISKS.index(signal.risk), np.int64),
-        )
 
 
 @dataclass(frozen=True)
@@ -149,57 +91,6 @@ def _no_rows() -> _Rows:
         ints, ints, ints, floats, floats, floats, np.zeros((0, 3)), np.zeros((0, 3)),
         ints, ints, ints, ints, ints, np.zeros(0, bool), np.zeros(0, bool),
     )  # fmt: skip
-
-
-class CumulativePnl:
-    """(tick index, timestamp, cumulative P&L in ticks and price) after each closed round trip,
-    downsampled on the fly to at most MAX_PNL_POINTS points: every `stride`-th trade is kept and
-    the stride doubles whenever the list is full; the last trade is always the last point."""
-
-    def __init__(self, max_points: int = MAX_PNL_POINTS) -> None:
-        self.max_points = max(2, max_points)
-        self.kept: list[tuple[int, tuple[int, int, float, float]]] = []  # (trade number, point)
-        self.stride = 1
-        self.trades = 0
-        self.last: tuple[int, int, float, float] | None = None
-
-    def add(self, point: tuple[int, int, float, float]) -> None:
-        self.add_many(*(np.array([v]) for v in point))
-
-    def add_many(self, index: np.ndarray, ts: np.ndarray, pnl_ticks: np.ndarray, pnl_price: np.ndarray) -> None:
-        """The points of trades self.trades + 1, + 2, ... in order; Python work only for the points kept."""
-        n = len(index)
-        if not n:
-            return
-        number = self.trades + 1 + np.arange(n)  # each trade's number
-        done = 0
-        while done < n:
-            kept = done + np.flatnonzero(number[done:] % self.stride == 0)
-            room = self.max_points - len(self.kept)
-            if len(kept) < room:
-                self.kept += _points(number, index, ts, pnl_ticks, pnl_price, kept)
-                break
-            self.kept += _points(number, index, ts, pnl_ticks, pnl_price, kept[:room])
-            self.kept = self.kept[1::2]  # full: every other point, and twice the stride from here
-            self.stride *= 2
-            done = int(kept[room - 1]) + 1
-        self.trades += n
-        self.last = _points(number, index, ts, pnl_ticks, pnl_price, [n - 1])[0][1]
-
-    @property
-    def points(self) -> list[tuple[int, int, float, float]]:
-        return [point for _, point in self.kept]
-
-    def series(self) -> list[tuple[int, int, float, float]]:
-        if self.last is not None and (not self.kept or self.kept[-1][0] != self.trades):
-            return [*self.points, self.last]
-        return self.points
-
-
-def _points(number, index, ts, pnl_ticks, pnl_price, rows) -> list[tuple[int, tuple[int, int, float, float]]]:
-    rows = np.asarray(rows, dtype=np.int64)
-    points = zip(index[rows].tolist(), ts[rows].tolist(), pnl_ticks[rows].tolist(), pnl_price[rows].tolist())
-    return list(zip(number[rows].tolist(), points))
 
 
 @dataclass

@@ -6,7 +6,7 @@ giving the same bits:
   floats (`SignalSession.prepare/finish`), its model call through the micro-batcher shared by
   every stream of the model: the work costs less than a thread hand-off;
 - a larger message, whatever its encoding (TickBatch, TickColumns, Predict's ticks, Evaluate's
-  gathered ticks), is converted to TickBlocks (`converters.blocks_from_ticks` /
+  gathered ticks), is converted to TickBlocks (`tick_input.blocks_from_ticks` /
   `block_from_proto`) and runs through the columnar path (`columnar.prepare_columns`, the
   model, `finish_columns`) in a worker thread, so a large batch or a slow model never stalls
   the loop that serves every other stream.
@@ -51,7 +51,7 @@ from ..errors import InvalidArgument, ResourceExhausted, TickserveError
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
 from ..ticks import Tick
-from . import converters
+from . import converters, tick_input
 from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S, MicroBatcher
 from .idle import IdleStreams
 from .recorder import Recorder
@@ -231,7 +231,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     token = self.batcher.stream_opened(session.model)
                     continue
                 if kind is None:
-                    raise InvalidArgument("payload: the message carries none of config, tick or batch")
+                    raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
                 if session is None:
                     session = self._open_session("", "", False)
                     token = self.batcher.stream_opened(session.model)
@@ -279,7 +279,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
     ) -> pb.StreamSignalsResponse:
         if len(ticks) > INLINE_MAX_TICKS:  # a big message: all of its work in a worker thread
             return await self._off_loop(_answer, session, ticks, self.recorder, started)
-        own = [converters.tick_from_proto(t) for t in ticks]
+        own = [tick_input.tick_from_proto(t) for t in ticks]
         prepared = session.prepare(own)
         results = prepared.results
         if prepared.x is not None:
@@ -312,7 +312,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 return await self._off_loop(_predict, session, request.ticks, self.recorder, rpc, started)
             # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
             # Predict calls and streams of the same model share adapter calls
-            own = [converters.tick_from_proto(t) for t in request.ticks]
+            own = [tick_input.tick_from_proto(t) for t in request.ticks]
             prepared = session.prepare(own)
             results = prepared.results
             if prepared.x is not None:
@@ -463,7 +463,7 @@ def _run_ticks(session: SignalSession, ticks: Sequence[pb.Tick]) -> tuple[list[p
     answers: list[pb.TickResult] = []
     rejections: dict[int, Rejection] = {}
     parts = []
-    for first, part in converters.blocks_from_ticks(ticks):
+    for first, part in tick_input.blocks_from_ticks(ticks):
         if isinstance(part, TickBlock):
             results = process_columns(session, part)
             answers += converters.tick_results_to_proto(results, part, name, version)
@@ -509,7 +509,7 @@ class _Arrived:
 
 
 def _prepare_columns(session: SignalSession, columns: pb.TickColumns) -> PreparedColumns:
-    return prepare_columns(session, converters.block_from_proto(columns))
+    return prepare_columns(session, tick_input.block_from_proto(columns))
 
 
 def _finish_columns(
@@ -583,12 +583,12 @@ class _EvaluationRun:
         """The ticks of `columns`, or those gathered, up to the model's call; the first bad tick
         fails the call, naming its position in the stream."""
         if columns is not None:
-            block = converters.block_from_proto(columns)
+            block = tick_input.block_from_proto(columns)
             parts: list[tuple[int, TickBlock | Tick]] = [(0, block)]
             count = len(block)
         else:
             ticks, self.pending = self.pending, []
-            parts = converters.blocks_from_ticks(ticks)
+            parts = tick_input.blocks_from_ticks(ticks)
             count = len(ticks)
         steps: list[PreparedColumns | tuple[Tick, Scored]] = []
         for first, part in parts:
