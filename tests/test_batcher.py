@@ -14,7 +14,7 @@ from tickserve.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.batcher import MicroBatcher
 from tickserve.serving.converters import frame_to_protos
-from tickserve.serving.servicer import ServerLimits
+from tickserve.serving.limits import ServerLimits
 from tickserve.simulate import simulate
 from tickserve_client import TickserveClient
 

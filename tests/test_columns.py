@@ -480,7 +480,7 @@ def test_a_tick_batch_is_answered_through_blocks_exactly_as_tick_by_tick(server,
     equal, field for field, to those the per-tick path builds (bad ticks, gaps, shallow books,
     ticks no block holds, ticks without a sequence number)."""
     from tickserve.serving.recorder import Recorder
-    from tickserve.serving.servicer import _answer
+    from tickserve.serving.routes import answer as _answer
 
     def edited(t: pb.Tick, edit) -> pb.Tick:
         out = pb.Tick()

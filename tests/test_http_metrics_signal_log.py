@@ -412,7 +412,7 @@ def test_rest_odd_bodies_and_headers_get_json_errors_not_500(model_repo, plugins
     repository.load_all()
     runner = _LoopThread()
     auth = TokenAuth(["s3cret-token-for-the-http-test"])
-    from tickserve.serving.servicer import ServerLimits
+    from tickserve.serving.limits import ServerLimits
 
     server = runner.run(
         create_server("127.0.0.1:0", repository, http_port=0, auth=auth, limits=ServerLimits(max_message_bytes=4096))

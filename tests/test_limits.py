@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from tickserve.cli.launch import serve_command
-from tickserve.serving.servicer import ServerLimits
+from tickserve.serving.limits import ServerLimits
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 

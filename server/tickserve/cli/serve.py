@@ -98,7 +98,7 @@ def cmd_serve(args) -> int:
     from ..logs import configure_logging
     from ..repository import ModelRepository
     from ..serving.app import serve
-    from ..serving.servicer import ServerLimits
+    from ..serving.limits import ServerLimits
 
     settings = server_settings(args)
     configure_logging(settings.logging.level, settings.logging.format)

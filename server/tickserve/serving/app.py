@@ -36,10 +36,11 @@ from ..signal_log import DEFAULT_MAX_QUEUED_ROWS, SignalLog
 from . import kserve
 from .decoding import MalformedRequests
 from .http_gateway import HttpGateway, build_app
+from .limits import ServerLimits
 from .recorder import Recorder
 from .repository_servicer import ModelRepositoryServicer
 from .security import TlsConfig, TokenAuth
-from .servicer import ServerLimits, SignalServicer
+from .servicer import SignalServicer
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)

@@ -32,94 +32,26 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
-import numpy as np
 
-from tickserve_proto.contract import MAX_MESSAGE_BYTES
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..columnar import (
-    PreparedColumns,
-    TickBlock,
-    finish_columns,
-    prepare_columns,
-    process_columns,
-    scored_ticks,
-)
-from ..engine import InstrumentBudget, Rejection, Scored, SessionLimits, SignalSession
-from ..errors import InvalidArgument, ResourceExhausted, TickserveError
+from ..engine import InstrumentBudget, SessionLimits, SignalSession
+from ..errors import InvalidArgument, ResourceExhausted
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
-from ..ticks import Tick
-from . import converters, tick_input
-from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S, MicroBatcher
+from . import converters, routes, tick_input
+from .batcher import MicroBatcher
+from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRESS_EVERY, EvaluationRun
 from .idle import IdleStreams
+from .limits import ServerLimits, StreamStats
 from .recorder import Recorder
 from .status import stream_errors, unary_errors
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DEFAULT_PROGRESS_EVERY = 10_000
-# EvaluateConfig.progress_every above this is refused: almost surely a bug (e.g. -1 sent as uint64)
-MAX_PROGRESS_EVERY = 1_000_000_000
 INLINE_MAX_TICKS = 4
-# Evaluate runs the ticks of small messages together, up to this many at a time
-EVALUATE_RUN_TICKS = 4_096
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """Every limit is answered with RESOURCE_EXHAUSTED naming it and the value (docs/errors.md)."""
-
-    # ticks in one TickBatch / PredictRequest (beyond: the call ends)
-    max_ticks_per_message: int = 10_000
-    # distinct instruments in one stream (beyond: a per-tick error for the new instrument's ticks)
-    max_instruments_per_stream: int = 10_000
-    # StreamSignals + Evaluate calls open at once, server-wide (beyond: the new call ends at once)
-    max_concurrent_streams: int = 1_000
-    # calls open at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: beyond, the
-    # client's new calls wait for one to end), so one client cannot hold every server-wide slot
-    max_streams_per_connection: int = 100
-    # a StreamSignals or Evaluate call that sends nothing for this long is ended DEADLINE_EXCEEDED,
-    # freeing its slot and its feature state (0: never); see serving/idle.py
-    idle_timeout_s: float = 3600.0
-    # largest request message gRPC accepts (beyond: gRPC itself ends the call)
-    max_message_bytes: int = MAX_MESSAGE_BYTES
-    # instruments whose feature state all open streams hold together (~5 KB each; beyond: a
-    # per-tick RESOURCE_EXHAUSTED for a new instrument's ticks until streams close)
-    max_instruments_total: int = 200_000
-    # dynamic micro-batching across streams (0 disables it); see serving/batcher.py
-    batch_window_s: float = DEFAULT_WINDOW_S
-    max_batch_rows: int = DEFAULT_MAX_ROWS
-
-    def __post_init__(self) -> None:
-        for name in (
-            "max_ticks_per_message",
-            "max_instruments_per_stream",
-            "max_instruments_total",
-            "max_concurrent_streams",
-            "max_streams_per_connection",
-            "max_message_bytes",
-            "max_batch_rows",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
-        if not self.idle_timeout_s >= 0:
-            raise ValueError(f"idle_timeout_s: must be >= 0 (0: off), got {self.idle_timeout_s!r}")
-        if not self.batch_window_s >= 0:
-            raise ValueError(f"batch_window_s: must be >= 0, got {self.batch_window_s!r}")
-
-
-@dataclass
-class StreamStats:
-    """Counters of the streaming calls, kept on the event loop (no locks): read by tests and metrics."""
-
-    open: int = 0  # StreamSignals + Evaluate calls open now
-    refused: int = 0  # calls refused by max_concurrent_streams
-    messages: int = 0  # StreamSignals messages answered
-    ticks: int = 0  # StreamSignals ticks answered (signal or per-tick error)
 
 
 class SignalServicer(pb_grpc.SignalServiceServicer):
@@ -237,9 +169,11 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     token = self.batcher.stream_opened(session.model)
                 if kind == "columns":  # the columnar path: arrays in, arrays out, in worker threads
                     n = self._columns_size(request.columns)
-                    prepared = await (arrived.preparing or self._off_loop(_prepare_columns, session, request.columns))
+                    prepared = await (
+                        arrived.preparing or self._off_loop(routes.prepare_columns_message, session, request.columns)
+                    )
                     finishing = asyncio.ensure_future(
-                        self._off_loop(_finish_columns, session, prepared, self.recorder, started)
+                        self._off_loop(routes.finish_columns_message, session, prepared, self.recorder, started)
                     )
                     ahead = asyncio.ensure_future(read())
                     done, _ = await asyncio.wait({finishing, ahead}, return_when=asyncio.FIRST_COMPLETED)
@@ -271,21 +205,23 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         request = arrived.request
         if request is not None and request.WhichOneof("payload") == "columns":
             if len(request.columns.instrument_index) <= self.limits.max_ticks_per_message:
-                arrived.preparing = asyncio.ensure_future(self._off_loop(_prepare_columns, session, request.columns))
+                arrived.preparing = asyncio.ensure_future(
+                    self._off_loop(routes.prepare_columns_message, session, request.columns)
+                )
         return arrived
 
     async def _answer(
         self, session: SignalSession, ticks: Sequence[pb.Tick], token: object, started: int
     ) -> pb.StreamSignalsResponse:
         if len(ticks) > INLINE_MAX_TICKS:  # a big message: all of its work in a worker thread
-            return await self._off_loop(_answer, session, ticks, self.recorder, started)
+            return await self._off_loop(routes.answer, session, ticks, self.recorder, started)
         own = [tick_input.tick_from_proto(t) for t in ticks]
         prepared = session.prepare(own)
         results = prepared.results
         if prepared.x is not None:
             raw, probs = await self.batcher.predict(session.model, prepared.x, token)
             results = session.finish(prepared, raw, probs)
-        return _response(session, own, results, self.recorder, started)
+        return routes.respond(session, own, results, self.recorder, started)
 
     def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
         loaded = self.repository.get(model, version)
@@ -309,7 +245,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         session = self._open_session(request.model, request.version, request.return_features)
         try:
             if len(request.ticks) > INLINE_MAX_TICKS:
-                return await self._off_loop(_predict, session, request.ticks, self.recorder, rpc, started)
+                return await self._off_loop(routes.predict, session, request.ticks, self.recorder, rpc, started)
             # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
             # Predict calls and streams of the same model share adapter calls
             own = [tick_input.tick_from_proto(t) for t in request.ticks]
@@ -318,7 +254,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             if prepared.x is not None:
                 raw, probs = await self.batcher.predict(session.model, prepared.x)
                 results = session.finish(prepared, raw, probs)
-            return _predict_response(session, own, results, self.recorder, rpc, started)
+            return routes.predict_response(session, own, results, self.recorder, rpc, started)
         finally:
             session.close()
 
@@ -349,7 +285,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         session's state, so one run after the other) and `finish` (the model, the signal rules,
         the bookkeeping). A run's `finish` goes on in a worker thread while the next run is read
         and prepared: the model's call releases the GIL, so the two overlap on two cores."""
-        run: _EvaluationRun | None = None
+        run: EvaluationRun | None = None
         finishing: asyncio.Future | None = None
         loop = asyncio.get_running_loop()
 
@@ -408,7 +344,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             )
         yield pb.EvaluateResponse(report=converters.report_to_proto(evaluation.report()))
 
-    def _evaluation_run(self, config: pb.EvaluateConfig, sessions: list[SignalSession]) -> _EvaluationRun:
+    def _evaluation_run(self, config: pb.EvaluateConfig, sessions: list[SignalSession]) -> EvaluationRun:
         every = config.progress_every
         if every > MAX_PROGRESS_EVERY:
             raise InvalidArgument(
@@ -421,7 +357,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         evaluation = Evaluation(
             session.model, cost_ticks=config.cost_ticks, fee_bps=config.fee_bps, score_from_ns=config.score_from_ns
         )
-        return _EvaluationRun(session, evaluation, every or DEFAULT_PROGRESS_EVERY)
+        return EvaluationRun(session, evaluation, every or DEFAULT_PROGRESS_EVERY)
 
     # --- Models --------------------------------------------------------------------
 
@@ -448,56 +384,6 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
 # --- worker-thread functions (no asyncio in here) ----------------------------------------
 
 
-def _call_error(rejection: Rejection, where: str) -> TickserveError:
-    """A per-tick rejection as the error of a whole call, with its status, naming the tick."""
-    error = TickserveError(f"{where}.{rejection.message}", field=f"{where}.{rejection.field}")
-    error.status = rejection.status
-    return error
-
-
-def _run_ticks(session: SignalSession, ticks: Sequence[pb.Tick]) -> tuple[list[pb.TickResult], dict, list]:
-    """The route of a message of many ticks: the columnar path, in runs of ticks a block holds (a
-    tick no block holds goes through the per-tick path). (One TickResult per tick, as the
-    per-tick path answers; the rejections by position; the parts for the Recorder.)"""
-    name, version = session.model.name, session.model.version
-    answers: list[pb.TickResult] = []
-    rejections: dict[int, Rejection] = {}
-    parts = []
-    for first, part in tick_input.blocks_from_ticks(ticks):
-        if isinstance(part, TickBlock):
-            results = process_columns(session, part)
-            answers += converters.tick_results_to_proto(results, part, name, version)
-            rejections.update({first + i: r for i, r in results.rejections.items()})
-            parts.append((part, results))
-        else:
-            result = session.process([part])
-            answers.append(converters.result_to_proto(result[0], part, name, version))
-            if isinstance(result[0], Rejection):
-                rejections[first] = result[0]
-            parts.append(([part], result))
-    return answers, rejections, parts
-
-
-def _answer(
-    session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, started: int
-) -> pb.StreamSignalsResponse:
-    answers, _, parts = _run_ticks(session, ticks)
-    response = pb.StreamSignalsResponse(results=answers)
-    recorder.parts("StreamSignals", session.model, parts, started)
-    return response
-
-
-def _response(
-    session: SignalSession, ticks: list, results: list, recorder: Recorder, started: int
-) -> pb.StreamSignalsResponse:
-    name, version = session.model.name, session.model.version
-    response = pb.StreamSignalsResponse(
-        results=[converters.result_to_proto(r, t, name, version) for r, t in zip(results, ticks)]
-    )
-    recorder.message("StreamSignals", session.model, ticks, results, started)
-    return response
-
-
 @dataclass
 class _Arrived:
     """A StreamSignals request as read (None: the stream ended), when it arrived, and its
@@ -506,111 +392,3 @@ class _Arrived:
     request: pb.StreamSignalsRequest | None
     started: int
     preparing: asyncio.Future | None = None
-
-
-def _prepare_columns(session: SignalSession, columns: pb.TickColumns) -> PreparedColumns:
-    return prepare_columns(session, tick_input.block_from_proto(columns))
-
-
-def _finish_columns(
-    session: SignalSession, prepared: PreparedColumns, recorder: Recorder, started: int
-) -> pb.StreamSignalsResponse:
-    if prepared.x is None:
-        results = finish_columns(session, prepared, np.empty((0, 3)), np.empty((0, 3)))
-    else:
-        raw, probs = session.model.predict(prepared.x)
-        results = finish_columns(session, prepared, raw, probs)
-    name, version = session.model.name, session.model.version
-    block = prepared.block
-    response = pb.StreamSignalsResponse(columns=converters.columns_to_proto(results, block, name, version))
-    recorder.columns("StreamSignals", session.model, block, results, started)
-    return response
-
-
-def _predict(
-    session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, rpc: str, started: int
-) -> pb.PredictResponse:
-    answers, rejections, parts = _run_ticks(session, ticks)
-    if rejections:  # the first rejected tick fails the whole call, naming it
-        first = min(rejections)
-        raise _call_error(rejections[first], f"ticks[{first}]")
-    response = pb.PredictResponse(signals=[a.signal for a in answers])
-    recorder.parts(rpc, session.model, parts, started)
-    return response
-
-
-def _predict_response(
-    session: SignalSession, own: list, results: list, recorder: Recorder, rpc: str, started: int
-) -> pb.PredictResponse:
-    """The signals of a Predict call; the first rejected tick fails the whole call, naming it."""
-    for i, r in enumerate(results):
-        if not isinstance(r, Scored):  # e.g. time going backwards within the batch
-            raise _call_error(r, f"ticks[{i}]")
-    name, version = session.model.name, session.model.version
-    response = pb.PredictResponse(signals=[converters.signal_to_proto(r, name, version) for r in results])
-    recorder.message(rpc, session.model, own, results, started)
-    return response
-
-
-class _EvaluationRun:
-    """One Evaluate call: its session, its bookkeeping and the ticks gathered but not yet run.
-    `prepare` and `finish` run in worker threads; the handler keeps `prepare` calls in order
-    and `finish` calls in order (a `finish` may overlap the next `prepare`)."""
-
-    def __init__(self, session: SignalSession, evaluation: Evaluation, every: int) -> None:
-        self.session = session
-        self.evaluation = evaluation
-        self.every = every
-        self.next_progress = every
-        self.pending: list[pb.Tick] = []
-        self.received = 0  # ticks prepared so far: the position of the next one in the stream
-
-    def progress_due(self) -> bool:
-        return self.received + len(self.pending) >= self.next_progress
-
-    def progress(self) -> pb.EvaluateProgress | None:
-        """A progress message when progress_every more ticks have been counted (as of the last
-        finished run), else None."""
-        evaluation = self.evaluation
-        if evaluation.ticks < self.next_progress:
-            return None
-        self.next_progress = (evaluation.ticks // self.every + 1) * self.every
-        return pb.EvaluateProgress(
-            ticks=evaluation.ticks, labeled=evaluation.labeled, accuracy=evaluation.metrics.accuracy
-        )
-
-    def prepare(self, columns: pb.TickColumns | None) -> list[PreparedColumns | tuple[Tick, Scored]]:
-        """The ticks of `columns`, or those gathered, up to the model's call; the first bad tick
-        fails the call, naming its position in the stream."""
-        if columns is not None:
-            block = tick_input.block_from_proto(columns)
-            parts: list[tuple[int, TickBlock | Tick]] = [(0, block)]
-            count = len(block)
-        else:
-            ticks, self.pending = self.pending, []
-            parts = tick_input.blocks_from_ticks(ticks)
-            count = len(ticks)
-        steps: list[PreparedColumns | tuple[Tick, Scored]] = []
-        for first, part in parts:
-            if isinstance(part, TickBlock):
-                step = prepare_columns(self.session, part)
-                if step.rejections:
-                    row = min(step.rejections)
-                    raise _call_error(step.rejections[row], f"ticks[{self.received + first + row}]")
-                steps.append(step)
-                continue
-            result = self.session.process([part])[0]  # a tick no block holds: the per-tick path
-            if not isinstance(result, Scored):
-                raise _call_error(result, f"ticks[{self.received + first}]")
-            steps.append((part, result))
-        self.received += count
-        return steps
-
-    def finish(self, steps: list[PreparedColumns | tuple[Tick, Scored]]) -> None:
-        for step in steps:
-            if isinstance(step, tuple):
-                tick, scored = step
-                self.evaluation.add_tick(tick, scored.signal, scored.raw)
-            elif step.x is not None:
-                raw, probs = self.session.model.predict(step.x)
-                self.evaluation.add(scored_ticks(step.block, finish_columns(self.session, step, raw, probs)))

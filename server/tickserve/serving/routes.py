@@ -1,0 +1,110 @@
+"""The worker-thread side of SignalService: the route of each kind of message, from protobuf
+in to protobuf out (no asyncio in here). `servicer.py` decides when each runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tickserve_proto.v1 import tickserve_pb2 as pb
+
+from ..columnar import PreparedColumns, TickBlock, finish_columns, prepare_columns, process_columns
+from ..engine import Rejection, Scored, SignalSession
+from ..errors import TickserveError
+from . import converters, tick_input
+from .recorder import Recorder
+
+
+def call_error(rejection: Rejection, where: str) -> TickserveError:
+    """A per-tick rejection as the error of a whole call, with its status, naming the tick."""
+    error = TickserveError(f"{where}.{rejection.message}", field=f"{where}.{rejection.field}")
+    error.status = rejection.status
+    return error
+
+
+def run_ticks(session: SignalSession, ticks: Sequence[pb.Tick]) -> tuple[list[pb.TickResult], dict, list]:
+    """The route of a message of many ticks: the columnar path, in runs of ticks a block holds (a
+    tick no block holds goes through the per-tick path). (One TickResult per tick, as the
+    per-tick path answers; the rejections by position; the parts for the Recorder.)"""
+    name, version = session.model.name, session.model.version
+    answers: list[pb.TickResult] = []
+    rejections: dict[int, Rejection] = {}
+    parts = []
+    for first, part in tick_input.blocks_from_ticks(ticks):
+        if isinstance(part, TickBlock):
+            results = process_columns(session, part)
+            answers += converters.tick_results_to_proto(results, part, name, version)
+            rejections.update({first + i: r for i, r in results.rejections.items()})
+            parts.append((part, results))
+        else:
+            result = session.process([part])
+            answers.append(converters.result_to_proto(result[0], part, name, version))
+            if isinstance(result[0], Rejection):
+                rejections[first] = result[0]
+            parts.append(([part], result))
+    return answers, rejections, parts
+
+
+def answer(
+    session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, started: int
+) -> pb.StreamSignalsResponse:
+    answers, _, parts = run_ticks(session, ticks)
+    response = pb.StreamSignalsResponse(results=answers)
+    recorder.parts("StreamSignals", session.model, parts, started)
+    return response
+
+
+def respond(
+    session: SignalSession, ticks: list, results: list, recorder: Recorder, started: int
+) -> pb.StreamSignalsResponse:
+    name, version = session.model.name, session.model.version
+    response = pb.StreamSignalsResponse(
+        results=[converters.result_to_proto(r, t, name, version) for r, t in zip(results, ticks)]
+    )
+    recorder.message("StreamSignals", session.model, ticks, results, started)
+    return response
+
+
+def prepare_columns_message(session: SignalSession, columns: pb.TickColumns) -> PreparedColumns:
+    return prepare_columns(session, tick_input.block_from_proto(columns))
+
+
+def finish_columns_message(
+    session: SignalSession, prepared: PreparedColumns, recorder: Recorder, started: int
+) -> pb.StreamSignalsResponse:
+    if prepared.x is None:
+        results = finish_columns(session, prepared, np.empty((0, 3)), np.empty((0, 3)))
+    else:
+        raw, probs = session.model.predict(prepared.x)
+        results = finish_columns(session, prepared, raw, probs)
+    name, version = session.model.name, session.model.version
+    block = prepared.block
+    response = pb.StreamSignalsResponse(columns=converters.columns_to_proto(results, block, name, version))
+    recorder.columns("StreamSignals", session.model, block, results, started)
+    return response
+
+
+def predict(
+    session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, rpc: str, started: int
+) -> pb.PredictResponse:
+    answers, rejections, parts = run_ticks(session, ticks)
+    if rejections:  # the first rejected tick fails the whole call, naming it
+        first = min(rejections)
+        raise call_error(rejections[first], f"ticks[{first}]")
+    response = pb.PredictResponse(signals=[a.signal for a in answers])
+    recorder.parts(rpc, session.model, parts, started)
+    return response
+
+
+def predict_response(
+    session: SignalSession, own: list, results: list, recorder: Recorder, rpc: str, started: int
+) -> pb.PredictResponse:
+    """The signals of a Predict call; the first rejected tick fails the whole call, naming it."""
+    for i, r in enumerate(results):
+        if not isinstance(r, Scored):  # e.g. time going backwards within the batch
+            raise call_error(r, f"ticks[{i}]")
+    name, version = session.model.name, session.model.version
+    response = pb.PredictResponse(signals=[converters.signal_to_proto(r, name, version) for r in results])
+    recorder.message(rpc, session.model, own, results, started)
+    return response
