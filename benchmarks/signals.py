@@ -43,7 +43,7 @@ class Result:
     seconds: float
     tick_size: float
     tick_size_from: str
-    report: object  # training_report.TrainingReport
+    report: object  # training.report.TrainingReport
     top_features: list[tuple[str, float]]
     train_seconds: float
 
@@ -83,7 +83,7 @@ def score(directory: Path, models: Path, max_ticks: int, params: dict) -> Result
     from tickserve.manifest import ModelManifest
     from tickserve.plugin_manager import load_plugins
     from tickserve.training import train_model
-    from tickserve.training_report import TrainingReport
+    from tickserve.training.report import TrainingReport
 
     frame, tick_size, source = import_dir(directory, models / f"{directory.name}.parquet", max_ticks)
     adapter = load_plugins().adapters["lightgbm"]

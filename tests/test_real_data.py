@@ -20,7 +20,7 @@ from tickserve.serving.converters import frame_to_protos, report_to_proto
 from tickserve.signals import decide
 from tickserve.ticks import read_metadata, read_parquet
 from tickserve.training import train_model
-from tickserve.training_report import TrainingReport
+from tickserve.training.report import TrainingReport
 from tickserve_client import TickserveClient
 from tickserve_proto.v1 import tickserve_pb2 as pb
 

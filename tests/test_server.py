@@ -157,7 +157,7 @@ def test_list_and_get_model(client):
     assert info.version == "2" and info.adapter == "lightgbm"
     assert "imbalance_l1" in info.feature_names and "microprice" not in info.feature_names
     assert list(info.classes) == ["SELL", "HOLD", "BUY"]
-    # taker labels with the horizon chosen from the training ticks (server/tickserve/label_choice.py)
+    # taker labels with the horizon chosen from the training ticks (server/tickserve/training/label_choice.py)
     assert info.label_config.mode == "taker" and info.label_config.horizon_ticks in (5, 10, 20, 50, 100)
     assert info.training_spans.test_start_ns > info.training_spans.valid_start_ns > info.training_spans.train_start_ns
     assert len(info.training_spans.sample_timestamps_ns) == 32 and info.training_notes

@@ -433,7 +433,7 @@ def test_training_records_baselines_and_walk_forward_folds(tmp_path, plugins):
     from tickserve.repository import ModelEntry, ModelState
     from tickserve.serving.converters import model_info
     from tickserve.training import train_model
-    from tickserve.training_report import TrainingReport
+    from tickserve.training.report import TrainingReport
 
     labels = LabelConfig(horizon_ns=2_000_000_000, threshold_ticks=2.0)
     path, manifest = train_model(

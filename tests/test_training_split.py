@@ -14,7 +14,7 @@ from tickserve.manifest import MANIFEST_FILE, ModelManifest, check_name
 from tickserve.signals import SignalRules
 from tickserve.simulate import InstrumentSpec, simulate
 from tickserve.ticks import Tick, TickFrame
-from tickserve.walk_forward import fold_rows, fold_spans
+from tickserve.training.walk_forward import fold_rows, fold_spans
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def run_real_demo(
 ) -> int:
     from .importer import column_names
     from .ticks import read_parquet, write_parquet
-    from .walk_forward import fold_spans
+    from .training.walk_forward import fold_spans
 
     data = Path(data)
     book = find_file(data, "book")

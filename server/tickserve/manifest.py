@@ -68,7 +68,7 @@ class ModelManifest:
     # sha256 of the model file, checked before any adapter parses it: native
     # parsers can crash the process on a truncated file (LightGBM segfaults).
     model_sha256: str = ""
-    # What training chose and how the model scored per walk-forward fold (training_report.TrainingReport
+    # What training chose and how the model scored per walk-forward fold (training.report.TrainingReport
     # as a dict); {} for ensembles and models trained before it was recorded.
     training: dict[str, Any] = field(default_factory=dict)
 

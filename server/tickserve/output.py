@@ -174,7 +174,7 @@ def format_trading(r: pb.EvaluationReport) -> list[str]:
 
 
 def format_training(report) -> list[str]:
-    """`tickserve train`'s summary of a `training_report.TrainingReport`: per fold, the model beside each
+    """`tickserve train`'s summary of a `training.report.TrainingReport`: per fold, the model beside each
     baseline (macro-F1) and the one-position P&L, then every choice and loss in words."""
     lines = [
         f"  labels: {report.label}",

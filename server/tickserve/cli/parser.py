@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="TICKS|auto",
         help="label horizon in ticks, or auto (default): the shortest of a ladder at which at least "
-        "15%% of the training labels are BUY or SELL (server/tickserve/label_choice.py)",
+        "15%% of the training labels are BUY or SELL (server/tickserve/training/label_choice.py)",
     )
     horizon.add_argument(
         "--horizon-time",

@@ -54,9 +54,9 @@ def cmd_train(args) -> int:
             + ", ".join(f"{k} tick {v:g}" for k, v in sorted(recorded_sizes.items()))
             + (f", calendar {recorded_calendar.name}" if recorded_calendar else "")
         )
-    from ..label_choice import parse_threshold
     from ..output import format_training
-    from ..training_report import TrainingReport
+    from ..training.label_choice import parse_threshold
+    from ..training.report import TrainingReport
 
     threshold, spreads = parse_threshold(args.threshold)
     if args.label == "taker" and args.threshold != "2":

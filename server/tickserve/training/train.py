@@ -6,8 +6,8 @@ its training ticks against the baselines, with one-position trading figures.
 The last fold's model is the one written: it was trained on every tick before
 the test span, which informed no choice. What was chosen and why, and every
 fold where the model lost to a baseline, is recorded in words in the
-manifest's `training` report (`training_report.py`). The per-fold steps (fit,
-calibration decision, scoring, loss notes) are in `training_folds.py`.
+manifest's `training` report (`report.py`). The per-fold steps (fit,
+calibration decision, scoring, loss notes) are in `folds.py`.
 
 Choices made from the data, never from a test span the choice is scored on:
 
@@ -34,20 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .baselines import baseline_predictions
-from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
-from .features.calendar import DAY_NS, HOUR_NS
-from .features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_features
+from .. import __version__
+from ..baselines import baseline_predictions
+from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
+from ..features.calendar import DAY_NS, HOUR_NS
+from ..features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_features
+from ..labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
+from ..manifest import ModelManifest, check_name, file_sha256
+from ..plugin import ModelAdapter, Progress
+from ..repository import version_key
+from ..signals import SignalRules
+from ..ticks import TickFrame
+from .folds import FoldFit, calibration_decision, check_rows, fit_fold, loss_notes, score_fold
 from .label_choice import choose_horizon, median_spread_ticks
-from .labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
-from .manifest import ModelManifest, check_name, file_sha256
-from .plugin import ModelAdapter, Progress
-from .repository import version_key
-from .signals import SignalRules
-from .ticks import TickFrame
-from .training_folds import FoldFit, calibration_decision, check_rows, fit_fold, loss_notes, score_fold
-from .training_report import TrainingReport, training_sample
+from .report import TrainingReport, training_sample
 from .walk_forward import fold_rows, fold_spans
 
 MIN_SESSIONS = 5

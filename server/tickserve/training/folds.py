@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import Calibrator, fit_temperature, log_loss
-from .fold_scoring import expected_moves, score_span, tune_action_weight
-from .labels import CLASSES, LabelConfig
-from .plugin import TrainingData
-from .signals import SignalRules
-from .training_report import FoldReport
+from ..calibration import Calibrator, fit_temperature, log_loss
+from ..labels import CLASSES, LabelConfig
+from ..plugin import TrainingData
+from ..signals import SignalRules
+from .report import FoldReport
+from .scores import expected_moves, score_span, tune_action_weight
 from .walk_forward import FoldRows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .fold_scoring import SpanScores
+from .scores import SpanScores
 from .walk_forward import FoldSpans
 
 SAMPLE_TICKS = 32
