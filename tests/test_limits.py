@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -470,3 +471,70 @@ def test_serve_flags_set_the_limits(models, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+# --- shutdown ------------------------------------------------------------------------------
+
+
+def test_streams_still_open_when_the_grace_period_runs_out_are_told_how_far_they_were_answered(models, plugins):
+    """A client that keeps sending past a shutdown's grace period is not cut off in silence:
+    near the end of the grace period its stream ends UNAVAILABLE, saying how many of its
+    messages were answered (so it knows where to resume elsewhere), and an Evaluate is told
+    there will be no report. The stop does not outlast the grace period."""
+    served = start_server(models, plugins)
+    stub = stub_of(served)
+    streaming, evaluating = OpenStream(stub), OpenStream(stub, "Evaluate")
+    streaming.send(pb.StreamSignalsRequest(config=pb.StreamConfig(model=MODEL)))
+    evaluating.send(pb.EvaluateRequest(config=pb.EvaluateConfig(model=MODEL)))
+    got: list = []
+    outcome: dict = {}
+
+    def read() -> None:
+        try:
+            for response in streaming.call:
+                got.append(response)
+        except grpc.RpcError as exc:
+            outcome["stream"] = exc
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    stop_feeding = threading.Event()
+
+    def feed() -> None:  # never half-closes: a client that does not know the server is stopping
+        i = 0
+        while not stop_feeding.is_set():
+            streaming.send(pb.StreamSignalsRequest(tick=tick(i=i)))
+            evaluating.send(pb.EvaluateRequest(tick=tick(i=i)))
+            i += 1
+            time.sleep(0.01)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        assert wait_for(lambda: len(got) >= 20)
+        started = time.monotonic()
+        served.runner.run(served.tick_server.stop(2.0))
+        took = time.monotonic() - started
+        reader.join(10)
+        _, evaluated = collect(evaluating.call)
+    finally:
+        stop_feeding.set()
+        feeder.join(5)
+        streaming.requests.put(None)
+        evaluating.requests.put(None)
+        served.runner.close()
+    error = outcome.get("stream")
+    assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE, error
+    assert error.details().startswith("StreamSignals: the server is shutting down and the grace period ran out")
+    # the StreamConfig, then one tick per message. The count is taken after each answer is handed
+    # to gRPC, so it may be one behind what arrived (a resend, never a gap), never ahead
+    taken = re.search(
+        r"the first (\d+) messages of this stream were taken \((\d+) ticks, every one answered\)", error.details()
+    )
+    assert taken is not None, error.details()
+    messages, ticks = int(taken.group(1)), int(taken.group(2))
+    assert messages == ticks + 1 and len(got) - 1 <= ticks <= len(got), (messages, ticks, len(got))
+    assert all(r.results[0].WhichOneof("result") == "signal" for r in got)
+    assert evaluated is not None and evaluated.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no report; run it again on another server" in evaluated.details()
+    assert 0.9 < took < 2.5, took

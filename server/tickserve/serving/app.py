@@ -75,13 +75,25 @@ class TickServer:
         self.telemetry: Telemetry | None = None
 
     async def stop(self, grace: float | None = 5.0) -> None:
-        """Refuse new calls, give in-flight ones `grace` s, then write out the signal log."""
+        """Refuse new calls, give in-flight ones `grace` s, then write out the signal log.
+
+        Streams still open near the end of the grace period (the last second of it, or its
+        second half when shorter) are ended with UNAVAILABLE saying how many of their messages
+        were answered, rather than cancelled in silence when it runs out."""
         await self.health.enter_graceful_shutdown()
         # HTTP and gRPC drain together, each within the grace period
-        await asyncio.gather(
-            self.http.stop(grace) if self.http is not None else asyncio.sleep(0),
-            self.server.stop(grace),
+        stopping = asyncio.ensure_future(
+            asyncio.gather(
+                self.http.stop(grace) if self.http is not None else asyncio.sleep(0),
+                self.server.stop(grace),
+            )
         )
+        if grace is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(stopping), timeout=max(0.0, grace - min(1.0, grace / 2)))
+            except TimeoutError:
+                await self.signals.open_streams.end_all()
+        await stopping
         if self.signal_log is not None:  # after the last answer: every signal served is written
             await asyncio.get_running_loop().run_in_executor(None, self.signal_log.close)
         self.executor.shutdown(wait=False, cancel_futures=True)

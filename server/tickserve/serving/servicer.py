@@ -45,6 +45,7 @@ from .batcher import MicroBatcher
 from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRESS_EVERY, EvaluationRun
 from .idle import IdleStreams
 from .limits import ServerLimits, StreamStats
+from .open_streams import OpenStreams
 from .recorder import Recorder
 from .status import stream_errors, unary_errors
 
@@ -76,6 +77,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         )
         self.stream_stats = StreamStats()
         self.idle = IdleStreams(limits.idle_timeout_s)
+        self.open_streams = OpenStreams()  # ended with UNAVAILABLE when a shutdown's grace runs out
 
     def _stream_opened(self, method: str) -> None:
         """Take a slot of max_concurrent_streams or end the call with RESOURCE_EXHAUSTED."""
@@ -136,6 +138,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         stats = self.stream_stats
         idle = self.idle
         idle.opened(context, "StreamSignals")
+        answered = self.open_streams.opened(context, "StreamSignals")
         requests = request_iterator.__aiter__()
 
         async def read() -> _Arrived:
@@ -161,6 +164,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     config = request.config
                     session = self._open_session(config.model, config.version, config.return_features)
                     token = self.batcher.stream_opened(session.model)
+                    answered.messages += 1
                     continue
                 if kind is None:
                     raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
@@ -183,18 +187,23 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     stats.messages += 1
                     stats.ticks += n
                     yield response
+                    answered.messages += 1
+                    answered.ticks += n
                     continue
                 ticks = self._ticks_of(request, kind)
                 response = await self._answer(session, ticks, token, started)
                 stats.messages += 1
                 stats.ticks += len(ticks)
                 yield response  # waits for flow control: no next message is read before this is sent
+                answered.messages += 1
+                answered.ticks += len(ticks)
         finally:
             if isinstance(ahead, asyncio.Task):
                 ahead.cancel()
             elif isinstance(ahead, _Arrived) and ahead.preparing is not None:
                 await asyncio.wait({ahead.preparing})  # it uses the session: let it end before closing
             idle.closed(context)
+            self.open_streams.closed(context)
             self._stream_closed("StreamSignals")
             if session is not None:
                 session.close()
@@ -266,12 +275,14 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
     ) -> AsyncIterator[pb.EvaluateResponse]:
         self._stream_opened("Evaluate")
         self.idle.opened(context, "Evaluate")
+        self.open_streams.opened(context, "Evaluate")
         sessions: list[SignalSession] = []
         try:
             async for response in self._evaluate_stream(request_iterator, sessions, context):
                 yield response
         finally:
             self.idle.closed(context)
+            self.open_streams.closed(context)
             for session in sessions:
                 session.close()
             self._stream_closed("Evaluate")
