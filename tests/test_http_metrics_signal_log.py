@@ -24,6 +24,7 @@ from tickserve.signal_log import query_signals
 from tickserve.simulate import simulate
 from tickserve_client import TickserveClient
 from tickserve_proto.v1 import tickserve_pb2 as pb
+from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from .conftest import MODEL, _LoopThread
 
@@ -429,3 +430,54 @@ def test_rest_odd_bodies_and_headers_get_json_errors_not_500(model_repo, plugins
     finally:
         runner.run(server.stop(1.0))
         runner.close()
+
+
+def test_a_durable_signal_log_keeps_every_answered_signal_through_kill_9(model_repo, tmp_path):
+    """--signal-log-durable: an answer leaves the server only once its signals are committed, so
+    after kill -9 in the middle of a stream every signal the client received is in the log."""
+    import threading
+    import time
+
+    from tickserve.cli.launch import serve_command
+
+    from .test_faults import kill, start_process
+
+    db, ready = tmp_path / "durable.db", tmp_path / "port"
+    proc, address = start_process(
+        serve_command(model_repo, ready, "--default-model", MODEL, "--signal-log", str(db), "--signal-log-durable"),
+        ready,
+    )
+    ticks = frame_to_protos(simulate(20_000, seed=66))
+    received: list[tuple[str, int]] = []
+    ended: list[grpc.RpcError] = []
+
+    def requests():
+        yield pb.StreamSignalsRequest(config=pb.StreamConfig(model=MODEL))
+        for start in range(0, len(ticks), 3):
+            yield pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=ticks[start : start + 3]))
+
+    def stream() -> None:
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.SignalServiceStub(channel)
+            try:
+                for response in stub.StreamSignals(requests(), timeout=60):
+                    received.extend((r.signal.instrument, r.signal.timestamp_ns) for r in response.results)
+            except grpc.RpcError as exc:
+                ended.append(exc)
+
+    reader = threading.Thread(target=stream)
+    try:
+        reader.start()
+        deadline = time.monotonic() + 60
+        while len(received) < 1_500 and time.monotonic() < deadline and reader.is_alive():
+            time.sleep(0.005)
+        proc.kill()  # SIGKILL: no shutdown, no flush
+        proc.wait(30)
+        reader.join(30)
+    finally:
+        kill(proc)
+        proc.stdout.close()
+    assert ended and len(received) >= 1_500, (len(received), ended)
+    logged = {(r["instrument"], r["timestamp_ns"]) for r in query_signals(db, limit=1_000_000)}
+    missing = [key for key in received if key not in logged]
+    assert not missing, f"{len(missing)} of {len(received)} answered signals are not in the log: {missing[:3]}"

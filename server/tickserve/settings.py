@@ -82,6 +82,9 @@ class SignalLogSettings:
     enabled: bool = _setting(True, "write every served signal to SQLite")
     path: str = _setting(".tickserve/signals.db", "the SQLite file (WAL mode)")
     max_queued_rows: int = _setting(100_000, "rows waiting for the writer before new ones are dropped")
+    durable: bool = _setting(
+        False, "answer only once the answer's signals are committed: every answered signal survives a crash"
+    )
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -115,6 +116,8 @@ DEFAULT_MAX_QUEUED_ROWS = 100_000
 # without waiting. Rows reach the database this much later plus the write; flush() and
 # close() cut the wait short.
 GROUP_COMMIT_S = 0.05
+# durable mode: how long `record` waits for room in a full queue before it drops rows
+DURABLE_WAIT_S = 30.0
 
 
 @dataclass
@@ -128,12 +131,18 @@ class SignalLogStats:
 class SignalLog:
     """Bounded, non-blocking writer of signal rows into SQLite (WAL)."""
 
-    def __init__(self, path: Path, *, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS) -> None:
+    def __init__(self, path: Path, *, max_queued_rows: int = DEFAULT_MAX_QUEUED_ROWS, durable: bool = False) -> None:
+        """`durable`: the server sends an answer only once its rows are committed (`committed`),
+        so every answered signal survives the process being killed (not a power loss: WAL
+        with synchronous=NORMAL); when the queue is full, `record` waits up to DURABLE_WAIT_S
+        for room instead of dropping."""
         if max_queued_rows < 1:
             raise ValueError(f"signal_log max_queued_rows: must be >= 1, got {max_queued_rows}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_queued_rows = max_queued_rows
+        self.durable = durable
+        self._room = threading.Condition()  # durable mode: notified when the writer has taken rows
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._queued_rows = 0
         self._lock = threading.Lock()
@@ -154,17 +163,35 @@ class SignalLog:
         (tuples in column order): a lazy one is iterated by the writer thread, off the serving path."""
         if not rows:
             return True
-        with self._lock:  # the check and the put together: nothing lands behind close()'s stop marker
-            if self._closed:
-                why = "the log is closed"
-            elif self._queued_rows + len(rows) > self.max_queued_rows:
-                why = f"{self._queued_rows} rows already wait for the writer (limit {self.max_queued_rows})"
-            else:
-                self._queued_rows += len(rows)
-                self._queue.put(rows)
-                return True
+        deadline = time.monotonic() + DURABLE_WAIT_S
+        while True:
+            with self._lock:  # the check and the put together: nothing lands behind close()'s stop marker
+                if self._closed:
+                    why = "the log is closed"
+                elif self._queued_rows + len(rows) > self.max_queued_rows:
+                    why = f"{self._queued_rows} rows already wait for the writer (limit {self.max_queued_rows})"
+                else:
+                    self._queued_rows += len(rows)
+                    self._queue.put(rows)
+                    return True
+            if not self.durable or self._closed or time.monotonic() >= deadline:
+                break
+            with self._room:  # durable: wait for the writer to make room rather than drop
+                self._room.wait(0.05)
         self._drop(len(rows), why)
         return False
+
+    def committed(self) -> Future:
+        """A future that becomes True once every row recorded before this call is committed (False
+        if a write failed or the log is closed): durable mode awaits it before answering."""
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                future.set_result(False)
+                return future
+            self._queue.put(future)
+        self._wake.set()
+        return future
 
     def _drop(self, n: int, why: str) -> None:
         with self._lock:
@@ -208,17 +235,20 @@ class SignalLog:
         try:
             while True:
                 item = self._queue.get()
-                if item is not _STOP and not isinstance(item, threading.Event) and self._queue.empty():
+                if item is not _STOP and not isinstance(item, (threading.Event, Future)) and self._queue.empty():
                     self._wake.wait(GROUP_COMMIT_S)  # let a burst gather; flush/close cut it short
                     self._wake.clear()
                 batch: list[tuple] = []
                 waiters: list[threading.Event] = []
+                commits: list[Future] = []
                 stop = False
                 while True:  # drain what is already queued into one transaction
                     if item is _STOP:
                         stop = True
                     elif isinstance(item, threading.Event):
                         waiters.append(item)
+                    elif isinstance(item, Future):
+                        commits.append(item)
                     else:
                         batch.extend(item)
                     if stop or len(batch) >= 50_000:
@@ -227,27 +257,35 @@ class SignalLog:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
+                ok = True
                 if batch:
-                    self._write(conn, batch)
+                    ok = self._write(conn, batch)
                     with self._lock:
                         self._queued_rows -= len(batch)
+                    if self.durable:
+                        with self._room:
+                            self._room.notify_all()
                 for w in waiters:
                     w.set()
+                for c in commits:
+                    c.set_result(ok)
                 if stop:
                     return
         finally:
             conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list[tuple]) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: list[tuple]) -> bool:
         try:
             with conn:
                 conn.executemany(_INSERT, batch)
             self._written += len(batch)
             self._transactions += 1
+            return True
         except sqlite3.Error:  # a full disk must not stop the server: count, log, go on
             with self._lock:
                 self._dropped += len(batch)
             log.exception("signal log: could not write %d row(s) to %s", len(batch), self.path)
+            return False
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -354,6 +354,13 @@ def _server_settings_args(p: argparse.ArgumentParser) -> None:
         const=False,
         help="do not record served signals",
     )
+    g.add_argument(
+        "--signal-log-durable",
+        dest="signal_log_durable",
+        action="store_const",
+        const=True,
+        help="send an answer only once its signals are committed to the log (they survive a crash)",
+    )
     g.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
     _plugin_filter_args(p)
 

@@ -34,6 +34,7 @@ SERVER_FLAGS = {
     "health_requires_token": ("auth", "health_requires_token"),
     "signal_log": ("signal_log", "path"),
     "signal_log_enabled": ("signal_log", "enabled"),
+    "signal_log_durable": ("signal_log", "durable"),
     "log_format": ("logging", "format"),
 }
 
@@ -144,6 +145,7 @@ def cmd_serve(args) -> int:
             http_port=srv.http_port if srv.http_port >= 0 else None,
             signal_log=Path(slog.path) if slog.enabled else None,
             signal_log_max_rows=slog.max_queued_rows,
+            signal_log_durable=slog.durable,
         )
     )
     return 0

@@ -110,6 +110,7 @@ async def create_server(
     http_port: int | None = None,
     signal_log: Path | None = None,
     signal_log_max_rows: int = DEFAULT_MAX_QUEUED_ROWS,
+    signal_log_durable: bool = False,
 ) -> TickServer:
     """Build and start a server bound to `address` ("host:port"; port 0 picks a free one).
 
@@ -119,7 +120,11 @@ async def create_server(
     `signal_log`: record every served signal in this SQLite file.
     """
     credentials = tls.server_credentials() if tls is not None else None  # file errors before anything starts
-    log_writer = SignalLog(signal_log, max_queued_rows=signal_log_max_rows) if signal_log is not None else None
+    log_writer = (
+        SignalLog(signal_log, max_queued_rows=signal_log_max_rows, durable=signal_log_durable)
+        if signal_log is not None
+        else None
+    )
     telemetry = Telemetry(repository, log_writer) if http_port is not None else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tickserve-worker")
     server = grpc.aio.server(
@@ -189,6 +194,7 @@ async def serve(
     http_port: int | None = None,
     signal_log: Path | None = None,
     signal_log_max_rows: int = DEFAULT_MAX_QUEUED_ROWS,
+    signal_log_durable: bool = False,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,6 +210,7 @@ async def serve(
         http_port=http_port,
         signal_log=signal_log,
         signal_log_max_rows=signal_log_max_rows,
+        signal_log_durable=signal_log_durable,
     )
     log.info("tickserve serving %d model version(s) on %s:%d", len(repository.entries()), host, tick_server.port)
     security = _describe_security(tls, auth)
@@ -218,7 +225,7 @@ async def serve(
         scheme = "https" if tls is not None else "http"
         print(f"tickserve HTTP/JSON gateway and /metrics on {scheme}://{host}:{tick_server.http_port}", flush=True)
     if signal_log is not None:
-        print(f"tickserve signal log: {signal_log}", flush=True)
+        print(f"tickserve signal log: {signal_log}" + (" (durable)" if signal_log_durable else ""), flush=True)
     try:
         if ready_file is not None:
             ready_file.write_text(f"{tick_server.port}\n")

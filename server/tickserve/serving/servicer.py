@@ -37,7 +37,7 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from ..engine import InstrumentBudget, SessionLimits, SignalSession
-from ..errors import InvalidArgument, ResourceExhausted
+from ..errors import InvalidArgument, ResourceExhausted, Unavailable
 from ..evaluation import Evaluation
 from ..repository import ModelRepository
 from . import converters, routes, tick_input
@@ -184,6 +184,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     if ahead in done:
                         ahead = self._prepare_ahead(ahead.result(), session)
                     response = await finishing
+                    await self._logged()
                     stats.messages += 1
                     stats.ticks += n
                     yield response
@@ -192,6 +193,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     continue
                 ticks = self._ticks_of(request, kind)
                 response = await self._answer(session, ticks, token, started)
+                await self._logged()
                 stats.messages += 1
                 stats.ticks += len(ticks)
                 yield response  # waits for flow control: no next message is read before this is sent
@@ -232,6 +234,13 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             results = session.finish(prepared, raw, probs)
         return routes.respond(session, own, results, self.recorder, started)
 
+    async def _logged(self) -> None:
+        """With a durable signal log, wait until the answer's rows are committed before it is sent,
+        so every answered signal survives a crash of the process."""
+        log_ = self.recorder.signal_log
+        if log_ is not None and log_.durable and not await asyncio.wrap_future(log_.committed()):
+            raise Unavailable("signal log: the signals of this answer could not be written (durable signal log)")
+
     def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
         loaded = self.repository.get(model, version)
         return SignalSession(loaded, return_features=return_features, limits=self._session_limits)
@@ -254,7 +263,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         session = self._open_session(request.model, request.version, request.return_features)
         try:
             if len(request.ticks) > INLINE_MAX_TICKS:
-                return await self._off_loop(routes.predict, session, request.ticks, self.recorder, rpc, started)
+                response = await self._off_loop(routes.predict, session, request.ticks, self.recorder, rpc, started)
+                await self._logged()
+                return response
             # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
             # Predict calls and streams of the same model share adapter calls
             own = [tick_input.tick_from_proto(t) for t in request.ticks]
@@ -263,7 +274,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             if prepared.x is not None:
                 raw, probs = await self.batcher.predict(session.model, prepared.x)
                 results = session.finish(prepared, raw, probs)
-            return routes.predict_response(session, own, results, self.recorder, rpc, started)
+            response = routes.predict_response(session, own, results, self.recorder, rpc, started)
+            await self._logged()
+            return response
         finally:
             session.close()
 
