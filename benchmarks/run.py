@@ -26,6 +26,8 @@ reference measured in the same run, and the ratio is what to read:
   8. MLServer 1.7.1 serving the same LightGBM model (its own venv; `--no-mlserver` skips it);
   9. memory: the server process's VmRSS idle with no model, with every default
      model loaded, and with one open stream holding 1,000 instruments of state;
+ 10. the durable signal log (`--signal-log-durable`: an answer waits for its rows' commit):
+     one-tick ping-pong and 1,000 ticks/message against the default log, interleaved;
 then the TARGETS table, each computed from this run's figures.
 
 The models are the default repository's (`tickserve demo`): signal-lgbm,
@@ -504,6 +506,7 @@ def server_scenarios(
                 f"{report.report.accuracy:.3f})",
             )
         fig.n_evaluate = n_eval
+        durable_log_scenario(tmp, models_dir, ts_call, one, batched[1000], counts, procs)
         fig.rss_after_1_5 = rss_bytes(serve.pid)
     finally:
         echo_ch.close()
@@ -513,6 +516,47 @@ def server_scenarios(
 
 
 # --- 9. memory ----------------------------------------------------------------------------
+
+
+def durable_log_scenario(tmp: Path, models_dir: Path, ts_call, one, batch1000, counts: Counts, procs: list) -> None:
+    """10: what --signal-log-durable costs, against the default server (same run, interleaved)."""
+    print("\n-- durable signal log (--signal-log-durable) vs the default log (signal-lgbm)", flush=True)
+    cmd = [
+        *serve_cmd(models_dir, tmp / "durable.port"),
+        "--signal-log",
+        str(tmp / "durable.db"),
+        "--signal-log-durable",
+    ]
+    durable, address = start(cmd, tmp / "durable.port", tmp / "durable.log")
+    procs.append(durable)
+    du_ch = channel(address)
+    try:
+        du_call = du_ch.stream_stream(STREAM_SIGNALS)
+        cfg = [stream_config(LGBM)]
+        base, dur = [], []
+        for _ in range(counts.rounds):
+            base.append(ping_pong(ts_call, one, cfg).latencies_us(counts.warmup))
+            tr = ping_pong(du_call, one, cfg)
+            check_signals(tr.responses, len(one), LGBM)
+            dur.append(tr.latencies_us(counts.warmup))
+        b, d = np.concatenate(base), np.concatenate(dur)
+        record(
+            "10a. durable signal log, 1 tick ping-pong",
+            pct(d),
+            f"{p50(d) / p50(b):.2f}x the default log's p50 ({p50(b):.0f} us, same run)",
+        )
+        secs_default, _ = pipelined(ts_call, batch1000, cfg)
+        secs, resp = pipelined(du_call, batch1000, cfg)
+        check_signals(resp, counts.pipe1000, LGBM)
+        n = counts.pipe1000
+        record(
+            "10b. durable signal log, pipelined 1,000 ticks/message",
+            f"{n / secs:9.0f} ticks/s",
+            f"{secs_default / secs:.2f}x the default log ({n / secs_default:.0f} ticks/s, same run)",
+        )
+    finally:
+        du_ch.close()
+        stop(durable)
 
 
 def memory_scenario(tmp: Path, models_dir: Path, ticks: list, counts: Counts, fig: Figures, procs: list) -> None:

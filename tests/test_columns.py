@@ -425,11 +425,9 @@ def test_an_empty_message_a_repeated_name_and_no_levels(client):
     assert len(answers[2].features) == 2 * len(client.get_model(MODEL).feature_names)
 
 
-def test_a_tick_batch_taken_as_blocks_answers_as_tick_by_tick(server, ticks):
-    """TickBatch messages go through the columnar path in runs (`blocks_from_ticks`); ticks a block
-    cannot hold (a level with price and size both NaN, prices and sizes of different counts) and
-    a change between ticks with and without a sequence number split the runs. Every answer, and
-    the state left behind, equals the per-tick path's."""
+def _with_odd_ticks(ticks: list[pb.Tick]) -> list[pb.Tick]:
+    """The ticks with, four times each, a tick no TickBlock can hold (a level whose price and size
+    are both NaN; one more size than prices) and a tick without a sequence number, mixed in."""
 
     def edited(t: pb.Tick, edit) -> pb.Tick:
         out = pb.Tick()
@@ -438,16 +436,24 @@ def test_a_tick_batch_taken_as_blocks_answers_as_tick_by_tick(server, ticks):
         return out
 
     def both_nan(t):
-        t.ask_price[2] = math.nan
-        t.ask_size[2] = math.nan
+        t.ask_price[0] = math.nan
+        t.ask_size[0] = math.nan
 
-    def fewer_sizes(t):
-        del t.bid_size[4:]
-
-    extra = list(ticks)
-    for k, edit in enumerate([both_nan, fewer_sizes, lambda t: t.ClearField("sequence")] * 4):
+    out = list(ticks)
+    edits = [both_nan, lambda t: t.ClearField("sequence"), lambda t: t.ask_size.append(1.0)]
+    for k, edit in enumerate(edits * 4):
         i = 100 + 150 * k
-        extra.insert(i, edited(extra[i - 1], edit))
+        out.insert(i, edited(out[i - 1], edit))
+    return out
+
+
+def test_a_tick_batch_taken_as_blocks_answers_as_tick_by_tick(server, ticks):
+    """TickBatch messages go through the columnar path in runs (`blocks_from_ticks`); ticks a block
+    cannot hold (a level with price and size both NaN, prices and sizes of different counts) and
+    a change between ticks with and without a sequence number split the runs. Every answer, and
+    the state left behind, equals the per-tick path's."""
+
+    extra = _with_odd_ticks(ticks)
     parts = tick_input.blocks_from_ticks(extra)
     assert sum(isinstance(part, Tick) for _, part in parts) == 8 and len(parts) > 20
     model = server.repository.get(MODEL, "")
@@ -482,20 +488,7 @@ def test_a_tick_batch_is_answered_through_blocks_exactly_as_tick_by_tick(server,
     from tickserve.serving.recorder import Recorder
     from tickserve.serving.routes import answer as _answer
 
-    def edited(t: pb.Tick, edit) -> pb.Tick:
-        out = pb.Tick()
-        out.CopyFrom(t)
-        edit(out)
-        return out
-
-    def both_nan(t):
-        t.ask_price[0] = math.nan
-        t.ask_size[0] = math.nan
-
-    extra = list(ticks)
-    for k, edit in enumerate([both_nan, lambda t: t.ClearField("sequence"), lambda t: t.ask_size.append(1.0)] * 3):
-        i = 90 + 170 * k
-        extra.insert(i, edited(extra[i - 1], edit))
+    extra = _with_odd_ticks(ticks)
     model = server.repository.get(MODEL, "")
     a = SignalSession(model, return_features=return_features)
     b = SignalSession(model, return_features=return_features)
