@@ -81,11 +81,11 @@ from bench_lib import (  # noqa: E402
 )
 
 from tickserve.cli.launch import serve_command  # noqa: E402
-from tickserve.ensemble import ensemble_manifest  # noqa: E402
 from tickserve.features import FeatureConfig, StreamingFeatures, batch_features  # noqa: E402
-from tickserve.manifest import ModelManifest  # noqa: E402
+from tickserve.models.ensemble import ensemble_manifest  # noqa: E402
+from tickserve.models.manifest import ModelManifest  # noqa: E402
+from tickserve.models.repository import LoadedModel, ModelRepository  # noqa: E402
 from tickserve.plugin_manager import load_plugins  # noqa: E402
-from tickserve.repository import LoadedModel, ModelRepository  # noqa: E402
 from tickserve.serving.converters import frame_to_protos  # noqa: E402
 from tickserve.simulate import simulate  # noqa: E402
 from tickserve.training import train_model  # noqa: E402

@@ -80,7 +80,7 @@ def import_dir(directory: Path, out: Path, max_ticks: int):
 
 def score(directory: Path, models: Path, max_ticks: int, params: dict) -> Result:
     from tickserve.features import ALWAYS_OPEN, FeatureConfig
-    from tickserve.manifest import ModelManifest
+    from tickserve.models.manifest import ModelManifest
     from tickserve.plugin_manager import load_plugins
     from tickserve.training import train_model
     from tickserve.training.report import TrainingReport

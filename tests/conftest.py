@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from tickserve.evaluation import Evaluation, ScoredTicks
+from tickserve.models.repository import ModelRepository
 from tickserve.plugin_manager import Plugins, load_plugins
-from tickserve.repository import ModelRepository
 from tickserve.serving.app import TickServer, create_server
 from tickserve.signals import ACTIONS, RISKS, STRENGTHS
 from tickserve.simulate import simulate

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from tickserve.features import FEATURE_INDEX, FEATURE_STAGE_VERSION, batch_features
-from tickserve.manifest import ModelManifest
-from tickserve.repository import ModelRepository, ModelState
+from tickserve.models.manifest import ModelManifest
+from tickserve.models.repository import ModelRepository, ModelState
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tickserve.features import batch_features
-from tickserve.repository import ModelRepository
+from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.batcher import MicroBatcher
 from tickserve.serving.converters import frame_to_protos

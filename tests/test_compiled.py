@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tickserve.features import batch_features
-from tickserve.repository import ModelRepository
+from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
@@ -206,7 +206,7 @@ def test_with_a_linker_the_artifact_is_a_shared_library_and_serving_never_loads_
         "import sys\n"
         "from pathlib import Path\n"
         "from tickserve.plugin_manager import load_plugins\n"
-        "from tickserve.repository import ModelRepository\n"
+        "from tickserve.models.repository import ModelRepository\n"
         f"r = ModelRepository(Path({str(repos['compiled'])!r}), load_plugins().adapters); r.load_all()\n"
         f"print(r.get({MODEL!r}, '1').adapter.predictor)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('llvmlite', 'lleaves')))\n"

@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from streamlit.testing.v1 import AppTest
 
 import tickserve_dashboard
-from tickserve.repository import ModelRepository
+from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.simulate import simulate
 from tickserve.ticks import write_parquet

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tickserve.ensemble import ensemble_manifest
 from tickserve.features import batch_features
-from tickserve.repository import ModelRepository, ModelState
+from tickserve.models.ensemble import ensemble_manifest
+from tickserve.models.repository import ModelRepository, ModelState
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tickserve.repository import ModelEntry, ModelRepository, ModelState
+from tickserve.models.repository import ModelEntry, ModelRepository, ModelState
 from tickserve.serving.app import TickServer, create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate

@@ -27,8 +27,8 @@ import grpc
 import numpy as np
 import pytest
 
+from tickserve.models.repository import ModelRepository
 from tickserve.plugin import ModelAdapter
-from tickserve.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate
@@ -474,7 +474,7 @@ from pathlib import Path
 
 from tickserve.engine import SignalSession
 from tickserve.plugin_manager import load_plugins
-from tickserve.repository import ModelRepository
+from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from tickserve.repository import ModelRepository
+from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.serving.security import TokenAuth

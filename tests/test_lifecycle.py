@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from tickserve.engine import SignalSession
-from tickserve.ensemble import ensemble_manifest
 from tickserve.features import batch_features
-from tickserve.manifest import ModelManifest
-from tickserve.repository import ModelRepository
+from tickserve.models.ensemble import ensemble_manifest
+from tickserve.models.manifest import ModelManifest
+from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate

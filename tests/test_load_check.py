@@ -10,7 +10,7 @@ import pytest
 
 from tickserve.errors import ModelLoadError
 from tickserve.features import DEFAULT_MODEL_FEATURES, FEATURE_INDEX, FeatureConfig
-from tickserve.load_check import check_serving_path, synthetic_ticks
+from tickserve.models.load_check import check_serving_path, synthetic_ticks
 from tickserve.signals import SignalRules
 from tickserve.validation import validate_tick
 

@@ -450,7 +450,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 def secure_server(model_repo, plugins, tmp_path_factory):
     """The same models behind TLS and a bearer token: (address, CA file)."""
     pytest.importorskip("cryptography")
-    from tickserve.repository import ModelRepository
+    from tickserve.models.repository import ModelRepository
     from tickserve.serving.app import create_server
     from tickserve.serving.security import TlsConfig, TokenAuth
 

@@ -14,7 +14,7 @@ from tickserve.evaluation import Evaluation
 from tickserve.features import ALWAYS_OPEN, FEATURE_INDEX, FeatureConfig, batch_features
 from tickserve.importer import ImportSettings, import_ticks, instrument_settings, run_import
 from tickserve.labels import NO_LABEL, LabelConfig, make_labels
-from tickserve.repository import ModelRepository
+from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos, report_to_proto
 from tickserve.signals import decide

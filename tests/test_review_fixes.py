@@ -8,8 +8,8 @@ import pytest
 from tickserve.engine import Rejection, Scored, SessionLimits, SignalSession
 from tickserve.errors import InvalidArgument
 from tickserve.features import FeatureConfig, StreamingFeatures, batch_features
-from tickserve.manifest import check_name
-from tickserve.repository import ModelRepository, ModelState, version_key
+from tickserve.models.manifest import check_name
+from tickserve.models.repository import ModelRepository, ModelState, version_key
 from tickserve.simulate import simulate
 from tickserve.ticks import Tick, TickFrame
 from tickserve.validation import validate_tick

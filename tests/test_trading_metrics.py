@@ -25,7 +25,7 @@ from tickserve.labels import (
     parse_duration_ns,
     past_index,
 )
-from tickserve.manifest import MANIFEST_FILE, ModelManifest
+from tickserve.models.manifest import MANIFEST_FILE, ModelManifest
 from tickserve.serving.converters import frame_to_protos, report_to_proto
 from tickserve.signals import ACTIONS, RISKS, STRENGTHS, SignalValues, decide
 from tickserve.simulate import simulate
@@ -429,8 +429,8 @@ def test_negative_cost_is_refused_by_the_server(client):
 
 
 def test_training_records_baselines_and_walk_forward_folds(tmp_path, plugins):
-    from tickserve.manifest import ModelManifest as Manifest
-    from tickserve.repository import ModelEntry, ModelState
+    from tickserve.models.manifest import ModelManifest as Manifest
+    from tickserve.models.repository import ModelEntry, ModelState
     from tickserve.serving.converters import model_info
     from tickserve.training import train_model
     from tickserve.training.report import TrainingReport

@@ -10,7 +10,7 @@ import pytest
 from tickserve.errors import InvalidArgument, ModelLoadError
 from tickserve.features import ALWAYS_OPEN, DEFAULT_MODEL_FEATURES, FEATURE_STAGE_VERSION, FeatureConfig
 from tickserve.labels import LabelConfig, make_labels
-from tickserve.manifest import MANIFEST_FILE, ModelManifest, check_name
+from tickserve.models.manifest import MANIFEST_FILE, ModelManifest, check_name
 from tickserve.signals import SignalRules
 from tickserve.simulate import InstrumentSpec, simulate
 from tickserve.ticks import Tick, TickFrame

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from .cli.launch import TICKSERVE, serve_command
-from .manifest import MANIFEST_FILE
+from .models.manifest import MANIFEST_FILE
 
 TRAIN_SEED = 1
 HOLDOUT_SEED = 2

@@ -14,7 +14,7 @@ import numpy as np
 
 from .errors import Status, TickserveError
 from .features import FEATURE_INDEX, MAX_LOOKBACK, StreamingFeatures
-from .repository import LoadedModel
+from .models.repository import LoadedModel
 from .signals import SignalValues, decide
 from .ticks import Tick
 from .validation import validate_tick

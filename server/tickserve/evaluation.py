@@ -37,8 +37,8 @@ from .baselines import DESCRIPTIONS, imbalance_classes
 from .errors import InvalidArgument, ResourceExhausted
 from .labels import BUY, CLASSES, HOLD, label_classes, label_rows
 from .metrics import CalibrationMetrics, ClassificationMetrics
+from .models.repository import LoadedModel
 from .pnl_series import CumulativePnl
-from .repository import LoadedModel
 from .scored_ticks import ScoredTicks
 from .signals import ACTIONS, RISKS, STRENGTHS, SignalValues
 from .ticks import Tick

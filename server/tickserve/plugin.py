@@ -27,10 +27,10 @@ import numpy as np
 import pluggy
 
 from .features.calendar import SessionCalendar
-from .manifest import ModelManifest
+from .models.manifest import ModelManifest
 
 if TYPE_CHECKING:
-    from .repository import LoadedModel
+    from .models.repository import LoadedModel
 
 PROJECT_NAME = "tickserve"
 ENTRY_POINT_GROUP = "tickserve.plugins"

@@ -26,7 +26,7 @@ from .plugin import ENTRY_POINT_GROUP, PROJECT_NAME, ModelAdapter
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PLUGINS = ("tickserve.builtin_calendars", "tickserve.ensemble")
+BUILTIN_PLUGINS = ("tickserve.builtin_calendars", "tickserve.models.ensemble")
 
 
 @dataclass

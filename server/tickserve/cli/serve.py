@@ -97,7 +97,7 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
 def cmd_serve(args) -> int:
     _fewer_malloc_arenas()
     from ..logs import configure_logging
-    from ..repository import ModelRepository
+    from ..models.repository import ModelRepository
     from ..serving.app import serve
     from ..serving.limits import ServerLimits
 

@@ -114,7 +114,7 @@ def cmd_train(args) -> int:
 
 def cmd_compile(args) -> int:
     """Compile every model version on disk (or the one named) whose adapter can compile."""
-    from ..manifest import MANIFEST_FILE, ModelManifest
+    from ..models.manifest import MANIFEST_FILE, ModelManifest
 
     plugins = _plugins(args)
     if not args.models.is_dir():
@@ -178,9 +178,9 @@ def _is_json(v: str) -> bool:
 
 
 def cmd_ensemble(args) -> int:
-    from ..ensemble import ensemble_manifest
-    from ..manifest import ModelManifest
-    from ..repository import version_key
+    from ..models.ensemble import ensemble_manifest
+    from ..models.manifest import ModelManifest
+    from ..models.repository import version_key
     from ..training import next_version
 
     members = []

@@ -31,7 +31,7 @@ from tickserve_proto.contract import MAX_MESSAGE_BYTES
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..repository import ModelRepository
+from ..models.repository import ModelRepository
 from ..signal_log import DEFAULT_MAX_QUEUED_ROWS, SignalLog
 from . import kserve
 from .decoding import MalformedRequests

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..repository import LoadedModel
+from ..models.repository import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from ..columnar import ColumnResults, TickBlock
 from ..engine import Rejection, Result, Scored
-from ..repository import ModelEntry
+from ..models.repository import ModelEntry
 from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES, SignalValues
 from ..ticks import (
     AGGRESSOR_NAMES,

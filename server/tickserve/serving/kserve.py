@@ -42,7 +42,7 @@ from tickserve_proto.inference import grpc_service_pb2_grpc as oip_grpc
 
 from .. import __version__
 from ..errors import InvalidArgument, NotFound, TickserveError
-from ..repository import LoadedModel, ModelRepository, ModelState
+from ..models.repository import LoadedModel, ModelRepository, ModelState
 from ..signals import predicted_class
 from . import kserve_converters as conv
 from .status import unary_errors

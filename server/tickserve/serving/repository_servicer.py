@@ -14,7 +14,7 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..repository import ModelEntry, ModelRepository
+from ..models.repository import ModelEntry, ModelRepository
 from . import converters
 from .status import unary_errors
 

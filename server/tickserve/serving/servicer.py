@@ -39,7 +39,7 @@ from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 from ..engine import InstrumentBudget, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, Unavailable
 from ..evaluation import Evaluation
-from ..repository import ModelRepository
+from ..models.repository import ModelRepository
 from . import converters, routes, tick_input
 from .batcher import MicroBatcher
 from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRESS_EVERY, EvaluationRun

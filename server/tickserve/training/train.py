@@ -40,9 +40,9 @@ from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batc
 from ..features.calendar import DAY_NS, HOUR_NS
 from ..features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_features
 from ..labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
-from ..manifest import ModelManifest, check_name, file_sha256
+from ..models.manifest import ModelManifest, check_name, file_sha256
+from ..models.repository import version_key
 from ..plugin import ModelAdapter, Progress
-from ..repository import version_key
 from ..signals import SignalRules
 from ..ticks import TickFrame
 from .folds import FoldFit, calibration_decision, check_rows, fit_fold, loss_notes, score_fold

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import Calibrator
-from .errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
-from .features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
-from .features.spec import COMPATIBLE_STAGE_VERSIONS
-from .labels import CLASSES
+from ..calibration import Calibrator
+from ..errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
+from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
+from ..features.spec import COMPATIBLE_STAGE_VERSIONS
+from ..labels import CLASSES
+from ..plugin import ComposedAdapter, ModelAdapter
 from .load_check import check_serving_path
 from .manifest import MANIFEST_FILE, ModelManifest, check_name, file_sha256
-from .plugin import ComposedAdapter, ModelAdapter
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelLoadError
-from .features import FEATURE_INDEX
+from ..errors import ModelLoadError
+from ..features import FEATURE_INDEX
+from ..plugin import ComposedAdapter, ModelAdapter, hookimpl
 from .manifest import ModelManifest
-from .plugin import ComposedAdapter, ModelAdapter, hookimpl
 
 
 class EnsembleAdapter(ComposedAdapter):
