@@ -111,6 +111,31 @@ def test_limits_are_validated():
         with pytest.raises(ValueError) as err:
             ServerLimits(**{name: 0})
         assert str(err.value) == f"{name}: must be an integer >= 1, got 0"
+    with pytest.raises(ValueError) as err:
+        ServerLimits(max_parallel_messages=-1)
+    assert str(err.value) == "max_parallel_messages: must be >= 0 (0: one per CPU core), got -1"
+
+
+def test_one_parallel_message_still_serves_pipelined_columns_evaluate_and_predict(models, plugins):
+    """max_parallel_messages caps the messages worked on in worker threads at once; at 1 the
+    pipelined paths (a TickColumns stream reads and prepares ahead, Evaluate finishes one run
+    while preparing the next) take turns instead of overlapping, and nothing waits forever."""
+    from tickserve.serving.converters import frame_to_protos
+    from tickserve.simulate import simulate
+    from tickserve_client import TickserveClient, frame_columns
+
+    served = start_server(models, plugins, limits=ServerLimits(max_parallel_messages=1))
+    try:
+        frame = simulate(3_000, seed=5)
+        with TickserveClient(served.address, timeout=60) as client:
+            answers = list(client.stream_columns(frame_columns(frame, 250), model=MODEL))
+            assert sum(len(a.p_buy) for a in answers) == len(frame) and len(answers) == 12
+            report = list(client.evaluate(columns=frame_columns(frame, 250), model=MODEL))[-1].report
+            assert report.ticks == len(frame)
+            signals = client.predict(frame_to_protos(frame.take(slice(0, 50))), model=MODEL)
+            assert len(signals) == 50
+    finally:
+        stop_server(served)
 
 
 def test_concurrent_streams_beyond_the_limit_are_refused_and_a_closed_one_frees_a_slot(tight):

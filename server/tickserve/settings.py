@@ -62,6 +62,7 @@ class LimitsSettings:
     max_message_bytes: int = _setting(MAX_MESSAGE_BYTES, "largest request or response message")
     batch_window_us: float = _setting(300.0, "micro-batching window across streams (0 disables it)")
     max_batch_rows: int = _setting(256, "largest micro-batch")
+    max_parallel_messages: int = _setting(0, "messages worked on in worker threads at once (0: one per CPU core)")
 
 
 @dataclass(frozen=True)

@@ -323,6 +323,11 @@ def _server_settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-streams-per-connection", type=int, help="calls open at once on one connection; more wait (100)"
     )
+    g.add_argument(
+        "--max-parallel-messages",
+        type=int,
+        help="messages worked on in worker threads at once (default 0: one per CPU core)",
+    )
     g.add_argument("--idle-timeout-s", type=float, help="end a stream that sends nothing this long, 0: never (3600)")
     g.add_argument("--max-ticks-per-message", type=int, help="ticks in one batch or Predict request (10000)")
     g.add_argument("--max-instruments-per-stream", type=int, help="distinct instruments in one stream (10000)")

@@ -22,6 +22,7 @@ SERVER_FLAGS = {
     "max_batch_rows": ("limits", "max_batch_rows"),
     "max_concurrent_streams": ("limits", "max_concurrent_streams"),
     "max_streams_per_connection": ("limits", "max_streams_per_connection"),
+    "max_parallel_messages": ("limits", "max_parallel_messages"),
     "idle_timeout_s": ("limits", "idle_timeout_s"),
     "max_ticks_per_message": ("limits", "max_ticks_per_message"),
     "max_instruments_per_stream": ("limits", "max_instruments_per_stream"),
@@ -117,6 +118,7 @@ def cmd_serve(args) -> int:
         max_instruments_per_stream=lim.max_instruments_per_stream,
         max_instruments_total=lim.max_instruments_total,
         max_message_bytes=lim.max_message_bytes,
+        max_parallel_messages=lim.max_parallel_messages,
     )  # ValueError naming the limit for a value < 1
     if srv.workers < 1:
         raise ValueError(f"workers: must be >= 1, got {srv.workers}")

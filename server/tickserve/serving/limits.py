@@ -3,6 +3,7 @@ and the counters of its streaming calls."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from tickserve_proto.contract import MAX_MESSAGE_BYTES
@@ -34,6 +35,10 @@ class ServerLimits:
     # dynamic micro-batching across streams (0 disables it); see serving/batcher.py
     batch_window_s: float = DEFAULT_WINDOW_S
     max_batch_rows: int = DEFAULT_MAX_ROWS
+    # messages worked on in worker threads at once, server-wide (0: one per CPU core); more wait
+    # their turn. Their Python work holds the GIL: past one per core it only crowds out the event
+    # loop, which serves every small message (measured: see README, Performance)
+    max_parallel_messages: int = 0
 
     def __post_init__(self) -> None:
         for name in (
@@ -50,8 +55,19 @@ class ServerLimits:
                 raise ValueError(f"{name}: must be an integer >= 1, got {value!r}")
         if not self.idle_timeout_s >= 0:
             raise ValueError(f"idle_timeout_s: must be >= 0 (0: off), got {self.idle_timeout_s!r}")
+        if isinstance(self.max_parallel_messages, bool) or self.max_parallel_messages < 0:
+            raise ValueError(
+                f"max_parallel_messages: must be >= 0 (0: one per CPU core), got {self.max_parallel_messages!r}"
+            )
         if not self.batch_window_s >= 0:
             raise ValueError(f"batch_window_s: must be >= 0, got {self.batch_window_s!r}")
+
+
+def parallel_messages(limits: ServerLimits) -> int:
+    """How many messages may be worked on in worker threads at once."""
+    return limits.max_parallel_messages or max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 @dataclass

@@ -44,7 +44,7 @@ from . import converters, routes, tick_input
 from .batcher import MicroBatcher
 from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRESS_EVERY, EvaluationRun
 from .idle import IdleStreams
-from .limits import ServerLimits, StreamStats
+from .limits import ServerLimits, StreamStats, parallel_messages
 from .open_streams import OpenStreams
 from .recorder import Recorder
 from .status import stream_errors, unary_errors
@@ -77,7 +77,10 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         )
         self.stream_stats = StreamStats()
         self.idle = IdleStreams(limits.idle_timeout_s)
-        self.open_streams = OpenStreams()  # ended with UNAVAILABLE when a shutdown's grace runs out
+        self.open_streams = OpenStreams()
+        self._parallel = asyncio.Semaphore(
+            parallel_messages(limits)
+        )  # ended with UNAVAILABLE when a shutdown's grace runs out
 
     def _stream_opened(self, method: str) -> None:
         """Take a slot of max_concurrent_streams or end the call with RESOURCE_EXHAUSTED."""
@@ -96,7 +99,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self.recorder.stream_closed(method)
 
     async def _off_loop(self, fn: Callable[..., T], *args) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        """fn(*args) in a worker thread, once one of max_parallel_messages slots is free."""
+        async with self._parallel:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def _ticks_of(self, request, kind: str) -> Sequence[pb.Tick]:
         if kind == "tick":
@@ -311,13 +316,12 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         and prepared: the model's call releases the GIL, so the two overlap on two cores."""
         run: EvaluationRun | None = None
         finishing: asyncio.Future | None = None
-        loop = asyncio.get_running_loop()
 
         async def start(prepared: list) -> pb.EvaluateProgress | None:
             nonlocal finishing
             if finishing is not None:
                 await finishing  # runs are counted in stream order
-            finishing = loop.run_in_executor(self.executor, run.finish, prepared)
+            finishing = asyncio.ensure_future(self._off_loop(run.finish, prepared))
             return run.progress()
 
         try:
