@@ -67,6 +67,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self.executor = executor
         self.limits = limits
         self.recorder = recorder or Recorder()  # metrics and the signal log; a no-op when neither is on
+        log_ = self.recorder.signal_log
+        self._durable_log = log_ if log_ is not None and log_.durable else None  # answers wait for its commits
         self.instruments = InstrumentBudget(limits.max_instruments_total)  # feature state held, server-wide
         self._session_limits = SessionLimits(max_instruments=limits.max_instruments_per_stream, budget=self.instruments)
         self.batcher = MicroBatcher(
@@ -189,7 +191,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     if ahead in done:
                         ahead = self._prepare_ahead(ahead.result(), session)
                     response = await finishing
-                    await self._logged()
+                    if self._durable_log is not None:
+                        await self._logged()
                     stats.messages += 1
                     stats.ticks += n
                     yield response
@@ -198,7 +201,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     continue
                 ticks = self._ticks_of(request, kind)
                 response = await self._answer(session, ticks, token, started)
-                await self._logged()
+                if self._durable_log is not None:
+                    await self._logged()
                 stats.messages += 1
                 stats.ticks += len(ticks)
                 yield response  # waits for flow control: no next message is read before this is sent
@@ -242,8 +246,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
     async def _logged(self) -> None:
         """With a durable signal log, wait until the answer's rows are committed before it is sent,
         so every answered signal survives a crash of the process."""
-        log_ = self.recorder.signal_log
-        if log_ is not None and log_.durable and not await asyncio.wrap_future(log_.committed()):
+        if not await asyncio.wrap_future(self._durable_log.committed()):
             raise Unavailable("signal log: the signals of this answer could not be written (durable signal log)")
 
     def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
@@ -269,7 +272,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         try:
             if len(request.ticks) > INLINE_MAX_TICKS:
                 response = await self._off_loop(routes.predict, session, request.ticks, self.recorder, rpc, started)
-                await self._logged()
+                if self._durable_log is not None:
+                    await self._logged()
                 return response
             # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
             # Predict calls and streams of the same model share adapter calls
@@ -280,7 +284,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 raw, probs = await self.batcher.predict(session.model, prepared.x)
                 results = session.finish(prepared, raw, probs)
             response = routes.predict_response(session, own, results, self.recorder, rpc, started)
-            await self._logged()
+            if self._durable_log is not None:
+                await self._logged()
             return response
         finally:
             session.close()

@@ -108,7 +108,7 @@ def blocks_from_ticks(ticks: Sequence[pb.Tick]) -> list[tuple[int, TickBlock | T
     books = [(t.bid_price, t.bid_size, t.ask_price, t.ask_size) for t in ticks]
     depth = np.array([[len(a), len(b), len(c), len(d)] for a, b, c, d in books], dtype=np.int64).reshape(n, 4)
     has_sequence = np.array([t.HasField("sequence") for t in ticks], dtype=bool)
-    L = int(depth.max()) if n else 0
+    L = int(depth.max())
     arrays = []
     for k in range(4):
         flat = np.array(list(chain.from_iterable(book[k] for book in books)), dtype=np.float64)
