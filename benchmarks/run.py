@@ -85,7 +85,7 @@ from tickserve.features import FeatureConfig, StreamingFeatures, batch_features 
 from tickserve.models.ensemble import ensemble_manifest  # noqa: E402
 from tickserve.models.manifest import ModelManifest  # noqa: E402
 from tickserve.models.repository import LoadedModel, ModelRepository  # noqa: E402
-from tickserve.plugin_manager import load_plugins  # noqa: E402
+from tickserve.plugins.manager import load_plugins  # noqa: E402
 from tickserve.serving.converters import frame_to_protos  # noqa: E402
 from tickserve.simulate import simulate  # noqa: E402
 from tickserve.training import train_model  # noqa: E402

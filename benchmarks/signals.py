@@ -57,10 +57,10 @@ def readme_tick_size(directory: Path) -> float | None:
 
 
 def import_dir(directory: Path, out: Path, max_ticks: int):
+    from tickserve.core.ticks import read_parquet
     from tickserve.demo import find_file
     from tickserve.features import ALWAYS_OPEN
     from tickserve.importer import ImportSettings, column_names, run_import
-    from tickserve.ticks import read_parquet
 
     book = find_file(directory, "book")
     if book is None:
@@ -81,7 +81,7 @@ def import_dir(directory: Path, out: Path, max_ticks: int):
 def score(directory: Path, models: Path, max_ticks: int, params: dict) -> Result:
     from tickserve.features import ALWAYS_OPEN, FeatureConfig
     from tickserve.models.manifest import ModelManifest
-    from tickserve.plugin_manager import load_plugins
+    from tickserve.plugins.manager import load_plugins
     from tickserve.training import train_model
     from tickserve.training.report import TrainingReport
 

@@ -41,8 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
+from tickserve.core.ticks import MAX_LEVELS, TickFrame  # noqa: E402
 from tickserve.simulate import DEFAULT_INSTRUMENTS, DEFAULT_START_NS, simulate  # noqa: E402
-from tickserve.ticks import MAX_LEVELS, TickFrame  # noqa: E402
 
 HORIZON, THRESHOLD, WINDOWS, FOLDS = 20, 1.0, (5, 10, 20, 50), 3
 TICK_SIZES = {spec.name: spec.tick_size for spec in DEFAULT_INSTRUMENTS}
@@ -194,7 +194,7 @@ def main() -> int:
     which.add_argument("--data-file", help="a canonical Parquet tick file instead of the simulators")
     args = parser.parse_args()
     if args.data_file:
-        from tickserve.ticks import read_metadata, read_parquet
+        from tickserve.core.ticks import read_metadata, read_parquet
 
         frame = read_parquet(args.data_file)
         sizes = {name: spec["tick_size"] for name, spec in read_metadata(args.data_file)["instruments"].items()}

@@ -13,13 +13,13 @@ import grpc
 import numpy as np
 import pytest
 
-from tickserve.evaluation import Evaluation, ScoredTicks
+from tickserve.core.signals import ACTIONS, RISKS, STRENGTHS
+from tickserve.core.ticks import TickFrame
+from tickserve.evaluation.evaluate import Evaluation, ScoredTicks
 from tickserve.models.repository import ModelRepository
-from tickserve.plugin_manager import Plugins, load_plugins
+from tickserve.plugins.manager import Plugins, load_plugins
 from tickserve.serving.app import TickServer, create_server
-from tickserve.signals import ACTIONS, RISKS, STRENGTHS
 from tickserve.simulate import simulate
-from tickserve.ticks import TickFrame
 from tickserve.training import train_model
 from tickserve_client import TickserveClient
 

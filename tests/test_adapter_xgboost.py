@@ -17,7 +17,7 @@ import xgboost as xgb
 from tickserve.features import FEATURE_INDEX, FeatureConfig, batch_features
 from tickserve.models.manifest import ModelManifest
 from tickserve.models.repository import ModelRepository, ModelState
-from tickserve.plugin_manager import load_plugins
+from tickserve.plugins.manager import load_plugins
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.simulate import simulate

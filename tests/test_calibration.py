@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tickserve.calibration import (
+from tickserve.core.calibration import (
     Calibrator,
     apply_temperature,
     brier_score,
@@ -13,7 +13,7 @@ from tickserve.calibration import (
     fit_temperature,
     log_loss,
 )
-from tickserve.metrics import CalibrationMetrics
+from tickserve.evaluation.metrics import CalibrationMetrics
 
 
 def _overconfident(n: int, true_temperature: float, seed: int = 0):

@@ -15,14 +15,14 @@ import grpc
 import numpy as np
 import pytest
 
-from tickserve.columnar import process_columns
-from tickserve.engine import Scored, SessionLimits, SignalSession
-from tickserve.labels import CLASSES
+from tickserve.core.columnar import process_columns
+from tickserve.core.session import Scored, SessionLimits, SignalSession
+from tickserve.core.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many
+from tickserve.core.ticks import Tick
+from tickserve.evaluation.labels import CLASSES
 from tickserve.serving import converters, tick_input
 from tickserve.serving.converters import frame_to_protos
-from tickserve.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many
 from tickserve.simulate import simulate
-from tickserve.ticks import Tick
 from tickserve_client import columns_from_ticks, columns_message, frame_columns
 from tickserve_proto.v1 import tickserve_pb2 as pb
 

@@ -205,7 +205,7 @@ def test_with_a_linker_the_artifact_is_a_shared_library_and_serving_never_loads_
     probe = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from tickserve.plugin_manager import load_plugins\n"
+        "from tickserve.plugins.manager import load_plugins\n"
         "from tickserve.models.repository import ModelRepository\n"
         f"r = ModelRepository(Path({str(repos['compiled'])!r}), load_plugins().adapters); r.load_all()\n"
         f"print(r.get({MODEL!r}, '1').adapter.predictor)\n"

@@ -17,10 +17,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from streamlit.testing.v1 import AppTest
 
 import tickserve_dashboard
+from tickserve.core.ticks import write_parquet
 from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.simulate import simulate
-from tickserve.ticks import write_parquet
 from tickserve_dashboard import datalayer as dl
 from tickserve_dashboard import report_fields as rf
 from tickserve_dashboard.server_config import ConfigError, ServerSettings, load_settings
@@ -427,7 +427,7 @@ def test_the_dashboard_never_imports_adapters_models_or_the_server():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True
     )
     imported = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(imported) <= {"tickserve", "tickserve.simulate", "tickserve.ticks"}, imported
+    assert set(imported) <= {"tickserve", "tickserve.simulate", "tickserve.core", "tickserve.core.ticks"}, imported
 
 
 def test_a_trading_cost_is_sent_only_through_a_client_that_takes_it():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tickserve.evaluate_span import choose_span
+from tickserve.evaluation.span import choose_span
 from tickserve.features import MAX_LOOKBACK
 from tickserve.simulate import simulate
 

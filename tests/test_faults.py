@@ -343,7 +343,7 @@ def _broken_plugin_site(site: Path) -> None:
 
 
 def test_a_plugin_that_fails_to_import_is_skipped_with_a_logged_reason(tmp_path, monkeypatch, caplog):
-    from tickserve.plugin_manager import load_plugins
+    from tickserve.plugins.manager import load_plugins
 
     site = tmp_path / "site"
     _broken_plugin_site(site)
@@ -472,8 +472,8 @@ STATS_SERVER = r"""
 import asyncio, gc, json, signal, sys
 from pathlib import Path
 
-from tickserve.engine import SignalSession
-from tickserve.plugin_manager import load_plugins
+from tickserve.core.session import SignalSession
+from tickserve.plugins.manager import load_plugins
 from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 

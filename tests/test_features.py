@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from tickserve.core.ticks import MAX_LEVELS, Tick, TickFrame
 from tickserve.features import (
     ALWAYS_OPEN,
     DEFAULT_MODEL_FEATURES,
@@ -29,7 +30,6 @@ from tickserve.features import (
 )
 from tickserve.features.spec import BASE_FEATURES, PRICE_LEVEL_FEATURES, WINDOW_FEATURES
 from tickserve.simulate import InstrumentSpec, simulate
-from tickserve.ticks import MAX_LEVELS, Tick, TickFrame
 
 F = FEATURE_INDEX
 NS = 1_000_000_000

@@ -20,7 +20,7 @@ from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos
 from tickserve.serving.security import TokenAuth
-from tickserve.signal_log import query_signals
+from tickserve.serving.signal_log import query_signals
 from tickserve.simulate import simulate
 from tickserve_client import TickserveClient
 from tickserve_proto.v1 import tickserve_pb2 as pb

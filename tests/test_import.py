@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from tickserve.core.ticks import read_metadata, read_parquet
+from tickserve.core.validation import validate_tick
 from tickserve.features import ALWAYS_OPEN, FEATURE_INDEX, FeatureConfig, batch_features
 from tickserve.importer import ImportSettings, import_ticks, run_import
-from tickserve.ticks import read_metadata, read_parquet
-from tickserve.validation import validate_tick
 
 TICKSERVE = [sys.executable, "-m", "tickserve.cli"]
 T0 = 1_723_161_256_000_000_000

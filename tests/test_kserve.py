@@ -13,8 +13,8 @@ tritongrpc = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from tickserve import __version__  # noqa: E402
+from tickserve.core.signals import predicted_class  # noqa: E402
 from tickserve.features import batch_features  # noqa: E402
-from tickserve.signals import predicted_class  # noqa: E402
 from tickserve.simulate import simulate  # noqa: E402
 from tickserve_proto.inference import grpc_service_pb2 as oip  # noqa: E402
 from tickserve_proto.inference import grpc_service_pb2_grpc as oip_grpc  # noqa: E402

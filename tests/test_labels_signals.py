@@ -7,9 +7,11 @@ import math
 import numpy as np
 import pytest
 
+from tickserve.core.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many, predicted_class
+from tickserve.core.ticks import Tick, TickFrame
+from tickserve.core.validation import validate_tick
 from tickserve.errors import InvalidArgument
-from tickserve.features import FeatureConfig
-from tickserve.labels import (
+from tickserve.evaluation.labels import (
     BUY,
     CLASSES,
     HOLD,
@@ -20,10 +22,8 @@ from tickserve.labels import (
     make_labels,
     mid_prices,
 )
-from tickserve.metrics import ClassificationMetrics
-from tickserve.signals import RISKS, STRENGTHS, URGENCIES, SignalRules, decide, decide_many, predicted_class
-from tickserve.ticks import Tick, TickFrame
-from tickserve.validation import validate_tick
+from tickserve.evaluation.metrics import ClassificationMetrics
+from tickserve.features import FeatureConfig
 
 NS = 1_000_000_000
 TS0 = 1_704_205_800 * NS

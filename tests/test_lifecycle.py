@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tickserve.engine import SignalSession
+from tickserve.core.session import SignalSession
 from tickserve.features import batch_features
 from tickserve.models.ensemble import ensemble_manifest
 from tickserve.models.manifest import ModelManifest

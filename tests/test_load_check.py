@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tickserve.core.signals import SignalRules
+from tickserve.core.validation import validate_tick
 from tickserve.errors import ModelLoadError
 from tickserve.features import DEFAULT_MODEL_FEATURES, FEATURE_INDEX, FeatureConfig
 from tickserve.models.load_check import check_serving_path, synthetic_ticks
-from tickserve.signals import SignalRules
-from tickserve.validation import validate_tick
 
 
 def _model(predict, tick_sizes=(("BIG", 5000.0), ("TINY", 1e-8))):

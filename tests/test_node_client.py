@@ -27,8 +27,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tickserve.core.ticks import MAX_LEVELS, Tick, TickFrame
 from tickserve.simulate import simulate
-from tickserve.ticks import MAX_LEVELS, Tick, TickFrame
 from tickserve_client import tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
@@ -54,7 +54,7 @@ SIDE_CELLS = {1: "buy", -1: "sell", 0: ""}  # Tick.aggressor -> the CSV's aggres
 
 
 def write_ticks_csv(ticks, path: Path, levels: int = MAX_LEVELS) -> Path:
-    """Ticks (`tickserve.ticks.Tick`, e.g. from `TickFrame.ticks()`) in the wide CSV layout.
+    """Ticks (`tickserve.core.ticks.Tick`, e.g. from `TickFrame.ticks()`) in the wide CSV layout.
 
     Floats are written with `repr` (shortest round-trip: the reader gets the same double; nan and
     inf as `nan`, `inf`); an absent level, size or sequence is an empty cell, and so is an unknown

@@ -37,13 +37,13 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from tickserve import validation
+from tickserve.core import validation
+from tickserve.core.ticks import MAX_LEVELS, UNKNOWN_SIDE, Tick, TickFrame, unknown_side_number
+from tickserve.core.validation import MAX_INSTRUMENT_LENGTH, MAX_PRICE, MAX_SIZE, MAX_TIMESTAMP_NS, validate_tick
 from tickserve.errors import InvalidArgument
 from tickserve.features import ALWAYS_OPEN, FEATURE_NAMES, US_EQUITIES, FeatureConfig, StreamingFeatures, batch_features
 from tickserve.serving.converters import tick_to_proto
 from tickserve.serving.tick_input import tick_from_proto
-from tickserve.ticks import MAX_LEVELS, UNKNOWN_SIDE, Tick, TickFrame, unknown_side_number
-from tickserve.validation import MAX_INSTRUMENT_LENGTH, MAX_PRICE, MAX_SIZE, MAX_TIMESTAMP_NS, validate_tick
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL

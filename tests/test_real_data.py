@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tickserve.evaluation import Evaluation
+from tickserve.core.signals import decide
+from tickserve.core.ticks import read_metadata, read_parquet
+from tickserve.evaluation.evaluate import Evaluation
+from tickserve.evaluation.labels import NO_LABEL, LabelConfig, make_labels
 from tickserve.features import ALWAYS_OPEN, FEATURE_INDEX, FeatureConfig, batch_features
 from tickserve.importer import ImportSettings, import_ticks, instrument_settings, run_import
-from tickserve.labels import NO_LABEL, LabelConfig, make_labels
 from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
 from tickserve.serving.converters import frame_to_protos, report_to_proto
-from tickserve.signals import decide
-from tickserve.ticks import read_metadata, read_parquet
 from tickserve.training import train_model
 from tickserve.training.report import TrainingReport
 from tickserve_client import TickserveClient
@@ -120,7 +120,7 @@ def test_time_horizon_labels_batch_equal_streaming_on_real_data(imported, labels
         calibrator=SimpleNamespace(temperature=1.0),
     )
     evaluation = Evaluation(model, record_labels=True)
-    from tickserve.signals import SignalValues
+    from tickserve.core.signals import SignalValues
 
     hold = SignalValues("HOLD", 0.2, 0.6, 0.2, 0.6, 0.0, "WEAK", "PASSIVE", "HIGH")
     feed_in_messages(evaluation, frame, [hold] * len(frame), (0.2, 0.6, 0.2))
@@ -213,7 +213,7 @@ def test_served_evaluate_on_real_data_equals_the_offline_evaluation(served):
 def test_evaluate_span_test_reproduces_the_training_reports_test_scores(served, imported):
     """`tickserve evaluate --span test` on the training file: Evaluate scores only the held-out span,
     with the ticks before it as warm-up, and gets the scores training recorded for that span."""
-    from tickserve.evaluate_span import choose_span
+    from tickserve.evaluation.span import choose_span
 
     repository, address, _ = served
     _, _, frame = imported

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tickserve.engine import Rejection, Scored, SessionLimits, SignalSession
+from tickserve.core.session import Rejection, Scored, SessionLimits, SignalSession
+from tickserve.core.ticks import Tick, TickFrame
+from tickserve.core.validation import validate_tick
 from tickserve.errors import InvalidArgument
 from tickserve.features import FeatureConfig, StreamingFeatures, batch_features
 from tickserve.models.manifest import check_name
 from tickserve.models.repository import ModelRepository, ModelState, version_key
 from tickserve.simulate import simulate
-from tickserve.ticks import Tick, TickFrame
-from tickserve.validation import validate_tick
 
 from .conftest import MODEL
 
@@ -128,7 +128,7 @@ def test_evaluate_with_only_a_config_is_invalid(client):
 
 def test_a_failing_calendar_plugin_is_reported_and_passed_over():
     from tickserve.plugin import hookimpl
-    from tickserve.plugin_manager import PluginInfo, load_plugins
+    from tickserve.plugins.manager import PluginInfo, load_plugins
 
     class Raises:
         @hookimpl

@@ -7,11 +7,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tickserve.core.signals import decide, decide_many
+from tickserve.evaluation.labels import CLASSES, make_labels
+from tickserve.evaluation.metrics import ClassificationMetrics
 from tickserve.features import FEATURE_INDEX, batch_features
-from tickserve.labels import CLASSES, make_labels
-from tickserve.metrics import ClassificationMetrics
 from tickserve.serving.converters import frame_to_protos
-from tickserve.signals import decide, decide_many
 from tickserve.simulate import simulate
 from tickserve_client import make_tick
 from tickserve_proto.v1 import tickserve_pb2 as pb
@@ -125,7 +125,7 @@ def test_evaluate_streams_progress_then_a_report_matching_offline(server, client
     assert sum(report.strength_counts.values()) == sum(report.risk_counts.values()) == 3_000
     majority = expected.confusion.sum(axis=1).max() / expected.count
     assert report.majority_baseline_accuracy == pytest.approx(majority)
-    from tickserve.calibration import brier_score, expected_calibration_error
+    from tickserve.core.calibration import brier_score, expected_calibration_error
 
     raw = model.adapter.predict_proba(
         x_model := batch_features(frame, model.manifest.feature_config)[:, model.feature_index]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tickserve.signal_log import COLUMNS, GROUP_COMMIT_S, SignalLog, query_signals
+from tickserve.serving.signal_log import COLUMNS, GROUP_COMMIT_S, SignalLog, query_signals
 
 
 def _row(i: int, instrument: str = "SIMA", model: str = "m", version: str = "1") -> tuple:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tickserve.core.ticks import MAX_LEVELS, Tick, TickFrame, read_parquet, write_parquet
+from tickserve.core.validation import validate_tick
+from tickserve.evaluation.labels import BUY, HOLD, SELL, LabelConfig, make_labels, mid_prices
 from tickserve.features import FEATURE_INDEX, FeatureConfig, batch_features
-from tickserve.labels import BUY, HOLD, SELL, LabelConfig, make_labels, mid_prices
 from tickserve.simulate import DEFAULT_INSTRUMENTS, DEFAULT_START_NS, InstrumentSpec, simulate
-from tickserve.ticks import MAX_LEVELS, Tick, TickFrame, read_parquet, write_parquet
-from tickserve.validation import validate_tick
 
 INSTRUMENTS = (
     InstrumentSpec("AAA", 100.0),

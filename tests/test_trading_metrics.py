@@ -9,11 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tickserve.baselines import baseline_predictions, score_baselines
+from tickserve.core.signals import ACTIONS, RISKS, STRENGTHS, SignalValues, decide
+from tickserve.core.ticks import Tick, TickFrame
 from tickserve.errors import InvalidArgument
-from tickserve.evaluation import CumulativePnl, Evaluation, ScoredTicks
-from tickserve.features import FEATURE_INDEX, FeatureConfig, batch_features
-from tickserve.labels import (
+from tickserve.evaluation.baselines import baseline_predictions, score_baselines
+from tickserve.evaluation.evaluate import CumulativePnl, Evaluation, ScoredTicks
+from tickserve.evaluation.labels import (
     BUY,
     HOLD,
     NO_LABEL,
@@ -25,11 +26,10 @@ from tickserve.labels import (
     parse_duration_ns,
     past_index,
 )
+from tickserve.features import FEATURE_INDEX, FeatureConfig, batch_features
 from tickserve.models.manifest import MANIFEST_FILE, ModelManifest
 from tickserve.serving.converters import frame_to_protos, report_to_proto
-from tickserve.signals import ACTIONS, RISKS, STRENGTHS, SignalValues, decide
 from tickserve.simulate import simulate
-from tickserve.ticks import Tick, TickFrame
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL, feed_in_messages
@@ -240,8 +240,8 @@ def test_streaming_labels_equal_batch_labels_on_simulated_ticks(labels):
 
 def test_streaming_one_position_round_trips_equal_the_batch_ones():
     """Evaluate's one-position books (streaming) equal `trading.round_trips` (training, the scoreboard)."""
-    from tickserve.labels import tick_sizes
-    from tickserve.trading import round_trips
+    from tickserve.evaluation.labels import tick_sizes
+    from tickserve.evaluation.trading import round_trips
 
     frame = simulate(5_000, seed=23)
     labels = LabelConfig(horizon_ticks=15, mode="taker")
@@ -473,8 +473,8 @@ def test_training_records_baselines_and_walk_forward_folds(tmp_path, plugins):
 def test_a_time_horizon_over_a_clock_that_stands_still_is_bounded(monkeypatch):
     """Ticks wait for the tick at t + horizon; when timestamps never advance, memory would grow
     without end: past max_waiting_ticks the evaluation stops with RESOURCE_EXHAUSTED naming it."""
-    from tickserve import evaluation as evaluation_module
     from tickserve.errors import ResourceExhausted
+    from tickserve.evaluation import evaluate as evaluation_module
 
     monkeypatch.setattr(evaluation_module, "MAX_WAITING_TICKS", 100)
     evaluation = Evaluation(stub_model(LabelConfig(horizon_ns=1_000_000_000, threshold_ticks=1.0)))

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from tickserve.core.signals import SignalRules
+from tickserve.core.ticks import Tick, TickFrame
 from tickserve.errors import InvalidArgument, ModelLoadError
+from tickserve.evaluation.labels import LabelConfig, make_labels
 from tickserve.features import ALWAYS_OPEN, DEFAULT_MODEL_FEATURES, FEATURE_STAGE_VERSION, FeatureConfig
-from tickserve.labels import LabelConfig, make_labels
 from tickserve.models.manifest import MANIFEST_FILE, ModelManifest, check_name
-from tickserve.signals import SignalRules
 from tickserve.simulate import InstrumentSpec, simulate
-from tickserve.ticks import Tick, TickFrame
 from tickserve.training.walk_forward import fold_rows, fold_spans
 
 

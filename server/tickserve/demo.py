@@ -56,7 +56,7 @@ def build_default_models(models: Path, train_samples: int) -> None:
 def _train_default_models(models: Path, data: Path, on: str = "") -> str:
     """Train DEFAULT_MODELS (those whose adapter is installed) on `data`, and their ensemble
     when there are two or more; the model to serve by default ("" if none was built)."""
-    from .plugin_manager import load_plugins
+    from .plugins.manager import load_plugins
 
     installed = load_plugins().adapters
     models.mkdir(parents=True, exist_ok=True)
@@ -114,8 +114,8 @@ def find_file(data: Path, stem: str) -> Path | None:
 def run_real_demo(
     data: Path, *, instrument: str, tick_size: float, calendar: str, show: int, models: Path | None = None
 ) -> int:
+    from .core.ticks import read_parquet, write_parquet
     from .importer import column_names
-    from .ticks import read_parquet, write_parquet
     from .training.walk_forward import fold_spans
 
     data = Path(data)

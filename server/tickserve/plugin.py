@@ -134,7 +134,7 @@ def installed_adapter(name: str) -> type[ModelAdapter]:
     found as the server finds it: for an adapter that builds on another's models (the ONNX
     exporter trains with the LightGBM or XGBoost adapter) without importing that plugin.
     KeyError naming the installed adapters when none has that name."""
-    from .plugin_manager import load_plugins
+    from .plugins.manager import load_plugins
 
     adapters = load_plugins().adapters
     if name not in adapters:

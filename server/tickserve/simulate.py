@@ -39,7 +39,7 @@ from math import exp
 
 import numpy as np
 
-from .ticks import MAX_LEVELS, TickFrame
+from .core.ticks import MAX_LEVELS, TickFrame
 
 # 2024-01-02 14:30:00 UTC = 09:30 in New York, the US equity open.
 DEFAULT_START_NS = 1_704_205_800 * 1_000_000_000

@@ -21,7 +21,7 @@ __all__ = ["build_parser", "main"]
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ..logs import configure_logging
+    from .logs import configure_logging
 
     configure_logging(args.log_level or "warning")  # `serve` re-configures from its settings
     try:

@@ -42,8 +42,8 @@ def _client(args):
 def cmd_stream(args) -> int:
     import time
 
-    from ..output import format_error, format_signal, signal_header
     from ..serving.converters import frame_to_protos
+    from .output import format_error, format_signal, signal_header
 
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
     counts: dict[str, int] = {}
@@ -80,9 +80,9 @@ def _action_name(value: int) -> str:
 def cmd_evaluate(args) -> int:
     from tickserve_proto.v1 import tickserve_pb2 as pb
 
-    from ..evaluate_span import choose_span
-    from ..output import format_comparison, format_report
-    from ..progress import ProgressBar
+    from ..evaluation.span import choose_span
+    from .output import format_comparison, format_report
+    from .progress import ProgressBar
 
     frame = _load_frame(args.file, args.samples, args.seed, args.limit)
     with _client(args) as client:

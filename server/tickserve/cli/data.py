@@ -8,8 +8,8 @@ from .plugins import _plugins
 
 
 def cmd_simulate(args) -> int:
+    from ..core.ticks import write_parquet
     from ..simulate import simulate
-    from ..ticks import write_parquet
 
     frame = simulate(args.ticks, seed=args.seed)
     write_parquet(frame, args.out)
@@ -65,8 +65,8 @@ def _tick_size(value) -> float | None:
 
 
 def _calendar(plugins, name: str):
-    from ..builtin_calendars import CALENDARS
     from ..errors import InvalidArgument
+    from ..plugins.calendars import CALENDARS
 
     try:
         return plugins.calendar(name)
@@ -75,7 +75,7 @@ def _calendar(plugins, name: str):
 
 
 def _load_frame(path: Path | None, samples: int, seed: int, limit: int = 0):
-    from ..ticks import read_parquet
+    from ..core.ticks import read_parquet
 
     if path is not None:
         frame = read_parquet(path)

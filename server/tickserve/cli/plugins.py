@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def _plugins(args):
     from ..config import plugin_policy, read_config
-    from ..plugin_manager import load_plugins
+    from ..plugins.manager import load_plugins
 
     policy = plugin_policy(read_config(args.config), args.allow_plugin, args.deny_plugin)
     return load_plugins(allow=set(policy.allow) if policy.allow is not None else None, deny=set(policy.deny))

@@ -97,10 +97,10 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
 
 def cmd_serve(args) -> int:
     _fewer_malloc_arenas()
-    from ..logs import configure_logging
     from ..models.repository import ModelRepository
     from ..serving.app import serve
     from ..serving.limits import ServerLimits
+    from .logs import configure_logging
 
     settings = server_settings(args)
     configure_logging(settings.logging.level, settings.logging.format)

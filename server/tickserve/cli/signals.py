@@ -25,8 +25,8 @@ def _time_ns(text: str | None, flag: str) -> int | None:
 def cmd_signals(args) -> int:
     import json
 
+    from ..serving.signal_log import query_signals
     from ..settings import load_settings
-    from ..signal_log import query_signals
 
     db = args.db or Path(load_settings(args.config)["signal_log"]["path"])
     rows = query_signals(

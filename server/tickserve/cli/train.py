@@ -21,10 +21,10 @@ def _key_values(items: list[str], what: str) -> dict[str, str]:
 def cmd_train(args) -> int:
     import json
 
+    from ..evaluation.labels import LabelConfig
     from ..features import FeatureConfig
-    from ..labels import LabelConfig
-    from ..progress import ProgressBar
     from ..training import train_model
+    from .progress import ProgressBar
 
     plugins = _plugins(args)
     adapter = plugins.adapters.get(args.adapter)
@@ -33,9 +33,9 @@ def cmd_train(args) -> int:
             f"--adapter: no adapter named {args.adapter!r} (installed: {', '.join(sorted(plugins.adapters)) or 'none'})"
         )
     # instrument settings recorded by `tickserve import` in the data file, then the flags on top
+    from ..core.ticks import read_metadata
+    from ..evaluation.labels import parse_duration_ns
     from ..importer import instrument_settings
-    from ..labels import parse_duration_ns
-    from ..ticks import read_metadata
 
     recorded_sizes, recorded_calendar = instrument_settings(read_metadata(args.data_file) if args.data_file else {})
     tick_sizes = {**recorded_sizes, **{k: float(v) for k, v in _key_values(args.tick_size, "--tick-size").items()}}
@@ -54,9 +54,9 @@ def cmd_train(args) -> int:
             + ", ".join(f"{k} tick {v:g}" for k, v in sorted(recorded_sizes.items()))
             + (f", calendar {recorded_calendar.name}" if recorded_calendar else "")
         )
-    from ..output import format_training
     from ..training.label_choice import parse_threshold
     from ..training.report import TrainingReport
+    from .output import format_training
 
     threshold, spreads = parse_threshold(args.threshold)
     if args.label == "taker" and args.threshold != "2":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ticks import TickFrame
+from ..core.ticks import TickFrame
 from .config import FeatureConfig
 
 

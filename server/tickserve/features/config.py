@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .calendar import US_EQUITIES, SessionCalendar
 
 DEFAULT_TICK_SIZE = 0.01
-# Prices are validated into [1e-9, 1e12) (validation.py): with a tick size in this range a spread
+# Prices are validated into [1e-9, 1e12) (core/validation.py): with a tick size in this range a spread
 # in ticks, snapped at 1e-6 tick, stays finite. A smaller one (5e-324 was seen in a manifest)
 # would make every feature row inf or NaN, so a model declaring it must fail at load, not serve.
 MIN_TICK_SIZE = 1e-12

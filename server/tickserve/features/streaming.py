@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ticks import Tick, TickFrame
+from ..core.ticks import Tick, TickFrame
 from . import _kernel
 from .calendar import DAY_NS, HOUR_NS, MINUTE_NS
 from .config import FeatureConfig

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.ticks import TickFrame
+from ..core.validation import MAX_PRICE, MAX_SIZE, MAX_TIMESTAMP_NS, validate_tick
 from ..errors import InvalidArgument
-from ..ticks import TickFrame
-from ..validation import MAX_PRICE, MAX_SIZE, MAX_TIMESTAMP_NS, validate_tick
 from .columns import _Column
 from .report import BOOK_REASONS, EXAMPLES, TRADE_REASONS, FileCounts, ImportReport
 from .settings import SIDE_VALUES, SIDES, TIMESTAMP, UNIT_NS

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ticks import MAX_LEVELS
+from ..core.ticks import MAX_LEVELS
 from .settings import SIDE_VALUES
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ticks import TickFrame
+from ..core.ticks import TickFrame
 
 MERGE_RULE = (
     "one tick per event in time order, trades before book updates at equal timestamps; a trade tick carries the "

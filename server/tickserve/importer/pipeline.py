@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ticks import MAX_LEVELS, TickFrame, write_parquet
+from ..core.ticks import MAX_LEVELS, TickFrame, write_parquet
 from .checks import _book, _off_grid, _trades, _validated
 from .columns import _missing_column, _side_source, column_names, expand_mapping, read_columns
 from .merge import merge_events
@@ -79,7 +79,7 @@ def import_ticks(book_path: Path, trades_path: Path | None, settings: ImportSett
         trade_px = trade_qty = np.zeros(0)
         trade_side = np.zeros(0, dtype=np.int8)
     if settings.tick_size is None:
-        from ..tick_size import infer_tick_size
+        from ..core.tick_size import infer_tick_size
 
         settings.tick_size = infer_tick_size(np.concatenate([book["bid_px"].ravel(), book["ask_px"].ravel(), trade_px]))
         report.tick_size_inferred = True

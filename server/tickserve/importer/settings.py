@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.ticks import MAX_LEVELS
 from ..features.calendar import SessionCalendar
-from ..ticks import MAX_LEVELS
 
 TIMESTAMP = "timestamp_ns"
 SIDES = ("bid_px", "bid_qty", "ask_px", "ask_qty")

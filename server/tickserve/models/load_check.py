@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.signals import decide_many
+from ..core.ticks import TickFrame
+from ..core.validation import MAX_PRICE, MIN_PRICE
 from ..errors import ModelLoadError
 from ..features import FEATURE_INDEX, MAX_LOOKBACK, StreamingFeatures
-from ..signals import decide_many
-from ..ticks import TickFrame
-from ..validation import MAX_PRICE, MIN_PRICE
 
 _TICKS = MAX_LOOKBACK + 10  # past warm-up: every window full
 _START_NS = 1_704_205_800_000_000_000  # a weekday at a US open: session features take both values

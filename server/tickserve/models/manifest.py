@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.signals import SignalRules
 from ..errors import InvalidArgument, ModelLoadError
+from ..evaluation.labels import CLASSES, LabelConfig
 from ..features.config import FeatureConfig
-from ..labels import CLASSES, LabelConfig
-from ..signals import SignalRules
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1

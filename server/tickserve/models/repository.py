@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import Calibrator
+from ..core.calibration import Calibrator
 from ..errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
+from ..evaluation.labels import CLASSES
 from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
 from ..features.spec import COMPATIBLE_STAGE_VERSIONS
-from ..labels import CLASSES
 from ..plugin import ComposedAdapter, ModelAdapter
 from .load_check import check_serving_path
 from .manifest import MANIFEST_FILE, ModelManifest, check_name, file_sha256

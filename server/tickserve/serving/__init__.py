@@ -1,1 +1,1 @@
-"""The gRPC front end: thin servicers over `tickserve.engine`, converting protobuf at the edge."""
+"""The gRPC front end: thin servicers over `tickserve.core.session`, converting protobuf at the edge."""

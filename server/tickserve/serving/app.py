@@ -6,7 +6,7 @@ refused, in-flight calls get `grace` seconds to finish.
 
 Beside gRPC, optionally: an HTTP/JSON gateway with Prometheus /metrics on its
 own port (serving/http_gateway.py, same handlers), and the signal log
-(signal_log.py) that records every served signal in SQLite.
+(serving/signal_log.py) that records every served signal in SQLite.
 
 Access control (serving/security.py, docs/security.md): `tls=TlsConfig(...)` serves
 TLS (mutual TLS with a client CA), `auth=TokenAuth(...)` requires a bearer token on
@@ -32,7 +32,6 @@ from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
 from ..models.repository import ModelRepository
-from ..signal_log import DEFAULT_MAX_QUEUED_ROWS, SignalLog
 from . import kserve
 from .decoding import MalformedRequests
 from .http_gateway import HttpGateway, build_app
@@ -41,6 +40,7 @@ from .recorder import Recorder
 from .repository_servicer import ModelRepositoryServicer
 from .security import TlsConfig, TokenAuth
 from .servicer import SignalServicer
+from .signal_log import DEFAULT_MAX_QUEUED_ROWS, SignalLog
 from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)

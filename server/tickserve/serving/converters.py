@@ -13,17 +13,17 @@ import numpy as np
 from tickserve_proto.contract import tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from ..columnar import ColumnResults, TickBlock
-from ..engine import Rejection, Result, Scored
-from ..models.repository import ModelEntry
-from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES, SignalValues
-from ..ticks import (
+from ..core.columnar import ColumnResults, TickBlock
+from ..core.session import Rejection, Result, Scored
+from ..core.signals import ACTIONS, RISKS, STRENGTHS, URGENCIES, SignalValues
+from ..core.ticks import (
     AGGRESSOR_NAMES,
     AGGRESSOR_NONE,
     Tick,
     TickFrame,
     unknown_side_number,
 )
+from ..models.repository import ModelEntry
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from ..columnar import PreparedColumns, TickBlock, finish_columns, prepare_columns, scored_ticks
-from ..engine import Scored, SignalSession
-from ..evaluation import Evaluation
-from ..ticks import Tick
+from ..core.columnar import PreparedColumns, TickBlock, finish_columns, prepare_columns, scored_ticks
+from ..core.session import Scored, SignalSession
+from ..core.ticks import Tick
+from ..evaluation.evaluate import Evaluation
 from . import tick_input
 from .routes import call_error
 

@@ -41,9 +41,9 @@ from tickserve_proto.inference import grpc_service_pb2 as oip
 from tickserve_proto.inference import grpc_service_pb2_grpc as oip_grpc
 
 from .. import __version__
+from ..core.signals import predicted_class
 from ..errors import InvalidArgument, NotFound, TickserveError
 from ..models.repository import LoadedModel, ModelRepository, ModelState
-from ..signals import predicted_class
 from . import kserve_converters as conv
 from .status import unary_errors
 

@@ -13,10 +13,10 @@ from itertools import repeat
 
 import numpy as np
 
-from ..columnar import ColumnResults, TickBlock
-from ..engine import Scored
-from ..signal_log import SignalLog, SignalRow
-from ..signals import ACTIONS, RISKS, STRENGTHS, URGENCIES
+from ..core.columnar import ColumnResults, TickBlock
+from ..core.session import Scored
+from ..core.signals import ACTIONS, RISKS, STRENGTHS, URGENCIES
+from .signal_log import SignalLog, SignalRow
 from .telemetry import Telemetry
 
 

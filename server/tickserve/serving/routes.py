@@ -9,8 +9,8 @@ import numpy as np
 
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from ..columnar import PreparedColumns, TickBlock, finish_columns, prepare_columns, process_columns
-from ..engine import Rejection, Scored, SignalSession
+from ..core.columnar import PreparedColumns, TickBlock, finish_columns, prepare_columns, process_columns
+from ..core.session import Rejection, Scored, SignalSession
 from ..errors import TickserveError
 from . import converters, tick_input
 from .recorder import Recorder

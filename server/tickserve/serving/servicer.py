@@ -36,9 +36,9 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..engine import InstrumentBudget, SessionLimits, SignalSession
+from ..core.session import InstrumentBudget, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, Unavailable
-from ..evaluation import Evaluation
+from ..evaluation.evaluate import Evaluation
 from ..models.repository import ModelRepository
 from . import converters, routes, tick_input
 from .batcher import MicroBatcher

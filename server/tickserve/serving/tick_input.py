@@ -10,9 +10,9 @@ import numpy as np
 
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from ..columnar import TickBlock, check_lengths
+from ..core.columnar import TickBlock, check_lengths
+from ..core.ticks import AGGRESSOR_BUY, AGGRESSOR_NONE, AGGRESSOR_SELL, UNKNOWN_SIDE, Tick
 from ..errors import InvalidArgument
-from ..ticks import AGGRESSOR_BUY, AGGRESSOR_NONE, AGGRESSOR_SELL, UNKNOWN_SIDE, Tick
 
 # Side enum number -> Tick.aggressor. A number the contract does not define (proto3 keeps it as an
 # int) becomes UNKNOWN_SIDE + it: validation rejects that tick naming the number (never -1 = a sell).

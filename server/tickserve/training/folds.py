@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import Calibrator, fit_temperature, log_loss
-from ..labels import CLASSES, LabelConfig
+from ..core.calibration import Calibrator, fit_temperature, log_loss
+from ..core.signals import SignalRules
+from ..evaluation.labels import CLASSES, LabelConfig
 from ..plugin import TrainingData
-from ..signals import SignalRules
 from .report import FoldReport
 from .scores import expected_moves, score_span, tune_action_weight
 from .walk_forward import FoldRows

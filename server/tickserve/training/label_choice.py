@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..core.ticks import TickFrame
+from ..evaluation.labels import HOLD, LabelConfig, format_duration_ns, future_index, labels_between, tick_sizes
 from ..features.config import FeatureConfig
-from ..labels import HOLD, LabelConfig, format_duration_ns, future_index, labels_between, tick_sizes
-from ..ticks import TickFrame
 
 TICK_LADDER = (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 _S = 1_000_000_000

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..baselines import score_baselines
-from ..calibration import brier_score, expected_calibration_error
-from ..labels import BUY, CLASSES, HOLD, SELL, mid_prices
-from ..metrics import ClassificationMetrics
-from ..signals import SignalRules, decide_many
-from ..ticks import TickFrame
-from ..trading import round_trips
+from ..core.calibration import brier_score, expected_calibration_error
+from ..core.signals import SignalRules, decide_many
+from ..core.ticks import TickFrame
+from ..evaluation.baselines import score_baselines
+from ..evaluation.labels import BUY, CLASSES, HOLD, SELL, mid_prices
+from ..evaluation.metrics import ClassificationMetrics
+from ..evaluation.trading import round_trips
 
 ACTION_WEIGHTS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0)
 BOOKS = ("strong", "all", "last_move", "imbalance")

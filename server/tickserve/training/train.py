@@ -35,16 +35,16 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..baselines import baseline_predictions
+from ..core.signals import SignalRules
+from ..core.ticks import TickFrame
+from ..evaluation.baselines import baseline_predictions
+from ..evaluation.labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
 from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
 from ..features.calendar import DAY_NS, HOUR_NS
 from ..features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_features
-from ..labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
 from ..models.manifest import ModelManifest, check_name, file_sha256
 from ..models.repository import version_key
 from ..plugin import ModelAdapter, Progress
-from ..signals import SignalRules
-from ..ticks import TickFrame
 from .folds import FoldFit, calibration_decision, check_rows, fit_fold, loss_notes, score_fold
 from .label_choice import choose_horizon, median_spread_ticks
 from .report import TrainingReport, training_sample

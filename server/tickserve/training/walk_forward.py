@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ticks import TickFrame
+from ..core.ticks import TickFrame
 
 _NEVER = np.iinfo(np.int64).max
 

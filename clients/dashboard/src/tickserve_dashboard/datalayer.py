@@ -1,7 +1,7 @@
 """The data layer: talks to the server through `TickserveClient`, returns plain Python and pandas.
 
 Nothing here imports Streamlit, so every function is testable on its own. Tick sources are the
-simulator (`tickserve.simulate`) or a tick file (Parquet via `tickserve.ticks.read_parquet`, or CSV
+simulator (`tickserve.simulate`) or a tick file (Parquet via `tickserve.core.ticks.read_parquet`, or CSV
 with the same columns); nothing else of the core is imported: no adapters, no models.
 """
 
@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tickserve.core.ticks import MAX_LEVELS, TickFrame, read_parquet
 from tickserve.simulate import simulate
-from tickserve.ticks import MAX_LEVELS, TickFrame, read_parquet
 from tickserve_client import TickserveClient, tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
 

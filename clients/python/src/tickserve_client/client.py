@@ -77,7 +77,7 @@ def columns_message(frame, start: int = 0, stop: int | None = None) -> pb.TickCo
     timestamp_ns, last_price, last_size (length n), bid_price, bid_size, ask_price, ask_size ((n, L)
     arrays, NaN = absent level, or sequences of per-tick levels) and optionally sequence (negative or
     None = none; all rows or none must carry one) and aggressor (+1 buy, -1 sell, 0 or None unknown or
-    no trade; sent only when some row has a side), e.g. tickserve.ticks.TickFrame. numpy arrays and
+    no trade; sent only when some row has a side), e.g. tickserve.core.ticks.TickFrame. numpy arrays and
     plain lists both work; this package does not import numpy."""
     cut = slice(start, stop)
     instruments = _as_list(frame.instrument[cut])

@@ -33,7 +33,7 @@ def side_value(aggressor) -> int:
 def tick_message(tick) -> pb.Tick:
     """A Tick message from any tick-like object (attributes instrument, timestamp_ns, last_price,
     last_size, bid_price, bid_size, ask_price, ask_size, sequence, and optionally aggressor: +1 buy,
-    -1 sell, 0 unknown), e.g. tickserve.ticks.Tick."""
+    -1 sell, 0 unknown), e.g. tickserve.core.ticks.Tick."""
     msg = pb.Tick(
         instrument=tick.instrument,
         timestamp_ns=tick.timestamp_ns,

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Rejection, SignalSession
-from .errors import InvalidArgument, Status, TickserveError
-from .features import FEATURE_INDEX, MAX_LOOKBACK
-from .scored_ticks import ScoredTicks
+from ..errors import InvalidArgument, Status, TickserveError
+from ..evaluation.scored_ticks import ScoredTicks
+from ..features import FEATURE_INDEX, MAX_LOOKBACK
+from .session import Rejection, SignalSession
 from .signals import SignalArrays, decide_many
 from .ticks import MAX_LEVELS, Tick, TickFrame
 from .validation import (

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import MAX_LOOKBACK
-from .ticks import TickFrame
+from ..core.ticks import TickFrame
+from ..features import MAX_LOOKBACK
 
 
 @dataclass(frozen=True)

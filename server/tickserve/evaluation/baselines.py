@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features.config import FeatureConfig
+from ..core.ticks import TickFrame
+from ..features.config import FeatureConfig
 from .labels import BUY, HOLD, SELL, LabelConfig, labels_between, past_index, tick_sizes
 from .metrics import ClassificationMetrics
-from .ticks import TickFrame
 
 BASELINES = ("majority", "last_move", "imbalance")
 DESCRIPTIONS = {

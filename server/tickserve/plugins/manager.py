@@ -19,14 +19,14 @@ from importlib.metadata import entry_points
 
 import pluggy
 
+from ..errors import InvalidArgument
+from ..features.calendar import SessionCalendar
+from ..plugin import ENTRY_POINT_GROUP, PROJECT_NAME, ModelAdapter
 from . import hookspecs
-from .errors import InvalidArgument
-from .features.calendar import SessionCalendar
-from .plugin import ENTRY_POINT_GROUP, PROJECT_NAME, ModelAdapter
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PLUGINS = ("tickserve.builtin_calendars", "tickserve.models.ensemble")
+BUILTIN_PLUGINS = ("tickserve.plugins.calendars", "tickserve.models.ensemble")
 
 
 @dataclass

@@ -45,8 +45,8 @@ from math import isfinite
 
 import numpy as np
 
-from .features.config import FeatureConfig
-from .ticks import TickFrame
+from ..core.ticks import TickFrame
+from ..features.config import FeatureConfig
 
 # Class order of every model: index = class id.
 CLASSES = ("SELL", "HOLD", "BUY")

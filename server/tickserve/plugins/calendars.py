@@ -6,8 +6,8 @@ because plugins loaded from entry points are registered after the built-ins.
 
 from __future__ import annotations
 
-from .features.calendar import ALWAYS_OPEN, US_EQUITIES, SessionCalendar
-from .plugin import hookimpl
+from ..features.calendar import ALWAYS_OPEN, US_EQUITIES, SessionCalendar
+from ..plugin import hookimpl
 
 CALENDARS = {cal.name: cal for cal in (US_EQUITIES, ALWAYS_OPEN)}
 

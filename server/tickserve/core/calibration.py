@@ -15,8 +15,8 @@ from math import exp, log
 
 import numpy as np
 
-from . import _temperature
-from .metrics import CalibrationMetrics
+from .. import _temperature
+from ..evaluation.metrics import CalibrationMetrics
 
 _EPS = 1e-15
 _LOG_T_RANGE = (log(0.05), log(20.0))

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import Status, TickserveError
-from .features import FEATURE_INDEX, MAX_LOOKBACK, StreamingFeatures
-from .models.repository import LoadedModel
+from ..errors import Status, TickserveError
+from ..features import FEATURE_INDEX, MAX_LOOKBACK, StreamingFeatures
+from ..models.repository import LoadedModel
 from .signals import SignalValues, decide
 from .ticks import Tick
 from .validation import validate_tick

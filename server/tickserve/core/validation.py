@@ -16,7 +16,7 @@ from __future__ import annotations
 from math import isfinite
 from operator import gt, lt
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 from .ticks import AGGRESSOR_NAMES, MAX_LEVELS, Tick, unknown_side_number
 
 MAX_INSTRUMENT_LENGTH = 128

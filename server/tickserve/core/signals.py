@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .labels import BUY, CLASSES, HOLD, SELL
+from ..evaluation.labels import BUY, CLASSES, HOLD, SELL
 
 ACTIONS = CLASSES  # action names follow the class names
 STRENGTHS = ("WEAK", "MEDIUM", "STRONG")

@@ -97,7 +97,7 @@ def format_report(r: pb.EvaluationReport) -> str:
 def _horizon(r: pb.EvaluationReport) -> str:
     lc = r.label_config
     if lc.horizon_ns:
-        from tickserve.labels import format_duration_ns
+        from tickserve.evaluation.labels import format_duration_ns
 
         horizon = f"horizon {format_duration_ns(lc.horizon_ns)}"
     else:

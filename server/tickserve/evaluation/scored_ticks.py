@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .signals import ACTIONS, RISKS, STRENGTHS, SignalArrays, SignalValues
-from .ticks import Tick, TickFrame
+from ..core.signals import ACTIONS, RISKS, STRENGTHS, SignalArrays, SignalValues
+from ..core.ticks import Tick, TickFrame
 
 
 @dataclass(frozen=True)

@@ -33,15 +33,15 @@ from math import isfinite
 
 import numpy as np
 
+from ..core.signals import ACTIONS, RISKS, STRENGTHS, SignalValues
+from ..core.ticks import Tick
+from ..errors import InvalidArgument, ResourceExhausted
+from ..models.repository import LoadedModel
 from .baselines import DESCRIPTIONS, imbalance_classes
-from .errors import InvalidArgument, ResourceExhausted
 from .labels import BUY, CLASSES, HOLD, label_classes, label_rows
 from .metrics import CalibrationMetrics, ClassificationMetrics
-from .models.repository import LoadedModel
 from .pnl_series import CumulativePnl
 from .scored_ticks import ScoredTicks
-from .signals import ACTIONS, RISKS, STRENGTHS, SignalValues
-from .ticks import Tick
 from .trading import GroupedRoundTrips, RoundTrips, Trips, one_position_rows, round_trips_of, running_total
 
 # Ticks of one instrument that may wait for their label tick (about 100 bytes each). With a

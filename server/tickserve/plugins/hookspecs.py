@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from .plugin import PROJECT_NAME
+from ..plugin import PROJECT_NAME
 
 if TYPE_CHECKING:
-    from .features.calendar import SessionCalendar
-    from .plugin import ModelAdapter
+    from ..features.calendar import SessionCalendar
+    from ..plugin import ModelAdapter
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
