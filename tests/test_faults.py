@@ -2,7 +2,7 @@
 disconnects in the middle of streams, and SIGTERM with streams in flight.
 
 Every test talks to a real server on a free loopback port through real channels. The
-in-process servers (`_LoopThread`) let a test read the server's log (caplog) and its batcher;
+in-process servers (`_LoopThread`) let a test read the server's log (caplog) and its predictors;
 the subprocess servers let a test measure the server's own RSS and send it signals.
 """
 
@@ -248,8 +248,8 @@ def test_an_adapter_failure_is_internal_with_a_reference_and_the_server_keeps_se
                 assert_signals_for(victim.ask(ticks[:3]), ticks[:3])  # it served this stream until the poison
                 victim.ask([poisoned(ticks[3])] if path == "stream-tick" else [*ticks[3:42], poisoned(ticks[42])])
         _after_the_failure(stub, caplog, err, ticks, bystander, other_model)
-    # the failed stream (like the closed ones) left nothing registered in the micro-batcher
-    wait_until(lambda: not server.signals.batcher._queues, 5, "the batcher to forget every closed stream")
+    # the failed stream (like the closed ones) left no Predictor behind
+    wait_until(lambda: not server.signals.predictors.serving, 5, "the predictors to forget every closed stream")
 
 
 def _after_the_failure(stub, caplog, err, ticks, bystander: Stream, other_model: Stream) -> None:
@@ -490,11 +490,11 @@ async def main(models, ready, stats):
 
     def dump():
         gc.collect()
-        queues = server.signals.batcher._queues
+        predictors = server.signals.predictors.serving
         figures = {
-            "open_streams": sum(len(q.last_seen) for q in queues.values()),  # registered in the batcher
-            "pending": sum(len(q.pending) for q in queues.values()),
-            "queues": len(queues),
+            "open_streams": sum(len(p.last_seen) for p in predictors.values()),  # registered in a Predictor
+            "pending": sum(len(p.pending) for p in predictors.values()),
+            "predictors": len(predictors),
             "sessions": sum(1 for o in gc.get_objects() if isinstance(o, SignalSession)),
             # tasks other than gRPC's own waiting for new calls and this main(): handlers of live RPCs
             "rpc_tasks": sum(
@@ -549,7 +549,7 @@ WARM_UP = 500  # 475 in-process streams and one killed client process (25)
 # plateau, not a slope: round 7 was the lowest) with the Python object count flat. A leaked
 # stream costs 18 KiB (session with 20 ticks on three instruments) to 46 KiB (200 ticks), so
 # leaking every stream would be 18-45 MiB. The exact checks are the counts (sessions alive,
-# batcher registrations, handler tasks), which must return to 0; RSS catches what they miss
+# predictor registrations, handler tasks), which must return to 0; RSS catches what they miss
 # (gRPC call objects, message buffers).
 RSS_GROWTH_BOUND_KIB = 12 * 1024
 
@@ -684,7 +684,7 @@ def test_a_thousand_mid_stream_disconnects_leave_no_state_behind(model_repo, tmp
     write_figures("disconnects.txt", report)
     streams = KILLED_PROCESSES * STREAMS_PER_KILLED
     assert seen_open[0]["open_streams"] == seen_open[0]["sessions"] == streams, seen_open
-    assert after == {"open_streams": 0, "pending": 0, "queues": 0, "sessions": 0, "rpc_tasks": 0}, after
+    assert after == {"open_streams": 0, "pending": 0, "predictors": 0, "sessions": 0, "rpc_tasks": 0}, after
     assert growth < RSS_GROWTH_BOUND_KIB, report
 
 

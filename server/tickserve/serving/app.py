@@ -68,7 +68,7 @@ class TickServer:
         self.port = port
         self.health = health_servicer
         self.executor = executor
-        self.signals = signals  # the SignalServicer (its batcher's stats are read by benchmarks and tests)
+        self.signals = signals  # the SignalServicer (its predictors' batch stats are read by benchmarks and tests)
         self.http: HttpGateway | None = None
         self.http_port: int | None = None
         self.signal_log: SignalLog | None = None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tickserve_proto.contract import MAX_MESSAGE_BYTES
 
-from .batcher import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S
+from ..models.predictor import DEFAULT_MAX_ROWS, DEFAULT_WINDOW_S
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class ServerLimits:
     # instruments whose feature state all open streams hold together (~5 KB each; beyond: a
     # per-tick RESOURCE_EXHAUSTED for a new instrument's ticks until streams close)
     max_instruments_total: int = 200_000
-    # dynamic micro-batching across streams (0 disables it); see serving/batcher.py
+    # dynamic micro-batching across streams (0 disables it); see models/predictor.py
     batch_window_s: float = DEFAULT_WINDOW_S
     max_batch_rows: int = DEFAULT_MAX_ROWS
     # messages worked on in worker threads at once, server-wide (0: one per CPU core); more wait

@@ -3,8 +3,9 @@
 Two routes, one set of rules (validation, stream checks, features, model, signal rules),
 giving the same bits:
 - a message of at most INLINE_MAX_TICKS ticks is processed on the loop, tick by tick in plain
-  floats (`SignalSession.prepare/finish`), its model call through the micro-batcher shared by
-  every stream of the model: the work costs less than a thread hand-off;
+  floats (`SignalSession.prepare/finish`), its model call through the model's Predictor
+  (`models/predictor.py`: inline, or batched with other streams' rows): the work costs less
+  than a thread hand-off;
 - a larger message, whatever its encoding (TickBatch, TickColumns, Predict's ticks, Evaluate's
   gathered ticks), is converted to TickBlocks (`tick_input.blocks_from_ticks` /
   `block_from_proto`) and runs through the columnar path (`columnar.prepare_columns`, the
@@ -39,9 +40,9 @@ from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 from ..core.session import InstrumentBudget, SessionLimits, SignalSession
 from ..errors import InvalidArgument, ResourceExhausted, Unavailable
 from ..evaluation.evaluate import Evaluation
+from ..models.predictor import BatchOptions, Predictor, Predictors
 from ..models.repository import ModelRepository
 from . import converters, routes, tick_input
-from .batcher import MicroBatcher
 from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRESS_EVERY, EvaluationRun
 from .idle import IdleStreams
 from .limits import ServerLimits, StreamStats, parallel_messages
@@ -71,10 +72,9 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         self._durable_log = log_ if log_ is not None and log_.durable else None  # answers wait for its commits
         self.instruments = InstrumentBudget(limits.max_instruments_total)  # feature state held, server-wide
         self._session_limits = SessionLimits(max_instruments=limits.max_instruments_per_stream, budget=self.instruments)
-        self.batcher = MicroBatcher(
+        self.predictors = Predictors(  # each served model's Predictor: inline, micro-batched or threaded
             executor,
-            window_s=limits.batch_window_s,
-            max_rows=limits.max_batch_rows,
+            BatchOptions(window_s=limits.batch_window_s, max_rows=limits.max_batch_rows),
             on_batch=self.recorder.micro_batch if self.recorder.telemetry is not None else None,
         )
         self.stream_stats = StreamStats()
@@ -140,7 +140,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         in order, each as soon as it is built (a client that waits for every answer is never
         kept waiting for its next message), and at most two messages are held."""
         session: SignalSession | None = None
-        token = None
+        predictor = token = None
         self._stream_opened("StreamSignals")
         stats = self.stream_stats
         idle = self.idle
@@ -170,14 +170,16 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                         raise InvalidArgument("config: only the first message of a stream may carry a StreamConfig")
                     config = request.config
                     session = self._open_session(config.model, config.version, config.return_features)
-                    token = self.batcher.stream_opened(session.model)
+                    predictor = self.predictors.of(session.model)
+                    token = predictor.stream_opened()
                     answered.messages += 1
                     continue
                 if kind is None:
                     raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
                 if session is None:
                     session = self._open_session("", "", False)
-                    token = self.batcher.stream_opened(session.model)
+                    predictor = self.predictors.of(session.model)
+                    token = predictor.stream_opened()
                 if kind == "columns":  # the columnar path: arrays in, arrays out, in worker threads
                     n = self._columns_size(request.columns)
                     prepared = await (
@@ -200,7 +202,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     answered.ticks += n
                     continue
                 ticks = self._ticks_of(request, kind)
-                response = await self._answer(session, ticks, token, started)
+                response = await self._answer(session, ticks, predictor, token, started)
                 if self._durable_log is not None:
                     await self._logged()
                 stats.messages += 1
@@ -218,7 +220,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             self._stream_closed("StreamSignals")
             if session is not None:
                 session.close()
-                self.batcher.stream_closed(session.model, token)
+                self.predictors.stream_closed(predictor, token)
 
     def _prepare_ahead(self, arrived: _Arrived, session: SignalSession) -> _Arrived:
         """Start preparing a TickColumns message read ahead (others wait for their turn)."""
@@ -231,7 +233,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         return arrived
 
     async def _answer(
-        self, session: SignalSession, ticks: Sequence[pb.Tick], token: object, started: int
+        self, session: SignalSession, ticks: Sequence[pb.Tick], predictor: Predictor, token: object, started: int
     ) -> pb.StreamSignalsResponse:
         if len(ticks) > INLINE_MAX_TICKS:  # a big message: all of its work in a worker thread
             return await self._off_loop(routes.answer, session, ticks, self.recorder, started)
@@ -239,7 +241,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         prepared = session.prepare(own)
         results = prepared.results
         if prepared.x is not None:
-            raw, probs = await self.batcher.predict(session.model, prepared.x, token)
+            raw, probs = await predictor.predict(prepared.x, token)
             results = session.finish(prepared, raw, probs)
         return routes.respond(session, own, results, self.recorder, started)
 
@@ -275,13 +277,17 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 if self._durable_log is not None:
                     await self._logged()
                 return response
-            # a few ticks: on the loop, the model call through the micro-batcher, so concurrent
-            # Predict calls and streams of the same model share adapter calls
+            # a few ticks: on the loop, the model call through the model's Predictor, so
+            # concurrent Predict calls and streams of the same model share adapter calls
             own = [tick_input.tick_from_proto(t) for t in request.ticks]
             prepared = session.prepare(own)
             results = prepared.results
             if prepared.x is not None:
-                raw, probs = await self.batcher.predict(session.model, prepared.x)
+                predictor = self.predictors.of(session.model)
+                try:
+                    raw, probs = await predictor.predict(prepared.x)
+                finally:
+                    self.predictors.release(predictor)
                 results = session.finish(prepared, raw, probs)
             response = routes.predict_response(session, own, results, self.recorder, rpc, started)
             if self._durable_log is not None:

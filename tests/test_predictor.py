@@ -1,4 +1,4 @@
-"""Dynamic micro-batching: coalesces concurrent streams' rows, routes results back, never delays a lone stream."""
+"""A model's Predictor: coalesces concurrent streams' rows, routes results back, never delays a lone stream."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tickserve.features import batch_features
+from tickserve.models.predictor import BatchOptions, Predictors
 from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
-from tickserve.serving.batcher import MicroBatcher
 from tickserve.serving.converters import frame_to_protos
 from tickserve.serving.limits import ServerLimits
 from tickserve.simulate import simulate
@@ -42,13 +42,13 @@ def run(coro):
 def test_concurrent_requests_share_one_adapter_call_and_get_their_own_rows():
     async def scenario():
         model = CountingModel()
-        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
-        tokens = [batcher.stream_opened(model) for _ in range(3)]
+        predictor = Predictors(ThreadPoolExecutor(1), BatchOptions(window_s=1.0)).of(model)
+        tokens = [predictor.stream_opened() for _ in range(3)]
         for token in tokens:  # each stream has sent recently: all three are active
-            await batcher.predict(model, np.ones((1, 2)), token)
+            await predictor.predict(np.ones((1, 2)), token)
         model.calls.clear()
         xs = [np.full((n, 2), float(i)) for i, n in enumerate((1, 3, 2))]
-        outs = await asyncio.gather(*(batcher.predict(model, x, t) for x, t in zip(xs, tokens)))
+        outs = await asyncio.gather(*(predictor.predict(x, t) for x, t in zip(xs, tokens)))
         return model, outs, xs
 
     model, outs, xs = run(scenario())
@@ -60,11 +60,11 @@ def test_concurrent_requests_share_one_adapter_call_and_get_their_own_rows():
 def test_a_lone_stream_never_waits_for_the_window():
     async def scenario():
         model = CountingModel()
-        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=30.0)
-        token = batcher.stream_opened(model)
-        batcher.stream_opened(model)  # open but idle: must not make the active one wait
+        predictor = Predictors(ThreadPoolExecutor(1), BatchOptions(window_s=30.0)).of(model)
+        token = predictor.stream_opened()
+        predictor.stream_opened()  # open but idle: must not make the active one wait
         started = time.monotonic()
-        await asyncio.wait_for(batcher.predict(model, np.ones((1, 2)), token), timeout=2.0)
+        await asyncio.wait_for(predictor.predict(np.ones((1, 2)), token), timeout=2.0)
         return time.monotonic() - started, model
 
     elapsed, model = run(scenario())
@@ -74,13 +74,13 @@ def test_a_lone_stream_never_waits_for_the_window():
 def test_the_window_flushes_when_not_every_stream_has_sent():
     async def scenario():
         model = CountingModel()
-        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=0.05)
-        a, b, c = (batcher.stream_opened(model) for _ in range(3))
+        predictor = Predictors(ThreadPoolExecutor(1), BatchOptions(window_s=0.05)).of(model)
+        a, b, c = (predictor.stream_opened() for _ in range(3))
         for token in (a, b, c):  # all three recently active
-            await batcher.predict(model, np.ones((1, 2)), token)
+            await predictor.predict(np.ones((1, 2)), token)
         model.calls.clear()
         started = time.monotonic()
-        await asyncio.gather(batcher.predict(model, np.ones((1, 2)), a), batcher.predict(model, np.ones((1, 2)), b))
+        await asyncio.gather(predictor.predict(np.ones((1, 2)), a), predictor.predict(np.ones((1, 2)), b))
         return time.monotonic() - started, model
 
     elapsed, model = run(scenario())
@@ -100,12 +100,12 @@ class PoisonModel(CountingModel):
 def test_a_failing_batch_fails_only_the_caller_whose_rows_fail():
     async def scenario():
         model = PoisonModel()
-        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
-        a, b, c = (batcher.stream_opened(model) for _ in range(3))
+        predictor = Predictors(ThreadPoolExecutor(1), BatchOptions(window_s=1.0)).of(model)
+        a, b, c = (predictor.stream_opened() for _ in range(3))
         return model, await asyncio.gather(
-            batcher.predict(model, np.ones((1, 2)), a),
-            batcher.predict(model, np.full((2, 2), np.nan), b),
-            batcher.predict(model, np.full((1, 2), 5.0), c),
+            predictor.predict(np.ones((1, 2)), a),
+            predictor.predict(np.full((2, 2), np.nan), b),
+            predictor.predict(np.full((1, 2), 5.0), c),
             return_exceptions=True,
         )
 
@@ -120,11 +120,11 @@ def test_a_failing_batch_fails_only_the_caller_whose_rows_fail():
 def test_every_caller_fails_when_the_adapter_always_fails():
     async def scenario():
         model = CountingModel(fail=True)
-        batcher = MicroBatcher(ThreadPoolExecutor(1), window_s=1.0)
-        a, b = batcher.stream_opened(model), batcher.stream_opened(model)
+        predictor = Predictors(ThreadPoolExecutor(1), BatchOptions(window_s=1.0)).of(model)
+        a, b = predictor.stream_opened(), predictor.stream_opened()
         return await asyncio.gather(
-            batcher.predict(model, np.ones((1, 2)), a),
-            batcher.predict(model, np.ones((1, 2)), b),
+            predictor.predict(np.ones((1, 2)), a),
+            predictor.predict(np.ones((1, 2)), b),
             return_exceptions=True,
         )
 
@@ -159,12 +159,12 @@ def test_concurrent_streams_are_batched_and_signals_equal_offline(batching_serve
         runs = list(pool.map(stream, range(12)))
     for got in runs:
         assert np.array_equal(got, expected)
-    stats = server.signals.batcher.stats
+    stats = server.signals.predictors.stats
     assert stats.rows >= 12 * 300 and stats.largest > 1 and stats.calls < stats.rows
 
 
-def test_small_predict_calls_go_through_the_batcher_with_the_same_signals(batching_server):
-    """A Predict of a few ticks predicts through the micro-batcher, as streams do (so it can share
+def test_small_predict_calls_go_through_the_predictor_with_the_same_signals(batching_server):
+    """A Predict of a few ticks predicts through the model's Predictor, as streams do (so it can share
     an adapter call with them), and answers the offline signals."""
     server, repository = batching_server
     model = repository.get(MODEL)
@@ -172,7 +172,7 @@ def test_small_predict_calls_go_through_the_batcher_with_the_same_signals(batchi
     full = batch_features(frame, model.manifest.feature_config)
     _, expected = model.predict(full[:, model.feature_index])
     ticks = frame_to_protos(frame)
-    stats = server.signals.batcher.stats
+    stats = server.signals.predictors.stats
     with TickserveClient(f"127.0.0.1:{server.port}", timeout=60) as client:
         for n in (1, 3, 4):  # each call is a fresh session: its ticks are the frame's first n
             rows_before = stats.rows
@@ -180,3 +180,19 @@ def test_small_predict_calls_go_through_the_batcher_with_the_same_signals(batchi
             assert stats.rows == rows_before + n
             got = np.array([[s.p_sell, s.p_hold, s.p_buy] for s in signals])
             assert np.array_equal(got, expected[:n])
+    # a Predict holds no Predictor once answered: nothing (no old model version) is kept for it
+    deadline = time.monotonic() + 5
+    while server.signals.predictors.serving and time.monotonic() < deadline:
+        time.sleep(0.01)  # streams of the test before close on the server a moment after the client
+    assert not server.signals.predictors.serving
+
+
+def test_a_reloaded_model_gets_a_predictor_of_its_own():
+    """Rows of two versions are never batched together: a new LoadedModel is a new Predictor."""
+    predictors = Predictors(ThreadPoolExecutor(1))
+    old, new = CountingModel(), CountingModel()
+    first = predictors.of(old)
+    token = first.stream_opened()
+    assert predictors.of(old) is first and predictors.of(new) is not first
+    predictors.stream_closed(first, token)
+    assert list(predictors.serving.values()) == [predictors.of(new)]
