@@ -8,7 +8,10 @@ gRPC channel.
 from __future__ import annotations
 
 import json
+import queue
 import re
+import shutil
+import time
 import urllib.error
 import urllib.request
 
@@ -289,6 +292,66 @@ def test_nothing_acknowledged_is_lost_at_a_graceful_shutdown_and_the_log_survive
             runner.run(server.stop(5.0))  # graceful: close() writes everything queued
             runner.close()
         assert len(query_signals(db, limit=10_000)) == answered == 400 * (round_ + 1)
+
+
+class SlowAdapter:
+    """The LightGBM adapter, a quarter of a second slower per call: time to cancel a stream while
+    its answer is being built."""
+
+    name = "test-slow"
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    @classmethod
+    def load(cls, model_dir, manifest):
+        from tickserve_lightgbm import LightGBMAdapter
+
+        return cls(LightGBMAdapter.load(model_dir, manifest))
+
+    def predict_proba(self, features):
+        time.sleep(0.25)
+        return self.inner.predict_proba(features)
+
+    def feature_importance(self):
+        return self.inner.feature_importance()
+
+
+def test_the_log_holds_what_was_sent_not_an_answer_whose_stream_was_cancelled_first(model_repo, plugins, tmp_path):
+    """A client that cancels its stream while an answer is being built never receives it, so its
+    signals are not logged as served; the answers it did receive are."""
+    root = tmp_path / "models"
+    shutil.copytree(model_repo / MODEL / "1", root / "slow" / "1")
+    manifest_path = root / "slow" / "1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(name="slow", adapter=SlowAdapter.name)
+    manifest_path.write_text(json.dumps(manifest))
+    repository = ModelRepository(root, {**plugins.adapters, SlowAdapter.name: SlowAdapter})
+    repository.load_all()
+    db = tmp_path / "signals.db"
+    runner = _LoopThread()
+    server = runner.run(create_server("127.0.0.1:0", repository, signal_log=db))
+    try:
+        ticks = frame_to_protos(simulate(40, seed=66))
+        for t in ticks:
+            t.instrument = "CANCELLED"
+        outbox: queue.Queue = queue.Queue()
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        call = pb_grpc.SignalServiceStub(channel).StreamSignals(iter(outbox.get, None), timeout=30)
+        outbox.put(pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=ticks[:20])))
+        received = next(call)  # the first answer reached the client
+        assert len(received.results) == 20
+        outbox.put(pb.StreamSignalsRequest(batch=pb.TickBatch(ticks=ticks[20:])))
+        time.sleep(0.1)  # the second answer is being built (the adapter takes 0.25 s)
+        call.cancel()
+        time.sleep(0.6)  # ... and is built, then dropped, after the cancel
+        channel.close()
+        server.signal_log.flush()
+        logged = query_signals(db, instrument="CANCELLED", limit=1000)
+        assert [r["timestamp_ns"] for r in logged] == [t.timestamp_ns for t in ticks[:20]]
+    finally:
+        runner.run(server.stop(1.0))
+        runner.close()
 
 
 # --- the command line ------------------------------------------------------------------

@@ -3,6 +3,11 @@
 Called once per message (never per tick for metrics), from the event loop or
 a worker thread: prometheus_client's metrics and SignalLog.record are both
 thread-safe. With neither configured it costs one attribute check.
+
+The counts are taken when the answer is built; its signal-log rows are handed back
+(`LogRows`) for the servicer to `log` once the answer is sent, so the log records what
+clients were sent, not what was built for a stream that was cancelled before its send
+(with a durable log they are committed before the send instead; see SignalServicer).
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from ..core.session import Scored
 from ..core.signals import ACTIONS, RISKS, STRENGTHS, URGENCIES
 from .signal_log import SignalLog, SignalRow
 from .telemetry import Telemetry
+
+# An answered message's signal-log rows, in order (row sources the log's writer expands), or
+# () when there is no signal log or nothing to log.
+LogRows = list | tuple
 
 
 class Recorder:
@@ -41,19 +50,19 @@ class Recorder:
             self._children[key] = found
         return found
 
-    def message(self, rpc: str, model, ticks: list, results: list, started_ns: int) -> None:
-        """Record one answered message: `results[i]` is the Scored or Rejection of `ticks[i]`."""
-        self.parts(rpc, model, [(ticks, results)], started_ns)
+    def message(self, rpc: str, model, ticks: list, results: list, started_ns: int) -> LogRows:
+        """Count one answered message: `results[i]` is the Scored or Rejection of `ticks[i]`."""
+        return self.parts(rpc, model, [(ticks, results)], started_ns)
 
-    def columns(self, rpc: str, model, block: TickBlock, results: ColumnResults, started_ns: int) -> None:
+    def columns(self, rpc: str, model, block: TickBlock, results: ColumnResults, started_ns: int) -> LogRows:
         """`message` for a TickColumns message: the same metrics and signal-log rows, from the arrays."""
-        self.parts(rpc, model, [(block, results)], started_ns)
+        return self.parts(rpc, model, [(block, results)], started_ns)
 
-    def parts(self, rpc: str, model, parts: list[tuple], started_ns: int) -> None:
-        """Record one answered message made of parts, in order: (TickBlock, ColumnResults) or
-        (ticks, their per-tick results)."""
+    def parts(self, rpc: str, model, parts: list[tuple], started_ns: int) -> LogRows:
+        """Count one answered message made of parts, in order: (TickBlock, ColumnResults) or
+        (ticks, their per-tick results); its signal-log rows are returned, for `log`."""
         if not self.enabled:
-            return
+            return ()
         latency_ns = time.perf_counter_ns() - started_ns
         rows: list | None = [] if self.signal_log is not None else None  # row sources, in order
         errors: Counter = Counter()
@@ -73,8 +82,13 @@ class Recorder:
                 if rows is not None:
                     rows.append(_tick_rows(rpc, model, source, results, latency_ns))
         self._count(rpc, model, signals, errors, latency_ns)
-        for source in rows or ():
-            self.signal_log.record(source)  # never blocks; drops are counted by the log itself
+        return rows or ()
+
+    def log(self, rows: LogRows) -> None:
+        """Hand an answered message's rows to the signal log (never blocks; drops are counted by
+        the log itself)."""
+        for source in rows:
+            self.signal_log.record(source)
 
     def _count(self, rpc: str, model, signals: int, errors: Counter | None, latency_ns: int) -> None:
         t = self.telemetry

@@ -1,5 +1,6 @@
 """The worker-thread side of SignalService: the route of each kind of message, from protobuf
-in to protobuf out (no asyncio in here). `servicer.py` decides when each runs."""
+in to protobuf out (no asyncio in here). `servicer.py` decides when each runs. Each route
+returns its answer and the answer's signal-log rows, which the servicer logs once it is sent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..core.columnar import PreparedColumns, TickBlock, finish_columns, prepare_
 from ..core.session import Rejection, Scored, SignalSession
 from ..errors import TickserveError
 from . import converters, tick_input
-from .recorder import Recorder
+from .recorder import LogRows, Recorder
 
 
 def call_error(rejection: Rejection, where: str) -> TickserveError:
@@ -48,22 +49,20 @@ def run_ticks(session: SignalSession, ticks: Sequence[pb.Tick]) -> tuple[list[pb
 
 def answer(
     session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, started: int
-) -> pb.StreamSignalsResponse:
+) -> tuple[pb.StreamSignalsResponse, LogRows]:
     answers, _, parts = run_ticks(session, ticks)
     response = pb.StreamSignalsResponse(results=answers)
-    recorder.parts("StreamSignals", session.model, parts, started)
-    return response
+    return response, recorder.parts("StreamSignals", session.model, parts, started)
 
 
 def respond(
     session: SignalSession, ticks: list, results: list, recorder: Recorder, started: int
-) -> pb.StreamSignalsResponse:
+) -> tuple[pb.StreamSignalsResponse, LogRows]:
     name, version = session.model.name, session.model.version
     response = pb.StreamSignalsResponse(
         results=[converters.result_to_proto(r, t, name, version) for r, t in zip(results, ticks)]
     )
-    recorder.message("StreamSignals", session.model, ticks, results, started)
-    return response
+    return response, recorder.message("StreamSignals", session.model, ticks, results, started)
 
 
 def prepare_columns_message(session: SignalSession, columns: pb.TickColumns) -> PreparedColumns:
@@ -72,7 +71,7 @@ def prepare_columns_message(session: SignalSession, columns: pb.TickColumns) -> 
 
 def finish_columns_message(
     session: SignalSession, prepared: PreparedColumns, recorder: Recorder, started: int
-) -> pb.StreamSignalsResponse:
+) -> tuple[pb.StreamSignalsResponse, LogRows]:
     if prepared.x is None:
         results = finish_columns(session, prepared, np.empty((0, 3)), np.empty((0, 3)))
     else:
@@ -81,30 +80,27 @@ def finish_columns_message(
     name, version = session.model.name, session.model.version
     block = prepared.block
     response = pb.StreamSignalsResponse(columns=converters.columns_to_proto(results, block, name, version))
-    recorder.columns("StreamSignals", session.model, block, results, started)
-    return response
+    return response, recorder.columns("StreamSignals", session.model, block, results, started)
 
 
 def predict(
     session: SignalSession, ticks: Sequence[pb.Tick], recorder: Recorder, rpc: str, started: int
-) -> pb.PredictResponse:
+) -> tuple[pb.PredictResponse, LogRows]:
     answers, rejections, parts = run_ticks(session, ticks)
     if rejections:  # the first rejected tick fails the whole call, naming it
         first = min(rejections)
         raise call_error(rejections[first], f"ticks[{first}]")
     response = pb.PredictResponse(signals=[a.signal for a in answers])
-    recorder.parts(rpc, session.model, parts, started)
-    return response
+    return response, recorder.parts(rpc, session.model, parts, started)
 
 
 def predict_response(
     session: SignalSession, own: list, results: list, recorder: Recorder, rpc: str, started: int
-) -> pb.PredictResponse:
+) -> tuple[pb.PredictResponse, LogRows]:
     """The signals of a Predict call; the first rejected tick fails the whole call, naming it."""
     for i, r in enumerate(results):
         if not isinstance(r, Scored):  # e.g. time going backwards within the batch
             raise call_error(r, f"ticks[{i}]")
     name, version = session.model.name, session.model.version
     response = pb.PredictResponse(signals=[converters.signal_to_proto(r, name, version) for r in results])
-    recorder.message(rpc, session.model, own, results, started)
-    return response
+    return response, recorder.message(rpc, session.model, own, results, started)

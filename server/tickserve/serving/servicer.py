@@ -47,7 +47,7 @@ from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRE
 from .idle import IdleStreams
 from .limits import ServerLimits, StreamStats, parallel_messages
 from .open_streams import OpenStreams
-from .recorder import Recorder
+from .recorder import LogRows, Recorder
 from .status import stream_errors, unary_errors
 
 log = logging.getLogger(__name__)
@@ -192,22 +192,22 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     done, _ = await asyncio.wait({finishing, ahead}, return_when=asyncio.FIRST_COMPLETED)
                     if ahead in done:
                         ahead = self._prepare_ahead(ahead.result(), session)
-                    response = await finishing
-                    if self._durable_log is not None:
-                        await self._logged()
+                    response, rows = await finishing
+                    rows = await self._log_before_send(rows)
                     stats.messages += 1
                     stats.ticks += n
                     yield response
+                    self.recorder.log(rows)
                     answered.messages += 1
                     answered.ticks += n
                     continue
                 ticks = self._ticks_of(request, kind)
-                response = await self._answer(session, ticks, predictor, token, started)
-                if self._durable_log is not None:
-                    await self._logged()
+                response, rows = await self._answer(session, ticks, predictor, token, started)
+                rows = await self._log_before_send(rows)
                 stats.messages += 1
                 stats.ticks += len(ticks)
                 yield response  # waits for flow control: no next message is read before this is sent
+                self.recorder.log(rows)  # gRPC took the answer: not when the stream ended before
                 answered.messages += 1
                 answered.ticks += len(ticks)
         finally:
@@ -234,7 +234,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
 
     async def _answer(
         self, session: SignalSession, ticks: Sequence[pb.Tick], predictor: Predictor, token: object, started: int
-    ) -> pb.StreamSignalsResponse:
+    ) -> tuple[pb.StreamSignalsResponse, LogRows]:
         if len(ticks) > INLINE_MAX_TICKS:  # a big message: all of its work in a worker thread
             return await self._off_loop(routes.answer, session, ticks, self.recorder, started)
         own = [tick_input.tick_from_proto(t) for t in ticks]
@@ -244,6 +244,17 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             raw, probs = await predictor.predict(prepared.x, token)
             results = session.finish(prepared, raw, probs)
         return routes.respond(session, own, results, self.recorder, started)
+
+    async def _log_before_send(self, rows: LogRows) -> LogRows:
+        """The signal log records what was sent. With a durable log an answer's rows are committed
+        before it is sent (so a crash loses no answered signal; an answer then lost in transit,
+        e.g. a stream cancelled at that moment, stays logged); otherwise they are returned, to be
+        logged once gRPC has taken the answer."""
+        if self._durable_log is None:
+            return rows
+        self.recorder.log(rows)
+        await self._logged()
+        return ()
 
     async def _logged(self) -> None:
         """With a durable signal log, wait until the answer's rows are committed before it is sent,
@@ -273,9 +284,10 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         session = self._open_session(request.model, request.version, request.return_features)
         try:
             if len(request.ticks) > INLINE_MAX_TICKS:
-                response = await self._off_loop(routes.predict, session, request.ticks, self.recorder, rpc, started)
-                if self._durable_log is not None:
-                    await self._logged()
+                response, rows = await self._off_loop(
+                    routes.predict, session, request.ticks, self.recorder, rpc, started
+                )
+                self.recorder.log(await self._log_before_send(rows))  # a unary answer: logged as returned
                 return response
             # a few ticks: on the loop, the model call through the model's Predictor, so
             # concurrent Predict calls and streams of the same model share adapter calls
@@ -289,9 +301,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 finally:
                     self.predictors.release(predictor)
                 results = session.finish(prepared, raw, probs)
-            response = routes.predict_response(session, own, results, self.recorder, rpc, started)
-            if self._durable_log is not None:
-                await self._logged()
+            response, rows = routes.predict_response(session, own, results, self.recorder, rpc, started)
+            self.recorder.log(await self._log_before_send(rows))
             return response
         finally:
             session.close()
