@@ -58,7 +58,9 @@ class LimitsSettings:
     idle_timeout_s: float = _setting(3600.0, "a stream that sends nothing this long is ended (0: never)")
     max_ticks_per_message: int = _setting(10_000, "ticks in one message or Predict call")
     max_instruments_per_stream: int = _setting(10_000, "instruments one stream may track")
-    max_instruments_total: int = _setting(200_000, "instruments all open streams may track together (~5 KB each)")
+    max_instruments_total: int = _setting(
+        200_000, "instruments all open streams may track together (~7.5 KB of memory each)"
+    )
     max_message_bytes: int = _setting(MAX_MESSAGE_BYTES, "largest request or response message")
     batch_window_us: float = _setting(300.0, "micro-batching window across streams (0 disables it)")
     max_batch_rows: int = _setting(256, "largest micro-batch")

@@ -332,7 +332,9 @@ def _server_settings_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-ticks-per-message", type=int, help="ticks in one batch or Predict request (10000)")
     g.add_argument("--max-instruments-per-stream", type=int, help="distinct instruments in one stream (10000)")
     g.add_argument(
-        "--max-instruments-total", type=int, help="instruments all open streams hold together, ~5 KB each (200000)"
+        "--max-instruments-total",
+        type=int,
+        help="instruments all open streams hold together, ~7.5 KB of memory each (200000)",
     )
     g.add_argument("--max-message-bytes", type=int, help="largest request message (16 MiB)")
     g = p.add_argument_group("access control (docs/security.md)")

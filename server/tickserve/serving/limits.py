@@ -29,7 +29,7 @@ class ServerLimits:
     idle_timeout_s: float = 3600.0
     # largest request message gRPC accepts (beyond: gRPC itself ends the call)
     max_message_bytes: int = MAX_MESSAGE_BYTES
-    # instruments whose feature state all open streams hold together (~5 KB each; beyond: a
+    # instruments whose feature state all open streams hold together (~7.5 KB of memory each; beyond: a
     # per-tick RESOURCE_EXHAUSTED for a new instrument's ticks until streams close)
     max_instruments_total: int = 200_000
     # dynamic micro-batching across streams (0 disables it); see models/predictor.py
