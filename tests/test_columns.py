@@ -396,9 +396,9 @@ def test_the_signal_log_gets_the_same_rows_from_columns(server, ticks):
     a, b = SignalSession(model), SignalSession(model)
     for start in range(0, 900, 300):
         own = [tick_input.tick_from_proto(t) for t in ticks[start : start + 300]]
-        per_tick.message("StreamSignals", model, own, a.process(own), 0)
+        per_tick.log(per_tick.message("StreamSignals", model, own, a.process(own), 0))
         block = _block(ticks[start : start + 300])
-        columnar.columns("StreamSignals", model, block, process_columns(b, block), 0)
+        columnar.log(columnar.columns("StreamSignals", model, block, process_columns(b, block), 0))
     strip = lambda rows: [r[1:-1] for r in rows]  # noqa: E731  (served_at and latency differ)
     assert len(per_tick.signal_log.rows) > 800
     assert strip(columnar.signal_log.rows) == strip(per_tick.signal_log.rows)
@@ -496,7 +496,7 @@ def test_a_tick_batch_is_answered_through_blocks_exactly_as_tick_by_tick(server,
         chunk = extra[start : start + 300]
         own = [tick_input.tick_from_proto(t) for t in chunk]
         expected = [converters.result_to_proto(r, t, model.name, model.version) for r, t in zip(a.process(own), own)]
-        got = list(_answer(b, chunk, Recorder(), 0).results)
+        got = list(_answer(b, chunk, Recorder(), 0)[0].results)
         assert len(got) == len(expected)
         for i, (g, e) in enumerate(zip(got, expected)):
             assert g == e, (start + i, g, e)
