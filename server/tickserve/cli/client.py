@@ -180,4 +180,21 @@ def cmd_repository(args) -> int:
         else:
             models = getattr(client, f"{args.action}_model")(args.model, args.version)
     _print_models(models)
+    if args.action in ("load", "reload"):  # a script or CI must not pass a deployment that failed
+        from tickserve_proto.v1 import tickserve_pb2 as pb
+
+        # not READY, or READY only because a failed reload left the previous load serving
+        failed = [
+            m
+            for m in models
+            if m.name == args.model and (m.state != pb.MODEL_STATE_READY or m.state_reason.startswith("reload failed"))
+        ]
+        if failed:
+            what = "; ".join(
+                f"{m.name}/{m.version} {pb.ModelState.Name(m.state).removeprefix('MODEL_STATE_')}"
+                + (f" ({m.state_reason})" if m.state_reason else "")
+                for m in failed
+            )
+            print(f"tickserve: error: repository {args.action} {args.model}: {what}", file=sys.stderr)
+            return 1
     return 0

@@ -16,9 +16,8 @@ from .demo import cmd_demo
 from .plugins import cmd_plugins
 from .serve import cmd_config, cmd_serve
 from .signals import cmd_signals
-from .train import cmd_compile, cmd_ensemble, cmd_train
+from .train import cmd_check, cmd_compile, cmd_ensemble, cmd_train
 
-DEFAULT_MODEL_NAME = "signal-lgbm"
 DEFAULT_SERVER = "127.0.0.1:50051"
 
 
@@ -81,8 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--samples", type=int, default=60_000, help="simulate this many ticks instead")
     t.add_argument("--seed", type=int, default=1, help="simulator seed (with --samples)")
     t.add_argument("--models", type=Path, default=Path("models"))
-    t.add_argument("--name", default=DEFAULT_MODEL_NAME)
+    t.add_argument(
+        "--name",
+        default=None,
+        help="the model's name (default: <data file stem>-<adapter>, or simulated-<adapter>)",
+    )
     t.add_argument("--version", default=None, help="default: the next integer")
+    t.add_argument(
+        "--new-version",
+        action="store_true",
+        help="add a version to an existing model even though its data, feature config or adapter "
+        "differ from its newest version's (refused without this flag)",
+    )
     t.add_argument("--adapter", default="lightgbm")
     _feature_args(t)
     t.add_argument(
@@ -245,7 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL[:VERSION][=WEIGHT]",
         help="a member (default version: the newest on disk; default weight 1)",
     )
+    _plugin_filter_args(e)
     e.set_defaults(func=cmd_ensemble)
+
+    ck = sub.add_parser(
+        "check",
+        help="run the server's load-time checks on a model version, a model or a repository, offline "
+        "(exit 1 when any would not be READY)",
+    )
+    ck.add_argument("path", type=Path, help="models/NAME/VERSION, models/NAME or models/")
+    _plugin_filter_args(ck)
+    ck.set_defaults(func=cmd_check)
 
     r = sub.add_parser("repository", help="index, load, reload or unload models on a running server")
     r.add_argument("action", choices=["index", "load", "reload", "unload"])

@@ -133,6 +133,8 @@ def cmd_serve(args) -> int:
     for entry in repository.entries():
         line = f"model {entry.name}/{entry.version}: {entry.state.value}"
         print(line + (f" ({entry.reason})" if entry.reason else ""), file=sys.stderr)
+    for note in default_model_notes(repository, srv.models):
+        print(note, file=sys.stderr)
     asyncio.run(
         serve(
             repository,
@@ -151,6 +153,27 @@ def cmd_serve(args) -> int:
         )
     )
     return 0
+
+
+def default_model_notes(repository, models: str) -> list[str]:
+    """What `serve` says at start about the model a request naming none gets."""
+    names = sorted({e.name for e in repository.entries()})
+    default = repository.default_model
+    if not names:
+        return [
+            f"warning: the repository {models} holds no model: every request fails NOT_FOUND until one "
+            "is added (`tickserve train --models ...`) and loaded (`tickserve repository load NAME`)"
+        ]
+    if default and default not in names:
+        return [
+            f"warning: the default model {default!r} is not in the repository {models} (it has: {', '.join(names)})"
+        ]
+    if default:
+        return [f"default model: {default} (requests that name no model get it)"]
+    return [
+        f"no default model: the repository holds {len(names)} models ({', '.join(names)}), so a request "
+        "must name one; --default-model NAME (or [server] default_model) sets one"
+    ]
 
 
 def cmd_config(args) -> int:

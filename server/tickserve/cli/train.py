@@ -1,4 +1,4 @@
-"""Models on disk: `tickserve train` (training orchestration), `compile` and `ensemble`."""
+"""Models on disk: `tickserve train` (training orchestration), `compile`, `ensemble` and `check`."""
 
 from __future__ import annotations
 
@@ -82,8 +82,12 @@ def cmd_train(args) -> int:
     features = tuple(f.strip() for f in args.features.split(",") if f.strip()) or None
     frame = _load_frame(args.data_file, args.samples, args.seed)
     source = args.data_file or f"simulator (seed {args.seed})"
+    name = args.name or derived_name(args.data_file, args.adapter)
+    if not args.name:
+        print(f"model name: {name} (from the data and the adapter; --name NAME sets it)")
+    check_new_version(args.models, name, frame.fingerprint(), feature_config, args.adapter, args.new_version)
     print(
-        f"training {args.adapter} model {args.name!r} on {len(frame)} ticks from {source} "
+        f"training {args.adapter} model {name!r} on {len(frame)} ticks from {source} "
         f"({args.label} labels, horizon {'chosen from the data' if choose else label_config.describe()}; "
         f"calendar {calendar.name}; {args.folds} walk-forward folds)"
     )
@@ -91,7 +95,7 @@ def cmd_train(args) -> int:
         frame,
         adapter=adapter,
         models_dir=args.models,
-        name=args.name,
+        name=name,
         version=args.version,
         feature_config=feature_config,
         label_config=label_config,
@@ -110,6 +114,49 @@ def cmd_train(args) -> int:
     if not args.no_compile:
         _compile_one(adapter, path, manifest, quick=True)
     return 0
+
+
+def derived_name(data_file: Path | None, adapter: str) -> str:
+    """A model name from what it is trained on: `<data file stem>-<adapter>`, or
+    `simulated-<adapter>`; never one fixed name that every training run would add a version to."""
+    import re
+
+    stem = Path(data_file).name.split(".")[0] if data_file else "simulated"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._") or "ticks"
+    return f"{stem[:100]}-{adapter}"
+
+
+def check_new_version(models: Path, name: str, fingerprint: str, feature_config, adapter: str, allowed: bool) -> None:
+    """Refuse to add a version of an existing model trained on other data, with another feature
+    config or adapter: its newest version is what every client of the name gets, so a version
+    from elsewhere silently changes what they are served. --new-version consents."""
+    from ..models.manifest import MANIFEST_FILE, ModelManifest
+    from ..models.repository import version_key
+
+    folder = Path(models) / name
+    versions = [p for p in folder.iterdir() if (p / MANIFEST_FILE).is_file()] if folder.is_dir() else []
+    if not versions or allowed:
+        return
+    latest = max(versions, key=lambda p: version_key(p.name))
+    try:
+        previous = ModelManifest.load(latest)
+    except Exception:  # an unreadable previous version is the repository's problem, not this one's
+        return
+    changed = []
+    if previous.members:
+        changed.append("it is an ensemble")
+    if previous.adapter != adapter and not previous.members:
+        changed.append(f"adapter {previous.adapter} -> {adapter}")
+    if previous.data_fingerprint and previous.data_fingerprint != fingerprint:
+        changed.append(f"training data (fingerprint {previous.data_fingerprint[:12]} -> {fingerprint[:12]})")
+    if previous.feature_config.to_dict() != feature_config.to_dict():
+        changed.append("feature config (tick sizes or calendar)")
+    if changed:
+        raise ValueError(
+            f"--name {name}: version {latest.name} of this model differs: {'; '.join(changed)}. A new version "
+            f"would change what every client of {name!r} is served; choose another --name, or pass "
+            "--new-version to add one anyway"
+        )
 
 
 def cmd_compile(args) -> int:
@@ -199,7 +246,28 @@ def cmd_ensemble(args) -> int:
     target = args.models / args.name / version
     if target.exists():
         raise FileExistsError(f"{target} already exists")
+    manifest = ensemble_manifest(args.name, version, members)  # ValueError naming a member that cannot vote
     target.mkdir(parents=True)
-    ensemble_manifest(args.name, version, members).save(target)
-    print(f"wrote {target} (members: {', '.join(f'{m.name}/{m.version}={w:g}' for m, w in members)})")
+    manifest.save(target)
+    # the load `serve` will run (members READY, the whole serving path): a deployment that would
+    # come up FAILED is not left behind
+    from ..models.offline_check import check_models
+
+    entry = check_models(target, _plugins(args).adapters)[0]
+    if entry.state.value != "READY":
+        import shutil
+
+        shutil.rmtree(target)
+        raise ValueError(f"ensemble {args.name}/{version} would not load ({entry.reason}); nothing written")
+    print(f"wrote {target} (members: {', '.join(f'{m.name}/{m.version}={w:g}' for m, w in members)}): READY")
     return 0
+
+
+def cmd_check(args) -> int:
+    """Run the server's load-time checks on a model version, a model or a repository, offline."""
+    from ..models.offline_check import check_models
+
+    entries = check_models(args.path, _plugins(args).adapters)
+    for e in entries:
+        print(f"{e.name}/{e.version}: {e.state.value}" + (f" ({e.reason})" if e.reason else ""))
+    return 0 if entries and all(e.state.value == "READY" for e in entries) else 1

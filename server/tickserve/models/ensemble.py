@@ -39,16 +39,9 @@ class EnsembleAdapter(ComposedAdapter):
         built = []
         for model, weight in members:
             m = model.manifest
-            where = f"member {m.name}/{m.version}"
-            if not (isfinite(weight) and 0 < weight <= 1e6):
-                raise ModelLoadError(f"{where}: weight must be > 0 and at most 1e6, got {weight!r}")
-            if m.feature_config != manifest.feature_config:
-                raise ModelLoadError(f"{where}: its feature config (tick sizes, calendar) differs from the ensemble's")
-            if m.label_config != manifest.label_config:
-                raise ModelLoadError(f"{where}: its label config differs from the ensemble's")
-            missing = [f for f in m.feature_names if f not in position]
-            if missing:
-                raise ModelLoadError(f"{where}: features {missing} are not in the ensemble's feature list")
+            problem = member_problem(manifest, m, weight)
+            if problem:
+                raise ModelLoadError(f"member {m.name}/{m.version}: {problem}")
             built.append((model, weight, np.array([position[f] for f in m.feature_names], dtype=np.intp)))
         return cls(built)
 
@@ -73,14 +66,39 @@ class EnsembleAdapter(ComposedAdapter):
         return {"members": ", ".join(f"{m.name}/{m.version}:{w:g}" for m, w, _ in self.members)}
 
 
+def member_problem(ensemble: ModelManifest, member: ModelManifest, weight: float) -> str:
+    """Why `member` cannot vote in `ensemble` ("" if it can): checked when an ensemble is written
+    and again when it loads, by this one function."""
+    if not (isfinite(weight) and 0 < weight <= 1e6):
+        return f"weight must be > 0 and at most 1e6, got {weight!r}"
+    if member.members:
+        return "it is an ensemble itself (members must be models)"
+    if list(member.classes) != list(ensemble.classes):
+        return f"its classes {list(member.classes)} differ from the ensemble's {list(ensemble.classes)}"
+    if member.feature_stage_version != ensemble.feature_stage_version:
+        return (
+            f"its feature stage version {member.feature_stage_version!r} differs from the ensemble's "
+            f"{ensemble.feature_stage_version!r}"
+        )
+    if member.feature_config != ensemble.feature_config:
+        return "its feature config (tick sizes, calendar) differs from the ensemble's"
+    if member.label_config != ensemble.label_config:
+        return "its label config (what BUY/SELL mean: horizon, threshold, mode) differs from the ensemble's"
+    missing = [f for f in member.feature_names if f not in set(ensemble.feature_names)]
+    if missing:
+        return f"features {missing} are not in the ensemble's feature list"
+    return ""
+
+
 def ensemble_manifest(name: str, version: str, members: list[tuple[ModelManifest, float]]) -> ModelManifest:
-    """The manifest of an ensemble of these member manifests (checked again at load)."""
+    """The manifest of an ensemble of these member manifests; ValueError naming every member that
+    cannot vote with the first (the same checks run again at load)."""
     if not members:
         raise ValueError("an ensemble needs at least one member")
     first = members[0][0]
     used = {f for m, _ in members for f in m.feature_names}
     features = sorted(used, key=FEATURE_INDEX.__getitem__)
-    return ModelManifest(
+    manifest = ModelManifest(
         name=name,
         version=version,
         adapter=EnsembleAdapter.name,
@@ -93,6 +111,10 @@ def ensemble_manifest(name: str, version: str, members: list[tuple[ModelManifest
         parameters={"voting": "soft", "weights": {f"{m.name}/{m.version}": w for m, w in members}},
         members=[{"model": m.name, "version": m.version, "weight": w} for m, w in members],
     )
+    problems = [f"{m.name}/{m.version}: {problem}" for m, w in members if (problem := member_problem(manifest, m, w))]
+    if problems:
+        raise ValueError(f"members cannot vote together with {first.name}/{first.version}: " + "; ".join(problems))
+    return manifest
 
 
 @hookimpl

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.calibration import Calibrator
-from ..errors import FailedPrecondition, ModelLoadError, NotFound, Unavailable
+from ..errors import FailedPrecondition, InvalidArgument, ModelLoadError, NotFound, Unavailable
 from ..evaluation.labels import CLASSES
 from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, missing_features
 from ..features.spec import COMPATIBLE_STAGE_VERSIONS
@@ -319,16 +319,26 @@ class ModelRepository:
 
     @property
     def default_model(self) -> str:
+        """The model a request naming none gets: the configured one, else the repository's only
+        model; "" when it holds several and none is configured. Never "the first by name": adding
+        a model must not silently move every client that names none."""
         if self._configured_default:
             return self._configured_default
-        entries = list(self._entries.values())  # a snapshot: a load may add entries meanwhile
-        ready = sorted({e.name for e in entries if e.state is ModelState.READY})
-        return ready[0] if ready else ""
+        names = {e.name for e in list(self._entries.values())}  # a snapshot: a load may add entries
+        return names.pop() if len(names) == 1 else ""
 
     def entry(self, name: str, version: str = "") -> ModelEntry:
         name = name or self.default_model
         if not name:
-            raise NotFound("model: no model is loaded")
+            names = sorted({e.name for e in list(self._entries.values())})
+            if not names:
+                raise NotFound("model: no model is loaded")
+            shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            raise InvalidArgument(
+                f"model: the request names no model and this server has no default model: it serves "
+                f"{len(names)} ({shown}); name one, or start the server with --default-model NAME",
+                field="model",
+            )
         check_name("model", name)
         versions = [e for (n, _), e in list(self._entries.items()) if n == name]
         if not versions:
