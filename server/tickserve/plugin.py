@@ -31,6 +31,7 @@ from .models.manifest import ModelManifest
 
 if TYPE_CHECKING:
     from .models.repository import LoadedModel
+    from .plugins.contract import ContractReport
 
 PROJECT_NAME = "tickserve"
 ENTRY_POINT_GROUP = "tickserve.plugins"
@@ -73,10 +74,33 @@ class ModelAdapter(ABC):
     The server calls `load` once, then `predict_proba` from worker threads
     (never concurrently for the same stream, but possibly concurrently across
     streams: keep it thread-safe, which native boosters are).
+
+    The contract (`tickserve check-plugin NAME` or `check_adapter(cls)` runs it):
+    - probabilities: float64 (n, 3) in the order SELL, HOLD, BUY, finite, in [0, 1], each row
+      summing to 1;
+    - a row's answer does not depend on the batch it is in, bit for bit (the server batches rows
+      of different streams into one call), nor on the call (deterministic), nor on other threads
+      calling at the same time;
+    - threads: the server's parallelism is its worker threads, one model call each. Before a
+      call it limits the calling thread's native pools (OpenMP, BLAS, MKL; via threadpoolctl)
+      to `native_threads`, by default 1; an adapter starts no threads of its own. A native pool
+      left at its default starts a thread per core inside every call, and on a busy machine a
+      single row then costs 100 times more. An adapter that measured better (the built-ins: one
+      thread for a few rows, every core for big batches) sets `native_threads = None` and
+      passes its thread count explicitly on every call, never more than the cores;
+    - storage: `load` never unpickles. Unpickling a file runs any code written into it, and a
+      model directory is data an operator copies around. Store a model as numpy `.npz` (read
+      with `np.load(path, allow_pickle=False)`), JSON, LightGBM text, XGBoost JSON/UBJ or ONNX;
+      never pickle, joblib or `torch.save` files (a scikit-learn model: store its fitted
+      arrays, as examples/sklearn-adapter does).
     """
 
     #: The adapter's name, as written in a model manifest's "adapter" field.
     name: ClassVar[str]
+
+    #: Native threads (OpenMP, BLAS) one `predict_proba` call may use; the server limits the calling
+    #: thread's pools to it. None: the adapter sets its own thread count on every call.
+    native_threads: ClassVar[int | None] = 1
 
     @classmethod
     @abstractmethod
@@ -129,6 +153,16 @@ def check_feature_order(stored: list[str] | None, manifest: ModelManifest) -> No
     )
 
 
+def check_adapter(adapter: type[ModelAdapter], model_dir: Path | None = None) -> ContractReport:
+    """Run the adapter contract on `adapter` (see `ModelAdapter`): train it on synthetic data (or
+    load the model in `model_dir`, for an adapter without `train`), then check storage, load,
+    probabilities, batch == single rows, determinism, concurrent calls and threads. A report of
+    named checks; `report.ok`, `report.lines()`; in a test: `assert report.ok, report.summary()`."""
+    from .plugins.contract import check_adapter as run
+
+    return run(adapter, model_dir)
+
+
 def installed_adapter(name: str) -> type[ModelAdapter]:
     """The adapter class that the installed plugins (built-ins included) register under `name`,
     found as the server finds it: for an adapter that builds on another's models (the ONNX
@@ -148,6 +182,9 @@ class ComposedAdapter(ModelAdapter):
     The repository loads the members named by the manifest's "members" list first and
     calls `from_members` instead of `load`; an adapter that is not a ComposedAdapter
     cannot serve a manifest with members."""
+
+    #: Its calls are its members' calls, each under its member's own thread rule.
+    native_threads: ClassVar[int | None] = None
 
     @classmethod
     def load(cls, model_dir: Path, manifest: ModelManifest) -> ModelAdapter:
@@ -169,6 +206,7 @@ __all__ = [
     "SessionCalendar",
     "TrainingData",
     "TrainingResult",
+    "check_adapter",
     "check_feature_order",
     "hookimpl",
     "installed_adapter",

@@ -13,7 +13,7 @@ from . import __doc__ as cli_doc  # its first line is the description of `tickse
 from .client import cmd_evaluate, cmd_models, cmd_repository, cmd_stream
 from .data import cmd_import, cmd_simulate
 from .demo import cmd_demo
-from .plugins import cmd_plugins
+from .plugins import cmd_check_plugin, cmd_plugins
 from .serve import cmd_config, cmd_serve
 from .signals import cmd_signals
 from .train import cmd_check, cmd_compile, cmd_ensemble, cmd_train
@@ -282,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("plugins", help="list the plugins and adapters installed here")
     _plugin_filter_args(g)
     g.set_defaults(func=cmd_plugins)
+
+    k = sub.add_parser(
+        "check-plugin",
+        help="run the adapter contract on an installed adapter (exit 1 if any check fails)",
+        description="Trains the adapter on synthetic rows (or loads --model-dir) and checks storage, load, "
+        "probabilities, batch == single rows, determinism, concurrent calls and threads.",
+    )
+    k.add_argument("name", help="the adapter's name, as `tickserve plugins` lists it")
+    k.add_argument("--model-dir", type=Path, help="a model version directory to check (for an adapter without train)")
+    _plugin_filter_args(k)
+    k.set_defaults(func=cmd_check_plugin)
 
     d = sub.add_parser("demo", help="end to end: train if needed, serve, stream, evaluate")
     d.add_argument("--models", type=Path, default=Path("models"))

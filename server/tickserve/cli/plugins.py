@@ -18,3 +18,16 @@ def cmd_plugins(args) -> int:
         detail = info.reason or ", ".join(info.adapters)
         print(f"{info.name:28s} {info.distribution:22s} {info.version:9s} {info.status:9s} {detail}")
     return 0
+
+
+def cmd_check_plugin(args) -> int:
+    """Run the adapter contract on an installed adapter: one line per check, exit 1 on any failure."""
+    from ..plugins.contract import check_adapter
+
+    adapters = _plugins(args).adapters
+    if args.name not in adapters:
+        print(f"no installed plugin provides the adapter {args.name!r} (installed: {', '.join(sorted(adapters))})")
+        return 1
+    report = check_adapter(adapters[args.name], args.model_dir)
+    print(report.summary())
+    return 0 if report.ok else 1

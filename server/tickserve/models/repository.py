@@ -31,6 +31,7 @@ from ..features.spec import COMPATIBLE_STAGE_VERSIONS
 from ..plugin import ComposedAdapter, ModelAdapter
 from .load_check import check_serving_path
 from .manifest import MANIFEST_FILE, ModelManifest, check_name, file_sha256
+from .threads import libraries_loaded, limit_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class LoadedModel:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(raw, calibrated) class probabilities for the model's own feature columns."""
+        limit_this_thread(self.adapter.native_threads)  # the thread rule (models/threads.py)
         raw = self.adapter.predict_proba(x)
         return raw, self.calibrator(raw)
 
@@ -218,6 +220,7 @@ class ModelRepository:
                         f"model file {manifest.model_file!r} does not match the manifest's sha256 (corrupt or truncated)"
                     )
                 adapter = adapter_cls.load(path, manifest)
+            libraries_loaded()  # it may have brought an OpenMP or BLAS library: the thread rule covers it
             _smoke_test(adapter, len(manifest.feature_names))
         except ModelLoadError:
             raise

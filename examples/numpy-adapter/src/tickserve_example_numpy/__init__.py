@@ -23,6 +23,14 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _linear(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """x @ weights, each row's sums taken over that row alone: `@` hands the batch to BLAS, whose
+    kernel (and the order it adds in) depends on the batch's shape, so a row alone and the same
+    row in a batch differed in the last bits (`tickserve check-plugin` caught it). Summing the
+    products along the contiguous last axis gives every row the same additions in any batch."""
+    return (x[:, None, :] * weights.T[None, :, :]).sum(axis=2)
+
+
 class NumpyLogisticAdapter(ModelAdapter):
     name = "numpy-logistic"
 
@@ -40,7 +48,7 @@ class NumpyLogisticAdapter(ModelAdapter):
         )
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return _softmax(((features - self.mean) / self.scale) @ self.weights + self.bias)
+        return _softmax(_linear((features - self.mean) / self.scale, self.weights) + self.bias)
 
     def feature_importance(self) -> dict[str, float]:
         return {n: float(v) for n, v in zip(self.names, np.abs(self.weights).sum(axis=1))}

@@ -56,6 +56,7 @@ SINGLE_THREAD_ROWS = 256
 
 class LightGBMAdapter(ModelAdapter):
     name = "lightgbm"
+    native_threads = None  # the thread rule leaves it alone: it passes num_threads per call (1 or every core)
 
     def __init__(
         self,

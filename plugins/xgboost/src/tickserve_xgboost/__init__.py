@@ -70,6 +70,7 @@ SINGLE_THREAD_ROWS = 256
 
 class XGBoostAdapter(ModelAdapter):
     name = "xgboost"
+    native_threads = None  # the thread rule leaves it alone: a one-thread booster for few rows, all cores else
 
     def __init__(self, booster: xgb.Booster, feature_names: list[str]) -> None:
         self.booster = booster
