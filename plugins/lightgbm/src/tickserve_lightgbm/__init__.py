@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ NUM_BOOST_ROUND = 600
 EARLY_STOPPING_ROUNDS = 50
 # Below this many rows one thread is faster: thread start-up dominates.
 SINGLE_THREAD_ROWS = 256
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class LightGBMAdapter(ModelAdapter):
@@ -128,7 +130,9 @@ class LightGBMAdapter(ModelAdapter):
             return self._single_row(features[0])[None, :]
         if self.compiled is not None:
             return self.compiled.predict_proba(features)
-        threads = 1 if len(features) < SINGLE_THREAD_ROWS else 0
+        # every core, named: 0 would mean "this thread's OpenMP setting", which another adapter's
+        # thread rule may have set to 1 on this worker thread
+        threads = 1 if len(features) < SINGLE_THREAD_ROWS else CORES
         return self.booster.predict(features, num_threads=threads)
 
     @classmethod

@@ -112,6 +112,7 @@ class OnnxAdapter(ModelAdapter):
     """
 
     name = "onnx"
+    native_threads = None  # onnxruntime's own pools, fixed at one intra-op thread per session below
 
     def __init__(
         self,

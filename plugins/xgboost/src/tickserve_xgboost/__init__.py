@@ -21,6 +21,7 @@ inplace_predict is thread-safe and lock-free, set_param during predictions is no
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ NUM_BOOST_ROUND = 600
 EARLY_STOPPING_ROUNDS = 50
 # Below this many rows one thread is about as fast at half the CPU (see the module doc).
 SINGLE_THREAD_ROWS = 256
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class XGBoostAdapter(ModelAdapter):
@@ -77,6 +79,9 @@ class XGBoostAdapter(ModelAdapter):
         self.feature_names = feature_names
         self.single_thread = booster.copy()
         self.single_thread.set_param({"nthread": 1})
+        # every core, named: 0 would follow the calling thread's OpenMP setting, which another
+        # adapter's thread rule may have set to 1 on this worker thread
+        self.booster.set_param({"nthread": CORES})
 
     @classmethod
     def load(cls, model_dir: Path, manifest: ModelManifest) -> XGBoostAdapter:
