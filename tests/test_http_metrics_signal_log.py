@@ -446,6 +446,18 @@ def test_serve_with_http_port_and_signal_log_then_query_with_tickserve_signals(m
         timeout=60,
     )
     assert one.returncode == 0 and "5 signal(s)" in one.stdout
+    # a log is read from its end: --limit N gives the latest N (oldest first), --start the first from there
+    latest = subprocess.run(
+        [*cli, "signals", "--db", str(db), "--limit", "3", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert [json.loads(line) for line in latest.stdout.splitlines()] == rows[-3:]
+    first = subprocess.run(
+        [*cli, "signals", "--db", str(db), "--limit", "3", "--json", "--start", str(rows[0]["timestamp_ns"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert [json.loads(line) for line in first.stdout.splitlines()] == rows[:3]
 
 
 def test_a_failed_start_leaves_nothing_running(model_repo, plugins, tmp_path):

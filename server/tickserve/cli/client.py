@@ -152,9 +152,31 @@ def _evaluate_one(
 
 def cmd_models(args) -> int:
     with _client(args) as client:
+        if args.model:  # one model: its details, as GetModel answers them
+            _print_model(client.get_model(args.model, args.version))
+            return 0
         response = client.list_models()
     _print_models(response.models, response.default_model)
     return 0
+
+
+def _print_model(m) -> None:
+    from tickserve_proto.v1 import tickserve_pb2 as pb
+
+    state = pb.ModelState.Name(m.state).removeprefix("MODEL_STATE_")
+    print(f"{m.name}/{m.version}: {state}" + (f" ({m.state_reason})" if m.state_reason else ""))
+    print(f"  adapter         {m.adapter}" + "".join(f", {k} {v}" for k, v in sorted(m.runtime.items())))
+    lc = m.label_config
+    horizon = f"{lc.horizon_ns / 1e9:g} s" if lc.horizon_ns else f"{lc.horizon_ticks} ticks"
+    print(f"  labels          {lc.mode or 'mid'}, horizon {horizon}, classes {', '.join(m.classes)}")
+    print(
+        f"  features        {len(m.feature_names)} (stage version {m.feature_stage_version}): {', '.join(m.feature_names)}"
+    )
+    print(f"  data            fingerprint {m.data_fingerprint[:16] or '-'}")
+    for key in sorted(m.metrics):
+        print(f"  {key:<15} {m.metrics[key]:.4f}")
+    for note in m.training_notes:
+        print(f"  note: {note}")
 
 
 def _print_models(models, default_model: str = "") -> None:

@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--version")
     sg.add_argument("--start", help="first tick time: ns since the epoch or ISO 8601 (UTC unless it says)")
     sg.add_argument("--end", help="end of the time range (exclusive), same forms")
-    sg.add_argument("--limit", type=int, default=100)
+    sg.add_argument(
+        "--limit", type=int, default=100, help="at most this many: the latest, or the first from --start (100)"
+    )
     sg.add_argument("--json", action="store_true", help="one JSON object per line")
     sg.set_defaults(func=cmd_signals)
 
@@ -274,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     _client_security_args(r)
     r.set_defaults(func=cmd_repository)
 
-    m = sub.add_parser("models", help="list the models a server serves")
+    m = sub.add_parser("models", help="list the models a server serves, or show one (tickserve models NAME)")
+    m.add_argument("model", nargs="?", default="", help="show this model's details (its newest READY version)")
+    m.add_argument("--version", default="", help="with MODEL: this version")
     m.add_argument("--server", default=DEFAULT_SERVER)
     _client_security_args(m)
     m.set_defaults(func=cmd_models)

@@ -37,6 +37,7 @@ def cmd_signals(args) -> int:
         start_ns=_time_ns(args.start, "--start"),
         end_ns=_time_ns(args.end, "--end"),
         limit=args.limit,
+        newest=args.start is None,  # a log is read from its end (the latest signals), unless a start is given
     )
     if args.json:
         for row in rows:
@@ -56,5 +57,6 @@ def cmd_signals(args) -> int:
             f"{when:<26} {r['instrument']:<12} {seq:>8} {model:<18} {r['action']:<5} {r['p_buy']:6.3f} "
             f"{r['p_sell']:6.3f} {r['strength']:<8} {r['risk']:<6} {r['latency_us']:8.0f}"
         )
-    print(f"{len(rows)} signal(s) from {db}")
+    which = "the first" if args.start is not None else "the latest"
+    print(f"{len(rows)} signal(s) from {db} ({which} {args.limit} at most: --limit N, --start TIME)")
     return 0

@@ -63,7 +63,7 @@ class LoadedModel:
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(raw, calibrated) class probabilities for the model's own feature columns."""
-        limit_this_thread(self.adapter.native_threads)  # the thread rule (models/threads.py)
+        limit_this_thread(getattr(self.adapter, "native_threads", 1))  # the thread rule (models/threads.py)
         raw = self.adapter.predict_proba(x)
         return raw, self.calibrator(raw)
 

@@ -305,8 +305,10 @@ def query_signals(
     start_ns: int | None = None,
     end_ns: int | None = None,
     limit: int = 100,
+    newest: bool = False,
 ) -> list[dict]:
-    """Logged signals matching every given filter, oldest tick first ([start_ns, end_ns) on timestamp_ns)."""
+    """Logged signals matching every given filter, oldest tick first ([start_ns, end_ns) on
+    timestamp_ns): the first `limit` of them, or with `newest` the last `limit` (as `tail`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"signal log {path} does not exist")
@@ -324,11 +326,12 @@ def query_signals(
     sql = f"SELECT id, {', '.join(COLUMNS)} FROM signals"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY timestamp_ns, id LIMIT ?"
+    sql += " ORDER BY timestamp_ns DESC, id DESC LIMIT ?" if newest else " ORDER BY timestamp_ns, id LIMIT ?"
     args.append(int(limit))
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute(sql, args)]
+        rows = [dict(r) for r in conn.execute(sql, args)]
     finally:
         conn.close()
+    return rows[::-1] if newest else rows

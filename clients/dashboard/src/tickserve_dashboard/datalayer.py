@@ -276,7 +276,15 @@ def model_details(info: pb.ModelInfo) -> dict:
         "state_reason": info.state_reason,
         "classes": list(info.classes),
         "feature_names": list(info.feature_names),
-        "label": {"horizon_ticks": label.horizon_ticks, "threshold_ticks": label.threshold_ticks},
+        "label": {
+            "horizon_ticks": label.horizon_ticks,
+            "horizon_ns": label.horizon_ns,
+            # a time horizon (horizon_ns) leaves horizon_ticks at 0: say what the model was trained on
+            "horizon": f"{label.horizon_ns / 1e9:g} s" if label.horizon_ns else f"{label.horizon_ticks} ticks",
+            "mode": label.mode or "mid",
+            "threshold_ticks": label.threshold_ticks,
+            "cost_ticks": label.cost_ticks,
+        },
         "feature_stage_version": info.feature_stage_version,
         "data_fingerprint": info.data_fingerprint,
         "signal_rules": rules,

@@ -98,8 +98,11 @@ def _model(index: dl.ModelCatalog) -> None:
     a, b, c, d = st.columns(4)
     a.metric("State", details["state"])
     b.metric("Adapter", details["adapter"] or "—")
-    c.metric("Label horizon", f"{details['label']['horizon_ticks']} ticks")
-    d.metric("Label threshold", f"{details['label']['threshold_ticks']:g} ticks")
+    c.metric("Label horizon", details["label"]["horizon"])
+    if details["label"]["mode"] == "taker":  # taker labels have no threshold: a move must pay the spread + cost
+        d.metric("Label cost", f"spread + {details['label']['cost_ticks']:g} ticks")
+    else:
+        d.metric("Label threshold", f"{details['label']['threshold_ticks']:g} ticks")
     if details["state_reason"]:
         st.warning(details["state_reason"])
     st.markdown("**Signal-rule thresholds**")

@@ -1,10 +1,13 @@
 """Python client for tickserve. Needs only grpcio and protobuf.
 
-from tickserve_client import TickserveClient, make_tick
+from tickserve_client import TickserveClient, make_tick, signal_dict
 
 with TickserveClient("127.0.0.1:50051") as client:
     for result in client.stream_signals(ticks, model="signal-lgbm"):
-        print(result.signal.action, result.signal.edge_score)
+        s = signal_dict(result.signal)  # enums by name: s["action"] == "BUY"
+        print(s["action"], s["edge_score"])
+
+README.md beside pyproject.toml has a quick start.
 """
 
 from tickserve_proto.contract import MAX_MESSAGE_BYTES, side_value, tick_message
@@ -15,6 +18,7 @@ from .client import (
     columns_message,
     frame_columns,
     make_tick,
+    signal_dict,
 )
 
 __all__ = [
@@ -25,5 +29,6 @@ __all__ = [
     "frame_columns",
     "make_tick",
     "side_value",
+    "signal_dict",
     "tick_message",
 ]

@@ -146,6 +146,28 @@ def frame_columns(frame, batch_size: int = 1000) -> Iterator[pb.TickColumns]:
         yield columns_message(frame, start, min(start + batch_size, n))
 
 
+def signal_dict(signal: pb.Signal) -> dict:
+    """A Signal as plain Python values, its enums by name without their prefix ("BUY", "STRONG",
+    "AGGRESSIVE", "LOW"), e.g. to print, log as JSON or put in a DataFrame row. (A Signal's own
+    enum fields are numbers: `signal.action` is 1 for BUY; `pb.Action.Name(1)` is "ACTION_BUY".)"""
+    out: dict = {}
+    for field in signal.DESCRIPTOR.fields:
+        value = getattr(signal, field.name)
+        if field.enum_type is not None:
+            name = (
+                field.enum_type.values_by_number[value].name
+                if value in field.enum_type.values_by_number
+                else str(value)
+            )
+            value = name.split("_", 1)[1] if name.startswith(field.enum_type.name.upper() + "_") else name
+        elif field.name == "sequence":
+            value = value if signal.HasField("sequence") else None
+        elif field.is_repeated:
+            value = list(value)
+        out[field.name] = value
+    return out
+
+
 def _chunks(ticks: Iterable[pb.Tick], size: int) -> Iterator[list[pb.Tick]]:
     it = iter(ticks)
     while chunk := list(islice(it, size)):
