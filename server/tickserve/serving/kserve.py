@@ -13,10 +13,12 @@ SignalService for ticks in, signals out). docs/kserve.md is the user's view.
 - ModelReady: the state of the named version, or whether any version is READY when none is
   named; an unknown model or version is simply not ready (false, as Triton and MLServer answer).
 - ServerMetadata: name "tickserve", its version, extensions ["classification"].
-- ModelMetadata: platform "tickserve_<adapter>", the READY versions, input "features" FP64
-  [-1, n_features] (FP32 accepted too), outputs "probabilities" FP64 [-1, 3] and "action" BYTES
-  [-1]; `properties` carries the feature order (feature_names), the class order (classes) and
-  the input layouts.
+- ModelMetadata: platform "tickserve_<adapter>", the READY versions, one input per feature
+  (FP64 [-1], FP32 accepted too), named and ordered as the model's features, so any V2 client
+  (tritonclient included, whose message lacks `properties`) reads the feature order; outputs
+  "probabilities" FP64 [-1, 3] and "action" BYTES [-1]; `properties` carries the feature order
+  again (feature_names), the class order (classes) and the input layouts (also the one-tensor
+  "features" [n, n_features]).
 - ModelInfer: see kserve_converters.py for the tensor layouts; the probabilities are the
   calibrated ones, columns in manifest.classes order (SELL, HOLD, BUY), exactly what
   `LoadedModel.predict` returns for the same float64 rows.
@@ -54,8 +56,8 @@ INLINE_MAX_ROWS = 4  # as SignalService: a few rows cost less than the hand-off 
 DEFAULT_MAX_ROWS = 10_000
 
 INPUT_LAYOUTS = (
-    f"{conv.FEATURES_INPUT!r} FP64 or FP32 [n, n_features], columns in feature_names order; "
-    "or one FP64/FP32 input per feature name, shape [n] or [n, 1]"
+    "one FP64/FP32 input per feature name, shape [n] or [n, 1] (the inputs ModelMetadata lists, in "
+    f"feature order); or {conv.FEATURES_INPUT!r} FP64 or FP32 [n, n_features], columns in that order"
 )
 
 
@@ -147,7 +149,11 @@ def model_metadata(model: LoadedModel, versions: list[str]) -> oip.ModelMetadata
         name=model.name,
         versions=versions or [model.version],
         platform=f"tickserve_{manifest.adapter}",
-        inputs=[tensor(name=conv.FEATURES_INPUT, datatype="FP64", shape=[-1, len(names)])],
+        # One input per feature, in the model's column order: tritonclient's metadata message has
+        # no `properties`, so the input names are where a Triton/MLServer client reads the order
+        # (the layout MLServer's pandas codec describes). The one-tensor "features" [n, F] layout
+        # is still accepted (properties["input_layouts"]).
+        inputs=[tensor(name=name, datatype="FP64", shape=[-1]) for name in names],
         outputs=[
             tensor(name=conv.PROBABILITIES_OUTPUT, datatype="FP64", shape=[-1, len(classes)]),
             tensor(name=conv.ACTION_OUTPUT, datatype="BYTES", shape=[-1]),
