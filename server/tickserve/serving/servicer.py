@@ -37,11 +37,12 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..core.session import InstrumentBudget, SessionLimits, SignalSession
-from ..errors import InvalidArgument, ResourceExhausted, Unavailable
+from ..core.columnar import ColumnResults, TickBlock
+from ..core.session import InstrumentBudget, Rejection, SessionLimits, SignalSession
+from ..errors import InvalidArgument, ResourceExhausted, TickserveError, Unavailable
 from ..evaluation.evaluate import Evaluation
 from ..models.predictor import BatchOptions, Predictor, Predictors
-from ..models.repository import ModelRepository
+from ..models.repository import LoadedModel, ModelRepository
 from . import converters, routes, tick_input
 from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRESS_EVERY, EvaluationRun
 from .idle import IdleStreams
@@ -169,7 +170,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     if session is not None:
                         raise InvalidArgument("config: only the first message of a stream may carry a StreamConfig")
                     config = request.config
-                    session = self._open_session(config.model, config.version, config.return_features)
+                    session = self.open_session(config.model, config.version, config.return_features)
                     predictor = self.predictors.of(session.model)
                     token = predictor.stream_opened()
                     answered.messages += 1
@@ -177,7 +178,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 if kind is None:
                     raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
                 if session is None:
-                    session = self._open_session("", "", False)
+                    session = self.open_session("", "", False)
                     predictor = self.predictors.of(session.model)
                     token = predictor.stream_opened()
                 if kind == "columns":  # the columnar path: arrays in, arrays out, in worker threads
@@ -262,7 +263,8 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         if not await asyncio.wrap_future(self._durable_log.committed()):
             raise Unavailable("signal log: the signals of this answer could not be written (durable signal log)")
 
-    def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
+    def open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
+        """A session of the named model with this server's limits (the instrument budget is server-wide)."""
         loaded = self.repository.get(model, version)
         return SignalSession(loaded, return_features=return_features, limits=self._session_limits)
 
@@ -281,7 +283,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 f"the limit is max_ticks_per_message={self.limits.max_ticks_per_message}",
                 field="ticks",
             )
-        session = self._open_session(request.model, request.version, request.return_features)
+        session = self.open_session(request.model, request.version, request.return_features)
         try:
             if len(request.ticks) > INLINE_MAX_TICKS:
                 response, rows = await self._off_loop(
@@ -304,6 +306,30 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             response, rows = routes.predict_response(session, own, results, self.recorder, rpc, started)
             self.recorder.log(await self._log_before_send(rows))
             return response
+        finally:
+            session.close()
+
+    async def predict_block(
+        self,
+        model: str,
+        version: str,
+        block: TickBlock,
+        rpc: str,
+        rejected: Callable[[int, Rejection], TickserveError],
+    ) -> tuple[LoadedModel, ColumnResults]:
+        """Predict for ticks that arrived as arrays (the V2 tick models, serving/kserve_ticks.py):
+        a self-contained batch on a fresh session through the columnar path, logged and counted
+        as Predict is. The caller checked the size against max_ticks_per_message."""
+        started = time.perf_counter_ns()
+        session = self.open_session(model, version, False)
+        try:
+            args = (session, block, self.recorder, rpc, started, rejected)
+            if len(block) <= INLINE_MAX_TICKS:  # a few ticks: on the loop, cheaper than the hand-off
+                results, rows = routes.predict_block(*args)
+            else:
+                results, rows = await self._off_loop(routes.predict_block, *args)
+            self.recorder.log(await self._log_before_send(rows))
+            return session.model, results
         finally:
             session.close()
 
@@ -402,7 +428,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 f"{MAX_PROGRESS_EVERY}, got {every}",
                 field="config.progress_every",
             )
-        session = self._open_session(config.model, config.version, False)
+        session = self.open_session(config.model, config.version, False)
         sessions.append(session)
         evaluation = Evaluation(
             session.model, cost_ticks=config.cost_ticks, fee_bps=config.fee_bps, score_from_ns=config.score_from_ns
