@@ -2,9 +2,9 @@
 
 Any V2 client (tritonclient.grpc, KServe's and MLServer's clients, perf_analyzer, grpcurl with
 protos/inference/grpc_service.proto) can check health, read metadata and get class
-probabilities for rows of features it computed itself. What it cannot get is tickserve's
-feature stage: V2 has no streams of ticks, so a V2 client sends feature rows, not ticks (use
-SignalService for ticks in, signals out). docs/kserve.md is the user's view.
+probabilities for rows of features it computed itself, or send ticks to a model's tick view
+`M.ticks` (kserve_ticks.py) and get SignalService's signals without computing a feature. The
+V2 REST routes (http_v2.py) call the same plain methods. docs/kserve.md is the user's view.
 
 - ServerLive: true whenever the server answers.
 - ServerReady: true when at least one model version is READY (the repository is loaded before
