@@ -170,7 +170,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                     if session is not None:
                         raise InvalidArgument("config: only the first message of a stream may carry a StreamConfig")
                     config = request.config
-                    session = self.open_session(config.model, config.version, config.return_features)
+                    session = self._open_session(config.model, config.version, config.return_features)
                     predictor = self.predictors.of(session.model)
                     token = predictor.stream_opened()
                     answered.messages += 1
@@ -178,7 +178,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 if kind is None:
                     raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
                 if session is None:
-                    session = self.open_session("", "", False)
+                    session = self._open_session("", "", False)
                     predictor = self.predictors.of(session.model)
                     token = predictor.stream_opened()
                 if kind == "columns":  # the columnar path: arrays in, arrays out, in worker threads
@@ -263,7 +263,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         if not await asyncio.wrap_future(self._durable_log.committed()):
             raise Unavailable("signal log: the signals of this answer could not be written (durable signal log)")
 
-    def open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
+    def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
         """A session of the named model with this server's limits (the instrument budget is server-wide)."""
         loaded = self.repository.get(model, version)
         return SignalSession(loaded, return_features=return_features, limits=self._session_limits)
@@ -283,7 +283,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 f"the limit is max_ticks_per_message={self.limits.max_ticks_per_message}",
                 field="ticks",
             )
-        session = self.open_session(request.model, request.version, request.return_features)
+        session = self._open_session(request.model, request.version, request.return_features)
         try:
             if len(request.ticks) > INLINE_MAX_TICKS:
                 response, rows = await self._off_loop(
@@ -321,7 +321,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
         a self-contained batch on a fresh session through the columnar path, logged and counted
         as Predict is. The caller checked the size against max_ticks_per_message."""
         started = time.perf_counter_ns()
-        session = self.open_session(model, version, False)
+        session = self._open_session(model, version, False)
         try:
             args = (session, block, self.recorder, rpc, started, rejected)
             if len(block) <= INLINE_MAX_TICKS:  # a few ticks: on the loop, cheaper than the hand-off
@@ -428,7 +428,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
                 f"{MAX_PROGRESS_EVERY}, got {every}",
                 field="config.progress_every",
             )
-        session = self.open_session(config.model, config.version, False)
+        session = self._open_session(config.model, config.version, False)
         sessions.append(session)
         evaluation = Evaluation(
             session.model, cost_ticks=config.cost_ticks, fee_bps=config.fee_bps, score_from_ns=config.score_from_ns
