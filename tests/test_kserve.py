@@ -88,7 +88,8 @@ def test_model_metadata(triton, model):
     assert meta.name == MODEL
     assert list(meta.versions) == ["1", "2"]
     assert meta.platform == "tickserve_lightgbm"
-    assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [("features", "FP64", [-1, len(names)])]
+    # one input per feature, in the model's order: what tritonclient can read (its message has no properties)
+    assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [(name, "FP64", [-1]) for name in names]
     assert [(t.name, t.datatype, list(t.shape)) for t in meta.outputs] == [
         ("probabilities", "FP64", [-1, 3]),
         ("action", "BYTES", [-1]),
@@ -98,6 +99,23 @@ def test_model_metadata(triton, model):
     assert props["feature_names"].split(",") == names
     assert props["classes"] == "SELL,HOLD,BUY"
     assert props["version"] == model.version
+
+
+def test_a_tritonclient_user_reads_the_feature_order_and_infers_with_it(triton, model, rows):
+    """Only tritonclient: the metadata's input names are the feature order; sending one input per
+    name (a data frame column by column) or one [n, F] tensor in that order gives the model's bits."""
+    meta = triton.get_model_metadata(MODEL)
+    order = [t.name for t in meta.inputs]
+    assert order == list(model.manifest.feature_names)
+    columns = []
+    for j, name in reversed(list(enumerate(order))):  # any order of inputs; the names place them
+        tensor = tritongrpc.InferInput(name, [len(rows)], meta.inputs[j].datatype)
+        tensor.set_data_from_numpy(np.ascontiguousarray(rows[:, j]))
+        columns.append(tensor)
+    by_name = triton.infer(MODEL, columns).as_numpy("probabilities")
+    one_tensor = _infer(triton, rows, "FP64").as_numpy("probabilities")
+    expected = model.predict(rows)[1]
+    assert by_name.tobytes() == one_tensor.tobytes() == np.ascontiguousarray(expected).tobytes()
 
 
 def test_model_metadata_of_a_pinned_version(stub):

@@ -142,9 +142,9 @@ async def create_server(
     signals = SignalServicer(repository, executor, limits, Recorder(telemetry, log_writer))
     pb_grpc.add_SignalServiceServicer_to_server(signals, server)
     pb_grpc.add_ModelRepositoryServiceServicer_to_server(ModelRepositoryServicer(repository, executor), server)
-    kserve.add_to_server(
-        server, repository, executor, max_rows=limits.max_ticks_per_message
-    )  # KServe V2, docs/kserve.md
+    inference = kserve.add_to_server(  # KServe V2, docs/kserve.md; `M.ticks` runs through `signals`
+        server, repository, executor, signals, max_rows=limits.max_ticks_per_message
+    )
     health_servicer = HealthService()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -166,7 +166,7 @@ async def create_server(
         await server.start()
         if http_port is not None:
             host = address.rsplit(":", 1)[0].strip("[]")
-            app = build_app(signals, telemetry, auth, max_body_bytes=limits.max_message_bytes)
+            app = build_app(signals, telemetry, auth, max_body_bytes=limits.max_message_bytes, inference=inference)
             tick_server.http = HttpGateway(app)
             tick_server.http_port = await tick_server.http.start(host, http_port, _ssl_context(tls))
     except BaseException:

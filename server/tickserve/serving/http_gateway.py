@@ -13,9 +13,12 @@ There is no second implementation of any logic here, only transport.
     POST /v1/models/{model}[/versions/{version}]/predict   body: {"ticks": [Tick...], "returnFeatures": false}
                                                  -> PredictResponse
     GET  /metrics                                -> Prometheus text format
+    /v2/...                                      -> the Open Inference Protocol's REST binding
+                                                    (serving/http_v2.py, over the V2 gRPC servicer)
 
 Errors: {"error": {"code": "INVALID_ARGUMENT", "message": "..."}} with the
-HTTP status mapped from the same error hierarchy (serving/status.py).
+HTTP status mapped from the same error hierarchy (serving/status.py); on /v2
+routes in V2's shape, {"error": "...", "code": "INVALID_ARGUMENT"}.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from google.protobuf import json_format
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from ..errors import InvalidArgument, ResourceExhausted, Unauthenticated
+from .http_v2 import V2_HEALTH_PATHS, v2_routes
 from .status import http_error
 
 log = logging.getLogger(__name__)
@@ -108,8 +112,16 @@ def _parse_predict(body: bytes) -> pb.PredictRequest:
     return message
 
 
-def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web.Application:
-    """An aiohttp application over `signals` (the SignalServicer the gRPC server uses).
+def _error_body(path: str, code: str, message: str) -> bytes:
+    """The gateway's error JSON; V2 REST clients (tritonclient.http) read "error" as a string."""
+    if path == "/v2" or path.startswith("/v2/"):
+        return json.dumps({"error": message, "code": code}).encode()
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int, inference=None) -> web.Application:
+    """An aiohttp application over `signals` (the SignalServicer the gRPC server uses) and, when
+    given, `inference` (the V2 gRPC servicer: the /v2 routes).
 
     With token auth on, every route needs `Authorization: Bearer <token>`, as on gRPC;
     /health and /ready stay open unless the auth says health requires the token.
@@ -119,7 +131,7 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
     @web.middleware
     async def errors(request: web.Request, handler):
         try:
-            if auth is not None and not (open_health and request.path in ("/health", "/ready")):
+            if auth is not None and not (open_health and request.path in ("/health", "/ready", *V2_HEALTH_PATHS)):
                 problem = auth.check([("authorization", v) for v in request.headers.getall("Authorization", [])])
                 if problem is not None:
                     raise Unauthenticated(_AUTH_PROBLEMS[problem])
@@ -146,7 +158,7 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
         log.info("%s %s -> %s: %s", request.method, request.path, exc.status, message)
         if signals.recorder is not None:
             signals.recorder.call_failed("REST", code)
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        body = _error_body(request.path, code, message)
         return web.Response(status=exc.status, body=body, content_type=_JSON, headers=_allow_header(exc))
 
     def _allow_header(exc: web.HTTPException) -> dict:
@@ -157,7 +169,8 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
         status, payload = http_error(exc, f"{request.method} {request.path}")
         if signals.recorder is not None:
             signals.recorder.call_failed("REST", payload["code"])
-        return web.Response(status=status, body=json.dumps({"error": payload}).encode(), content_type=_JSON)
+        body = _error_body(request.path, payload["code"], payload["message"])
+        return web.Response(status=status, body=body, content_type=_JSON)
 
     app = web.Application(middlewares=[errors], client_max_size=max_body_bytes)
 
@@ -176,8 +189,11 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
         m = request.match_info
         return _to_json(await signals.get_model(pb.GetModelRequest(model=m["model"], version=m.get("version", ""))))
 
+    async def read_body(request: web.Request) -> bytes:
+        return _decoded(await request.read(), request.headers.get("Content-Encoding", ""), max_body_bytes)
+
     async def predict(request: web.Request) -> web.Response:
-        body = _decoded(await request.read(), request.headers.get("Content-Encoding", ""), max_body_bytes)
+        body = await read_body(request)
         loop = asyncio.get_running_loop()
         # JSON of thousands of ticks takes long to parse and to write: off the event loop that
         # serves every gRPC stream too
@@ -202,6 +218,8 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int) -> web
     app.router.add_get("/v1/models/{model}/versions/{version}", get_model)
     app.router.add_post("/v1/models/{model}/predict", predict)
     app.router.add_post("/v1/models/{model}/versions/{version}/predict", predict)
+    if inference is not None:
+        app.router.add_routes(v2_routes(inference, signals.executor, read_body))
     return app
 
 

@@ -46,15 +46,15 @@ _SHARED_MEMORY = ("shared_memory_region", "shared_memory_byte_size", "shared_mem
 CLASSIFICATION = "classification"  # Triton's classification extension: top-k "value:index:label" strings
 
 
-def _shape(shape) -> str:
+def shape_text(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
-def _shown(name: str) -> str:
+def shown(name: str) -> str:
     return repr(name) if len(name) <= 64 else f"{name[:64]!r}... ({len(name)} characters)"
 
 
-def _no_shared_memory(parameters, where: str) -> None:
+def no_shared_memory(parameters, where: str) -> None:
     for key in _SHARED_MEMORY:
         if key in parameters:
             raise InvalidArgument(
@@ -103,12 +103,12 @@ def features_matrix(request: Any, feature_names: tuple[str, ...] | list[str], ma
     for i, tensor in enumerate(inputs):
         if tensor.name in seen:
             raise InvalidArgument(
-                f"inputs[{i}].name: {_shown(tensor.name)} appears twice (also inputs[{seen[tensor.name]}])",
+                f"inputs[{i}].name: {shown(tensor.name)} appears twice (also inputs[{seen[tensor.name]}])",
                 field=f"inputs[{i}].name",
             )
         seen[tensor.name] = i
         _check_datatype(tensor, i)
-        _no_shared_memory(tensor.parameters, f"inputs[{i}]")
+        no_shared_memory(tensor.parameters, f"inputs[{i}]")
         if raw and tensor.HasField("contents") and _typed_count(tensor.contents):
             raise InvalidArgument(
                 f"inputs[{i}].contents: set while raw_input_contents is used; send each tensor one way only",
@@ -120,7 +120,7 @@ def features_matrix(request: Any, feature_names: tuple[str, ...] | list[str], ma
         if len(inputs) > 1:
             other = next(i for i, t in enumerate(inputs) if t.name != FEATURES_INPUT)
             raise InvalidArgument(
-                f"inputs[{other}].name: {_shown(inputs[other].name)} sent beside {FEATURES_INPUT!r}; "
+                f"inputs[{other}].name: {shown(inputs[other].name)} sent beside {FEATURES_INPUT!r}; "
                 f"send either {FEATURES_INPUT!r} [n, {n_features}] alone or one input per feature",
                 field=f"inputs[{other}].name",
             )
@@ -134,7 +134,7 @@ def features_matrix(request: Any, feature_names: tuple[str, ...] | list[str], ma
 def _check_datatype(tensor: Any, i: int) -> None:
     if tensor.datatype not in INPUT_DATATYPES:
         raise InvalidArgument(
-            f"inputs[{i}].datatype: {_shown(tensor.datatype)} for input {_shown(tensor.name)} is not supported; "
+            f"inputs[{i}].datatype: {shown(tensor.datatype)} for input {shown(tensor.name)} is not supported; "
             f"send {' or '.join(INPUT_DATATYPES)}",
             field=f"inputs[{i}].datatype",
         )
@@ -143,11 +143,11 @@ def _check_datatype(tensor: Any, i: int) -> None:
 def _check_rows(rows: int, i: int, shape, max_rows: int) -> None:
     if rows < 1:
         raise InvalidArgument(
-            f"inputs[{i}].shape: {_shape(shape)} has no rows; send at least one", field=f"inputs[{i}].shape"
+            f"inputs[{i}].shape: {shape_text(shape)} has no rows; send at least one", field=f"inputs[{i}].shape"
         )
     if rows > max_rows:
         raise ResourceExhausted(
-            f"inputs[{i}].shape: {_shape(shape)} is {rows} rows in one request, the limit is {max_rows}",
+            f"inputs[{i}].shape: {shape_text(shape)} is {rows} rows in one request, the limit is {max_rows}",
             field=f"inputs[{i}].shape",
         )
 
@@ -157,7 +157,7 @@ def _features_tensor(request: Any, i: int, n_features: int, max_rows: int) -> np
     shape = list(tensor.shape)
     if len(shape) != 2 or shape[1] != n_features or shape[0] < 0:
         raise InvalidArgument(
-            f"inputs[{i}].shape: {_shape(shape)} for {FEATURES_INPUT!r}, expected [n, {n_features}] "
+            f"inputs[{i}].shape: {shape_text(shape)} for {FEATURES_INPUT!r}, expected [n, {n_features}] "
             f"(n rows of the model's {n_features} features, in the order of ModelMetadata's feature_names)",
             field=f"inputs[{i}].shape",
         )
@@ -172,14 +172,14 @@ def _feature_columns(request: Any, names: list[str], max_rows: int) -> np.ndarra
     for i, tensor in enumerate(request.inputs):
         if tensor.name not in position:
             raise InvalidArgument(
-                f"inputs[{i}].name: {_shown(tensor.name)} is neither {FEATURES_INPUT!r} nor one of the model's "
+                f"inputs[{i}].name: {shown(tensor.name)} is neither {FEATURES_INPUT!r} nor one of the model's "
                 f"{len(names)} feature names (ModelMetadata properties['feature_names'])",
                 field=f"inputs[{i}].name",
             )
         shape = list(tensor.shape)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
             raise InvalidArgument(
-                f"inputs[{i}].shape: {_shape(shape)} for feature {_shown(tensor.name)}, expected [n] or [n, 1]",
+                f"inputs[{i}].shape: {shape_text(shape)} for feature {shown(tensor.name)}, expected [n] or [n, 1]",
                 field=f"inputs[{i}].shape",
             )
         if rows is None:
@@ -187,15 +187,15 @@ def _feature_columns(request: Any, names: list[str], max_rows: int) -> np.ndarra
             rows, first = shape[0], i
         elif shape[0] != rows:
             raise InvalidArgument(
-                f"inputs[{i}].shape: {_shape(shape)} has {shape[0]} rows but inputs[{first}] "
-                f"({_shown(request.inputs[first].name)}) has {rows}",
+                f"inputs[{i}].shape: {shape_text(shape)} has {shape[0]} rows but inputs[{first}] "
+                f"({shown(request.inputs[first].name)}) has {rows}",
                 field=f"inputs[{i}].shape",
             )
     missing = [name for name in names if name not in {t.name for t in request.inputs}]
     if missing:
-        shown = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
+        listed = ", ".join(missing[:5]) + (f", ... ({len(missing) - 5} more)" if len(missing) > 5 else "")
         raise InvalidArgument(
-            f"inputs: {len(missing)} of the model's {len(names)} features missing: {shown}; send {FEATURES_INPUT!r} "
+            f"inputs: {len(missing)} of the model's {len(names)} features missing: {listed}; send {FEATURES_INPUT!r} "
             f"[n, {len(names)}] or one input per feature",
             field="inputs",
         )
@@ -217,8 +217,8 @@ def _decode(request: Any, i: int, count: int) -> np.ndarray:
         data = request.raw_input_contents[i]
         if len(data) != count * dtype.itemsize:
             raise InvalidArgument(
-                f"raw_input_contents[{i}]: {len(data)} bytes for input {_shown(tensor.name)} {tensor.datatype} "
-                f"{_shape(tensor.shape)}, expected {count * dtype.itemsize} ({count} x {dtype.itemsize})",
+                f"raw_input_contents[{i}]: {len(data)} bytes for input {shown(tensor.name)} {tensor.datatype} "
+                f"{shape_text(tensor.shape)}, expected {count * dtype.itemsize} ({count} x {dtype.itemsize})",
                 field=f"raw_input_contents[{i}]",
             )
         return np.frombuffer(data, dtype=dtype).astype(np.float64)  # a copy: native order, writable
@@ -227,8 +227,8 @@ def _decode(request: Any, i: int, count: int) -> np.ndarray:
         others = [f for f in _CONTENT_FIELDS if f != field and len(getattr(tensor.contents, f))]
         hint = f" (values were sent in {', '.join(others)}; {tensor.datatype} goes in {field})" if others else ""
         raise InvalidArgument(
-            f"inputs[{i}].contents.{field}: {len(values)} values for input {_shown(tensor.name)} "
-            f"{_shape(tensor.shape)}, expected {count}{hint}",
+            f"inputs[{i}].contents.{field}: {len(values)} values for input {shown(tensor.name)} "
+            f"{shape_text(tensor.shape)}, expected {count}{hint}",
             field=f"inputs[{i}].contents.{field}",
         )
     return np.array(values, dtype=dtype).astype(np.float64)
@@ -257,21 +257,21 @@ class OutputSpec:
     top_k: int = 0  # > 0: Triton classification extension, BYTES "value:index:label", top k per row
 
 
-def requested_outputs(request: Any, n_classes: int) -> list[OutputSpec]:
-    """The outputs to return, in order: the requested ones, or all of them when none is named."""
+def requested_outputs(request: Any, n_classes: int, outputs: tuple[str, ...] = OUTPUTS) -> list[OutputSpec]:
+    """The outputs to return, in order: the requested ones, or all of `outputs` when none is named."""
     if not request.outputs:
-        return [OutputSpec(name) for name in OUTPUTS]
+        return [OutputSpec(name) for name in outputs]
     specs, seen = [], set()
     for i, out in enumerate(request.outputs):
-        if out.name not in OUTPUTS:
+        if out.name not in outputs:
             raise InvalidArgument(
-                f"outputs[{i}].name: {_shown(out.name)} is not an output (outputs: {', '.join(OUTPUTS)})",
+                f"outputs[{i}].name: {shown(out.name)} is not an output (outputs: {', '.join(outputs)})",
                 field=f"outputs[{i}].name",
             )
         if out.name in seen:
             raise InvalidArgument(f"outputs[{i}].name: {out.name!r} requested twice", field=f"outputs[{i}].name")
         seen.add(out.name)
-        _no_shared_memory(out.parameters, f"outputs[{i}]")
+        no_shared_memory(out.parameters, f"outputs[{i}]")
         top_k = 0
         if CLASSIFICATION in out.parameters:
             where = f"outputs[{i}].parameters.{CLASSIFICATION}"
@@ -298,9 +298,17 @@ def classification_strings(probs: np.ndarray, classes: tuple[str, ...] | list[st
 @dataclass(frozen=True)
 class OutputTensor:
     name: str
-    datatype: str  # "FP64" | "BYTES"
+    datatype: str  # a key of _NUMERIC_OUTPUTS, or "BYTES"
     shape: tuple[int, ...]
-    values: np.ndarray  # float64, or an object array of bytes
+    values: np.ndarray  # numbers, or an object array of bytes
+
+
+# numeric output datatype -> (little-endian dtype of its raw form, its typed-contents field)
+_NUMERIC_OUTPUTS: dict[str, tuple[str, str]] = {
+    "FP64": ("<f8", "fp64_contents"),
+    "UINT64": ("<u8", "uint64_contents"),
+    "BOOL": ("?", "bool_contents"),  # raw: one byte per element, as Triton sends BOOL
+}
 
 
 def output_tensors(
@@ -328,12 +336,13 @@ def fill_response(response: Any, tensors: list[OutputTensor], raw: bool) -> None
     """Add the tensors to a ModelInferResponse, as raw_output_contents (raw) or typed contents."""
     for t in tensors:
         out = response.outputs.add(name=t.name, datatype=t.datatype, shape=list(t.shape))
-        if t.datatype == "FP64":
-            data = np.ascontiguousarray(t.values, dtype="<f8")
+        if t.datatype in _NUMERIC_OUTPUTS:
+            dtype, field = _NUMERIC_OUTPUTS[t.datatype]
+            data = np.ascontiguousarray(t.values, dtype=dtype)
             if raw:
                 response.raw_output_contents.append(data.tobytes())
             else:
-                out.contents.fp64_contents.extend(data.ravel().tolist())
+                getattr(out.contents, field).extend(data.ravel().tolist())
         else:
             if raw:
                 response.raw_output_contents.append(serialize_bytes(t.values))

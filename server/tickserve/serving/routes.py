@@ -4,13 +4,20 @@ returns its answer and the answer's signal-log rows, which the servicer logs onc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
-from ..core.columnar import PreparedColumns, TickBlock, finish_columns, prepare_columns, process_columns
+from ..core.columnar import (
+    ColumnResults,
+    PreparedColumns,
+    TickBlock,
+    finish_columns,
+    prepare_columns,
+    process_columns,
+)
 from ..core.session import Rejection, Scored, SignalSession
 from ..errors import TickserveError
 from . import converters, tick_input
@@ -104,3 +111,21 @@ def predict_response(
     name, version = session.model.name, session.model.version
     response = pb.PredictResponse(signals=[converters.signal_to_proto(r, name, version) for r in results])
     return response, recorder.message(rpc, session.model, own, results, started)
+
+
+def predict_block(
+    session: SignalSession,
+    block: TickBlock,
+    recorder: Recorder,
+    rpc: str,
+    started: int,
+    rejected: Callable[[int, Rejection], TickserveError],
+) -> tuple[ColumnResults, LogRows]:
+    """Predict's semantics for a block of ticks that arrived as arrays (the V2 tick models): the
+    columnar path on a fresh session; the first rejected tick fails the whole call, named by
+    `rejected` in the caller's own terms (row and input name)."""
+    results = process_columns(session, block)
+    if results.rejections:
+        first = min(results.rejections)
+        raise rejected(first, results.rejections[first])
+    return results, recorder.columns(rpc, session.model, block, results, started)

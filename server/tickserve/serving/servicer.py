@@ -37,11 +37,12 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
-from ..core.session import InstrumentBudget, SessionLimits, SignalSession
-from ..errors import InvalidArgument, ResourceExhausted, Unavailable
+from ..core.columnar import ColumnResults, TickBlock
+from ..core.session import InstrumentBudget, Rejection, SessionLimits, SignalSession
+from ..errors import InvalidArgument, ResourceExhausted, TickserveError, Unavailable
 from ..evaluation.evaluate import Evaluation
 from ..models.predictor import BatchOptions, Predictor, Predictors
-from ..models.repository import ModelRepository
+from ..models.repository import LoadedModel, ModelRepository
 from . import converters, routes, tick_input
 from .evaluate_run import DEFAULT_PROGRESS_EVERY, EVALUATE_RUN_TICKS, MAX_PROGRESS_EVERY, EvaluationRun
 from .idle import IdleStreams
@@ -263,6 +264,7 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             raise Unavailable("signal log: the signals of this answer could not be written (durable signal log)")
 
     def _open_session(self, model: str, version: str, return_features: bool) -> SignalSession:
+        """A session of the named model with this server's limits (the instrument budget is server-wide)."""
         loaded = self.repository.get(model, version)
         return SignalSession(loaded, return_features=return_features, limits=self._session_limits)
 
@@ -304,6 +306,30 @@ class SignalServicer(pb_grpc.SignalServiceServicer):
             response, rows = routes.predict_response(session, own, results, self.recorder, rpc, started)
             self.recorder.log(await self._log_before_send(rows))
             return response
+        finally:
+            session.close()
+
+    async def predict_block(
+        self,
+        model: str,
+        version: str,
+        block: TickBlock,
+        rpc: str,
+        rejected: Callable[[int, Rejection], TickserveError],
+    ) -> tuple[LoadedModel, ColumnResults]:
+        """Predict for ticks that arrived as arrays (the V2 tick models, serving/kserve_ticks.py):
+        a self-contained batch on a fresh session through the columnar path, logged and counted
+        as Predict is. The caller checked the size against max_ticks_per_message."""
+        started = time.perf_counter_ns()
+        session = self._open_session(model, version, False)
+        try:
+            args = (session, block, self.recorder, rpc, started, rejected)
+            if len(block) <= INLINE_MAX_TICKS:  # a few ticks: on the loop, cheaper than the hand-off
+                results, rows = routes.predict_block(*args)
+            else:
+                results, rows = await self._off_loop(routes.predict_block, *args)
+            self.recorder.log(await self._log_before_send(rows))
+            return session.model, results
         finally:
             session.close()
 
