@@ -19,6 +19,7 @@ V2 REST routes (http_v2.py) call the same plain methods. docs/kserve.md is the u
   "probabilities" FP64 [-1, 3] and "action" BYTES [-1]; `properties` carries the feature order
   again (feature_names), the class order (classes) and the input layouts (also the one-tensor
   "features" [n, n_features]).
+- RepositoryIndex, RepositoryModelLoad, RepositoryModelUnload: kserve_repository.py.
 - ModelInfer: see kserve_converters.py for the tensor layouts; the probabilities are the
   calibrated ones, columns in manifest.classes order (SELL, HOLD, BUY), exactly what
   `LoadedModel.predict` returns for the same float64 rows.
@@ -48,6 +49,7 @@ from ..errors import InvalidArgument, NotFound, TickserveError
 from ..models.repository import LoadedModel, ModelRepository, ModelState
 from . import kserve_converters as conv
 from . import kserve_ticks
+from .kserve_repository import RepositoryRpcs
 from .status import unary_errors
 
 if TYPE_CHECKING:  # only a type: the servicer is built by app.py and handed in
@@ -65,7 +67,7 @@ INPUT_LAYOUTS = (
 )
 
 
-class InferenceServicer(oip_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(RepositoryRpcs, oip_grpc.GRPCInferenceServiceServicer):
     """The V2 handlers. Each RPC is a thin gRPC wrapper over a plain method that raises
     tickserve errors (`server_ready`, `model_ready`, `model_metadata`, `infer`): the V2 REST
     routes of the HTTP gateway call the same methods, so there is one implementation."""
