@@ -200,7 +200,9 @@ class LightGBMAdapter(ModelAdapter):
             callbacks=[lgb.early_stopping(stopping, verbose=False), report],
         )
         best = booster.best_iteration or booster.current_iteration()
-        progress(rounds, rounds, f"best iteration {best}")
+        trained = booster.current_iteration()  # early stopping ends before `rounds`: say where
+        stopped = f"stopped early at round {trained} of {rounds}, " if trained < rounds else ""
+        progress(trained, trained, f"{stopped}best iteration {best}")
         booster.save_model(str(out_dir / MODEL_FILE), num_iteration=best)
         recorded = {**params, "num_boost_round": rounds, "early_stopping_rounds": stopping}
         return TrainingResult(MODEL_FILE, recorded, {"best_iteration": float(best)})

@@ -146,7 +146,9 @@ class XGBoostAdapter(ModelAdapter):
         )
         # Like LightGBM's best_iteration: the number of rounds kept (XGBoost's is 0-based).
         best = booster.best_iteration + 1 if stopping else booster.num_boosted_rounds()
-        progress(rounds, rounds, f"best iteration {best}")
+        trained = booster.num_boosted_rounds()  # early stopping ends before `rounds`: say where
+        stopped = f"stopped early at round {trained} of {rounds}, " if trained < rounds else ""
+        progress(trained, trained, f"{stopped}best iteration {best}")
         booster[:best].save_model(str(out_dir / MODEL_FILE))
         recorded = {**params, "num_boost_round": rounds, "early_stopping_rounds": stopping}
         return TrainingResult(MODEL_FILE, recorded, {"best_iteration": float(best)})
