@@ -53,13 +53,11 @@ class EnsembleAdapter(ComposedAdapter):
         return total / self.total_weight
 
     def feature_importance(self) -> dict[str, float]:
-        """Weighted sum of each member's importance, normalised to sum 1 per member."""
+        """The members' importance shares (LoadedModel.importance sums to 1), weighted as they vote."""
         out: dict[str, float] = {}
         for model, weight, _ in self.members:
-            imp = dict(model.importance)
-            norm = sum(imp.values()) or 1.0
-            for name, value in imp.items():
-                out[name] = out.get(name, 0.0) + weight / self.total_weight * value / norm
+            for name, share in model.importance:
+                out[name] = out.get(name, 0.0) + weight / self.total_weight * share
         return out
 
     def metadata(self) -> dict[str, str]:

@@ -84,6 +84,14 @@ def version_key(version: str) -> tuple:
     return (0, int(version), "") if numeric else (1, 0, version)
 
 
+def _shares(importance: dict[str, float]) -> list[tuple[str, float]]:
+    """Importance as each feature's share of the total, largest first: adapters measure on their
+    own scales (LightGBM's total gain, XGBoost's, an example's |weight|), shares compare."""
+    total = sum(abs(v) for v in importance.values())
+    shares = {k: abs(v) / total for k, v in importance.items()} if total > 0 else dict.fromkeys(importance, 0.0)
+    return sorted(shares.items(), key=lambda kv: -kv[1])
+
+
 def _smoke_test(adapter: ModelAdapter, n_features: int) -> None:
     """Catch a model that loads but cannot answer (wrong class count...) before it is READY."""
     out = np.asarray(adapter.predict_proba(np.zeros((2, n_features))))
@@ -230,7 +238,7 @@ class ModelRepository:
             calibrator = Calibrator(manifest.calibration)
         except (KeyError, ValueError) as exc:
             raise ModelLoadError(f"invalid calibration in the manifest: {exc}") from None
-        importance = sorted(adapter.feature_importance().items(), key=lambda kv: -kv[1])
+        importance = _shares(adapter.feature_importance())
         index = np.array([FEATURE_INDEX[n] for n in manifest.feature_names], dtype=np.intp)
         model = LoadedModel(manifest, adapter, index, importance, calibrator)
         _, calibrated = model.predict(np.zeros((2, len(manifest.feature_names))))
