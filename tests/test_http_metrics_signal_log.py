@@ -251,6 +251,22 @@ def test_metrics_scrape_over_http_and_the_counters_move(full_server):
     assert _metric(after, "tickserve_open_streams", rpc="StreamSignals") == 0
     assert re.search(r"^tickserve_microbatch_rows_bucket", after, re.M)
 
+    # an Evaluate call counts as one request with its scored ticks
+    with TickserveClient(f"127.0.0.1:{server.port}", timeout=60) as client:
+        frame = simulate(400, seed=64)
+        report = [r.report for r in client.evaluate(frame_to_protos(frame), model=MODEL) if r.HasField("report")][0]
+    evaluated = _http(server.http_port, "/metrics")[1].decode()
+    labels = {"rpc": "Evaluate", "model": MODEL}
+    assert (
+        _metric(evaluated, "tickserve_requests_total", **labels) - _metric(after, "tickserve_requests_total", **labels)
+        == 1
+    )
+    assert (
+        _metric(evaluated, "tickserve_ticks_total", **labels) - _metric(after, "tickserve_ticks_total", **labels)
+        == report.ticks
+        > 0
+    )
+
 
 # --- signal log ------------------------------------------------------------------------
 
@@ -429,9 +445,13 @@ def test_serve_with_http_port_and_signal_log_then_query_with_tickserve_signals(m
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    assert "signal log: " in out and f"/metrics on http://127.0.0.1:{http_port}" in out
-    json_lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert json_lines and all({"ts", "level", "logger", "message"} <= set(j) for j in json_lines)
+    # with --log-format json every line serve writes is a JSON object, the start-up lines too
+    lines = [json.loads(line) for line in (out + err).splitlines() if line.strip()]
+    assert all({"ts", "level", "logger", "message"} <= set(j) for j in lines)
+    messages = [j["message"] for j in lines]
+    assert any(m.startswith("tickserve signal log: ") for m in messages)
+    assert f"tickserve HTTP/JSON gateway and /metrics on http://127.0.0.1:{http_port}" in messages
+    assert any(m.startswith(f"model {MODEL}/1: READY") for m in messages)
 
     queried = subprocess.run(
         [*cli, "signals", "--db", str(db), "--limit", "1000", "--json"], capture_output=True, text=True, timeout=60

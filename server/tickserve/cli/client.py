@@ -49,10 +49,11 @@ def cmd_stream(args) -> int:
     counts: dict[str, int] = {}
     started = time.perf_counter()
     with _client(args) as client:
-        print(signal_header())
         for i, result in enumerate(
             client.stream_signals(frame_to_protos(frame), model=args.model, version=args.version, batch_size=args.batch)
         ):
+            if i == 0:  # after the first answer: a server that is down or refuses prints no table
+                print(signal_header())
             kind = result.WhichOneof("result")
             if kind == "error":
                 print(format_error(result.error))

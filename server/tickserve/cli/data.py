@@ -78,6 +78,9 @@ def _load_frame(path: Path | None, samples: int, seed: int, limit: int = 0):
     from ..core.ticks import read_parquet
 
     if path is not None:
+        if not Path(path).is_file():  # read_parquet's error is the bare path
+            hint = " (a CSV? convert it with `tickserve import`)" if Path(path).suffix in (".csv", ".gz") else ""
+            raise FileNotFoundError(f"tick file {path}: no such file{hint}")
         frame = read_parquet(path)
     else:
         from ..simulate import simulate

@@ -31,7 +31,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+_format = "text"
+
+
+def announce(message: str, *, file=None) -> None:
+    """A line the operator always sees, whatever the log level (serving on..., model X: READY,
+    stopping): plain text, or with --log-format json one JSON object like every log record, so a
+    log collector parses every line `serve` writes."""
+    if _format == "json":
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        message = json.dumps({"ts": stamp, "level": "INFO", "logger": "tickserve.serve", "message": message})
+    print(message, file=file or sys.stdout, flush=True)
+
+
 def configure_logging(level: str = "warning", fmt: str = "text") -> None:
+    global _format
+    _format = fmt
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

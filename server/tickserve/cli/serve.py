@@ -100,7 +100,7 @@ def cmd_serve(args) -> int:
     from ..models.repository import ModelRepository
     from ..serving.app import serve
     from ..serving.limits import ServerLimits
-    from .logs import configure_logging
+    from .logs import announce, configure_logging
 
     settings = server_settings(args)
     configure_logging(settings.logging.level, settings.logging.format)
@@ -127,14 +127,14 @@ def cmd_serve(args) -> int:
     plugins = _plugins(args)
     for info in plugins.infos:
         if info.status == "failed":
-            print(f"plugin {info.name} ({info.distribution}) skipped: {info.reason}", file=sys.stderr)
+            announce(f"plugin {info.name} ({info.distribution}) skipped: {info.reason}", file=sys.stderr)
     repository = ModelRepository(Path(srv.models), plugins.adapters, default_model=srv.default_model)
     repository.load_all()
     for entry in repository.entries():
         line = f"model {entry.name}/{entry.version}: {entry.state.value}"
-        print(line + (f" ({entry.reason})" if entry.reason else ""), file=sys.stderr)
+        announce(line + (f" ({entry.reason})" if entry.reason else ""), file=sys.stderr)
     for note in default_model_notes(repository, srv.models):
-        print(note, file=sys.stderr)
+        announce(note, file=sys.stderr)
     asyncio.run(
         serve(
             repository,
@@ -150,6 +150,7 @@ def cmd_serve(args) -> int:
             signal_log=Path(slog.path) if slog.enabled else None,
             signal_log_max_rows=slog.max_queued_rows,
             signal_log_durable=slog.durable,
+            announce=announce,
         )
     )
     return 0

@@ -186,9 +186,12 @@ class ModelRepository:
             return ModelEntry(name, version, path, ModelState.READY, "", manifest, model)
         except Exception as exc:  # any failure leaves this model FAILED, the others serve
             reason = exc.message if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            # a traceback only where there is more to it than the reason (an unexpected error or a cause)
+            log.error("model %s/%s FAILED: %s", name, version, reason)
+            # the traceback, where there is more to it than the reason (an unexpected error or a
+            # cause), for whoever debugs the adapter (--log-level debug), not on every console
             trace = exc.__cause__ or (None if isinstance(exc, ModelLoadError) else exc)
-            log.error("model %s/%s FAILED: %s", name, version, reason, exc_info=trace)
+            if trace is not None:
+                log.debug("model %s/%s: the load's traceback", name, version, exc_info=trace)
             # the reason is shown to clients: no server paths in it
             reason = reason.replace(str(self.root.resolve()), "<models>").replace(str(self.root), "<models>")
             return ModelEntry(name, version, path, ModelState.FAILED, reason, manifest)

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -195,7 +196,10 @@ async def serve(
     signal_log: Path | None = None,
     signal_log_max_rows: int = DEFAULT_MAX_QUEUED_ROWS,
     signal_log_durable: bool = False,
+    announce: Callable[[str], None] = print,
 ) -> None:
+    """Serve until SIGINT/SIGTERM. `announce` writes the lines an operator always sees (the
+    command line's formats them as its --log-format says)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before announcing readiness: a SIGTERM right after is graceful
@@ -220,18 +224,18 @@ async def serve(
             "(see docs/security.md)",
             host,
         )
-    print(f"tickserve serving on {host}:{tick_server.port}" + (f" ({security})" if security else ""), flush=True)
+    announce(f"tickserve serving on {host}:{tick_server.port}" + (f" ({security})" if security else ""))
     if tick_server.http_port is not None:
         scheme = "https" if tls is not None else "http"
-        print(f"tickserve HTTP/JSON gateway and /metrics on {scheme}://{host}:{tick_server.http_port}", flush=True)
+        announce(f"tickserve HTTP/JSON gateway and /metrics on {scheme}://{host}:{tick_server.http_port}")
     if signal_log is not None:
-        print(f"tickserve signal log: {signal_log}" + (" (durable)" if signal_log_durable else ""), flush=True)
+        announce(f"tickserve signal log: {signal_log}" + (" (durable)" if signal_log_durable else ""))
     try:
         if ready_file is not None:
             ready_file.write_text(f"{tick_server.port}\n")
         await stop.wait()
         log.info("shutting down: %.1f s grace for in-flight calls", grace)
-        print("tickserve stopping", flush=True)
+        announce("tickserve stopping")
     finally:
         await tick_server.stop(grace)
 

@@ -104,7 +104,16 @@ class EvaluateRpc:
                 f"({evaluation.score_from_ns}): nothing to score",
                 field="config.score_from_ns",
             )
-        yield pb.EvaluateResponse(report=converters.report_to_proto(evaluation.report()))
+        if evaluation.labeled == 0:  # a report of zeros would read as a model that is never right
+            labels = evaluation.model.manifest.label_config
+            raise InvalidArgument(
+                f"Evaluate: none of the {evaluation.ticks} ticks scored could be labeled: a tick's label is "
+                f"the move to the tick its horizon later ({labels.describe()}), so send more ticks per "
+                "instrument than the horizon",
+            )
+        report = converters.report_to_proto(evaluation.report())
+        self.recorder.evaluated(evaluation.model, evaluation.ticks)
+        yield pb.EvaluateResponse(report=report)
 
     def _evaluation_run(self, config: pb.EvaluateConfig, sessions: list[SignalSession]) -> EvaluationRun:
         every = config.progress_every

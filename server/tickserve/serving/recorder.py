@@ -102,6 +102,14 @@ class Recorder:
         for code, n in (errors or {}).items():
             t.tick_errors.labels(rpc, code).inc(n)
 
+    def evaluated(self, model, ticks: int) -> None:
+        """An Evaluate call answered with its report: one request, its scored ticks (not its
+        messages, nor the message-latency histogram, which a whole evaluation would swamp)."""
+        if self.telemetry is not None:
+            requests, tick_count, _ = self._metrics_for("Evaluate", model)
+            requests.inc()
+            tick_count.inc(ticks)
+
     def stream_opened(self, rpc: str) -> None:
         if self.telemetry is not None:
             self.telemetry.open_streams.labels(rpc).inc()
