@@ -11,12 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from streamlit.testing.v1 import AppTest
 
 import tickserve_dashboard
+from tickserve.core.tick_csv import write_csv
 from tickserve.core.ticks import write_parquet
 from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
@@ -303,6 +305,37 @@ def test_tick_sources_simulator_parquet_and_csv(tmp_path):
     assert (top["microprice"] >= frame.bid_price[:, 0]).all() and (top["microprice"] <= frame.ask_price[:, 0]).all()
 
 
+def test_the_dashboard_reads_the_wide_csv_that_tickserve_simulate_and_the_node_client_use(tmp_path):
+    """One CSV layout on every side (issue 15): `bid_px_N`/`bid_qty_N`, as `tickserve import` and
+    the Node client name the book columns, written by `tickserve simulate --out x.csv`."""
+    frame = simulate(200, seed=4)
+    frame.sequence[3], frame.sequence[4] = -1, 2**63 - 1  # no sequence; one a double would round
+    frame.bid_price[5, 2:], frame.bid_size[5, 2:] = np.nan, np.nan  # a shallow book: 2 bid levels
+    path = write_csv(frame, tmp_path / "ticks.csv")
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[4:8] == ["bid_px_1", "bid_qty_1", "bid_px_2", "bid_qty_2"] and "bid_price_1" not in header
+    read = dl.read_csv(path)
+    assert dl.frame_to_ticks(read) == dl.frame_to_ticks(frame)
+    assert read.sequence[4] == 2**63 - 1 and read.tick(3).sequence is None and len(read.tick(5).bid_price) == 2
+    # the command writes the same file
+    command = ["simulate", "--ticks", "200", "--seed", "4", "--out", tmp_path / "c.csv"]
+    done = subprocess.run(
+        [sys.executable, "-m", "tickserve.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "wrote 200 ticks" in done.stdout
+    assert dl.frame_to_ticks(dl.read_csv(tmp_path / "c.csv")) == dl.frame_to_ticks(simulate(200, seed=4))
+    # one column in both spellings is ambiguous: refused, not one of them picked
+    table = pd.read_csv(path)
+    table["bid_price_1"] = table["bid_px_1"]
+    table.to_csv(tmp_path / "both.csv", index=False)
+    with pytest.raises(ValueError, match="both.csv: columns bid_price_1 and bid_px_1 are the same book column"):
+        dl.read_csv(tmp_path / "both.csv")
+
+
 def test_a_report_without_the_newer_fields_still_renders():
     report = pb.EvaluationReport(
         model="m",
@@ -403,7 +436,7 @@ def test_signal_counts_and_the_prometheus_parser():
 
 
 def test_the_dashboard_never_imports_adapters_models_or_the_server():
-    """A client of the server: of the core it may import only the simulator and the tick reader."""
+    """A client of the server: of the core it may import only the simulator and the tick file formats."""
     modules = [
         "server_config",
         "datalayer",
@@ -427,7 +460,8 @@ def test_the_dashboard_never_imports_adapters_models_or_the_server():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True
     )
     imported = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(imported) <= {"tickserve", "tickserve.simulate", "tickserve.core", "tickserve.core.ticks"}, imported
+    allowed = {"tickserve", "tickserve.simulate", "tickserve.core", "tickserve.core.ticks", "tickserve.core.tick_csv"}
+    assert set(imported) <= allowed, imported
 
 
 def test_a_trading_cost_is_sent_only_through_a_client_that_takes_it():
