@@ -11,12 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from streamlit.testing.v1 import AppTest
 
 import tickserve_dashboard
+from tickserve.core.tick_csv import write_csv
 from tickserve.core.ticks import write_parquet
 from tickserve.models.repository import ModelRepository
 from tickserve.serving.app import create_server
@@ -110,7 +112,11 @@ def test_a_short_live_stream_fills_the_signals_table_chart_and_counts(app):
     figs = charts(live)
     price = figs["live_final_price"]
     names = [trace["name"] for trace in price["data"]]
-    assert names == ["mid", "microprice", "BUY", "SELL"]
+    # the markers are drawn first (beneath the lines), small and semi-transparent: the price lines stay visible
+    assert names == ["BUY", "SELL", "mid", "microprice"]
+    markers = [trace for trace in price["data"] if trace["mode"] == "markers"]
+    assert all(m["opacity"] < 1 and max(m["marker"]["size"], default=0) <= 10 for m in markers)
+    assert sum(len(m["x"]) for m in markers) > 0
     assert {"live_final_counts_action", "live_final_counts_strength", "live_final_counts_risk"} <= set(figs)
     assert all(series.sum() == 300 for series in dl.signal_counts(result.signals).values())
     metrics = {m.label: m.value for m in live.metric}
@@ -208,6 +214,77 @@ def test_configuration_health_repository_rules_and_unload_load(own_server, monke
     assert any("Reload broken v1 failed: " in e.value for e in tab(at, "Configuration").error)
 
 
+# --- the signal log: a server of its own that logs every signal it serves ------------------------
+
+
+@pytest.fixture(scope="module")
+def logged_server(model_repo, plugins, tmp_path_factory):
+    repository = ModelRepository(model_repo, plugins.adapters, default_model=MODEL)
+    repository.load_all()
+    log = tmp_path_factory.mktemp("dashboard-log") / "signals.db"
+    runner = _LoopThread()
+    # durable: a signal's row is committed before its answer is sent, so the log is complete when the stream ends
+    server = runner.run(create_server("127.0.0.1:0", repository, signal_log=log, signal_log_durable=True))
+    yield f"127.0.0.1:{server.port}", log
+    runner.run(server.stop(1.0))
+    runner.close()
+
+
+def read_log(at: AppTest, path, *, limit: int = 1_000, instrument: str = "") -> AppTest:
+    at.text_input(key="log_path").set_value(str(path))
+    at.text_input(key="log_instrument").set_value(instrument)
+    at.number_input(key="log_limit").set_value(limit)
+    at.button(key="log_read").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def log_table(at: AppTest) -> pd.DataFrame:
+    return next(d.value for d in tab(at, "Live Inference").dataframe if "served_at" in d.value.columns)
+
+
+def test_the_live_tab_shows_the_signals_the_server_logged(logged_server, monkeypatch, tmp_path):
+    from tickserve.serving.signal_log import query_signals
+
+    address, log = logged_server
+    at = make_app(address, monkeypatch)
+    at.number_input(key="live_n").set_value(200)
+    click(at, "live_start")
+    streamed: dl.LiveResult = at.session_state["live_result"]
+    assert len(streamed.signals) == 200
+
+    read_log(at, log, limit=150)
+    live = tab(at, "Live Inference")
+    assert not live.error, [e.value for e in live.error]
+    assert any(f"150 newest logged signals from {log}" in s for s in successes(live)), successes(live)
+    table = log_table(at)  # newest first
+    expected = query_signals(log, limit=150, newest=True)[::-1]  # the server's own reader
+    ticks = [(r["instrument"], r["timestamp_ns"]) for r in expected]
+    assert list(zip(table["instrument"], table["time"].astype("int64"))) == ticks
+    assert table["action"].tolist() == [r["action"] for r in expected]
+    # what the server logged is what this dashboard was sent: the last 150 signals of the stream
+    sent = streamed.signals.tail(150).iloc[::-1]
+    assert table["p_buy"].tolist() == sent["p_buy"].tolist()
+    assert table["action"].tolist() == sent["action"].tolist()
+    assert (table["time"] == sent["time"].to_numpy()).all() and set(table["model"]) == {MODEL}
+    assert "log_served" in charts(live)
+    metrics = {m.label: m.value for m in live.metric}
+    assert sum(int(metrics[f"Served {a}"].replace(",", "")) for a in ("BUY", "HOLD", "SELL")) == 150
+
+    instrument = streamed.signals["instrument"].iloc[0]
+    table = log_table(read_log(at, log, instrument=instrument))
+    assert set(table["instrument"]) == {instrument}
+    assert len(table) == len(query_signals(log, instrument=instrument, limit=1_000)) > 0
+
+    # a path with no log: an error, and nothing created there (the file is only ever opened read-only)
+    read_log(at, tmp_path / "none.db")
+    assert any("no signal log at" in e.value for e in tab(at, "Live Inference").error)
+    assert not (tmp_path / "none.db").exists()
+    (tmp_path / "not-sqlite.db").write_text("just text\n")
+    read_log(at, tmp_path / "not-sqlite.db")
+    assert any("DatabaseError" in e.value for e in tab(at, "Live Inference").error)
+
+
 def test_an_unreachable_server_is_reported_not_raised(monkeypatch):
     import socket
 
@@ -301,6 +378,37 @@ def test_tick_sources_simulator_parquet_and_csv(tmp_path):
         dl.load_frame(dl.TickSource("file", path=str(tmp_path / "missing.parquet")))
     top = dl.book_top(frame)
     assert (top["microprice"] >= frame.bid_price[:, 0]).all() and (top["microprice"] <= frame.ask_price[:, 0]).all()
+
+
+def test_the_dashboard_reads_the_wide_csv_that_tickserve_simulate_and_the_node_client_use(tmp_path):
+    """One CSV layout on every side (issue 15): `bid_px_N`/`bid_qty_N`, as `tickserve import` and
+    the Node client name the book columns, written by `tickserve simulate --out x.csv`."""
+    frame = simulate(200, seed=4)
+    frame.sequence[3], frame.sequence[4] = -1, 2**63 - 1  # no sequence; one a double would round
+    frame.bid_price[5, 2:], frame.bid_size[5, 2:] = np.nan, np.nan  # a shallow book: 2 bid levels
+    path = write_csv(frame, tmp_path / "ticks.csv")
+    header = path.read_text().splitlines()[0].split(",")
+    assert header[4:8] == ["bid_px_1", "bid_qty_1", "bid_px_2", "bid_qty_2"] and "bid_price_1" not in header
+    read = dl.read_csv(path)
+    assert dl.frame_to_ticks(read) == dl.frame_to_ticks(frame)
+    assert read.sequence[4] == 2**63 - 1 and read.tick(3).sequence is None and len(read.tick(5).bid_price) == 2
+    # the command writes the same file
+    command = ["simulate", "--ticks", "200", "--seed", "4", "--out", tmp_path / "c.csv"]
+    done = subprocess.run(
+        [sys.executable, "-m", "tickserve.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "wrote 200 ticks" in done.stdout
+    assert dl.frame_to_ticks(dl.read_csv(tmp_path / "c.csv")) == dl.frame_to_ticks(simulate(200, seed=4))
+    # one column in both spellings is ambiguous: refused, not one of them picked
+    table = pd.read_csv(path)
+    table["bid_price_1"] = table["bid_px_1"]
+    table.to_csv(tmp_path / "both.csv", index=False)
+    with pytest.raises(ValueError, match="both.csv: columns bid_price_1 and bid_px_1 are the same book column"):
+        dl.read_csv(tmp_path / "both.csv")
 
 
 def test_a_report_without_the_newer_fields_still_renders():
@@ -403,7 +511,7 @@ def test_signal_counts_and_the_prometheus_parser():
 
 
 def test_the_dashboard_never_imports_adapters_models_or_the_server():
-    """A client of the server: of the core it may import only the simulator and the tick reader."""
+    """A client of the server: of the core it may import only the simulator and the tick file formats."""
     modules = [
         "server_config",
         "datalayer",
@@ -411,6 +519,8 @@ def test_the_dashboard_never_imports_adapters_models_or_the_server():
         "figures",
         "widgets",
         "tab_live",
+        "signal_log",
+        "signal_log_view",
         "tab_performance",
         "tab_features",
         "tab_config",
@@ -427,7 +537,8 @@ def test_the_dashboard_never_imports_adapters_models_or_the_server():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, check=True
     )
     imported = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(imported) <= {"tickserve", "tickserve.simulate", "tickserve.core", "tickserve.core.ticks"}, imported
+    allowed = {"tickserve", "tickserve.simulate", "tickserve.core", "tickserve.core.ticks", "tickserve.core.tick_csv"}
+    assert set(imported) <= allowed, imported
 
 
 def test_a_trading_cost_is_sent_only_through_a_client_that_takes_it():

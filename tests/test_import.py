@@ -430,3 +430,19 @@ def test_cli_import_with_a_config_table_then_train_reads_the_settings(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and "24x7" in result.stderr  # names the calendars that exist
+
+
+def test_imports_the_wide_csv_that_tickserve_simulate_writes(tmp_path):
+    """One CSV layout (issue 15): the file `tickserve simulate --out x.csv` writes for the Node client
+    and the dashboard is also an import's book file, its columns read under their own names."""
+    from tickserve.core.tick_csv import write_csv as write_wide_csv
+    from tickserve.simulate import simulate
+
+    sim = simulate(300, seed=6)
+    one = sim.take(np.flatnonzero(sim.instrument == sim.instrument[0]))
+    path = write_wide_csv(one, tmp_path / "wide.csv")
+    frame, report = import_ticks(path, None, settings(instrument=str(one.instrument[0]), tick_size=None, mapping={}))
+    assert report.dropped == 0 and len(frame) == len(one) > 50
+    assert frame.timestamp_ns.tolist() == one.timestamp_ns.tolist()
+    for side in ("bid_price", "bid_size", "ask_price", "ask_size"):
+        np.testing.assert_array_equal(getattr(frame, side), getattr(one, side), err_msg=side)

@@ -3,8 +3,8 @@ must equal the Python client's for the same ticks.
 
 The ticks go to Node through the wide CSV layout that `tickserve-node` reads
 (`instrument,timestamp_ns,last_price,last_size,bid_px_1,bid_qty_1,...,ask_px_N,ask_qty_N,sequence,aggressor`),
-written here from the project's own `Tick`s with `repr` floats, so Node parses back the very
-doubles Python sends. `--json` prints every double at full (shortest round-trip) precision and
+written by the supported writer, `tickserve.core.tick_csv` (behind `tickserve simulate --out x.csv`),
+with `repr` floats, so Node parses back the very doubles Python sends. `--json` prints every double at full (shortest round-trip) precision and
 64-bit integers as strings, so the comparison is exact, field by field.
 
 Skipped when `node` is not on PATH, or when clients/node has no node_modules and `npm ci`
@@ -13,7 +13,6 @@ cannot install them (e.g. offline).
 
 from __future__ import annotations
 
-import csv
 import datetime
 import ipaddress
 import json
@@ -21,13 +20,15 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 
-from tickserve.core.ticks import MAX_LEVELS, Tick, TickFrame
+from tickserve.core.tick_csv import csv_header, write_ticks_csv
+from tickserve.core.ticks import Tick
 from tickserve.simulate import simulate
 from tickserve_client import tick_message
 from tickserve_proto.v1 import tickserve_pb2 as pb
@@ -39,54 +40,6 @@ CLI = NODE_DIR / "bin" / "tickserve-node.js"
 U64_MAX = 2**64 - 1
 # Above 2^53 (a double cannot hold it) and within int64: see test_node_stream_uint64_sequence.
 BIG_SEQ = 2**63 - 1
-
-
-# --- the CSV writer --------------------------------------------------------------------------
-
-
-def csv_header(levels: int = MAX_LEVELS) -> list[str]:
-    bids = [f"bid_{what}_{k}" for k in range(1, levels + 1) for what in ("px", "qty")]
-    asks = [f"ask_{what}_{k}" for k in range(1, levels + 1) for what in ("px", "qty")]
-    return ["instrument", "timestamp_ns", "last_price", "last_size", *bids, *asks, "sequence", "aggressor"]
-
-
-SIDE_CELLS = {1: "buy", -1: "sell", 0: ""}  # Tick.aggressor -> the CSV's aggressor cell
-
-
-def write_ticks_csv(ticks, path: Path, levels: int = MAX_LEVELS) -> Path:
-    """Ticks (`tickserve.core.ticks.Tick`, e.g. from `TickFrame.ticks()`) in the wide CSV layout.
-
-    Floats are written with `repr` (shortest round-trip: the reader gets the same double; nan and
-    inf as `nan`, `inf`); an absent level, size or sequence is an empty cell, and so is an unknown
-    aggressor (else `buy` or `sell`). Each of the four
-    level columns is written up to its own length, so a tick whose sizes and prices differ in
-    number reaches the server as it is.
-    """
-
-    def cells(prices, sizes):
-        row = []
-        for k in range(levels):
-            row.append(repr(float(prices[k])) if k < len(prices) else "")
-            row.append(repr(float(sizes[k])) if k < len(sizes) else "")
-        return row
-
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(csv_header(levels))
-        for t in ticks:
-            if max(len(t.bid_price), len(t.bid_size), len(t.ask_price), len(t.ask_size)) > levels:
-                raise ValueError(f"tick {t.instrument} {t.timestamp_ns}: more than {levels} levels")
-            writer.writerow(
-                [t.instrument, str(t.timestamp_ns), repr(float(t.last_price)), repr(float(t.last_size))]
-                + cells(t.bid_price, t.bid_size)
-                + cells(t.ask_price, t.ask_size)
-                + ["" if t.sequence is None else str(t.sequence), SIDE_CELLS[t.aggressor]]
-            )
-    return path
-
-
-def write_frame_csv(frame: TickFrame, path: Path) -> Path:
-    return write_ticks_csv(frame.ticks(), path)
 
 
 def to_proto(t: Tick) -> pb.Tick:
@@ -341,8 +294,15 @@ def test_node_stream_text_output(node, server, mixed):
 
 
 def test_node_evaluate_equals_python(node, server, client, tmp_path):
+    # the file as a user makes it (clients/node/README.md): `tickserve simulate --out eval.csv`
+    path = tmp_path / "eval.csv"
+    subprocess.run(
+        [sys.executable, "-m", "tickserve.cli", "simulate", "--ticks", "600", "--seed", "24", "--out", path],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     frame = simulate(600, seed=24)
-    path = write_frame_csv(frame, tmp_path / "eval.csv")
     *_, last = client.evaluate((to_proto(t) for t in frame.ticks()), model=MODEL)
     expected = last.report
     done = run_node(node, "evaluate", "--server", server.address, "--csv", str(path), "--model", MODEL, "--json")

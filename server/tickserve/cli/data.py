@@ -8,11 +8,16 @@ from .plugins import _plugins
 
 
 def cmd_simulate(args) -> int:
+    from ..core.tick_csv import write_csv
     from ..core.ticks import write_parquet
     from ..simulate import simulate
 
     frame = simulate(args.ticks, seed=args.seed)
-    write_parquet(frame, args.out)
+    # .csv: the wide CSV layout the Node client and the dashboard read; anything else stays Parquet
+    if args.out.suffix.lower() == ".csv":
+        write_csv(frame, args.out)
+    else:
+        write_parquet(frame, args.out)
     print(f"wrote {len(frame)} ticks of {', '.join(frame.instruments())} to {args.out}")
     return 0
 

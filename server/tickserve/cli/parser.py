@@ -26,10 +26,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default: warning")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("simulate", help="write simulated order-book ticks to a Parquet file")
+    s = sub.add_parser("simulate", help="write simulated order-book ticks to a Parquet (or CSV) file")
     s.add_argument("--ticks", type=int, default=30_000, help="ticks in total, across instruments")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, required=True)
+    s.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="a .csv name writes the wide CSV layout (instrument, timestamp_ns, last_price, last_size, "
+        "bid_px_N, bid_qty_N, ask_px_N, ask_qty_N, sequence, aggressor) that the Node client and the "
+        "dashboard read; any other name writes Parquet",
+    )
     s.set_defaults(func=cmd_simulate)
 
     i = sub.add_parser(

@@ -1,8 +1,8 @@
 """The data layer: talks to the server through `TickserveClient`, returns plain Python and pandas.
 
 Nothing here imports Streamlit, so every function is testable on its own. Tick sources are the
-simulator (`tickserve.simulate`) or a tick file (Parquet via `tickserve.core.ticks.read_parquet`, or CSV
-with the same columns); nothing else of the core is imported: no adapters, no models.
+simulator (`tickserve.simulate`) or a tick file (Parquet via `tickserve.core.ticks.read_parquet`, or the
+wide CSV layout named in `tickserve.core.tick_csv`); nothing else of the core is imported: no adapters, no models.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tickserve.core.tick_csv import level_column
 from tickserve.core.ticks import MAX_LEVELS, TickFrame, read_parquet
 from tickserve.simulate import simulate
 from tickserve_client import TickserveClient, tick_message
@@ -121,26 +122,50 @@ def load_frame(source: TickSource) -> TickFrame:
 AGGRESSOR_CELLS = {"buy": 1, "b": 1, "1": 1, "+1": 1, "sell": -1, "s": -1, "-1": -1, "": 0, "0": 0, "nan": 0}
 
 
+BOOK_FIELDS = ("bid_price", "bid_size", "ask_price", "ask_size")
+
+
+def _canonical_book_columns(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The book columns under their wide-CSV names (`bid_px_1`, ...; `tickserve.core.tick_csv`).
+
+    Older dashboard files spelled them as the Parquet columns (`bid_price_1`, `bid_size_1`, ...):
+    still read, renamed here; a level without a number is level 1. A file giving one column in
+    both spellings is refused rather than one of them silently winning."""
+    renames = {}
+    for book_field in BOOK_FIELDS:
+        csv_prefix = level_column(book_field, 1)[: -len("_1")]  # bid_px
+        for level in range(1, MAX_LEVELS + 1):
+            target = level_column(book_field, level)
+            spellings = [f"{book_field}_{level}"] + ([book_field, csv_prefix] if level == 1 else [])
+            for other in (c for c in spellings if c in df.columns):
+                if target in df.columns or target in renames.values():
+                    raise ValueError(f"{name}: columns {other} and {target} are the same book column")
+                renames[other] = target
+    return df.rename(columns=renames)
+
+
 def read_csv(path: str | Path) -> TickFrame:
-    """A CSV with the canonical Parquet columns: instrument, timestamp_ns, [sequence], last_price,
-    last_size, [aggressor], bid_price_1..10, bid_size_1..10, ask_price_1..10, ask_size_1..10 (empty = no
-    level). `bid_price`/`bid_size`/`ask_price`/`ask_size` without a level number are taken as level 1.
-    `aggressor`: buy/sell (or b/s, 1/-1, any case), empty or 0 = unknown or no trade."""
-    df = pd.read_csv(path)
-    df = df.rename(columns={f"{side}": f"{side}_1" for side in ("bid_price", "bid_size", "ask_price", "ask_size")})
+    """A tick file in the wide CSV layout that `tickserve simulate --out x.csv`, `tickserve import`
+    and the Node client share (`tickserve.core.tick_csv`): instrument, timestamp_ns, [sequence],
+    last_price, last_size, [aggressor], bid_px_1..10, bid_qty_1..10, ask_px_1..10, ask_qty_1..10
+    (empty = no level). The Parquet spelling `bid_price_N`/`bid_size_N`/`ask_price_N`/`ask_size_N`
+    is read too. `aggressor`: buy/sell (or b/s, 1/-1, any case), empty or 0 = unknown or no trade."""
+    name = Path(path).name
+    # sequence read as text: with an empty cell (no sequence) pandas would make the column float and
+    # round every sequence above 2^53
+    df = _canonical_book_columns(pd.read_csv(path, dtype={"sequence": str}), name)
     missing = [
-        c
-        for c in ("instrument", "timestamp_ns", "bid_price_1", "bid_size_1", "ask_price_1", "ask_size_1")
-        if c not in df.columns
+        c for c in ("instrument", "timestamp_ns", *(level_column(f, 1) for f in BOOK_FIELDS)) if c not in df.columns
     ]
     if missing:
-        raise ValueError(f"{Path(path).name}: missing columns {', '.join(missing)}")
+        raise ValueError(f"{name}: missing columns {', '.join(missing)}")
     n = len(df)
     frame = TickFrame.empty(n)
     frame.instrument = df["instrument"].astype(str).to_numpy(dtype=object)
     frame.timestamp_ns = df["timestamp_ns"].to_numpy().astype(np.int64)
     if "sequence" in df.columns:
-        frame.sequence = df["sequence"].fillna(-1).to_numpy().astype(np.int64)
+        cells = df["sequence"].fillna("").str.strip().str.removesuffix(".0")  # 3.0: a float column written out
+        frame.sequence = np.array([int(c) if c else -1 for c in cells], dtype=np.int64)
     frame.last_price = df["last_price"].fillna(0).to_numpy(dtype=np.float64) if "last_price" in df else np.zeros(n)
     frame.last_size = df["last_size"].fillna(0).to_numpy(dtype=np.float64) if "last_size" in df else np.zeros(n)
     if "aggressor" in df.columns:
@@ -149,16 +174,15 @@ def read_csv(path: str | Path) -> TickFrame:
         if sides.isna().any():
             i = int(np.flatnonzero(sides.isna().to_numpy())[0])
             raise ValueError(
-                f"{Path(path).name}: aggressor must be buy, sell or empty, "
-                f"got {df['aggressor'].iloc[i]!r} (data row {i + 1})"
+                f"{name}: aggressor must be buy, sell or empty, got {df['aggressor'].iloc[i]!r} (data row {i + 1})"
             )
         frame.aggressor = sides.to_numpy(dtype=np.int8)
-    for side in ("bid_price", "bid_size", "ask_price", "ask_size"):
-        values = getattr(frame, side)
+    for book_field in BOOK_FIELDS:
+        values = getattr(frame, book_field)
         for level in range(MAX_LEVELS):
-            name = f"{side}_{level + 1}"
-            if name in df.columns:
-                values[:, level] = pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=np.float64)
+            column = level_column(book_field, level + 1)
+            if column in df.columns:
+                values[:, level] = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
     return frame
 
 

@@ -7,7 +7,6 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 ACTION_COLORS = {"BUY": "#2ca02c", "HOLD": "#7f7f7f", "SELL": "#d62728"}
-STRENGTH_SIZES = {"WEAK": 7, "MEDIUM": 11, "STRONG": 16}
 _LAYOUT = {
     "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
     "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0, "title": None},
@@ -19,24 +18,19 @@ def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
     return fig
 
 
+# Signal markers sit on the mid line they annotate, so they are kept small, semi-transparent and
+# drawn beneath the lines (traces are drawn in order): the mid and microprice stay readable even
+# where a marker falls on every tick.
+STRENGTH_SIZES = {"WEAK": 5, "MEDIUM": 7, "STRONG": 10}
+MARKER_OPACITY = 0.45
+
+
 def price_figure(signals: pd.DataFrame, instrument: str, *, window: int = 0) -> go.Figure:
-    """Mid and microprice of one instrument, BUY/SELL markers sized by strength."""
+    """Mid and microprice of one instrument over BUY/SELL markers sized by strength."""
     df = signals[signals["instrument"] == instrument]
     if window:
         df = df.tail(window)
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(x=df["time"], y=df["mid"], mode="lines", name="mid", line={"color": "#1f77b4", "width": 1.5})
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=df["time"],
-            y=df["microprice"],
-            mode="lines",
-            name="microprice",
-            line={"color": "#ff7f0e", "width": 1, "dash": "dot"},
-        )
-    )
     for action, symbol in (("BUY", "triangle-up"), ("SELL", "triangle-down")):
         marks = df[df["action"] == action]
         fig.add_trace(
@@ -45,19 +39,66 @@ def price_figure(signals: pd.DataFrame, instrument: str, *, window: int = 0) -> 
                 y=marks["mid"],
                 mode="markers",
                 name=action,
+                legendrank=1002,  # listed after the price lines, though drawn before them
+                opacity=MARKER_OPACITY,
                 marker={
                     "symbol": symbol,
                     "color": ACTION_COLORS[action],
-                    "size": [STRENGTH_SIZES.get(s, 8) for s in marks["strength"]],
-                    "line": {"width": 0.5, "color": "white"},
+                    "size": [STRENGTH_SIZES.get(s, 6) for s in marks["strength"]],
+                    "line": {"width": 0},
                 },
                 customdata=marks[["strength", "confidence", "edge", "risk"]].to_numpy() if len(marks) else None,
                 hovertemplate=f"{action} %{{customdata[0]}}<br>mid %{{y}}<br>confidence %{{customdata[1]:.3f}}"
                 "<br>edge %{customdata[2]:+.3f}<br>risk %{customdata[3]}<extra></extra>",
             )
         )
+    fig.add_trace(
+        go.Scatter(
+            x=df["time"],
+            y=df["mid"],
+            mode="lines",
+            name="mid",
+            legendrank=1000,
+            line={"color": "#1f77b4", "width": 1.5},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=df["time"],
+            y=df["microprice"],
+            mode="lines",
+            name="microprice",
+            legendrank=1001,
+            line={"color": "#ff7f0e", "width": 1, "dash": "dot"},
+        )
+    )
     fig.update_yaxes(title="price")
     return _layout(fig, f"{instrument}: mid, microprice and signals (marker size = strength)", 420)
+
+
+def served_signals_figure(log: pd.DataFrame) -> go.Figure:
+    """Signals from the server's signal log: edge (p_buy - p_sell) per tick time, one colour per action."""
+    fig = go.Figure()
+    for action in ("BUY", "HOLD", "SELL"):
+        rows = log[log["action"] == action]
+        fig.add_trace(
+            go.Scatter(
+                x=rows["time"],
+                y=rows["edge_score"],
+                mode="markers",
+                name=action,
+                opacity=0.7,
+                marker={"color": ACTION_COLORS[action], "size": 5},
+                customdata=rows[["instrument", "model", "model_version", "rpc", "confidence"]].to_numpy()
+                if len(rows)
+                else None,
+                hovertemplate=f"{action} %{{customdata[0]}}<br>edge %{{y:+.3f}}<br>confidence %{{customdata[4]:.3f}}"
+                "<br>%{customdata[1]} v%{customdata[2]} via %{customdata[3]}<extra></extra>",
+            )
+        )
+    fig.add_hline(y=0, line_dash="dot", line_color="#999")
+    fig.update_yaxes(title="edge (p_buy - p_sell)")
+    return _layout(fig, "Served signals (signal log): edge per tick", 340)
 
 
 def counts_figure(counts: pd.Series, title: str) -> go.Figure:

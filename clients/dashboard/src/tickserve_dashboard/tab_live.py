@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from . import datalayer as dl
-from . import figures
+from . import figures, signal_log_view
 from .widgets import Context, load_frame_or_error, model_picker, show_rpc_error, tick_source_input
 
 RESULT_KEY = "live_result"
@@ -128,7 +128,11 @@ def render(ctx: Context) -> None:
         result = _stream(ctx, picked[0], picked[1], source, options)
         if result is not None:
             st.session_state[RESULT_KEY] = result
-    result: dl.LiveResult | None = st.session_state.get(RESULT_KEY)
+    _show_result(st.session_state.get(RESULT_KEY))
+    signal_log_view.render()
+
+
+def _show_result(result: dl.LiveResult | None) -> None:
     if result is None:
         st.info("Pick a model and a tick source, then start a stream.")
         return
