@@ -48,6 +48,9 @@ class ServerSettings:
     http_port: int = _setting(-1, "HTTP/JSON gateway and /metrics port (-1: off, 0: a free one)")
     default_model: str = _setting("", "model used when a request names none")
     grace: float = _setting(5.0, "seconds in-flight calls get at shutdown")
+    drain: float = _setting(
+        0.0, "seconds between SIGTERM and the stop: health NOT_SERVING, still serving, so a balancer moves away"
+    )
     workers: int = _setting(4, "worker threads for big messages and model calls")
 
 

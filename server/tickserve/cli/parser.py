@@ -356,6 +356,12 @@ def _server_settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, help="HTTP/JSON gateway + /metrics port (0: a free one; default: off)")
     p.add_argument("--default-model", help="model used when a request names none")
     p.add_argument("--grace", type=float, help="seconds in-flight calls get at shutdown (default 5)")
+    p.add_argument(
+        "--drain",
+        type=float,
+        help="on SIGTERM, seconds of NOT_SERVING health while still serving, before the stop: a load "
+        "balancer moves new streams away first (default 0)",
+    )
     p.add_argument("--workers", type=int, help="worker threads (default 4)")
     g = p.add_argument_group("limits (docs/errors.md): beyond each, RESOURCE_EXHAUSTED naming it and the value")
     g.add_argument("--batch-window-us", type=float, help="micro-batching window across streams (default 300; 0: off)")

@@ -236,6 +236,11 @@ class SignalSession:
         raw, probs = self.model.predict(prepared.x)
         return self.finish(prepared, raw, probs)
 
+    def warm_up(self, ticks: list[Tick]) -> list[Rejection | None]:
+        """Fold ticks into the feature state exactly as `prepare` does, with no model call (a
+        resumed stream's replay of its last ticks): per tick, its rejection or None."""
+        return self.prepare(ticks).results
+
     def prepare(self, ticks: list[Tick]) -> Prepared:
         """Validate and update the feature state; the model's input rows for the admitted ticks."""
         prepared = Prepared(ticks, [], [], [], [], None)

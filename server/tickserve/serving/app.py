@@ -28,7 +28,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tickserve_proto.contract import MAX_MESSAGE_BYTES
+from tickserve_proto.contract import MAX_MESSAGE_BYTES, server_keepalive_options
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
@@ -74,6 +74,14 @@ class TickServer:
         self.http_port: int | None = None
         self.signal_log: SignalLog | None = None
         self.telemetry: Telemetry | None = None
+
+    async def drain(self, seconds: float) -> None:
+        """Before a stop: health turns NOT_SERVING (gRPC health and HTTP /ready) while every call,
+        new ones included, is still served for `seconds`, so a load balancer health-checking this
+        replica moves new streams elsewhere before any is refused."""
+        self.signals.draining = True
+        await self.health.enter_graceful_shutdown()
+        await asyncio.sleep(seconds)
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """Refuse new calls, give in-flight ones `grace` s, then write out the signal log.
@@ -135,6 +143,7 @@ async def create_server(
             ("grpc.max_send_message_length", max(limits.max_message_bytes, MAX_MESSAGE_BYTES)),
             ("grpc.so_reuseport", 0),
             ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
+            *server_keepalive_options(),  # all-day streams: tickserve_proto/contract.py says why
         ],
         # auth first (an unauthenticated call is refused before its bytes matter), then
         # undecodable request bytes -> INVALID_ARGUMENT on every method (decoding.py)
@@ -187,6 +196,7 @@ async def serve(
     port: int = 50051,
     *,
     grace: float = 5.0,
+    drain: float = 0.0,
     ready_file: Path | None = None,
     limits: ServerLimits = ServerLimits(),
     tls: TlsConfig | None = None,
@@ -234,6 +244,9 @@ async def serve(
         if ready_file is not None:
             ready_file.write_text(f"{tick_server.port}\n")
         await stop.wait()
+        if drain > 0:
+            announce(f"tickserve draining: health NOT_SERVING, still serving for {drain:g} s")
+            await tick_server.drain(drain)
         log.info("shutting down: %.1f s grace for in-flight calls", grace)
         announce("tickserve stopping")
     finally:

@@ -23,6 +23,7 @@ from ..core.ticks import (
     TickFrame,
     unknown_side_number,
 )
+from ..features import MAX_LOOKBACK
 from ..models.repository import ModelEntry
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,15 @@ def result_to_proto(result: Result, tick: Tick, model: str, version: str) -> pb.
             error.sequence = tick.sequence
         return pb.TickResult(error=error)
     return pb.TickResult(signal=signal_to_proto(result, model, version))
+
+
+def warmup_to_proto(results: list, ticks: list[Tick]) -> pb.WarmupResult:
+    """The answer to a warmup message: how many ticks entered the state, the first refusal."""
+    rejected = [(r, t) for r, t in zip(results, ticks) if isinstance(r, Rejection)]
+    answer = pb.WarmupResult(accepted=len(results) - len(rejected), rejected=len(rejected))
+    if rejected:
+        answer.first_error.CopyFrom(result_to_proto(*rejected[0], "", "").error)
+    return answer
 
 
 _ACTION_CODES = np.array([ACTION[name] for name in ACTIONS], dtype=np.int32)
@@ -219,6 +229,7 @@ def model_info(entry: ModelEntry) -> pb.ModelInfo:
         info.metrics.update(m.metrics)
         info.signal_rules.update(m.signal_rules.to_numbers())
         info.data_fingerprint = m.data_fingerprint
+        info.max_lookback = MAX_LOOKBACK
         spans = m.training.get("spans")
         if spans:
             info.training_spans.CopyFrom(

@@ -178,6 +178,8 @@ def build_app(signals, telemetry=None, auth=None, *, max_body_bytes: int, infere
         return web.json_response({"status": "SERVING"})
 
     async def ready(request: web.Request) -> web.Response:
+        if signals.draining:  # stopping soon: a balancer should send nothing new here
+            return web.json_response({"ready": False, "draining": True}, status=503)
         models = (await signals.list_models(pb.ListModelsRequest())).models
         ok = any(m.state == pb.MODEL_STATE_READY for m in models)
         return web.json_response({"ready": ok}, status=200 if ok else 503)

@@ -72,6 +72,12 @@ def respond(
     return response, recorder.message("StreamSignals", session.model, ticks, results, started)
 
 
+def warm_up(session: SignalSession, ticks: Sequence[pb.Tick]) -> pb.StreamSignalsResponse:
+    """A warmup message: its ticks into the feature state, no model call, no signal logged."""
+    own = [tick_input.tick_from_proto(t) for t in ticks]
+    return pb.StreamSignalsResponse(warmup=converters.warmup_to_proto(session.warm_up(own), own))
+
+
 def prepare_columns_message(session: SignalSession, columns: pb.TickColumns) -> PreparedColumns:
     return prepare_columns(session, tick_input.block_from_proto(columns))
 

@@ -78,6 +78,7 @@ class SignalServicer(EvaluateRpc, pb_grpc.SignalServiceServicer):
             on_batch=self.recorder.micro_batch if self.recorder.telemetry is not None else None,
         )
         self.stream_stats = StreamStats()
+        self.draining = False  # set by TickServer.drain: health says NOT_SERVING, calls still served
         self.idle = IdleStreams(limits.idle_timeout_s)
         self.open_streams = OpenStreams()
         self._parallel = asyncio.Semaphore(
@@ -108,12 +109,12 @@ class SignalServicer(EvaluateRpc, pb_grpc.SignalServiceServicer):
     def _ticks_of(self, request, kind: str) -> Sequence[pb.Tick]:
         if kind == "tick":
             return (request.tick,)
-        ticks = request.batch.ticks
+        ticks = request.warmup.ticks if kind == "warmup" else request.batch.ticks
         if len(ticks) > self.limits.max_ticks_per_message:
             raise ResourceExhausted(
-                f"batch.ticks: {len(ticks)} ticks in one message, "
+                f"{kind}.ticks: {len(ticks)} ticks in one message, "
                 f"the limit is max_ticks_per_message={self.limits.max_ticks_per_message}",
-                field="batch.ticks",
+                field=f"{kind}.ticks",
             )
         return ticks
 
@@ -175,7 +176,7 @@ class SignalServicer(EvaluateRpc, pb_grpc.SignalServiceServicer):
                     answered.messages += 1
                     continue
                 if kind is None:
-                    raise InvalidArgument("payload: the message carries none of config, tick, batch or columns")
+                    raise InvalidArgument("payload: the message carries none of config, tick, batch, columns or warmup")
                 if session is None:
                     session = self._open_session("", "", False)
                     predictor = self.predictors.of(session.model)
@@ -202,6 +203,14 @@ class SignalServicer(EvaluateRpc, pb_grpc.SignalServiceServicer):
                     answered.ticks += n
                     continue
                 ticks = self._ticks_of(request, kind)
+                if kind == "warmup":  # state only: no model call, nothing to log
+                    response = await self._off_loop(routes.warm_up, session, ticks)
+                    stats.messages += 1
+                    stats.ticks += len(ticks)
+                    yield response
+                    answered.messages += 1
+                    answered.ticks += len(ticks)
+                    continue
                 response, rows = await self._answer(session, ticks, predictor, token, started)
                 rows = await self._log_before_send(rows)
                 stats.messages += 1

@@ -14,7 +14,7 @@ from itertools import islice
 
 import grpc
 
-from tickserve_proto.contract import MAX_MESSAGE_BYTES, side_value
+from tickserve_proto.contract import client_channel_options, side_value
 from tickserve_proto.v1 import tickserve_pb2 as pb
 from tickserve_proto.v1 import tickserve_pb2_grpc as pb_grpc
 
@@ -245,10 +245,7 @@ class TickserveClient:
             raise ValueError("pass either a channel or TLS settings, not both")
         if token is not None and (not token or not token.isascii() or not token.isprintable() or " " in token):
             raise ValueError("token: must be non-empty printable ASCII without spaces")
-        options = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        options = client_channel_options()  # message size, keepalive, reconnection (contract.py)
         if channel is None:
             if secure:
                 credentials = grpc.ssl_channel_credentials(*map(_pem, certificates))
@@ -297,6 +294,33 @@ class TickserveClient:
 
         for response in self.stub.StreamSignals(requests(), timeout=self.timeout):
             yield from response.results
+
+    def stream_signals_resuming(
+        self,
+        ticks: Sequence[pb.Tick],
+        *,
+        model: str = "",
+        version: str = "",
+        return_features: bool = False,
+        batch_size: int = 1,
+        retry_for_s: float = 30.0,
+        on_resume=None,
+    ) -> Iterator[pb.TickResult]:
+        """`stream_signals` that reconnects when the server goes away, replays each instrument's
+        last ticks as warm-up and resumes: each tick answered once, in order, with the signals of
+        a stream that never broke (resume.py)."""
+        from .resume import stream_signals_resuming
+
+        return stream_signals_resuming(
+            self,
+            ticks,
+            model=model,
+            version=version,
+            return_features=return_features,
+            batch_size=batch_size,
+            retry_for_s=retry_for_s,
+            on_resume=on_resume,
+        )
 
     def stream_columns(
         self,

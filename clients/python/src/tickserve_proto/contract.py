@@ -3,7 +3,8 @@
 - `MAX_MESSAGE_BYTES`: the largest message either side sends or accepts by default
   (the server's `max_message_bytes` setting may raise what it accepts);
 - the mapping of a tick's aggressor (+1 buy, -1 sell, 0 unknown or no trade) to the `Side` enum;
-- `tick_message`: any tick-like object as a `Tick` message.
+- `tick_message`: any tick-like object as a `Tick` message;
+- keepalive for all-day streams, the client's and the server's halves of one agreement.
 
 Only grpcio and protobuf are needed, as for the rest of the client.
 """
@@ -13,6 +14,44 @@ from __future__ import annotations
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+# Keepalive. A stream can sit idle for minutes (a quiet market, a weekend), and a peer that dies
+# without closing its TCP connection, or a NAT or load balancer that silently forgets it, is
+# found by TCP alone only after hours. So a client pings an idle connection every
+# CLIENT_KEEPALIVE_MS and gives it up when no answer comes within KEEPALIVE_TIMEOUT_MS (its call
+# ends UNAVAILABLE: a resuming stream reconnects); the server accepts pings that often
+# (SERVER_MIN_PING_INTERVAL_MS; gRPC's default refuses more than one per 5 minutes with a
+# GOAWAY) and pings its own clients every SERVER_KEEPALIVE_MS to free the slots of dead ones.
+CLIENT_KEEPALIVE_MS = 30_000
+SERVER_KEEPALIVE_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+SERVER_MIN_PING_INTERVAL_MS = 10_000
+# A client reconnects at most this long after its server came back (gRPC's default: 120 s).
+MAX_RECONNECT_BACKOFF_MS = 5_000
+
+
+def client_channel_options(keepalive_ms: int = CLIENT_KEEPALIVE_MS) -> list[tuple[str, int]]:
+    """The channel options every tickserve client uses (message size, keepalive, reconnection)."""
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", max(keepalive_ms, SERVER_MIN_PING_INTERVAL_MS)),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+    ]
+
+
+def server_keepalive_options() -> list[tuple[str, int]]:
+    """The server's half: accept the clients' pings, ping idle clients."""
+    return [
+        ("grpc.keepalive_time_ms", SERVER_KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS * 2),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
 # The trade's aggressor as the project's ticks carry it (+1 buy, -1 sell, 0 unknown or no trade)
 # -> the Side enum on the wire.
 SIDES = {1: pb.SIDE_BUY, -1: pb.SIDE_SELL, 0: pb.SIDE_UNSPECIFIED}
