@@ -469,3 +469,54 @@ def test_node_tls_and_token(node, secure_server, mixed, tmp_path):
         node, "models", "--server", address, "--token-file", str(token_file), "--timeout", "5", check=False
     )
     assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stderr
+
+
+def test_node_stream_resumes_across_a_killed_server_with_the_same_signals(node, model_repo, tmp_path):
+    """`tickserve-node stream --resume`: the server SIGKILLed mid-stream and another started on its
+    port; every tick answered once, in order, with the signals of an unbroken stream."""
+    import signal as signals
+    import threading
+
+    from tickserve_client import TickserveClient
+
+    from .test_failover import _free_port, _serve
+
+    ticks = [
+        replace(t, instrument="AAA" if i % 3 else "BBB", sequence=1000 + i)
+        for i, t in enumerate(simulate(700, seed=71).ticks())
+    ]
+    path = write_ticks_csv(ticks, tmp_path / "ticks.csv")
+    port = _free_port()
+    procs = [_serve(model_repo, port)]
+    try:
+        with TickserveClient(f"127.0.0.1:{port}", timeout=60) as client:
+            expected = [result_json(r) for r in client.stream_signals(map(to_proto, ticks), model=MODEL)]
+        cli = subprocess.Popen(
+            [node, str(CLI), "stream", "--server", f"127.0.0.1:{port}", "--csv", str(path), "--model", MODEL]
+            + ["--json", "--resume"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        got, killer = [], None
+
+        def kill_and_restart() -> None:
+            procs[0].send_signal(signals.SIGKILL)
+            procs[0].wait(10)
+            procs.append(_serve(model_repo, port))
+
+        for line in cli.stdout:
+            got.append(json.loads(line))
+            if len(got) == 300:
+                killer = threading.Thread(target=kill_and_restart)
+                killer.start()
+        cli.wait(60)
+        killer.join()
+        assert cli.returncode == 0, cli.stderr.read()
+        assert "stream broken after" in cli.stderr.read()
+        assert got == expected
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)

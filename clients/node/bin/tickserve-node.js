@@ -15,10 +15,10 @@
 const fs = require('node:fs');
 const { parseArgs } = require('node:util');
 const { TickserveClient, shortName, statusName, tokenFromText } = require('../src/client');
-const { readTicks, CsvError } = require('../src/csv');
+const { readTicks, readTicksAll, CsvError } = require('../src/csv');
 
 const USAGE = `usage:
-  tickserve-node stream   --server HOST:PORT --csv FILE [--model M] [--version V] [--batch N] [--json]
+  tickserve-node stream   --server HOST:PORT --csv FILE [--model M] [--version V] [--batch N] [--json] [--resume]
   tickserve-node evaluate --server HOST:PORT --csv FILE [--model M] [--version V] [--batch N] [--json]
   tickserve-node models   --server HOST:PORT [--model M [--version V]] [--json]
 
@@ -30,6 +30,8 @@ const USAGE = `usage:
   --batch      ticks per message (stream: 1 = one Tick message per tick, default 1;
                evaluate: default 1000)
   --json       one JSON object per line (stream), or the whole report / model list as JSON
+  --resume     stream: survive the server going away (reconnect, replay each instrument's last
+               ticks as warm-up, resend the rest): every tick answered once, the same signals
   --timeout    deadline of the call in seconds (default: none)
   --tls-ca     PEM CA to trust for the server's certificate: connect with TLS
   --tls-cert   PEM client certificate chain for mutual TLS (with --tls-key)
@@ -46,6 +48,7 @@ const OPTIONS = {
   version: { type: 'string', default: '' },
   batch: { type: 'string' },
   json: { type: 'boolean', default: false },
+  resume: { type: 'boolean', default: false },
   timeout: { type: 'string' },
   'tls-ca': { type: 'string' },
   'tls-cert': { type: 'string' },
@@ -227,7 +230,12 @@ async function cmdStream(args) {
   const started = process.hrtime.bigint();
   try {
     if (!args.json) out(signalHeader());
-    const results = client.streamSignals(readTicks(file), { model: args.model, version: args.version, batchSize });
+    const options = { model: args.model, version: args.version, batchSize };
+    const onResume = (answered, attempt) =>
+      process.stderr.write(`stream broken after ${answered} answers: resuming (attempt ${attempt})\n`);
+    const results = args.resume
+      ? client.streamSignalsResuming(await readTicksAll(file), { ...options, onResume })
+      : client.streamSignals(readTicks(file), options);
     for await (const result of results) {
       if (result.result === 'error') {
         counts.error = (counts.error ?? 0) + 1;

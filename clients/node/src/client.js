@@ -16,6 +16,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const { streamSignalsResuming } = require('./resume');
 
 const MAX_MESSAGE_BYTES = 16 * 1024 * 1024; // as the server and the Python client
 const PROTO_FILE = path.join('tickserve', 'v1', 'tickserve.proto');
@@ -273,6 +274,12 @@ class TickserveClient {
     const channelOptions = {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      // keepalive and reconnection: the same agreement as the Python client's
+      // (clients/python/src/tickserve_proto/contract.py says why)
+      'grpc.keepalive_time_ms': 30000,
+      'grpc.keepalive_timeout_ms': 10000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_reconnect_backoff_ms': 5000,
     };
     if (options.token != null) channelOptions.interceptors = [bearerToken(options.token)];
     this.stub = new this.proto.SignalService(target, credentials, channelOptions);
@@ -315,6 +322,21 @@ class TickserveClient {
     for await (const response of drive(call, requests())) {
       yield* response.results;
     }
+  }
+
+  /**
+   * streamSignals that survives its server: reconnects on UNAVAILABLE or CANCELLED, replays each
+   * instrument's last max_lookback ticks as warm-up and resumes (src/resume.js); every tick is
+   * answered once, in order, with the signals of a stream that never broke.
+   *
+   * @param {Iterable} ticks
+   * @param {{model?: string, version?: string, batchSize?: number, returnFeatures?: boolean,
+   *          retryForMs?: number, onResume?: (answered: number, attempt: number) => void}} [options]
+   */
+  async *streamSignalsResuming(ticks, options = {}) {
+    const messages = Array.from(ticks, toTickMessage); // resending needs them again
+    const open = (requests) => drive(this.stub.StreamSignals(this._callOptions()), requests);
+    yield* streamSignalsResuming(this, messages, options, open);
   }
 
   /** streamSignals() collected into an array. */
