@@ -394,7 +394,7 @@ def test_a_message_with_no_payload_ends_the_stream(stub):
     requests = [pb.StreamSignalsRequest(tick=tick()), pb.StreamSignalsRequest()]
     err = rpc_error(lambda: list(stub.StreamSignals(iter(requests), timeout=10)))
     assert err.code() == INVALID
-    assert err.details() == "payload: the message carries none of config, tick, batch or columns"
+    assert err.details() == "payload: the message carries none of config, tick, batch, columns or warmup"
 
 
 def test_unknown_model_or_version_is_not_found_everywhere(stub):
