@@ -267,3 +267,41 @@ def test_outputs_stored_but_not_acknowledged_are_published_once(nats_url, model)
     assert second.duplicates == 300  # the unacknowledged batch's 3 x 100 outputs, dropped by the broker
     assert {m.dedup_id: m.data for m in stored} == reference(model, pb_ticks(frame))
     assert len(stored) == len(frame)
+
+
+def test_the_server_and_the_plugin_list_never_import_nats():
+    code = (
+        "import sys; from tickserve.plugins.manager import load_plugins; from tickserve.serving import app; "
+        "p = load_plugins(); assert p.transport('nats').name == 'nats'; assert 'nats' not in sys.modules, 'nats'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_columns_output_is_one_signal_columns_per_message(nats_url, model):
+    frame = simulate(600, seed=55)
+    s = settings(nats_url, "cols", output="columns", features=False)
+    messages = [(m.SerializeToString(), {}) for m in frame_columns(frame, 200)]
+
+    async def run():
+        await publish_inputs(nats_url, s.input_stream, s.input_subject, messages)
+        bridge = build_bridge(model, NatsTransport, s)
+        await bridge.start()
+        await asyncio.wait_for(bridge.run(lambda st: st.messages == len(messages) and bridge.stop()), 60)
+        await bridge.close()
+        return await read_stream(nats_url, s.output_stream)
+
+    stored = asyncio.run(run())
+    assert [m.dedup_id for m in stored] == ["#1", "#2", "#3"]
+    session = SignalSession(model)
+    for m, (payload, _) in zip(stored, messages):
+        got = pb.SignalColumns.FromString(m.data)
+        want = [session.process([tick_from_proto(t)])[0] for t in ticks_of(pb.TickColumns.FromString(payload))]
+        assert list(got.p_buy) == [r.signal.p_buy for r in want]
+        assert list(got.action) == [int(result_to_proto(r, r.tick, "", "").signal.action) for r in want]
+
+
+def ticks_of(columns: pb.TickColumns) -> list[pb.Tick]:
+    from tickserve.serving.tick_input import block_from_proto
+
+    block = block_from_proto(columns)
+    return [tick_message(block.tick(i)) for i in range(len(block))]
