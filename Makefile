@@ -14,7 +14,7 @@ PYPROJECTS := pyproject.toml setup.py clients/python/pyproject.toml clients/dash
 # (onnx with its exporter, which training and the tests use; serving needs only onnxruntime).
 PLUGINS := plugins/lightgbm plugins/xgboost 'plugins/onnx[export]' 
 
-.PHONY: install stubs models demo test lint format bench signal-bench clean-models clean
+.PHONY: install stubs models demo test lint format bench bridge-bench signal-bench clean-models clean
 
 install: $(VENV)/.installed
 
@@ -78,6 +78,10 @@ bench: install
 	$(PY) benchmarks/run.py
 
 # The signal scoreboard on every real data set under ../shared/data: benchmarks/SIGNALS.md
+# `tickserve bridge` (NATS JetStream) against the gRPC TickColumns path, in one run: README, The bridge
+bridge-bench: install
+	$(PY) benchmarks/bridge_bench.py
+
 signal-bench: install
 	$(PY) benchmarks/signals.py
 

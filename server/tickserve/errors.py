@@ -81,3 +81,11 @@ class PluginError(TickserveError):
     """A plugin failed to import or broke the hook contract."""
 
     status = Status.INTERNAL
+
+
+class TransportError(TickserveError):
+    """A bridge transport's broker failed (unreachable, a publish not stored, a stream missing).
+    Transient: the bridge stops without acknowledging the input at hand, and a restart resumes
+    from the last acknowledged input message."""
+
+    status = Status.UNAVAILABLE

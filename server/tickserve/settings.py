@@ -99,6 +99,32 @@ class LoggingSettings:
     format: str = _setting("text", "text or json (one JSON object per line)")
 
 
+@dataclass(frozen=True)
+class BridgeSettings:
+    """`tickserve bridge`: ticks from a message broker through one in-process session, signals back to it."""
+
+    transport: str = _setting("nats", "the bridge transport plugin (`tickserve plugins` lists them)")
+    url: str = _setting("nats://127.0.0.1:4222", "the broker to connect to")
+    input_stream: str = _setting("TICKS", "the stream holding the input subject (created when missing)")
+    input_subject: str = _setting("tickserve.ticks", "where tick messages are published")
+    durable: str = _setting("tickserve-bridge", "the durable consumer's name: the bridge's position in the input")
+    encoding: str = _setting("columns", "input encoding of messages without a Tickserve-Encoding header")
+    output_stream: str = _setting("SIGNALS", "the stream holding the signal and dead-letter subjects")
+    output_subject: str = _setting("tickserve.signals", "where results are published")
+    output: str = _setting("ticks", "ticks: one TickResult per tick; columns: one SignalColumns per TickColumns")
+    output_format: str = _setting("proto", "proto (the contract's messages) or json (their JSON mapping)")
+    dead_letter_subject: str = _setting("tickserve.dead", "where undecodable input goes, with its reason")
+    model: str = _setting("", "model to serve (default: the repository's default or only model)")
+    version: str = _setting("", "model version (default: the newest READY one)")
+    features: bool = _setting(False, "signals carry the model's input features (StreamConfig.return_features)")
+    max_in_flight: int = _setting(256, "input messages delivered and not yet acknowledged, at most")
+    ack_wait_s: float = _setting(30.0, "seconds before the broker redelivers an unacknowledged input")
+    dedup_window_s: float = _setting(120.0, "the output stream's de-duplication window (a restart must be sooner)")
+    replay_messages: int = _setting(0, "input messages replayed at start to rebuild state (0: all retained)")
+    max_ticks_per_message: int = _setting(10_000, "more ticks in one input message: a dead letter")
+    metrics_port: int = _setting(-1, "/metrics port (-1: off, 0: a free one)")
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "limits": LimitsSettings,
@@ -106,6 +132,7 @@ SECTIONS: dict[str, type] = {
     "auth": AuthSettings,
     "signal_log": SignalLogSettings,
     "logging": LoggingSettings,
+    "bridge": BridgeSettings,
 }
 _KINDS = {"str": str, "int": int, "float": float, "bool": bool}
 # section -> key -> Setting, derived from the sections (config show, flags and the environment read it)
@@ -114,7 +141,13 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     for name, section in SECTIONS.items()
 }
 OTHER_SECTIONS = {"plugins"}  # read elsewhere
-CHOICES = {("logging", "level"): {"debug", "info", "warning", "error"}, ("logging", "format"): {"text", "json"}}
+CHOICES = {
+    ("logging", "level"): {"debug", "info", "warning", "error"},
+    ("logging", "format"): {"text", "json"},
+    ("bridge", "encoding"): {"tick", "batch", "columns", "request", "json"},
+    ("bridge", "output"): {"ticks", "columns"},
+    ("bridge", "output_format"): {"proto", "json"},
+}
 
 
 @dataclass
@@ -149,6 +182,10 @@ class Settings:
     @property
     def logging(self) -> LoggingSettings:
         return LoggingSettings(**self.values["logging"])
+
+    @property
+    def bridge(self) -> BridgeSettings:
+        return BridgeSettings(**self.values["bridge"])
 
     def to_toml(self, *, with_sources: bool = True) -> str:
         lines = []

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from . import __doc__ as cli_doc  # its first line is the description of `tickserve --help`
+from .bridge import add_bridge_parser
 from .client import cmd_evaluate, cmd_models, cmd_repository, cmd_stream
 from .data import cmd_import, cmd_simulate
 from .demo import cmd_demo
@@ -304,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--model-dir", type=Path, help="a model version directory to check (for an adapter without train)")
     _plugin_filter_args(k)
     k.set_defaults(func=cmd_check_plugin)
+
+    add_bridge_parser(sub, _plugin_filter_args)  # its flags are the [bridge] settings, from settings.py
 
     d = sub.add_parser("demo", help="end to end: train if needed, serve, stream, evaluate")
     d.add_argument("--models", type=Path, default=Path("models"))

@@ -9,6 +9,7 @@ import pluggy
 from ..plugin import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from ..bridge.transport import BridgeTransport
     from ..features.calendar import SessionCalendar
     from ..plugin import ModelAdapter
 
@@ -23,3 +24,10 @@ def tickserve_adapters() -> list[type[ModelAdapter]]:
 @hookspec(firstresult=True)
 def tickserve_session_calendar(name: str) -> SessionCalendar | None:
     """Return the trading-session calendar called `name`, or None if this plugin does not define it."""
+
+
+@hookspec
+def tickserve_bridge_transports() -> list[type[BridgeTransport]]:
+    """Return the bridge transport classes (message brokers) this plugin provides: `tickserve
+    bridge` uses the one named by `[bridge] transport`. The API and its promises:
+    `tickserve.bridge.transport` (NATS JetStream is built in: `tickserve.bridge.nats_transport`)."""

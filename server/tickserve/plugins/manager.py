@@ -26,7 +26,8 @@ from . import hookspecs
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PLUGINS = ("tickserve.plugins.calendars", "tickserve.models.ensemble")
+# the NATS bridge transport imports its client (nats-py, the bridge extra) only when a bridge connects
+BUILTIN_PLUGINS = ("tickserve.plugins.calendars", "tickserve.models.ensemble", "tickserve.bridge.nats_transport")
 
 
 @dataclass
@@ -62,6 +63,33 @@ class Plugins:
             if found is not None:
                 return found
         raise InvalidArgument(f"calendar: no plugin defines a session calendar named {name!r}", field="calendar")
+
+    def transport(self, name: str) -> type:
+        """The bridge transport class called `name` (a later-registered plugin wins, as for adapters)."""
+        from ..bridge.transport import BridgeTransport
+
+        found: dict[str, type] = {}
+        for impl in self.manager.hook.tickserve_bridge_transports.get_hookimpls():  # earlier plugins first
+            try:
+                provided = impl.function()
+                bad = [c for c in provided if not (isinstance(c, type) and issubclass(c, BridgeTransport))]
+                if bad:
+                    raise TypeError(f"returned {bad!r}, which are not BridgeTransport subclasses")
+            except Exception as exc:
+                log.error(
+                    "plugin %r: tickserve_bridge_transports hook failed: %s: %s",
+                    impl.plugin_name,
+                    type(exc).__name__,
+                    exc,
+                )
+                continue
+            found.update({cls.name: cls for cls in provided})
+        if name not in found:
+            raise InvalidArgument(
+                f"transport: no plugin provides the bridge transport {name!r} (installed: {', '.join(sorted(found))})",
+                field="transport",
+            )
+        return found[name]
 
 
 def load_plugins(*, allow: set[str] | None = None, deny: set[str] | None = None) -> Plugins:
