@@ -26,7 +26,7 @@ chunk, so the compiled step is the one that serves streams.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -130,6 +130,14 @@ def features_and_labels(
     return x, y, future
 
 
+class FeatureLabelStage(Protocol):
+    """(feature matrix, labels, label-tick rows) of a frame: `local_stage` or `DaskStage`."""
+
+    def __call__(
+        self, frame: TickFrame, features: FeatureConfig, labels: LabelConfig
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
 @dataclass(frozen=True)
 class DaskStage:
     """The feature and label stage of `train_model` on a Dask cluster (`--dask`)."""
@@ -156,6 +164,7 @@ __all__ = [
     "Chunk",
     "ChunkResult",
     "DaskStage",
+    "FeatureLabelStage",
     "chunk_features_labels",
     "features_and_labels",
     "local_stage",
