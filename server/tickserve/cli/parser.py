@@ -161,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the quick build of the adapter's compiled form (see `tickserve compile`)",
     )
+    t.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS|local[:N]",
+        help="compute features and labels in chunks on a Dask cluster (the same bits as one process) and "
+        "fit with the adapter's train_dask (lightgbm.dask) where it has one: a scheduler address, or "
+        "local[:N] for N local worker processes (default 2); needs tickserve[dask]",
+    )
+    t.add_argument(
+        "--dask-chunk-rows",
+        type=int,
+        default=200_000,
+        metavar="ROWS",
+        help="with --dask: ticks per chunk (default 200000), each with its warm-up and label look-ahead",
+    )
     _plugin_filter_args(t)
     t.set_defaults(func=cmd_train)
 

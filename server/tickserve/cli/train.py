@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from .data import _load_frame
@@ -91,29 +92,53 @@ def cmd_train(args) -> int:
         f"({args.label} labels, horizon {'chosen from the data' if choose else label_config.describe()}; "
         f"calendar {calendar.name}; {args.folds} walk-forward folds)"
     )
-    path, manifest = train_model(
-        frame,
-        adapter=adapter,
-        models_dir=args.models,
-        name=name,
-        version=args.version,
-        feature_config=feature_config,
-        label_config=label_config,
-        choose=choose,
-        threshold_spreads=spreads,
-        feature_names=features,
-        params=params,
-        progress=ProgressBar("boosting"),
-        folds=args.folds,
-        cost_gate=not args.no_cost_gate,
-        fee_bps=args.fee_bps,
-    )
+    with _dask_session(args, adapter) as (stage, trainer):
+        path, manifest = train_model(
+            frame,
+            adapter=adapter,
+            stage=stage,
+            trainer=trainer,
+            models_dir=args.models,
+            name=name,
+            version=args.version,
+            feature_config=feature_config,
+            label_config=label_config,
+            choose=choose,
+            threshold_spreads=spreads,
+            feature_names=features,
+            params=params,
+            progress=ProgressBar("boosting"),
+            folds=args.folds,
+            cost_gate=not args.no_cost_gate,
+            fee_bps=args.fee_bps,
+        )
     print(f"wrote {path}")
     for line in format_training(TrainingReport.from_dict(manifest.training)):
         print(line)
     if not args.no_compile:
         _compile_one(adapter, path, manifest, quick=True)
     return 0
+
+
+@contextmanager
+def _dask_session(args, adapter):
+    """(stage, trainer) for train_model: both None without --dask. With it, features and labels
+    in chunks on the cluster, and the adapter's train_dask if it has one (else its `train` on the
+    gathered arrays, said so)."""
+    if args.dask is None:
+        yield None, None
+        return
+    from functools import partial
+
+    from ..training.dask_cluster import ClusterSpec, connect
+    from ..training.distributed import DaskStage
+
+    spec = ClusterSpec.parse(args.dask)
+    with connect(spec) as client:
+        train_dask = getattr(adapter, "train_dask", None)
+        fit = "lightgbm.dask" if train_dask else f"{adapter.name}'s own train, in this process"
+        print(f"dask: {spec.describe()}: features and labels in chunks of {args.dask_chunk_rows} ticks; fit: {fit}")
+        yield DaskStage(client, args.dask_chunk_rows), (partial(train_dask, client) if train_dask else None)
 
 
 def derived_name(data_file: Path | None, adapter: str) -> str:

@@ -8,17 +8,25 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..core.calibration import Calibrator, fit_temperature, log_loss
 from ..core.signals import SignalRules
 from ..evaluation.labels import CLASSES, LabelConfig
-from ..plugin import TrainingData
+from ..plugin import Progress, TrainingData, TrainingResult
 from .report import FoldReport
 from .scores import expected_moves, score_span, tune_action_weight
 from .walk_forward import FoldRows
+
+
+class Trainer(Protocol):
+    """Fits one fold, as `ModelAdapter.train` does (its default)."""
+
+    def __call__(
+        self, data: TrainingData, params: dict[str, Any], out_dir: Path, progress: Progress
+    ) -> TrainingResult: ...
 
 
 @dataclass
@@ -49,7 +57,21 @@ def check_rows(k: int, rows: FoldRows, y: np.ndarray) -> None:
 
 
 def fit_fold(
-    k, folds, rows, x_all, y, frame, future, sizes, adapter, params, manifest, workdir, progress, calibrate
+    k,
+    folds,
+    rows,
+    x_all,
+    y,
+    frame,
+    future,
+    sizes,
+    adapter,
+    params,
+    manifest,
+    workdir,
+    progress,
+    calibrate,
+    trainer=None,
 ) -> FoldFit:
     data = TrainingData(
         x_train=x_all[rows.train],
@@ -66,7 +88,7 @@ def fit_fold(
             if progress
             else (lambda *a: None)
         )
-        result = adapter.train(data, dict(params or {}), staging, report)
+        result = (trainer or adapter.train)(data, dict(params or {}), staging, report)
         fold_manifest = replace(manifest, model_file=result.model_file, options=result.options, calibration={})
         model = adapter.load(staging, fold_manifest)
         raw_valid = model.predict_proba(x_all[rows.valid])

@@ -38,14 +38,15 @@ from .. import __version__
 from ..core.signals import SignalRules
 from ..core.ticks import TickFrame
 from ..evaluation.baselines import baseline_predictions
-from ..evaluation.labels import CLASSES, NO_LABEL, LabelConfig, make_labels, tick_sizes
-from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig, batch_features
+from ..evaluation.labels import CLASSES, NO_LABEL, LabelConfig, tick_sizes
+from ..features import FEATURE_INDEX, FEATURE_STAGE_VERSION, FeatureConfig
 from ..features.calendar import DAY_NS, HOUR_NS
 from ..features.spec import DEFAULT_MODEL_FEATURES, SESSION_FEATURES, missing_features
 from ..models.manifest import ModelManifest, check_name, file_sha256
 from ..models.repository import version_key
 from ..plugin import ModelAdapter, Progress
-from .folds import FoldFit, calibration_decision, check_rows, fit_fold, loss_notes, score_fold
+from .distributed import FeatureLabelStage, local_stage
+from .folds import FoldFit, Trainer, calibration_decision, check_rows, fit_fold, loss_notes, score_fold
 from .label_choice import choose_horizon, median_spread_ticks
 from .report import TrainingReport, training_sample
 from .walk_forward import fold_rows, fold_spans
@@ -121,6 +122,8 @@ def train_model(
     cost_gate: bool = True,
     tune_action: bool = True,
     fee_bps: float = 0.0,
+    stage: FeatureLabelStage | None = None,
+    trainer: Trainer | None = None,
 ) -> tuple[Path, ModelManifest]:
     """Train (walk-forward) and write `models_dir/<name>/<version>/` atomically; returns its path and manifest.
 
@@ -128,7 +131,9 @@ def train_model(
     `choose`: "ticks" or "time" to choose the horizon from the data (label_config's horizon is
     then ignored), None to keep label_config's. `threshold_spreads`: a mid threshold of this many
     median spreads. `cost_gate` / `tune_action` False: the seed's decision (the most probable
-    class), for comparisons."""
+    class), for comparisons. `stage`: computes (features, labels, label-tick rows) of the frame
+    (default: one process; `distributed.DaskStage` on a cluster, the same bits). `trainer`: fits
+    one fold in place of `adapter.train` (e.g. the LightGBM adapter's `train_dask`)."""
     check_name("model", name)
     feature_config = feature_config or FeatureConfig()
     if label_config is None:
@@ -165,10 +170,9 @@ def train_model(
     else:
         left_out = []
 
-    full = batch_features(frame, feature_config)
+    full, y, future = (stage or local_stage)(frame, feature_config, label_config)
     x_all = full[:, [FEATURE_INDEX[f] for f in feature_names]]
     spread = full[:, _SPREAD_TICKS]
-    y, future = make_labels(frame, label_config, feature_config)
     sizes = tick_sizes(frame, feature_config)
     baselines = baseline_predictions(frame, label_config, feature_config)
     base_manifest = ModelManifest(
@@ -203,6 +207,7 @@ def train_model(
                     target.parent,
                     progress,
                     calibrate,
+                    trainer,
                 )
             )
         calibrated, calibration_text = calibration_decision(fits, y, calibrate)

@@ -207,6 +207,25 @@ class LightGBMAdapter(ModelAdapter):
         recorded = {**params, "num_boost_round": rounds, "early_stopping_rounds": stopping}
         return TrainingResult(MODEL_FILE, recorded, {"best_iteration": float(best)})
 
+    @classmethod
+    def train_dask(
+        cls, client, data: TrainingData, params: dict[str, Any], out_dir: Path, progress: Progress
+    ) -> TrainingResult:
+        """`train` by lightgbm.dask on `client`'s workers (`tickserve train --dask`); dask_train.py."""
+        from .dask_train import train_dask
+
+        return train_dask(
+            client,
+            data,
+            params,
+            out_dir,
+            progress,
+            seed_params=SEED_PARAMS,
+            rounds=NUM_BOOST_ROUND,
+            stopping=EARLY_STOPPING_ROUNDS,
+            model_file=MODEL_FILE,
+        )
+
 
 class _SingleRowPredictor:
     """LightGBM's C fast path for one row (LGBM_BoosterPredictForMatSingleRowFast).
