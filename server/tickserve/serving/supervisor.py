@@ -178,7 +178,9 @@ class Supervisor:
 
     def _announce_serving(self) -> None:
         pids = ", ".join(str(c.proc.pid) for c in self.children.values())
-        line = f"tickserve process group serving on {self.plan.host}:{self.port}: {len(self.children)} processes ({pids})"
+        line = (
+            f"tickserve process group serving on {self.plan.host}:{self.port}: {len(self.children)} processes ({pids})"
+        )
         self.announce(line + (f", HTTP on port {self.http_port}" if self.http_port is not None else ""))
         if self.plan.ready_file is not None:
             self.plan.ready_file.write_text(f"{self.port}\n")
