@@ -51,7 +51,10 @@ class ServerSettings:
     drain: float = _setting(
         0.0, "seconds between SIGTERM and the stop: health NOT_SERVING, still serving, so a balancer moves away"
     )
-    workers: int = _setting(4, "worker threads for big messages and model calls")
+    workers: int = _setting(4, "worker threads (per process) for big messages and model calls")
+    processes: int = _setting(
+        1, 'server processes sharing the port, each its own event loop (0 or "auto": one per CPU core)'
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     for name, section in SECTIONS.items()
 }
 OTHER_SECTIONS = {"plugins"}  # read elsewhere
+# int settings that also take the word "auto", read as 0
+AUTO_INTS = {("server", "processes")}
 CHOICES = {
     ("logging", "level"): {"debug", "info", "warning", "error"},
     ("logging", "format"): {"text", "json"},
@@ -224,6 +229,8 @@ def _coerce(section: str, key: str, value: Any, where: str) -> Any:
                 out = value.lower() in ("1", "true", "yes", "on")
             else:
                 raise ValueError
+        elif kind is int and (section, key) in AUTO_INTS and isinstance(value, str) and value.lower() == "auto":
+            out = 0
         elif kind is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError

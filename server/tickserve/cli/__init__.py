@@ -21,6 +21,7 @@ __all__ = ["build_parser", "main"]
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `serve --processes N` gives it to its children
     from .logs import configure_logging
 
     configure_logging(args.log_level or "warning")  # `serve` re-configures from its settings

@@ -367,6 +367,16 @@ def _plugin_filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deny-plugin", action="append", default=None, metavar="NAME", help="never load these plugins")
 
 
+def _processes(text: str) -> int:
+    """--processes N|auto; auto is 0 (one per core), as in [server] processes."""
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or auto, got {text!r}") from None
+
+
 def _server_settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", help="the model repository (default: models)")
     p.add_argument("--host", help="bind address (default: 127.0.0.1, loopback only)")
@@ -380,7 +390,13 @@ def _server_settings_args(p: argparse.ArgumentParser) -> None:
         help="on SIGTERM, seconds of NOT_SERVING health while still serving, before the stop: a load "
         "balancer moves new streams away first (default 0)",
     )
-    p.add_argument("--workers", type=int, help="worker threads (default 4)")
+    p.add_argument("--workers", type=int, help="worker threads in each server process (default 4)")
+    p.add_argument(
+        "--processes",
+        type=_processes,
+        help="server processes sharing the port, each its own event loop; auto: one per CPU core "
+        "(default 1: this process serves). Not --workers, which counts threads",
+    )
     g = p.add_argument_group("limits (docs/errors.md): beyond each, RESOURCE_EXHAUSTED naming it and the value")
     g.add_argument("--batch-window-us", type=float, help="micro-batching window across streams (default 300; 0: off)")
     g.add_argument("--max-batch-rows", type=int, help="largest micro-batch (default 256)")

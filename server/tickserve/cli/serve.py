@@ -19,6 +19,7 @@ SERVER_FLAGS = {
     "grace": ("server", "grace"),
     "drain": ("server", "drain"),
     "workers": ("server", "workers"),
+    "processes": ("server", "processes"),
     "batch_window_us": ("limits", "batch_window_us"),
     "max_batch_rows": ("limits", "max_batch_rows"),
     "max_concurrent_streams": ("limits", "max_concurrent_streams"),
@@ -101,6 +102,7 @@ def cmd_serve(args) -> int:
     from ..models.repository import ModelRepository
     from ..serving.app import serve
     from ..serving.limits import ServerLimits
+    from ..serving.process_group import group_dir, join_group
     from .logs import announce, configure_logging
 
     settings = server_settings(args)
@@ -125,12 +127,18 @@ def cmd_serve(args) -> int:
         raise ValueError(f"workers: must be >= 1, got {srv.workers}")
     if srv.http_port < -1 or srv.http_port > 65535:
         raise ValueError(f"http_port: -1 (off), 0 (a free port) or a port number, got {srv.http_port}")
+    processes = _processes(srv.processes)
+    if processes > 1:  # a supervisor of children that each run this function with --processes 1
+        return _supervise(args, settings, processes, announce)
     plugins = _plugins(args)
     for info in plugins.infos:
         if info.status == "failed":
             announce(f"plugin {info.name} ({info.distribution}) skipped: {info.reason}", file=sys.stderr)
     repository = ModelRepository(Path(srv.models), plugins.adapters, default_model=srv.default_model)
     repository.load_all()
+    group = group_dir()
+    if group is not None:  # a child of `serve --processes N`: the group's changes since it started, too
+        join_group(repository, group)
     for entry in repository.entries():
         line = f"model {entry.name}/{entry.version}: {entry.state.value}"
         announce(line + (f" ({entry.reason})" if entry.reason else ""), file=sys.stderr)
@@ -152,10 +160,37 @@ def cmd_serve(args) -> int:
             signal_log=Path(slog.path) if slog.enabled else None,
             signal_log_max_rows=slog.max_queued_rows,
             signal_log_durable=slog.durable,
+            process_group=group is not None,
             announce=announce,
         )
     )
     return 0
+
+
+def _processes(n: int) -> int:
+    """[server] processes: 0 (auto) is one per CPU core this process may run on."""
+    import os
+
+    if n < 0:
+        raise ValueError(f"processes: must be >= 1, or 0 / auto for one per core, got {n}")
+    return n or len(os.sched_getaffinity(0))
+
+
+def _supervise(args, settings, processes: int, announce) -> int:
+    """`serve --processes N`: checked settings, then N children on one port (serving/supervisor.py)."""
+    from ..serving.supervisor import GroupPlan, Supervisor
+
+    srv = settings.server
+    plan = GroupPlan(
+        processes=processes,
+        host=srv.host,
+        port=srv.port,
+        http_port=srv.http_port if srv.http_port >= 0 else None,
+        stop_timeout_s=srv.drain + srv.grace + 15.0,
+        ready_file=args.ready_file,
+        argv=getattr(args, "argv", None) or sys.argv[1:],
+    )
+    return Supervisor(plan, announce).run()
 
 
 def default_model_notes(repository, models: str) -> list[str]:

@@ -117,6 +117,9 @@ class ModelRepository:
         self._configured_default = default_model
         self._entries: dict[tuple[str, str], ModelEntry] = {}
         self._changes = threading.Lock()  # one load/unload at a time; readers never wait
+        # `serve --processes N`: load/reload/unload go through the group's change file so that
+        # every process applies them (models/change_log.py); None: this process alone
+        self.shared_changes = None
 
     # --- discovery ------------------------------------------------------------------
 
@@ -268,11 +271,30 @@ class ModelRepository:
     # --- changes while serving ----------------------------------------------------------
 
     def load(self, name: str, version: str = "") -> list[ModelEntry]:
+        return self._change("load", name, version)
+
+    def reload(self, name: str, version: str = "") -> list[ModelEntry]:
+        return self._change("reload", name, version)
+
+    def unload(self, name: str, version: str = "") -> list[ModelEntry]:
+        return self._change("unload", name, version)
+
+    def _change(self, op: str, name: str, version: str) -> list[ModelEntry]:
+        if self.shared_changes is not None:
+            return self.shared_changes.submit(op, name, version)
+        return self.apply_change(op, name, version)
+
+    def apply_change(self, op: str, name: str, version: str = "") -> list[ModelEntry]:
+        """The change in this process only (what the shared change file replays)."""
+        local = {"load": self._load_local, "reload": self._reload_local, "unload": self._unload_local}
+        return local[op](name, version)
+
+    def _load_local(self, name: str, version: str = "") -> list[ModelEntry]:
         """(Re)load one version, or every version directory of `name` on disk. A version
         already serving keeps serving if its files now fail to load."""
         return self._load_many(self._targets(name, version))
 
-    def reload(self, name: str, version: str = "") -> list[ModelEntry]:
+    def _reload_local(self, name: str, version: str = "") -> list[ModelEntry]:
         """Load the loaded versions again and swap them in; one that fails keeps its previous
         load serving (if it had one) and the call fails with FAILED_PRECONDITION."""
         entries = self._load_many(self._targets(name, version), only_loaded=True)
@@ -281,7 +303,7 @@ class ModelRepository:
             raise FailedPrecondition("; ".join(f"{e.name}/{e.version}: {e.reason}" for e in failed), field="model")
         return entries
 
-    def unload(self, name: str, version: str = "") -> list[ModelEntry]:
+    def _unload_local(self, name: str, version: str = "") -> list[ModelEntry]:
         check_name("model", name)
         if version:
             check_name("version", version)

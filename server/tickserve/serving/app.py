@@ -37,6 +37,7 @@ from . import kserve
 from .decoding import MalformedRequests
 from .http_gateway import HttpGateway, build_app
 from .limits import ServerLimits
+from .process_group import ProcessHeader
 from .recorder import Recorder
 from .repository_servicer import ModelRepositoryServicer
 from .security import TlsConfig, TokenAuth
@@ -120,8 +121,12 @@ async def create_server(
     signal_log: Path | None = None,
     signal_log_max_rows: int = DEFAULT_MAX_QUEUED_ROWS,
     signal_log_durable: bool = False,
+    process_group: bool = False,
 ) -> TickServer:
     """Build and start a server bound to `address` ("host:port"; port 0 picks a free one).
+
+    `process_group`: one of `serve --processes N`'s children (serving/process_group.py): the
+    ports are bound with SO_REUSEPORT, /metrics sums the group, unary answers name the process.
 
     `tls`: serve TLS (mutual TLS if it names a client CA) instead of plaintext.
     `auth`: require a bearer token on every call (health checks may stay open).
@@ -134,20 +139,26 @@ async def create_server(
         if signal_log is not None
         else None
     )
-    telemetry = Telemetry(repository, log_writer) if http_port is not None else None
+    telemetry = Telemetry(repository, log_writer, multiprocess=process_group) if http_port is not None else None
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tickserve-worker")
     server = grpc.aio.server(
         options=[
             # an incoming message above the limit ends its call with RESOURCE_EXHAUSTED (gRPC itself)
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", max(limits.max_message_bytes, MAX_MESSAGE_BYTES)),
-            ("grpc.so_reuseport", 0),
+            # off: two servers must not share a port silently; on only among a group's children,
+            # whose supervisor holds the port (serving/supervisor.py)
+            ("grpc.so_reuseport", 1 if process_group else 0),
             ("grpc.max_concurrent_streams", limits.max_streams_per_connection),
             *server_keepalive_options(),  # all-day streams: tickserve_proto/contract.py says why
         ],
         # auth first (an unauthenticated call is refused before its bytes matter), then
         # undecodable request bytes -> INVALID_ARGUMENT on every method (decoding.py)
-        interceptors=[*([auth] if auth is not None else []), MalformedRequests()],
+        interceptors=[
+            *([auth] if auth is not None else []),
+            MalformedRequests(),
+            *([ProcessHeader()] if process_group else []),
+        ],
     )
     signals = SignalServicer(repository, executor, limits, Recorder(telemetry, log_writer))
     pb_grpc.add_SignalServiceServicer_to_server(signals, server)
@@ -178,7 +189,9 @@ async def create_server(
             host = address.rsplit(":", 1)[0].strip("[]")
             app = build_app(signals, telemetry, auth, max_body_bytes=limits.max_message_bytes, inference=inference)
             tick_server.http = HttpGateway(app)
-            tick_server.http_port = await tick_server.http.start(host, http_port, _ssl_context(tls))
+            tick_server.http_port = await tick_server.http.start(
+                host, http_port, _ssl_context(tls), reuse_port=process_group
+            )
     except BaseException:
         await tick_server.stop(None)
         raise
@@ -206,6 +219,7 @@ async def serve(
     signal_log: Path | None = None,
     signal_log_max_rows: int = DEFAULT_MAX_QUEUED_ROWS,
     signal_log_durable: bool = False,
+    process_group: bool = False,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve until SIGINT/SIGTERM. `announce` writes the lines an operator always sees (the
@@ -225,6 +239,7 @@ async def serve(
         signal_log=signal_log,
         signal_log_max_rows=signal_log_max_rows,
         signal_log_durable=signal_log_durable,
+        process_group=process_group,
     )
     log.info("tickserve serving %d model version(s) on %s:%d", len(repository.entries()), host, tick_server.port)
     security = _describe_security(tls, auth)

@@ -235,9 +235,12 @@ class HttpGateway:
         self.runner = web.AppRunner(app, access_log=None, auto_decompress=False)
         self.port = 0
 
-    async def start(self, host: str, port: int, ssl_context=None) -> int:
+    async def start(self, host: str, port: int, ssl_context=None, *, reuse_port: bool = False) -> int:
+        """`reuse_port`: share the port with the other processes of a `serve --processes N` group."""
         await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        site = web.TCPSite(
+            self.runner, host, port, ssl_context=ssl_context, reuse_address=True, reuse_port=reuse_port or None
+        )
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # the bound port when 0 was asked for
         return self.port

@@ -3,12 +3,19 @@
 Counted per message, never per tick, so the cost on the hot path is a few
 lock-protected additions per answered message. Scraped at /metrics on the
 HTTP port (serving/http_gateway.py).
+
+In a `serve --processes N` child (`multiprocess=True`, $PROMETHEUS_MULTIPROC_DIR set by the
+supervisor before prometheus_client was imported) the counters, gauges and histograms live in
+the group's metrics directory and a scrape of any child sums every child's (open streams: the
+live children's). The collectors read at scrape time (models by state, the signal log) are the
+answering child's own: every child serves the same models, and each has its own log writer.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # tick -> signal inside the server: from a message's arrival to its answer being built
 LATENCY_BUCKETS = (50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 3.2e-3, 6.4e-3, 12.8e-3, 25.6e-3, 0.1, 0.5, 2.0)
@@ -17,8 +24,12 @@ QUEUE_BUCKETS = (10e-6, 50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 6.4e-3)
 
 
 class Telemetry:
-    def __init__(self, repository=None, signal_log=None) -> None:
+    def __init__(self, repository=None, signal_log=None, *, multiprocess: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._scraped = self.registry
+        if multiprocess:  # what a scrape reads: the group's files, then this child's own collectors
+            self._scraped = CollectorRegistry()
+            MultiProcessCollector(self._scraped)
         r = self.registry
         self.requests = Counter(
             "tickserve_requests", "Calls answered, by RPC and model", ["rpc", "model", "version", "adapter"], registry=r
@@ -35,7 +46,9 @@ class Telemetry:
         self.call_errors = Counter(
             "tickserve_call_errors", "Calls ended with a non-OK status, by RPC and code", ["rpc", "code"], registry=r
         )
-        self.open_streams = Gauge("tickserve_open_streams", "Streaming calls open now", ["rpc"], registry=r)
+        self.open_streams = Gauge(
+            "tickserve_open_streams", "Streaming calls open now", ["rpc"], registry=r, multiprocess_mode="livesum"
+        )
         self.latency = Histogram(
             "tickserve_message_latency_seconds",
             "Server-side time from a message's arrival to its answer, by model",
@@ -56,12 +69,12 @@ class Telemetry:
             registry=r,
         )
         if repository is not None:
-            r.register(_ModelStates(repository))
+            self._scraped.register(_ModelStates(repository))
         if signal_log is not None:
-            r.register(_SignalLogStats(signal_log))
+            self._scraped.register(_SignalLogStats(signal_log))
 
     def scrape(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)
 
 
 class _SignalLogStats:
