@@ -52,6 +52,13 @@ $(VENV)/.installed: $(PYPROJECTS) server/tickserve/features/_kernel.c server/tic
 demo: install
 	$(VENV)/bin/tickserve demo --models models $(if $(DATA),--data $(DATA))
 
+# N replicas of `serve` behind nginx (gRPC, health-checked) on 127.0.0.1:$(CLUSTER_PORT); Ctrl-C drains and stops
+REPLICAS ?= 3
+CLUSTER_PORT ?= 50051
+.PHONY: cluster
+cluster: install
+	$(VENV)/bin/tickserve cluster --replicas $(REPLICAS) --port $(CLUSTER_PORT) --models models
+
 test: install lint
 	$(PY) -m pytest -q
 

@@ -6,7 +6,7 @@ and client-side commands never load model libraries.
 One module per command group: `parser.py` (every flag and help text), `data.py` (simulate,
 import), `train.py` (train, compile, ensemble), `serve.py` (serve, config: the server's settings
 and access control), `client.py` (stream, evaluate, models, repository: clients of a running
-server), `signals.py` (the signal log), `plugins.py`, `demo.py`.
+server), `cluster.py` (replicas behind nginx), `signals.py` (the signal log), `plugins.py`, `demo.py`.
 """
 
 from __future__ import annotations

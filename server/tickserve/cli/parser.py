@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __doc__ as cli_doc  # its first line is the description of `tickserve --help`
 from .bridge import add_bridge_parser
 from .client import cmd_evaluate, cmd_models, cmd_repository, cmd_stream
+from .cluster import cmd_cluster
 from .data import cmd_import, cmd_simulate
 from .demo import cmd_demo
 from .flags import _client_security_args, _feature_args, _plugin_filter_args, _server_settings_args
@@ -205,6 +206,26 @@ def build_parser() -> argparse.ArgumentParser:
     _server_settings_args(v)
     v.add_argument("--ready-file", type=Path, help="write the bound port here once serving")
     v.set_defaults(func=cmd_serve)
+
+    cl = sub.add_parser(
+        "cluster",
+        help="N serve replicas behind nginx (gRPC) on loopback, health-checked through gRPC health",
+        description="Starts the replicas on free loopback ports (each with --drain), nginx on --port "
+        "(installed with apt-get when missing and root) and a supervisor that takes a replica whose "
+        "gRPC health is not SERVING out of nginx's upstream. SIGINT/SIGTERM drains and stops all. "
+        "Flags after -- go to every `tickserve serve`.",
+    )
+    cl.add_argument("--models", default="models", help="the model repository (default: models)")
+    cl.add_argument("--replicas", type=int, default=3, help="serve processes (default 3)")
+    cl.add_argument("--host", default="127.0.0.1", help="nginx's listen address (default 127.0.0.1)")
+    cl.add_argument("--port", type=int, default=50051, help="nginx's gRPC port (default 50051)")
+    cl.add_argument("--drain", type=float, default=5.0, help="each replica's --drain on stop (default 5)")
+    cl.add_argument("--grace", type=float, default=5.0, help="each replica's --grace on stop (default 5)")
+    cl.add_argument("--health-interval", type=float, default=0.5, help="seconds between health polls (0.5)")
+    cl.add_argument("--run-dir", type=Path, help="nginx's prefix, config, logs, replica logs (default: a temp dir)")
+    cl.add_argument("--no-install", action="store_true", help="never apt-get install nginx")
+    cl.add_argument("serve_args", nargs=argparse.REMAINDER, help="-- then flags for every replica's `serve`")
+    cl.set_defaults(func=cmd_cluster)
 
     sg = sub.add_parser("signals", help="query the signal log (every signal the server served)")
     sg.add_argument("--db", type=Path, help="the SQLite file (default: the [signal_log] path of the settings)")

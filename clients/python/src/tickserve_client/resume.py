@@ -1,7 +1,7 @@
 """A StreamSignals stream that survives its server: reconnect, replay, resume.
 
 When the server goes away (UNAVAILABLE: stopped, killed, a replica gone behind a balancer;
-CANCELLED: the connection reset) the stream reconnects with backoff, replays each instrument's
+CANCELLED: the connection reset; INTERNAL from an HTTP/2 RST_STREAM: a balancer whose replica died) the stream reconnects with backoff, replays each instrument's
 last `max_lookback` answered ticks as a `warmup` message (state only, no signals), and resends
 the ticks not answered yet. The server's feature state depends on exactly those ticks
 (ModelInfo.max_lookback), so the signals after the break are bit for bit those of a stream that
@@ -20,6 +20,16 @@ import grpc
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+
+
+def _retried(err: grpc.RpcError) -> bool:
+    """UNAVAILABLE or CANCELLED; or a stream reset with no status from any server: a proxy
+    (nginx's grpc_pass) whose replica died mid-stream resets the client's HTTP/2 stream with
+    INTERNAL_ERROR, which gRPC reports as INTERNAL "Received RST_STREAM with error code 2". A
+    server's own INTERNAL comes with a status in trailers instead, and is not retried."""
+    if err.code() in RETRIED:
+        return True
+    return err.code() == grpc.StatusCode.INTERNAL and "RST_STREAM" in (err.details() or "")
 
 
 def stream_signals_resuming(
@@ -80,7 +90,7 @@ def stream_signals_resuming(
                     yield result
             return
         except grpc.RpcError as err:
-            if err.code() not in RETRIED or time.monotonic() - last_progress > retry_for_s:
+            if not _retried(err) or time.monotonic() - last_progress > retry_for_s:
                 raise
             attempt += 1
             if on_resume is not None:
