@@ -135,7 +135,14 @@ def test_streams_survive_a_killed_replica_with_the_same_signals(cluster):
     assert all(len(resumes[i]) == 1 and resumes[i][0] >= HELD_AT for i in broken)
 
     # spread: nginx's log says where each stream began; the victim's streams are the broken ones
-    calls = read_calls(cluster.settings.access_log, "StreamSignals")
+    # nginx writes a call's line when it has finished the call, which may be a moment after the
+    # client saw its end: wait for the lines of every call (one per stream, one more per resume)
+    deadline = time.monotonic() + 10
+    while True:
+        calls = read_calls(cluster.settings.access_log, "StreamSignals")
+        if len(calls) >= STREAMS + len(broken) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     first = [c for c in calls if c.started < killed_wall]
     per_replica = {r.address: sum(c.replica == r.address for c in first) for r in cluster.replicas}
     assert len(first) == STREAMS and all(n >= 1 for n in per_replica.values()), per_replica
