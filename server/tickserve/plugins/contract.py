@@ -23,17 +23,13 @@ A check that cannot run because an earlier one failed is skipped, and the report
 from __future__ import annotations
 
 import enum
-import io
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import threading
 import time
-import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,9 +43,9 @@ from ..models.repository import ModelRepository, ModelState
 from ..models.threads import libraries_loaded, limit_this_thread
 from ..plugin import ComposedAdapter, ModelAdapter, TrainingData
 from ..simulate import simulate
+from .storage import pickled_files, watching_unpickling
 
 SUM_TOLERANCE = 1e-6  # what the repository's load check allows a row's sum to be off by
-PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".sav", ".dill", ".pt", ".pth", ".ckpt"})
 CHECK_NAME, CHECK_VERSION = "contract-check", "1"
 _TRAIN_ROWS, _VALID_ROWS, _CHECK_ROWS = 1500, 500, 400
 _THREADS = 4  # concurrent callers: more than the cores of a small box, as a busy server has
@@ -225,7 +221,7 @@ class _Run:
         return f"no pickle in {len(files)} file(s): {', '.join(files)}"
 
     def _load(self) -> str:
-        with _watching_unpickling() as unpickled:
+        with watching_unpickling() as unpickled:
             self.model = self.adapter.load(self.dir, self.manifest)
         libraries_loaded()  # as the repository does after a load: the thread rule covers its libraries
         if unpickled:
@@ -391,69 +387,6 @@ def synthetic_data(seed: int = 0) -> tuple[TrainingData, np.ndarray]:
 def _check_rows(x: np.ndarray) -> np.ndarray:
     """Held-out rows plus a row of zeros (the repository's own smoke test sends zeros)."""
     return np.ascontiguousarray(np.vstack([x, np.zeros((1, x.shape[1]))]))
-
-
-def pickled_files(model_dir: Path) -> list[str]:
-    """What in `model_dir` is or holds a pickle, each with the reason: a pickle-based file name, a
-    pickle header (protocol 2-5), an object array in a .npy or inside an .npz/zip (np.load
-    unpickles those), or a pickle inside a zip (torch.save files are zips of pickles)."""
-    found = []
-    for path in sorted(p for p in Path(model_dir).rglob("*") if p.is_file()):
-        name = str(path.relative_to(model_dir))
-        with path.open("rb") as f:
-            head = f.read(2)
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            found.append(f"{name} (a pickle-based format)")
-        elif len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-            found.append(f"{name} (a pickle, protocol {head[1]})")
-        elif path.suffix.lower() == ".npy" and _npy_holds_objects(path.read_bytes()):
-            found.append(f"{name} (an object array: a pickle inside)")
-        elif zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                for member in z.namelist():
-                    if Path(member).suffix.lower() in PICKLE_SUFFIXES:
-                        found.append(f"{name}:{member} (a pickle)")
-                    elif member.endswith(".npy") and _npy_holds_objects(z.read(member)):
-                        found.append(f"{name}:{member} (an object array: a pickle inside)")
-    return found
-
-
-def _npy_holds_objects(data: bytes) -> bool:
-    try:
-        f = io.BytesIO(data)
-        major, _ = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        _, _, dtype = read(f, max_header_size=100_000)
-    except ValueError:
-        return False
-    return dtype.hasobject
-
-
-_watch_lock = threading.Lock()
-_unpickled: list[str] | None = None
-_hooked = False
-
-
-def _audit(event: str, args: tuple) -> None:
-    if event == "pickle.find_class" and _unpickled is not None:
-        _unpickled.append(f"{args[0]}.{args[1]}")
-
-
-@contextmanager
-def _watching_unpickling() -> Iterator[list[str]]:
-    """The globals any unpickler resolves meanwhile, from Python's `pickle.find_class` audit event
-    (C and Python unpicklers both raise it). An audit hook cannot be removed: it is added once and
-    does nothing outside this block."""
-    global _unpickled, _hooked
-    with _watch_lock:
-        if not _hooked:
-            sys.addaudithook(_audit)
-            _hooked = True
-        _unpickled = seen = []
-        try:
-            yield seen
-        finally:
-            _unpickled = None
 
 
 _BATCHING = "the server batches rows of different streams into one call: a signal must not depend on its neighbours"
