@@ -19,12 +19,12 @@ import pytest
 from tickserve.cluster import Cluster, ClusterConfig
 from tickserve.cluster.access_log import read_calls
 from tickserve.cluster.nginx import find_nginx
-from tickserve.serving.converters import frame_to_protos
-from tickserve.simulate import simulate
 from tickserve_client import TickserveClient
 from tickserve_proto.v1 import tickserve_pb2 as pb
 
 from .conftest import MODEL
+from .test_failover import _key
+from .test_failover import _ticks as failover_ticks
 
 STREAMS = 6
 TICKS = 600
@@ -38,16 +38,19 @@ def _free_port() -> int:
 
 
 def _ticks(n: int = TICKS) -> list[pb.Tick]:
-    ticks = frame_to_protos(simulate(n, seed=73))
-    for i, t in enumerate(ticks):  # two instruments, interleaved, each with its own sequence
-        t.instrument = "AAA" if i % 3 else "BBB"
-        t.sequence = 1000 + i
-    return ticks
+    return failover_ticks(n, seed=73)
 
 
-def _key(result: pb.TickResult) -> tuple:
-    s = result.signal
-    return (s.instrument, s.sequence, s.p_sell, s.p_hold, s.p_buy, s.action, s.warmed_up, s.sequence_gap, s.edge_score)
+def _logged_calls(cluster, expected: int, since: float = 0.0) -> list:
+    """nginx's access-log lines of StreamSignals calls, once `expected` of them (started since
+    `since`) are there: nginx writes a call's line when it has finished the call, which may be a
+    moment after the client saw its end (1 run in 5 read one line short without waiting)."""
+    deadline = time.monotonic() + 10
+    while True:
+        calls = read_calls(cluster.settings.access_log, "StreamSignals")
+        if sum(c.started >= since for c in calls) >= expected or time.monotonic() > deadline:
+            return calls
+        time.sleep(0.05)
 
 
 class HeldTicks(list):
@@ -135,14 +138,7 @@ def test_streams_survive_a_killed_replica_with_the_same_signals(cluster):
     assert all(len(resumes[i]) == 1 and resumes[i][0] >= HELD_AT for i in broken)
 
     # spread: nginx's log says where each stream began; the victim's streams are the broken ones
-    # nginx writes a call's line when it has finished the call, which may be a moment after the
-    # client saw its end: wait for the lines of every call (one per stream, one more per resume)
-    deadline = time.monotonic() + 10
-    while True:
-        calls = read_calls(cluster.settings.access_log, "StreamSignals")
-        if len(calls) >= STREAMS + len(broken) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    calls = _logged_calls(cluster, STREAMS + len(broken))  # one per stream, one more per resume
     first = [c for c in calls if c.started < killed_wall]
     per_replica = {r.address: sum(c.replica == r.address for c in first) for r in cluster.replicas}
     assert len(first) == STREAMS and all(n >= 1 for n in per_replica.values()), per_replica
@@ -173,7 +169,7 @@ def test_a_draining_replica_gets_no_new_streams(cluster):
         with TickserveClient(cluster.address, timeout=30) as client:
             assert len(list(client.stream_signals(ticks, model=MODEL))) == len(ticks)
     assert drained.alive  # it was still serving: only the balancer kept the streams away
-    calls = [c for c in read_calls(cluster.settings.access_log, "StreamSignals") if c.started >= since]
+    calls = [c for c in _logged_calls(cluster, 2 * len(alive), since) if c.started >= since]
     assert len(calls) == 2 * len(alive)
     assert all(c.replica != drained.address for c in calls), [c.replica for c in calls]
     assert drained.proc.wait(15) == 0  # then it stopped cleanly

@@ -52,8 +52,8 @@ def _serve(models, port: int, *extra: str) -> subprocess.Popen:
     raise TimeoutError("the server did not start")
 
 
-def _ticks(n: int = 700) -> list[pb.Tick]:
-    ticks = frame_to_protos(simulate(n, seed=71))
+def _ticks(n: int = 700, seed: int = 71) -> list[pb.Tick]:
+    ticks = frame_to_protos(simulate(n, seed=seed))
     for i, t in enumerate(ticks):  # two instruments, interleaved, each with its own sequence
         t.instrument = "AAA" if i % 3 else "BBB"
         t.sequence = 1000 + i
