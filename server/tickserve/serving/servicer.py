@@ -204,15 +204,10 @@ class SignalServicer(EvaluateRpc, pb_grpc.SignalServiceServicer):
                     continue
                 ticks = self._ticks_of(request, kind)
                 if kind == "warmup":  # state only: no model call, nothing to log
-                    response = await self._off_loop(routes.warm_up, session, ticks)
-                    stats.messages += 1
-                    stats.ticks += len(ticks)
-                    yield response
-                    answered.messages += 1
-                    answered.ticks += len(ticks)
-                    continue
-                response, rows = await self._answer(session, ticks, predictor, token, started)
-                rows = await self._log_before_send(rows)
+                    response, rows = await self._off_loop(routes.warm_up, session, ticks), ()
+                else:
+                    response, rows = await self._answer(session, ticks, predictor, token, started)
+                    rows = await self._log_before_send(rows)
                 stats.messages += 1
                 stats.ticks += len(ticks)
                 yield response  # waits for flow control: no next message is read before this is sent
